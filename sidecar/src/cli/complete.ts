@@ -1,0 +1,136 @@
+import * as path from 'node:path';
+
+import { completeInWorkspace, type WorkspaceCompletionReport } from '../completion/workspace-completion';
+import type { CompletionMode } from '../completion/postprocess';
+import { availableEngines, isEngineName } from '../engine';
+import { UserError } from '../errors';
+import { bundledModelPath } from '../models/bundled';
+import { integerOption, parseCommandArgs, requireOption } from './args';
+import type { Command } from './command';
+import { defaultThreads } from './defaults';
+
+const usage = `usage: repokv complete --workspace DIR --file REL --line N --column N [options]
+
+Complete the code at a cursor, with the whole workspace as context, and print the completion and its timings.
+
+  --workspace DIR     workspace folder (its .gitignore and .repokvignore files are honoured)
+  --file REL          the active file, relative to the workspace
+  --line N            cursor line, 1-based, as an editor's status bar shows it
+  --column N          cursor column, 1-based, in UTF-16 code units (a tab counts 1); the end of a line is its
+                      length + 1
+  --json              print one JSON object instead of text
+  --threads N         CPU threads (default: ${defaultThreads()}, this machine's cores; on 2 cores 1 thread may decode faster)
+  --max-tokens N      most tokens to generate (default 64)
+  --context N         context window in tokens (default: what the model was trained with)
+  --mode MODE         single (rest of the line) or multi (a block); default: single when there is code before the
+                      cursor on its line, multi otherwise
+  --model PATH        GGUF model (default: the bundled models/target.gguf)
+  --engine NAME       inference engine: ${availableEngines().join(', ')} (default llama)
+  --verbose           show the engine's log on stderr`;
+
+export const completeCommand: Command = {
+	summary: 'complete the code at a cursor, with the workspace as context',
+	usage,
+	async run(argv) {
+		const { values } = parseCommandArgs(argv, {
+			workspace: { type: 'string' },
+			file: { type: 'string' },
+			line: { type: 'string' },
+			column: { type: 'string' },
+			json: { type: 'boolean' },
+			threads: { type: 'string' },
+			'max-tokens': { type: 'string' },
+			context: { type: 'string' },
+			mode: { type: 'string' },
+			model: { type: 'string' },
+			engine: { type: 'string' },
+			verbose: { type: 'boolean' },
+			help: { type: 'boolean', short: 'h' },
+		});
+		if (values.help === true) {
+			console.log(usage);
+			return 0;
+		}
+		const engine = values.engine ?? 'llama';
+		if (!isEngineName(engine)) {
+			throw new UserError(`unknown engine '${engine}'; available: ${availableEngines().join(', ')}`, 2);
+		}
+		const mode = parseMode(values.mode);
+		const contextSize = integerOption(values.context, 'context', 16);
+		const verbose = values.verbose === true;
+		const report = await completeInWorkspace({
+			workspace: requireOption(values.workspace, 'workspace'),
+			file: requireOption(values.file, 'file'),
+			position: {
+				line: integerOption(requireOption(values.line, 'line'), 'line', 1) ?? 1,
+				column: integerOption(requireOption(values.column, 'column'), 'column', 1) ?? 1,
+			},
+			engine,
+			modelPath: values.model === undefined ? bundledModelPath('target') : path.resolve(values.model),
+			threads: integerOption(values.threads, 'threads', 1) ?? defaultThreads(),
+			maxTokens: integerOption(values['max-tokens'], 'max-tokens', 1) ?? 64,
+			...(contextSize === undefined ? {} : { contextSize }),
+			...(mode === undefined ? {} : { mode }),
+			verbose,
+			// stderr, so that --json output on stdout stays parseable.
+			onLog: (level, message) => {
+				if (verbose || level === 'error') {
+					process.stderr.write(`[${values.engine ?? 'llama'} ${level}] ${message}\n`);
+				}
+			},
+		});
+		console.log(values.json === true ? JSON.stringify(toJson(report), null, 2) : formatText(report));
+		return 0;
+	},
+};
+
+function parseMode(value: string | undefined): CompletionMode | undefined {
+	switch (value) {
+		case undefined:
+			return undefined;
+		case 'single':
+			return 'singleLine';
+		case 'multi':
+			return 'multiLine';
+		default:
+			throw new UserError(`--mode must be 'single' or 'multi' (got '${value}')`, 2);
+	}
+}
+
+/** The `--json` shape; a stable, documented output that scripts and tests rely on. */
+function toJson(report: WorkspaceCompletionReport): object {
+	const round = (ms: number): number => Math.round(ms * 100) / 100;
+	const { timings } = report;
+	return {
+		completion: report.completion,
+		raw: report.raw,
+		mode: report.mode,
+		stopReason: report.stopReason,
+		tokens: report.tokens,
+		timings: {
+			loadMs: round(timings.loadMs),
+			readWorkspaceMs: round(timings.readWorkspaceMs),
+			buildPromptMs: round(timings.buildPromptMs),
+			tokenizeMs: round(timings.tokenizeMs),
+			prefillMs: round(timings.prefillMs),
+			decodeMs: round(timings.decodeMs),
+			totalMs: round(timings.totalMs),
+		},
+		model: report.model,
+		files: report.files,
+	};
+}
+
+function formatText(report: WorkspaceCompletionReport): string {
+	const { timings, tokens } = report;
+	const ms = (value: number): string => `${value.toFixed(value < 10 ? 1 : 0)} ms`;
+	const perToken = tokens.generated > 0 ? ` (${(tokens.generated / (timings.decodeMs / 1000)).toFixed(1)} tokens/s)` : '';
+	return [
+		`completion: ${JSON.stringify(report.completion)}`,
+		'',
+		`model     ${report.model.path} (${report.model.engine}, ${report.model.architecture}, context ${report.model.contextSize}, ${report.model.threads} thread${report.model.threads === 1 ? '' : 's'})`,
+		`context   ${tokens.context} tokens from ${report.files.included.length} files + the active file` + (report.files.dropped.length > 0 ? `, ${report.files.dropped.length} files dropped to fit` : ''),
+		`generated ${tokens.generated} tokens, ${report.mode === 'singleLine' ? 'single-line' : 'multi-line'} mode, stopped by ${report.stopReason}`,
+		`timings   load ${ms(timings.loadMs)}, read workspace ${ms(timings.readWorkspaceMs)}, build prompt ${ms(timings.buildPromptMs)}, tokenize ${ms(timings.tokenizeMs)}, prefill ${ms(timings.prefillMs)}, decode ${ms(timings.decodeMs)}${perToken}, total ${ms(timings.totalMs)}`,
+	].join('\n');
+}

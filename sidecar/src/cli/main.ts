@@ -1,0 +1,50 @@
+import { errorMessage, UserError } from '../errors';
+import type { Command } from './command';
+import { completeCommand } from './complete';
+
+// Entry point of the sidecar bundle (dist/sidecar.mjs). `bin/repokv.js` calls `main`; the bundle also exports the
+// sidecar's library surface (../api) for tests and tools that import it.
+export * from '../api';
+
+/**
+ * The subcommands, `repokv <name>`. Planned (DESIGN.md §1): `bench` (fidelity and speed against node-llama-cpp;
+ * add it here as `bench: benchCommand` from ./bench), `ask`, and `serve --stdio` (the language server).
+ */
+const commands: Readonly<Record<string, Command>> = {
+	complete: completeCommand,
+};
+
+const generalUsage = (): string =>
+	[
+		'usage: repokv <command> [options]',
+		'',
+		'commands:',
+		...Object.entries(commands).map(([name, command]) => `  ${name.padEnd(12)}${command.summary}`),
+		`  ${'help'.padEnd(12)}show this help, or a command's: repokv help <command>`,
+	].join('\n');
+
+/** Run the CLI with `argv` (the arguments after `repokv`) and resolve to the process exit code. */
+export async function main(argv: readonly string[]): Promise<number> {
+	const [name, ...rest] = argv;
+	try {
+		if (name === undefined || name === 'help' || name === '--help' || name === '-h') {
+			const topic = name === 'help' && rest[0] !== undefined ? commands[rest[0]] : undefined;
+			console.log(topic?.usage ?? generalUsage());
+			return 0;
+		}
+		const command = commands[name];
+		if (command === undefined) {
+			throw new UserError(`unknown command '${name}'\n\n${generalUsage()}`, 2);
+		}
+		return await command.run(rest);
+	} catch (error) {
+		if (error instanceof UserError) {
+			console.error(`repokv: ${error.message}`);
+			return error.exitCode;
+		}
+		// Anything else is a bug: keep the stack for the report.
+		console.error(`repokv: internal error: ${errorMessage(error)}`);
+		console.error(error);
+		return 1;
+	}
+}

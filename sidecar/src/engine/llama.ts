@@ -1,0 +1,259 @@
+import { existsSync } from 'node:fs';
+import { performance } from 'node:perf_hooks';
+import type { Llama, LlamaContext, LlamaContextSequence, LlamaModel, Token } from 'node-llama-cpp';
+
+import { errorMessage, UserError } from '../errors';
+import {
+	defaultSpecialTokenTexts,
+	type CompletionRequest,
+	type CompletionResult,
+	type Engine,
+	type LoadedModel,
+	type LoadModelOptions,
+	type SpecialTokenTexts,
+	type StopReason,
+} from './types';
+
+// The node-llama-cpp engine: full KV cache, llama.cpp's own kernels. It is the reference every other engine is
+// measured against, so it stays plain: greedy decoding, no speculative tricks, the prompt evaluated as given.
+
+/**
+ * node-llama-cpp is loaded on first use, not at start-up: it is large, loads native code, and most CLI paths
+ * (`--help`, argument errors, the unit tests importing this bundle) never need it.
+ */
+async function importNodeLlamaCpp(): Promise<typeof import('node-llama-cpp')> {
+	return import('node-llama-cpp');
+}
+
+/** One `Llama` (native backend instance) per thread count; creating one loads the shared libraries again. */
+const llamaInstances = new Map<string, Promise<Llama>>();
+
+async function getLlamaFor(options: LoadModelOptions): Promise<Llama> {
+	const key = `${options.threads}:${options.verbose === true ? 'v' : ''}`;
+	let instance = llamaInstances.get(key);
+	if (instance === undefined) {
+		instance = (async () => {
+			const { getLlama, LlamaLogLevel } = await importNodeLlamaCpp();
+			return getLlama({
+				// Caps every context's thread pool; the default, max(cores, 4), is 4 on a 2-core machine and
+				// makes ggml's spinning workers fight each other (GGUF-NOTES.md: ~400x slower decoding).
+				maxThreads: options.threads,
+				// Never try to compile llama.cpp or download anything: the prebuilt binaries are the contract,
+				// and this must work offline.
+				build: 'never',
+				skipDownload: true,
+				progressLogs: false,
+				logLevel: options.verbose === true ? LlamaLogLevel.info : LlamaLogLevel.warn,
+				logger: (level, message) => {
+					const text = message.trimEnd();
+					if (text === '') {
+						return;
+					}
+					options.onLog?.(toLogLevel(level), text);
+				},
+			});
+		})();
+		llamaInstances.set(key, instance);
+	}
+	return instance;
+}
+
+function toLogLevel(level: string): 'debug' | 'info' | 'warn' | 'error' {
+	switch (level) {
+		case 'fatal':
+		case 'error':
+			return 'error';
+		case 'warn':
+			return 'warn';
+		case 'info':
+		case 'log':
+			return 'info';
+		default:
+			return 'debug';
+	}
+}
+
+export const llamaEngine: Engine = {
+	name: 'llama',
+
+	async loadModel(options: LoadModelOptions): Promise<LoadedModel> {
+		const { modelPath } = options;
+		if (!Number.isInteger(options.threads) || options.threads < 1) {
+			throw new UserError(`threads must be a positive integer (got ${options.threads})`, 2);
+		}
+		if (!existsSync(modelPath)) {
+			throw new UserError(`model file not found: ${modelPath}`);
+		}
+		const { readGgufFileInfo } = await importNodeLlamaCpp();
+		// Reading the header first turns "not a model at all" into a clear message before llama.cpp is involved.
+		try {
+			await readGgufFileInfo(modelPath, { readTensorInfo: false });
+		} catch (error) {
+			throw new UserError(`model file ${modelPath} is not a valid GGUF file: ${errorMessage(error)}`);
+		}
+
+		const llama = await getLlamaFor(options);
+		let model: LlamaModel;
+		try {
+			model = await llama.loadModel({ modelPath });
+		} catch (error) {
+			throw new UserError(`cannot load model ${modelPath}: ${errorMessage(error)}`);
+		}
+
+		try {
+			const trainContextSize = model.trainContextSize;
+			const contextSize = Math.min(options.contextSize ?? trainContextSize, trainContextSize);
+			const context = await model.createContext({
+				contextSize,
+				// Explicit on both ends: `ideal` is what we want, `min` makes it a reservation rather than a hint.
+				threads: { ideal: options.threads, min: options.threads },
+				sequences: 1,
+				batchSize: Math.min(512, contextSize),
+				// Measured on 2 CPU cores: flash attention speeds prefill but slows single-token decode at long
+				// context (GGUF-NOTES.md). Completion latency is dominated by decode for short prompts.
+				flashAttention: false,
+			});
+			return new LlamaLoadedModel(model, context, modelPath, options.threads);
+		} catch (error) {
+			await model.dispose();
+			throw new UserError(`cannot create a context for model ${modelPath}: ${errorMessage(error)}`);
+		}
+	},
+};
+
+class LlamaLoadedModel implements LoadedModel {
+	readonly info: LoadedModel['info'];
+	readonly specialTokens: SpecialTokenTexts;
+	private readonly sequence: LlamaContextSequence;
+	/** Tokens that end a completion besides the model's end-of-generation tokens. */
+	private readonly stopTokens: ReadonlySet<Token>;
+
+	constructor(
+		private readonly model: LlamaModel,
+		private readonly context: LlamaContext,
+		modelPath: string,
+		threads: number,
+	) {
+		this.sequence = context.getSequence();
+		this.specialTokens = readSpecialTokens(model);
+		const fileSeparator = singleSpecialToken(model, this.specialTokens.fileSeparator);
+		this.stopTokens = new Set(fileSeparator === undefined ? [] : [fileSeparator]);
+		this.info = {
+			path: modelPath,
+			architecture: model.fileInfo.metadata.general.architecture,
+			trainContextSize: model.trainContextSize,
+			contextSize: context.contextSize,
+			threads,
+			addsBos: model.tokens.shouldPrependBosToken && model.tokens.bos !== null,
+		};
+	}
+
+	countTokens(text: string): number {
+		return this.model.tokenize(text, true).length;
+	}
+
+	async complete(request: CompletionRequest): Promise<CompletionResult> {
+		const started = performance.now();
+		// specialTokens = true: the prompt's structure (`<|file_sep|>`, FIM markers) must become special tokens,
+		// not the characters `<`, `|`, ... (the context builder neutralises such texts inside file contents).
+		const promptTokens = this.model.tokenize(request.prompt, true);
+		const bos = this.model.tokens.bos;
+		if (this.info.addsBos && bos !== null) {
+			promptTokens.unshift(bos);
+		}
+		const tokenized = performance.now();
+		if (promptTokens.length === 0) {
+			throw new Error('cannot complete an empty prompt');
+		}
+		if (promptTokens.length + request.maxTokens > this.info.contextSize) {
+			throw new UserError(`the prompt (${promptTokens.length} tokens) plus ${request.maxTokens} generated tokens do not fit the context of ${this.info.contextSize} tokens`);
+		}
+
+		// Each request starts from an empty KV cache. Reusing the unchanged prefix is the job of the KV pipeline
+		// (DESIGN.md §4); doing it here would make timings depend on the previous request.
+		await this.sequence.clearHistory();
+		const lastPromptToken = promptTokens.pop();
+		if (promptTokens.length > 0) {
+			await this.sequence.evaluateWithoutGeneratingNewTokens(promptTokens);
+		}
+		const prefilled = performance.now();
+
+		const generated: Token[] = [];
+		let text = '';
+		let stopReason: StopReason = 'maxTokens';
+		const stopStrings = request.stopStrings ?? [];
+		// A function, not a narrowed property read: the signal can flip while we await tokens.
+		const aborted = (): boolean => request.signal?.aborted === true;
+		if (aborted()) {
+			stopReason = 'aborted';
+		} else if (request.maxTokens > 0 && lastPromptToken !== undefined) {
+			// temperature 0 is greedy: deterministic, and the tiny bundled models loop when sampled (MODEL-NOTES.md).
+			for await (const token of this.sequence.evaluate([lastPromptToken], { temperature: 0 })) {
+				if (this.model.isEogToken(token) || this.stopTokens.has(token)) {
+					stopReason = 'endOfGeneration';
+					break;
+				}
+				generated.push(token);
+				text = this.model.detokenize(generated);
+				const stopAt = firstStopIndex(text, stopStrings);
+				if (stopAt !== undefined) {
+					text = text.slice(0, stopAt);
+					stopReason = 'stopString';
+					break;
+				}
+				if (aborted()) {
+					stopReason = 'aborted';
+					break;
+				}
+				if (generated.length >= request.maxTokens) {
+					break;
+				}
+			}
+		}
+		const finished = performance.now();
+
+		return {
+			text,
+			stopReason,
+			tokens: { prompt: promptTokens.length + (lastPromptToken === undefined ? 0 : 1), generated: generated.length },
+			timings: { tokenizeMs: tokenized - started, prefillMs: prefilled - tokenized, decodeMs: finished - prefilled },
+		};
+	}
+
+	async dispose(): Promise<void> {
+		await this.context.dispose();
+		await this.model.dispose();
+	}
+}
+
+/** FIM texts from the model's vocabulary when it declares them; the defaults otherwise. */
+function readSpecialTokens(model: LlamaModel): SpecialTokenTexts {
+	const { infill } = model.tokens;
+	return {
+		fimPrefix: infill.prefixString ?? defaultSpecialTokenTexts.fimPrefix,
+		fimSuffix: infill.suffixString ?? defaultSpecialTokenTexts.fimSuffix,
+		fimMiddle: infill.middleString ?? defaultSpecialTokenTexts.fimMiddle,
+		// llama.cpp has no accessor for the file separator; it recognises `<|file_sep|>` by its text.
+		fileSeparator: defaultSpecialTokenTexts.fileSeparator,
+		endOfText: model.tokens.eosString ?? defaultSpecialTokenTexts.endOfText,
+	};
+}
+
+/** The id of `text` if the vocabulary has it as one special token. */
+function singleSpecialToken(model: LlamaModel, text: string): Token | undefined {
+	const tokens = model.tokenize(text, true);
+	const [only] = tokens;
+	return tokens.length === 1 && model.isSpecialToken(only) ? only : undefined;
+}
+
+/** Offset of the earliest stop string in `text`, if any occurs. */
+function firstStopIndex(text: string, stopStrings: readonly string[]): number | undefined {
+	let earliest: number | undefined;
+	for (const stop of stopStrings) {
+		const index = stop === '' ? -1 : text.indexOf(stop);
+		if (index !== -1 && (earliest === undefined || index < earliest)) {
+			earliest = index;
+		}
+	}
+	return earliest;
+}

@@ -1,0 +1,108 @@
+// The engine interface: everything the rest of the sidecar may ask of a model runtime. Two implementations are
+// planned: `llama` (node-llama-cpp, full KV cache; llama.ts) and `native` (our addon with the compressed KV cache).
+// Keep this surface small and runtime-neutral so that both can implement it and benchmarks can swap them.
+
+/** Names of the available engines; the CLI's `--engine` option takes one of these. */
+export type EngineName = 'llama' | 'native';
+
+/**
+ * The special token texts a prompt is built from. They are read from the model's vocabulary, so that a model with
+ * different spellings still gets its own tokens; `defaultSpecialTokenTexts` is the fallback.
+ */
+export interface SpecialTokenTexts {
+	readonly fimPrefix: string;
+	readonly fimSuffix: string;
+	readonly fimMiddle: string;
+	/** Starts each file of the repository block: `<|file_sep|>{path}\n{text}`. */
+	readonly fileSeparator: string;
+	readonly endOfText: string;
+}
+
+/** The spellings used by the bundled models (and Qwen2.5-Coder, StarCoder2-style repo-level FIM). */
+export const defaultSpecialTokenTexts: SpecialTokenTexts = {
+	fimPrefix: '<|fim_prefix|>',
+	fimSuffix: '<|fim_suffix|>',
+	fimMiddle: '<|fim_middle|>',
+	fileSeparator: '<|file_sep|>',
+	endOfText: '<|endoftext|>',
+};
+
+/** Counts tokens the way the model will see them: special token texts count as one special token each. */
+export interface TokenCounter {
+	countTokens(text: string): number;
+}
+
+export interface LoadModelOptions {
+	/** Absolute path of the GGUF file. */
+	readonly modelPath: string;
+	/**
+	 * CPU threads for evaluation. Always explicit: runtimes default to more threads than a small machine has, and
+	 * ggml's spinning thread pool then makes decoding hundreds of times slower (GGUF-NOTES.md).
+	 */
+	readonly threads: number;
+	/** Context window in tokens; clamped to what the model was trained on. Default: the trained context. */
+	readonly contextSize?: number;
+	/** Receives the runtime's own log lines (already filtered to warnings and errors unless `verbose`). */
+	readonly onLog?: (level: 'debug' | 'info' | 'warn' | 'error', message: string) => void;
+	readonly verbose?: boolean;
+}
+
+export interface Engine {
+	readonly name: EngineName;
+	/** Load a model and create its evaluation context. Throws `UserError` for a missing or broken model file. */
+	loadModel(options: LoadModelOptions): Promise<LoadedModel>;
+}
+
+export interface ModelInfo {
+	readonly path: string;
+	readonly architecture: string;
+	/** The context the model was trained with (GGUF `<arch>.context_length`). */
+	readonly trainContextSize: number;
+	/** The context window actually allocated; prompts plus generated tokens must fit in it. */
+	readonly contextSize: number;
+	readonly threads: number;
+	/** Whether the engine puts a BOS token before every prompt (it then takes one token of the context). */
+	readonly addsBos: boolean;
+}
+
+export interface LoadedModel extends TokenCounter {
+	readonly info: ModelInfo;
+	readonly specialTokens: SpecialTokenTexts;
+	/** Generate a continuation of `prompt`, greedily. Special token texts in the prompt are parsed as special tokens. */
+	complete(request: CompletionRequest): Promise<CompletionResult>;
+	dispose(): Promise<void>;
+}
+
+export interface CompletionRequest {
+	/** The full prompt text, special tokens written as their texts. */
+	readonly prompt: string;
+	/** Upper bound on generated tokens. */
+	readonly maxTokens: number;
+	/**
+	 * Generation also stops when the generated text contains one of these strings; the result's text is cut before
+	 * it. End-of-generation tokens (end of text, file separator) always stop generation.
+	 */
+	readonly stopStrings?: readonly string[];
+	/** Aborting ends generation early; the result then has `stopReason: 'aborted'` and the text so far. */
+	readonly signal?: AbortSignal;
+}
+
+export type StopReason = 'endOfGeneration' | 'stopString' | 'maxTokens' | 'aborted';
+
+export interface CompletionResult {
+	readonly text: string;
+	readonly stopReason: StopReason;
+	readonly tokens: {
+		/** Prompt tokens evaluated, BOS included. */
+		readonly prompt: number;
+		readonly generated: number;
+	};
+	/** Wall-clock milliseconds of each phase. */
+	readonly timings: {
+		readonly tokenizeMs: number;
+		/** Evaluating the prompt (all but its last token) into the KV cache. */
+		readonly prefillMs: number;
+		/** Evaluating the prompt's last token and every generated token, sampling included. */
+		readonly decodeMs: number;
+	};
+}
