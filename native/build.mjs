@@ -1,0 +1,205 @@
+#!/usr/bin/env node
+// Builds repokv's native addon (native/build/repokv.node) and its parity reference tool (native/build/llama-ref).
+//
+// - ggml/llama headers come from the llama.cpp source that node-llama-cpp bundles
+//   (node_modules/node-llama-cpp/llama/gitRelease.bundle); only the include folders are extracted, into
+//   native/build/llama-src. Nothing of llama.cpp is committed.
+// - The addon links the prebuilt shared libraries node-llama-cpp ships (libggml-base.so, libggml.vX.so, and for the
+//   reference tool libllama.vX.so) with an rpath to their folder.
+// - Plain g++ invocations (no node-gyp, no network): node headers from Node's own include folder, node-addon-api's
+//   headers from its package. Incremental: an object is rebuilt only when its source or a local header is newer.
+//
+// Usage: node native/build.mjs [--force] [--quiet]
+import { execFileSync, spawn } from 'node:child_process';
+import fs from 'node:fs';
+import os from 'node:os';
+import path from 'node:path';
+import { createRequire } from 'node:module';
+import { fileURLToPath } from 'node:url';
+
+const here = path.dirname(fileURLToPath(import.meta.url));
+const root = path.resolve(here, '..');
+const buildDir = path.join(here, 'build');
+const objDir = path.join(buildDir, 'obj');
+const llamaSrc = path.join(buildDir, 'llama-src');
+const force = process.argv.includes('--force');
+const quiet = process.argv.includes('--quiet');
+const require = createRequire(import.meta.url);
+
+function fail(message) {
+	console.error(`native/build.mjs: ${message}`);
+	process.exit(1);
+}
+function log(message) {
+	if (!quiet) console.log(`native: ${message}`);
+}
+
+// ---- locate inputs ---------------------------------------------------------------------------------------------
+if (process.platform !== 'linux' || process.arch !== 'x64') {
+	fail(`only linux-x64 is supported for now (this is ${process.platform}-${process.arch})`);
+}
+// A package's folder, found from its resolved entry point (some packages do not export package.json).
+function packageDir(name) {
+	let dir;
+	try {
+		dir = path.dirname(require.resolve(name, { paths: [root] }));
+	} catch {
+		return undefined;
+	}
+	for (; dir !== path.dirname(dir); dir = path.dirname(dir)) {
+		const pj = path.join(dir, 'package.json');
+		if (fs.existsSync(pj) && JSON.parse(fs.readFileSync(pj, 'utf8')).name === name) return dir;
+	}
+	return undefined;
+}
+const platformPkg = `@node-llama-cpp/${process.platform}-${process.arch}`;
+const platformDir = packageDir(platformPkg);
+if (!platformDir) fail(`cannot find ${platformPkg} (node-llama-cpp's prebuilt binaries); run \`npm ci\` first`);
+const binsDir = path.join(platformDir, 'bins', `${process.platform}-${process.arch}`);
+const nlcDir = packageDir('node-llama-cpp');
+if (!nlcDir) fail('cannot find node-llama-cpp; run `npm ci` first');
+const nlcVersion = JSON.parse(fs.readFileSync(path.join(nlcDir, 'package.json'), 'utf8')).version;
+const llamaTag = JSON.parse(fs.readFileSync(path.join(nlcDir, 'llama', 'llama.cpp.info.json'), 'utf8')).tag; // e.g. v0.4.0
+const libGgml = `libggml.${llamaTag}.so`;
+const libLlama = `libllama.${llamaTag}.so`;
+for (const lib of ['libggml-base.so', libGgml, libLlama]) {
+	if (!fs.existsSync(path.join(binsDir, lib))) fail(`${lib} is missing from ${binsDir} (node-llama-cpp ${nlcVersion}); reinstall with \`npm ci\``);
+}
+const bundle = path.join(nlcDir, 'llama', 'gitRelease.bundle');
+if (!fs.existsSync(bundle)) fail(`llama.cpp source bundle not found at ${bundle}`);
+
+let napiInclude;
+try {
+	napiInclude = require('node-addon-api').include_dir;
+	if (!path.isAbsolute(napiInclude)) napiInclude = path.resolve(root, napiInclude);
+} catch {
+	fail('cannot find node-addon-api; run `npm ci` first');
+}
+const nodeIncludeCandidates = [
+	process.env.npm_config_nodedir && path.join(process.env.npm_config_nodedir, 'include', 'node'),
+	path.resolve(path.dirname(process.execPath), '..', 'include', 'node'),
+	path.join(os.homedir(), '.cache', 'node-gyp', process.versions.node, 'include', 'node'),
+	'/usr/include/node',
+	'/usr/local/include/node',
+].filter(Boolean);
+const nodeInclude = nodeIncludeCandidates.find((dir) => fs.existsSync(path.join(dir, 'node_api.h')));
+if (!nodeInclude) fail(`Node's C headers (node_api.h) not found; looked in ${nodeIncludeCandidates.join(', ')}. Install them (e.g. \`npx node-gyp install\`) or set npm_config_nodedir.`);
+
+const cxx = process.env.CXX || 'g++';
+try {
+	execFileSync(cxx, ['--version'], { stdio: 'ignore' });
+} catch {
+	fail(`C++ compiler \`${cxx}\` not found; install g++ (C++17) or set CXX`);
+}
+
+fs.mkdirSync(objDir, { recursive: true });
+
+// ---- headers from the bundle ------------------------------------------------------------------------------------
+const bundleStat = fs.statSync(bundle);
+const stampFile = path.join(llamaSrc, '.stamp');
+const stamp = `${llamaTag} ${bundleStat.size} ${bundleStat.mtimeMs}`;
+if (force || !fs.existsSync(stampFile) || fs.readFileSync(stampFile, 'utf8') !== stamp) {
+	log(`extracting ggml/llama headers from node-llama-cpp's llama.cpp ${llamaTag} bundle`);
+	fs.rmSync(llamaSrc, { recursive: true, force: true });
+	const tmp = fs.mkdtempSync(path.join(buildDir, 'bundle-'));
+	try {
+		execFileSync('git', ['clone', '--quiet', '--no-checkout', bundle, tmp], { stdio: ['ignore', 'ignore', 'pipe'] });
+		fs.mkdirSync(llamaSrc, { recursive: true });
+		const tar = execFileSync('git', ['-C', tmp, 'archive', '--format=tar', 'HEAD', 'ggml/include', 'include'], { maxBuffer: 64 << 20 });
+		execFileSync('tar', ['-x', '-C', llamaSrc], { input: tar });
+	} catch (error) {
+		fail(`could not extract headers from ${bundle} (needs git and tar): ${error.message}`);
+	} finally {
+		fs.rmSync(tmp, { recursive: true, force: true });
+	}
+	fs.writeFileSync(stampFile, stamp);
+}
+
+// ---- compile -----------------------------------------------------------------------------------------------------
+const srcDir = path.join(here, 'src');
+const common = [
+	'-std=c++17', '-O3', '-fPIC', '-fvisibility=hidden', '-Wall', '-Wextra', '-Wno-unused-parameter', '-Wno-missing-field-initializers',
+	'-I', path.join(llamaSrc, 'ggml', 'include'), '-I', path.join(llamaSrc, 'include'),
+];
+const addonFlags = [...common, '-I', nodeInclude, '-I', napiInclude, '-DNAPI_VERSION=8', '-DNODE_ADDON_API_DISABLE_DEPRECATED', '-DNAPI_CPP_EXCEPTIONS'];
+
+const headers = fs.readdirSync(srcDir).filter((f) => f.endsWith('.h')).map((f) => path.join(srcDir, f));
+const newestHeader = Math.max(0, ...headers.map((h) => fs.statSync(h).mtimeMs), fs.statSync(path.join(here, 'build.mjs')).mtimeMs);
+const sources = fs.readdirSync(srcDir).filter((f) => f.endsWith('.cpp')).sort();
+
+function mtime(file) {
+	try {
+		return fs.statSync(file).mtimeMs;
+	} catch {
+		return -1;
+	}
+}
+
+function run(cmd, args) {
+	return new Promise((resolve, reject) => {
+		const child = spawn(cmd, args, { stdio: ['ignore', 'inherit', 'inherit'] });
+		child.on('error', reject);
+		child.on('exit', (code) => (code === 0 ? resolve() : reject(new Error(`${cmd} exited with ${code}`))));
+	});
+}
+
+async function pool(jobs, width) {
+	const queue = [...jobs];
+	const errors = [];
+	await Promise.all(Array.from({ length: width }, async () => {
+		for (let job = queue.shift(); job; job = queue.shift()) {
+			try {
+				await job();
+			} catch (error) {
+				errors.push(error);
+			}
+		}
+	}));
+	if (errors.length) throw errors[0];
+}
+
+const objects = [];
+const jobs = [];
+for (const file of sources) {
+	const src = path.join(srcDir, file);
+	const obj = path.join(objDir, file.replace(/\.cpp$/, '.o'));
+	objects.push(obj);
+	if (force || mtime(obj) < Math.max(mtime(src), newestHeader)) {
+		jobs.push(async () => {
+			log(`compiling ${file}`);
+			await run(cxx, [...addonFlags, '-c', src, '-o', obj]);
+		});
+	}
+}
+const width = Math.max(1, Math.min(os.availableParallelism?.() ?? os.cpus().length, 4));
+try {
+	await pool(jobs, width);
+} catch (error) {
+	fail(`compilation failed (${error.message}); see the compiler output above`);
+}
+
+const linkFlags = ['-L', binsDir, '-l:libggml-base.so', `-l:${libGgml}`, `-Wl,-rpath,${binsDir}`, '-ldl', '-pthread'];
+const addon = path.join(buildDir, 'repokv.node');
+if (force || jobs.length || mtime(addon) < Math.max(...objects.map(mtime))) {
+	log('linking repokv.node');
+	try {
+		await run(cxx, ['-shared', '-o', addon, ...objects, ...linkFlags]);
+	} catch (error) {
+		fail(`linking failed (${error.message})`);
+	}
+}
+
+// Reference tool: raw llama.cpp logits for the parity tests (links libllama from the same release).
+const refSrc = path.join(here, 'tools', 'llama-ref.cpp');
+const refBin = path.join(buildDir, 'llama-ref');
+if (fs.existsSync(refSrc) && (force || mtime(refBin) < Math.max(mtime(refSrc), fs.statSync(path.join(here, 'build.mjs')).mtimeMs))) {
+	log('building llama-ref (parity reference)');
+	try {
+		await run(cxx, [...common, refSrc, '-o', refBin, '-L', binsDir, `-l:${libLlama}`, '-l:libggml-base.so', `-l:${libGgml}`, `-Wl,-rpath,${binsDir}`, '-pthread']);
+	} catch (error) {
+		fail(`building llama-ref failed (${error.message})`);
+	}
+}
+
+fs.writeFileSync(path.join(buildDir, 'paths.json'), JSON.stringify({ binsDir, llamaTag, nodeLlamaCpp: nlcVersion }, null, 2) + '\n');
+if (!jobs.length) log('up to date');

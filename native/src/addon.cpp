@@ -1,0 +1,322 @@
+// N-API binding of the repokv native engine (see sidecar/src/engine/native.ts for the typed wrapper).
+#include <napi.h>
+
+#include <atomic>
+#include <memory>
+
+#include "attention.h"
+#include "model.h"
+#include "session.h"
+
+using namespace repokv;
+
+namespace {
+
+Napi::Error js_error(Napi::Env env, const std::exception &e) { return Napi::Error::New(env, e.what()); }
+
+int get_int(const Napi::Object &o, const char *key, int def) {
+    if (!o.Has(key)) return def;
+    Napi::Value v = o.Get(key);
+    if (v.IsUndefined() || v.IsNull()) return def;
+    if (!v.IsNumber()) throw Napi::TypeError::New(o.Env(), std::string(key) + " must be a number");
+    return v.As<Napi::Number>().Int32Value();
+}
+
+class ModelWrap : public Napi::ObjectWrap<ModelWrap> {
+public:
+    static Napi::FunctionReference ctor;
+    static void Init(Napi::Env env, Napi::Object exports) {
+        Napi::Function f = DefineClass(env, "NativeModel",
+                                       {InstanceMethod("info", &ModelWrap::Info), InstanceMethod("setThreads", &ModelWrap::SetThreads),
+                                        InstanceMethod("dispose", &ModelWrap::Dispose)});
+        ctor = Napi::Persistent(f);
+        exports.Set("NativeModel", f);
+    }
+    ModelWrap(const Napi::CallbackInfo &info) : Napi::ObjectWrap<ModelWrap>(info) {}
+
+    std::shared_ptr<Model> model;
+
+    std::shared_ptr<Model> get(Napi::Env env) {
+        if (!model) throw Napi::Error::New(env, "model is disposed");
+        return model;
+    }
+
+    Napi::Value Info(const Napi::CallbackInfo &info) {
+        auto m = get(info.Env());
+        const Hparams &hp = m->hparams();
+        Napi::Object o = Napi::Object::New(info.Env());
+        o.Set("path", m->path());
+        o.Set("architecture", hp.arch_name);
+        o.Set("nVocab", (double)hp.n_vocab);
+        o.Set("nEmbd", (double)hp.n_embd);
+        o.Set("nLayer", (double)hp.n_layer);
+        o.Set("nHead", (double)hp.n_head);
+        o.Set("nHeadKv", (double)hp.n_head_kv);
+        o.Set("headDim", (double)hp.head_dim);
+        o.Set("nFf", (double)hp.n_ff);
+        o.Set("contextLength", (double)hp.n_ctx_train);
+        o.Set("ropeType", hp.rope_type == GGML_ROPE_TYPE_NEOX ? "neox" : "normal");
+        o.Set("ropeFreqBase", hp.rope_freq_base);
+        o.Set("tiedOutput", m->tied_output);
+        o.Set("weightBytes", (double)m->weight_bytes());
+        o.Set("weightTypes", m->weight_type_summary());
+        o.Set("threads", m->n_threads());
+        return o;
+    }
+    Napi::Value SetThreads(const Napi::CallbackInfo &info) {
+        if (info.Length() < 1 || !info[0].IsNumber()) throw Napi::TypeError::New(info.Env(), "threads must be a number");
+        get(info.Env())->set_threads(info[0].As<Napi::Number>().Int32Value());
+        return info.Env().Undefined();
+    }
+    Napi::Value Dispose(const Napi::CallbackInfo &info) {
+        model.reset();
+        return info.Env().Undefined();
+    }
+};
+Napi::FunctionReference ModelWrap::ctor;
+
+class SessionWrap : public Napi::ObjectWrap<SessionWrap> {
+public:
+    static Napi::FunctionReference ctor;
+    static void Init(Napi::Env env, Napi::Object exports) {
+        Napi::Function f = DefineClass(env, "NativeSession",
+                                       {InstanceMethod("evalSync", &SessionWrap::EvalSync), InstanceMethod("evalAsync", &SessionWrap::EvalAsync),
+                                        InstanceMethod("logits", &SessionWrap::Logits), InstanceMethod("nPast", &SessionWrap::NPast),
+                                        InstanceMethod("truncate", &SessionWrap::Truncate), InstanceMethod("stats", &SessionWrap::Stats),
+                                        InstanceMethod("dispose", &SessionWrap::Dispose)});
+        ctor = Napi::Persistent(f);
+        exports.Set("NativeSession", f);
+    }
+    SessionWrap(const Napi::CallbackInfo &info) : Napi::ObjectWrap<SessionWrap>(info) {}
+
+    std::shared_ptr<Session> session;
+    std::atomic<bool> busy{false};
+
+    Session &get(Napi::Env env) {
+        if (!session) throw Napi::Error::New(env, "session is disposed");
+        if (busy) throw Napi::Error::New(env, "session is busy (an evaluation is still running)");
+        return *session;
+    }
+
+    static std::vector<int32_t> tokens_of(const Napi::Value &v) {
+        std::vector<int32_t> out;
+        if (v.IsTypedArray() && v.As<Napi::TypedArray>().TypedArrayType() == napi_int32_array) {
+            auto a = v.As<Napi::Int32Array>();
+            out.assign(a.Data(), a.Data() + a.ElementLength());
+        } else if (v.IsTypedArray() && v.As<Napi::TypedArray>().TypedArrayType() == napi_uint32_array) {
+            auto a = v.As<Napi::Uint32Array>();
+            for (size_t i = 0; i < a.ElementLength(); i++) out.push_back((int32_t)a[i]);
+        } else if (v.IsArray()) {
+            auto a = v.As<Napi::Array>();
+            for (uint32_t i = 0; i < a.Length(); i++) {
+                Napi::Value e = a.Get(i);
+                if (!e.IsNumber()) throw Napi::TypeError::New(v.Env(), "tokens must be numbers");
+                out.push_back(e.As<Napi::Number>().Int32Value());
+            }
+        } else {
+            throw Napi::TypeError::New(v.Env(), "tokens must be an array or Int32Array of token ids");
+        }
+        return out;
+    }
+
+    Napi::Value EvalSync(const Napi::CallbackInfo &info) {
+        Session &s = get(info.Env());
+        auto tokens = tokens_of(info[0]);
+        bool all = info.Length() > 1 && info[1].ToBoolean();
+        try {
+            s.eval(tokens.data(), (int)tokens.size(), all);
+        } catch (const EngineError &e) {
+            throw js_error(info.Env(), e);
+        }
+        return Napi::Number::New(info.Env(), s.n_past());
+    }
+
+    class EvalWorker : public Napi::AsyncWorker {
+    public:
+        EvalWorker(Napi::Env env, SessionWrap *owner, std::vector<int32_t> tokens, bool all)
+            : Napi::AsyncWorker(env), deferred_(Napi::Promise::Deferred::New(env)), owner_(owner), session_(owner->session),
+              tokens_(std::move(tokens)), all_(all) {
+            owner_->Ref();
+        }
+        void Execute() override {
+            try {
+                session_->eval(tokens_.data(), (int)tokens_.size(), all_);
+            } catch (const std::exception &e) {
+                SetError(e.what());
+            }
+        }
+        void OnOK() override {
+            owner_->busy = false;
+            owner_->Unref();
+            deferred_.Resolve(Napi::Number::New(Env(), session_->n_past()));
+        }
+        void OnError(const Napi::Error &e) override {
+            owner_->busy = false;
+            owner_->Unref();
+            deferred_.Reject(e.Value());
+        }
+        Napi::Promise promise() { return deferred_.Promise(); }
+
+    private:
+        Napi::Promise::Deferred deferred_;
+        SessionWrap *owner_;
+        std::shared_ptr<Session> session_;
+        std::vector<int32_t> tokens_;
+        bool all_;
+    };
+
+    Napi::Value EvalAsync(const Napi::CallbackInfo &info) {
+        get(info.Env());
+        auto tokens = tokens_of(info[0]);
+        bool all = info.Length() > 1 && info[1].ToBoolean();
+        busy = true;
+        auto *w = new EvalWorker(info.Env(), this, std::move(tokens), all);
+        Napi::Promise p = w->promise();
+        w->Queue();
+        return p;
+    }
+
+    Napi::Value Logits(const Napi::CallbackInfo &info) {
+        Session &s = get(info.Env());
+        const auto &l = s.logits();
+        if (l.empty()) throw Napi::Error::New(info.Env(), "no logits: evaluate tokens first");
+        // logits(row?) -> one row (default: the last); logits("all") -> every row
+        const size_t n_vocab = (size_t)s.model().hparams().n_vocab;
+        size_t row0 = (size_t)s.n_logit_rows() - 1, rows = 1;
+        if (info.Length() > 0 && info[0].IsString() && info[0].As<Napi::String>().Utf8Value() == "all") {
+            row0 = 0;
+            rows = s.n_logit_rows();
+        } else if (info.Length() > 0 && info[0].IsNumber()) {
+            int r = info[0].As<Napi::Number>().Int32Value();
+            if (r < 0 || r >= s.n_logit_rows()) throw Napi::RangeError::New(info.Env(), "logit row out of range");
+            row0 = r;
+        }
+        auto out = Napi::Float32Array::New(info.Env(), rows * n_vocab);
+        memcpy(out.Data(), l.data() + row0 * n_vocab, rows * n_vocab * sizeof(float));
+        return out;
+    }
+    Napi::Value NPast(const Napi::CallbackInfo &info) { return Napi::Number::New(info.Env(), get(info.Env()).n_past()); }
+    Napi::Value Truncate(const Napi::CallbackInfo &info) {
+        Session &s = get(info.Env());
+        if (info.Length() < 1 || !info[0].IsNumber()) throw Napi::TypeError::New(info.Env(), "position must be a number");
+        s.truncate(info[0].As<Napi::Number>().Int32Value());
+        return Napi::Number::New(info.Env(), s.n_past());
+    }
+    Napi::Value Stats(const Napi::CallbackInfo &info) {
+        Session &s = get(info.Env());
+        Napi::Env env = info.Env();
+        const KvStore &kv = s.kv();
+        Napi::Object o = Napi::Object::New(env);
+        o.Set("policy", "full");
+        o.Set("tokens", s.n_past());
+        o.Set("contextSize", s.context_size());
+        size_t total = 0, reserved = 0;
+        Napi::Array layers = Napi::Array::New(env, kv.n_layer());
+        for (int l = 0; l < kv.n_layer(); l++) {
+            Napi::Array heads = Napi::Array::New(env, kv.n_head_kv());
+            for (int h = 0; h < kv.n_head_kv(); h++) {
+                const HeadCache &hc = kv.head(l, h);
+                size_t bytes = 0;
+                Napi::Array segs = Napi::Array::New(env, hc.segments.size());
+                for (size_t i = 0; i < hc.segments.size(); i++) {
+                    const Segment &seg = hc.segments[i];
+                    Napi::Object so = Napi::Object::New(env);
+                    so.Set("tier", tier_name(seg.tier));
+                    so.Set("tokens", seg.n);
+                    so.Set("bytes", (double)seg.bytes_used());
+                    segs.Set((uint32_t)i, so);
+                    bytes += seg.bytes_used();
+                    reserved += seg.bytes_reserved();
+                }
+                Napi::Object ho = Napi::Object::New(env);
+                ho.Set("tokens", hc.n_tokens());
+                ho.Set("bytes", (double)bytes);
+                ho.Set("segments", segs);
+                heads.Set((uint32_t)h, ho);
+                total += bytes;
+            }
+            Napi::Object lo = Napi::Object::New(env);
+            lo.Set("heads", heads);
+            layers.Set((uint32_t)l, lo);
+        }
+        o.Set("layers", layers);
+        o.Set("bytes", (double)total);
+        o.Set("reservedBytes", (double)reserved);
+        const SessionTimings &t = s.timings();
+        Napi::Object tm = Napi::Object::New(env);
+        tm.Set("prefillMs", t.prefill_ms);
+        tm.Set("prefillTokens", (double)t.prefill_tokens);
+        tm.Set("decodeMs", t.decode_ms);
+        tm.Set("decodeTokens", (double)t.decode_tokens);
+        o.Set("timings", tm);
+        return o;
+    }
+    Napi::Value Dispose(const Napi::CallbackInfo &info) {
+        if (busy) throw Napi::Error::New(info.Env(), "session is busy (an evaluation is still running)");
+        session.reset();
+        return info.Env().Undefined();
+    }
+};
+Napi::FunctionReference SessionWrap::ctor;
+
+Napi::Value LoadModel(const Napi::CallbackInfo &info) {
+    Napi::Env env = info.Env();
+    if (info.Length() < 1 || !info[0].IsString()) throw Napi::TypeError::New(env, "loadModel(path, { threads }) needs a path");
+    std::string path = info[0].As<Napi::String>().Utf8Value();
+    int threads = physical_cores();
+    if (info.Length() > 1 && info[1].IsObject()) threads = get_int(info[1].As<Napi::Object>(), "threads", threads);
+    if (threads < 1) throw Napi::RangeError::New(env, "threads must be >= 1");
+    Napi::Object obj = ModelWrap::ctor.New({});
+    try {
+        ModelWrap::Unwrap(obj)->model = std::make_shared<Model>(path, threads);
+    } catch (const std::exception &e) {
+        throw js_error(env, e);
+    }
+    return obj;
+}
+
+Napi::Value CreateSession(const Napi::CallbackInfo &info) {
+    Napi::Env env = info.Env();
+    if (info.Length() < 1 || !info[0].IsObject()) throw Napi::TypeError::New(env, "createSession(model, options) needs a model");
+    ModelWrap *mw = ModelWrap::Unwrap(info[0].As<Napi::Object>());
+    auto model = mw->get(env);
+    int ctx = 4096, batch = 512;
+    if (info.Length() > 1 && info[1].IsObject()) {
+        auto o = info[1].As<Napi::Object>();
+        ctx = get_int(o, "contextSize", ctx);
+        batch = get_int(o, "batchSize", batch);
+    }
+    if (ctx <= 0) throw Napi::RangeError::New(env, "contextSize must be positive");
+    if (batch <= 0) throw Napi::RangeError::New(env, "batchSize must be positive");
+    Napi::Object obj = SessionWrap::ctor.New({});
+    try {
+        SessionWrap::Unwrap(obj)->session = std::make_shared<Session>(model, ctx, batch);
+    } catch (const std::exception &e) {
+        throw js_error(env, e);
+    }
+    return obj;
+}
+
+Napi::Object Init(Napi::Env env, Napi::Object exports) {
+    ModelWrap::Init(env, exports);
+    SessionWrap::Init(env, exports);
+    exports.Set("loadModel", Napi::Function::New(env, LoadModel));
+    exports.Set("createSession", Napi::Function::New(env, CreateSession));
+    exports.Set("physicalCores", Napi::Function::New(env, [](const Napi::CallbackInfo &info) { return Napi::Number::New(info.Env(), physical_cores()); }));
+    exports.Set("runtimeInfo", Napi::Function::New(env, [](const Napi::CallbackInfo &info) {
+                    Napi::Object o = Napi::Object::New(info.Env());
+                    try {
+                        o.Set("binsDir", Runtime::get().bins_dir);
+                    } catch (const std::exception &e) {
+                        throw js_error(info.Env(), e);
+                    }
+                    o.Set("simd", attention_simd());
+                    o.Set("physicalCores", physical_cores());
+                    return o;
+                }));
+    return exports;
+}
+
+}  // namespace
+
+NODE_API_MODULE(repokv, Init)

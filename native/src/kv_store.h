@@ -1,0 +1,75 @@
+// repokv's own KV cache: per layer, per KV head, a list of segments. A segment holds a set of tokens (their original
+// positions, keys post-RoPE, values) in one storage format ("tier"). Attention (attention.h) computes the scores of a
+// block of query rows against every segment of a head, takes one softmax over the union, then accumulates values
+// segment by segment, so a new tier is a new segment format with two kernels (scores, accumulate) and nothing else in
+// attention changes. Policy `full` keeps one fp16 segment per head, in position order.
+#pragma once
+
+#include <cstddef>
+#include <cstdint>
+#include <memory>
+#include <vector>
+
+namespace repokv {
+
+enum class Tier : uint8_t {
+    F16 = 0,  // keys and values in IEEE half precision
+    // later: Q8 (staging), Q4, Q2, OneBit (1.x-bit), and "dropped" (tokens simply absent from every segment)
+};
+
+const char *tier_name(Tier t);
+
+// fp16 segment layout:
+//  - keys in blocks of 8 tokens, transposed inside a block: k[(blk * head_dim + d) * 8 + lane] (8 scores per FMA row)
+//  - values token-major: v[t * head_dim + d]
+//  - pos[t]: the token's original position (RoPE was applied at that position)
+struct Segment {
+    Tier tier = Tier::F16;
+    int head_dim = 0;
+    int32_t n = 0;
+    std::vector<int32_t> pos;
+    std::vector<uint16_t> k;
+    std::vector<uint16_t> v;
+
+    Segment(Tier tier, int head_dim, int32_t reserve_tokens);
+    void reserve(int32_t tokens);
+    // Appends one token (k, v: head_dim floats each).
+    void append(const float *k, const float *v, int32_t position);
+    // Drops every token at index >= n_keep (tokens are in append order).
+    void truncate_to(int32_t n_keep);
+    // Bytes the segment's tokens occupy (keys + values + positions), and what is reserved.
+    size_t bytes_used() const;
+    size_t bytes_reserved() const;
+};
+
+struct HeadCache {
+    std::vector<Segment> segments;
+    int32_t n_tokens() const;
+};
+
+class KvStore {
+public:
+    KvStore(int n_layer, int n_head_kv, int head_dim, int32_t context_size);
+
+    HeadCache &head(int layer, int h) { return heads_[(size_t)layer * n_head_kv_ + h]; }
+    const HeadCache &head(int layer, int h) const { return heads_[(size_t)layer * n_head_kv_ + h]; }
+    int n_layer() const { return n_layer_; }
+    int n_head_kv() const { return n_head_kv_; }
+    int head_dim() const { return head_dim_; }
+    int32_t context_size() const { return context_size_; }
+
+    // Policy `full`: the fp16 segment new tokens are appended to.
+    Segment &append_segment(int layer, int h) { return head(layer, h).segments.back(); }
+    // Removes every token whose position is >= position, in every layer and head.
+    void truncate(int32_t position);
+    // Largest number of tokens held by any head (scratch sizing).
+    int32_t max_tokens() const;
+    size_t bytes_used() const;
+
+private:
+    int n_layer_, n_head_kv_, head_dim_;
+    int32_t context_size_;
+    std::vector<HeadCache> heads_;
+};
+
+}  // namespace repokv

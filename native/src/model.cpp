@@ -1,0 +1,392 @@
+#include "model.h"
+
+#include <dlfcn.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <cerrno>
+#include <cmath>
+#include <cstdio>
+#include <cstring>
+#include <fstream>
+#include <map>
+#include <mutex>
+#include <set>
+#include <sstream>
+
+namespace repokv {
+
+// ---------------------------------------------------------------------------------------------------------------
+// Runtime
+
+static void quiet_log(enum ggml_log_level level, const char *text, void *) {
+    if (level == GGML_LOG_LEVEL_ERROR && getenv("REPOKV_NATIVE_VERBOSE")) fputs(text, stderr);
+    else if (getenv("REPOKV_NATIVE_VERBOSE")) fputs(text, stderr);
+}
+
+Runtime::Runtime() {
+    // The bins folder is where libggml-base.so was loaded from (node-llama-cpp's prebuilt binaries).
+    Dl_info info{};
+    if (dladdr((void *)&ggml_init, &info) && info.dli_fname) {
+        std::string p = info.dli_fname;
+        auto slash = p.rfind('/');
+        bins_dir = slash == std::string::npos ? std::string(".") : p.substr(0, slash);
+    }
+    ggml_log_set(quiet_log, nullptr);
+    // node-llama-cpp may already have loaded the backends in this process (or will later); load only if needed.
+    if (!ggml_backend_dev_by_type(GGML_BACKEND_DEVICE_TYPE_CPU)) {
+        ggml_backend_load_all_from_path(bins_dir.c_str());
+    }
+    cpu_dev = ggml_backend_dev_by_type(GGML_BACKEND_DEVICE_TYPE_CPU);
+    if (!cpu_dev) throw EngineError("no ggml CPU backend could be loaded from " + bins_dir);
+    cpu_reg = ggml_backend_dev_backend_reg(cpu_dev);
+}
+
+Runtime &Runtime::get() {
+    static std::mutex mu;
+    static Runtime *instance = nullptr;
+    std::lock_guard<std::mutex> lock(mu);
+    if (!instance) instance = new Runtime();
+    return *instance;
+}
+
+ggml_backend_t Runtime::new_cpu_backend(int n_threads, void **threadpool_out) {
+    ggml_backend_t b = ggml_backend_dev_init(cpu_dev, nullptr);
+    if (!b) throw EngineError("could not initialise the ggml CPU backend");
+    *threadpool_out = nullptr;
+    set_threads(b, n_threads, threadpool_out);
+    return b;
+}
+
+void Runtime::set_threads(ggml_backend_t backend, int n, void **threadpool_inout) {
+    auto fn = (ggml_backend_set_n_threads_t)ggml_backend_reg_get_proc_address(cpu_reg, "ggml_backend_set_n_threads");
+    if (fn) fn(backend, n);
+    (void)threadpool_inout;
+}
+
+void Runtime::free_threadpool(void *) {}
+
+int physical_cores() {
+    // Count distinct (physical id, core id) pairs; fall back to logical CPUs.
+    std::ifstream f("/proc/cpuinfo");
+    std::string line;
+    std::set<std::pair<int, int>> cores;
+    int phys = 0, core = -1;
+    while (std::getline(f, line)) {
+        if (line.rfind("physical id", 0) == 0) phys = atoi(line.c_str() + line.find(':') + 1);
+        else if (line.rfind("core id", 0) == 0) {
+            core = atoi(line.c_str() + line.find(':') + 1);
+            cores.insert({phys, core});
+        }
+    }
+    if (!cores.empty()) return (int)cores.size();
+    long n = sysconf(_SC_NPROCESSORS_ONLN);
+    return n > 0 ? (int)n : 1;
+}
+
+// ---------------------------------------------------------------------------------------------------------------
+// GGUF helpers
+
+namespace {
+
+struct Meta {
+    gguf_context *g;
+    std::string arch;
+
+    int64_t key(const std::string &k) const { return gguf_find_key(g, k.c_str()); }
+
+    bool has(const std::string &k) const { return key(k) >= 0; }
+
+    double number(const std::string &k, bool required, double def) const {
+        int64_t id = key(k);
+        if (id < 0) {
+            if (required) throw EngineError("GGUF metadata key '" + k + "' is missing");
+            return def;
+        }
+        switch (gguf_get_kv_type(g, id)) {
+            case GGUF_TYPE_UINT8: return gguf_get_val_u8(g, id);
+            case GGUF_TYPE_INT8: return gguf_get_val_i8(g, id);
+            case GGUF_TYPE_UINT16: return gguf_get_val_u16(g, id);
+            case GGUF_TYPE_INT16: return gguf_get_val_i16(g, id);
+            case GGUF_TYPE_UINT32: return gguf_get_val_u32(g, id);
+            case GGUF_TYPE_INT32: return gguf_get_val_i32(g, id);
+            case GGUF_TYPE_UINT64: return (double)gguf_get_val_u64(g, id);
+            case GGUF_TYPE_INT64: return (double)gguf_get_val_i64(g, id);
+            case GGUF_TYPE_FLOAT32: return gguf_get_val_f32(g, id);
+            case GGUF_TYPE_FLOAT64: return gguf_get_val_f64(g, id);
+            case GGUF_TYPE_ARRAY: {
+                // llama.cpp accepts per-layer arrays for some counts; we need them uniform.
+                enum gguf_type at = gguf_get_arr_type(g, id);
+                size_t n = gguf_get_arr_n(g, id);
+                if (n == 0) throw EngineError("GGUF metadata key '" + k + "' is an empty array");
+                const void *d = gguf_get_arr_data(g, id);
+                auto at_i = [&](size_t i) -> double {
+                    switch (at) {
+                        case GGUF_TYPE_UINT32: return ((const uint32_t *)d)[i];
+                        case GGUF_TYPE_INT32: return ((const int32_t *)d)[i];
+                        case GGUF_TYPE_FLOAT32: return ((const float *)d)[i];
+                        default: throw EngineError("GGUF metadata key '" + k + "' has an unsupported array type");
+                    }
+                };
+                double v0 = at_i(0);
+                for (size_t i = 1; i < n; i++)
+                    if (at_i(i) != v0) throw EngineError("GGUF metadata key '" + k + "' varies per layer, which is not supported");
+                return v0;
+            }
+            default: throw EngineError("GGUF metadata key '" + k + "' is not a number");
+        }
+    }
+
+    int64_t count(const std::string &k, bool required, int64_t def = 0) const {
+        double v = number(k, required, (double)def);
+        if (!(v >= 0) || v > 1e12 || v != std::floor(v)) throw EngineError("GGUF metadata key '" + k + "' has an invalid value");
+        return (int64_t)v;
+    }
+
+    std::string str(const std::string &k) const {
+        int64_t id = key(k);
+        if (id < 0) return "";
+        if (gguf_get_kv_type(g, id) != GGUF_TYPE_STRING) throw EngineError("GGUF metadata key '" + k + "' is not a string");
+        return gguf_get_val_str(g, id);
+    }
+};
+
+bool matrix_type_supported(ggml_type t) {
+    switch (t) {
+        case GGML_TYPE_F32: case GGML_TYPE_F16: case GGML_TYPE_BF16:
+        case GGML_TYPE_Q4_0: case GGML_TYPE_Q4_1: case GGML_TYPE_Q5_0: case GGML_TYPE_Q5_1: case GGML_TYPE_Q8_0:
+        case GGML_TYPE_Q2_K: case GGML_TYPE_Q3_K: case GGML_TYPE_Q4_K: case GGML_TYPE_Q5_K: case GGML_TYPE_Q6_K:
+        case GGML_TYPE_IQ4_NL: case GGML_TYPE_IQ4_XS:
+            return true;
+        default:
+            return false;
+    }
+}
+
+std::string shape_str(const ggml_tensor *t) {
+    std::ostringstream s;
+    s << "[";
+    for (int i = 0; i < ggml_n_dims(t); i++) s << (i ? ", " : "") << t->ne[i];
+    s << "]";
+    return s.str();
+}
+
+}  // namespace
+
+// ---------------------------------------------------------------------------------------------------------------
+// Model
+
+Model::Model(const std::string &path, int n_threads) : path_(path) {
+    struct stat st {};
+    if (stat(path.c_str(), &st) != 0) throw EngineError("cannot open model file '" + path + "': " + strerror(errno));
+    if (!S_ISREG(st.st_mode)) throw EngineError("model path '" + path + "' is not a regular file");
+    const uint64_t file_size = (uint64_t)st.st_size;
+    {
+        FILE *f = fopen(path.c_str(), "rb");
+        if (!f) throw EngineError("cannot open model file '" + path + "': " + strerror(errno));
+        char magic[4] = {0};
+        size_t n = fread(magic, 1, 4, f);
+        fclose(f);
+        if (n < 4 || memcmp(magic, "GGUF", 4) != 0) throw EngineError("'" + path + "' is not a GGUF file (bad magic)");
+    }
+
+    Runtime &rt = Runtime::get();
+
+    gguf_init_params params{};
+    params.no_alloc = true;
+    params.ctx = &ctx_;
+    gguf_ = gguf_init_from_file(path.c_str(), params);
+    if (!gguf_) throw EngineError("'" + path + "' is a corrupt or truncated GGUF file (header, metadata or tensor table could not be read)");
+
+    try {
+        Meta m{gguf_, ""};
+        m.arch = m.str("general.architecture");
+        if (m.arch.empty()) throw EngineError("GGUF metadata key 'general.architecture' is missing");
+        const std::string &a = m.arch;
+        if (a == "llama") hp_.arch = Arch::Llama;
+        else if (a == "qwen2") hp_.arch = Arch::Qwen2;
+        else throw EngineError("unsupported model architecture '" + a + "' (supported: llama, qwen2)");
+        hp_.arch_name = a;
+
+        hp_.n_embd = m.count(a + ".embedding_length", true);
+        hp_.n_layer = m.count(a + ".block_count", true);
+        hp_.n_head = m.count(a + ".attention.head_count", true);
+        hp_.n_head_kv = m.count(a + ".attention.head_count_kv", false, hp_.n_head);
+        hp_.n_ff = m.count(a + ".feed_forward_length", true);
+        hp_.n_ctx_train = m.count(a + ".context_length", true);
+        hp_.rms_eps = (float)m.number(a + ".attention.layer_norm_rms_epsilon", true, 1e-5);
+        if (hp_.n_embd <= 0 || hp_.n_layer <= 0 || hp_.n_head <= 0 || hp_.n_head_kv <= 0 || hp_.n_ff <= 0)
+            throw EngineError("model hyperparameters are invalid (zero sizes)");
+        if (hp_.n_head % hp_.n_head_kv != 0)
+            throw EngineError("attention.head_count (" + std::to_string(hp_.n_head) + ") is not a multiple of head_count_kv (" + std::to_string(hp_.n_head_kv) + ")");
+        hp_.head_dim = m.count(a + ".attention.key_length", false, hp_.n_embd / hp_.n_head);
+        int64_t vlen = m.count(a + ".attention.value_length", false, hp_.head_dim);
+        if (vlen != hp_.head_dim) throw EngineError("attention.key_length != value_length is not supported");
+        if (!m.has(a + ".attention.key_length") && hp_.n_embd % hp_.n_head != 0)
+            throw EngineError("embedding_length is not a multiple of head_count");
+        if (hp_.head_dim <= 0 || hp_.head_dim % 8 != 0 || hp_.head_dim > 512)
+            throw EngineError("head dimension " + std::to_string(hp_.head_dim) + " is not supported (needs a multiple of 8, at most 512)");
+        hp_.n_rot = m.count(a + ".rope.dimension_count", false, hp_.head_dim);
+        if (hp_.n_rot != hp_.head_dim) throw EngineError("partial RoPE (rope.dimension_count != head dimension) is not supported");
+        hp_.rope_freq_base = (float)m.number(a + ".rope.freq_base", false, 10000.0);
+        std::string scaling = m.str(a + ".rope.scaling.type");
+        double factor = m.number(a + ".rope.scaling.factor", false, 0.0);
+        if (scaling.empty() || scaling == "none") {
+            if (factor != 0.0 && factor != 1.0 && scaling.empty()) hp_.rope_freq_scale = (float)(1.0 / factor);
+        } else if (scaling == "linear") {
+            if (factor > 0) hp_.rope_freq_scale = (float)(1.0 / factor);
+        } else {
+            throw EngineError("RoPE scaling type '" + scaling + "' is not supported");
+        }
+        double attn_scale = m.number(a + ".attention.scale", false, 0.0);
+        hp_.kq_scale = attn_scale != 0.0 ? (float)attn_scale : 1.0f / std::sqrt((float)hp_.head_dim);
+        hp_.rope_type = hp_.arch == Arch::Qwen2 ? GGML_ROPE_TYPE_NEOX : GGML_ROPE_TYPE_NORMAL;
+
+        // ---- tensors: bounds against the file first (a truncated file must not reach ggml) ----
+        const size_t data_offset = gguf_get_data_offset(gguf_);
+        const int64_t n_tensors = gguf_get_n_tensors(gguf_);
+        for (int64_t i = 0; i < n_tensors; i++) {
+            const char *name = gguf_get_tensor_name(gguf_, i);
+            uint64_t end = (uint64_t)data_offset + gguf_get_tensor_offset(gguf_, i) + gguf_get_tensor_size(gguf_, i);
+            if (end > file_size) {
+                std::ostringstream s;
+                s << "model file is truncated: tensor '" << name << "' ends at byte " << end << " but the file has " << file_size << " bytes";
+                throw EngineError(s.str());
+            }
+        }
+
+        auto get = [&](const std::string &name, bool required) -> ggml_tensor * {
+            ggml_tensor *t = ggml_get_tensor(ctx_, name.c_str());
+            if (!t && required) throw EngineError("tensor '" + name + "' is missing");
+            return t;
+        };
+        auto expect = [&](ggml_tensor *t, std::initializer_list<int64_t> ne, bool matrix) {
+            if (!t) return;
+            int i = 0;
+            bool ok = true;
+            for (int64_t n : ne) ok = ok && t->ne[i++] == n;
+            for (; i < GGML_MAX_DIMS; i++) ok = ok && t->ne[i] == 1;
+            if (!ok) {
+                std::ostringstream s;
+                s << "tensor '" << ggml_get_name(t) << "' has shape " << shape_str(t) << ", expected [";
+                int j = 0;
+                for (int64_t n : ne) s << (j++ ? ", " : "") << n;
+                s << "]";
+                throw EngineError(s.str());
+            }
+            if (matrix) {
+                if (!matrix_type_supported(t->type))
+                    throw EngineError(std::string("tensor '") + ggml_get_name(t) + "' has unsupported type " + ggml_type_name(t->type));
+            } else if (t->type != GGML_TYPE_F32) {
+                throw EngineError(std::string("tensor '") + ggml_get_name(t) + "' must be F32 (is " + ggml_type_name(t->type) + ")");
+            }
+        };
+
+        const int64_t E = hp_.n_embd, Q = hp_.n_head * hp_.head_dim, KV = hp_.n_head_kv * hp_.head_dim, F = hp_.n_ff;
+        tok_embd = get("token_embd.weight", true);
+        hp_.n_vocab = tok_embd->ne[1];
+        expect(tok_embd, {E, hp_.n_vocab}, true);
+        output_norm = get("output_norm.weight", true);
+        expect(output_norm, {E}, false);
+        output = get("output.weight", false);
+        if (output) {
+            expect(output, {E, hp_.n_vocab}, true);
+        } else {
+            output = tok_embd;
+            tied_output = true;
+        }
+        rope_freqs = get("rope_freqs.weight", false);
+        expect(rope_freqs, {hp_.head_dim / 2}, false);
+        layers.resize(hp_.n_layer);
+        for (int64_t il = 0; il < hp_.n_layer; il++) {
+            Layer &L = layers[il];
+            const std::string p = "blk." + std::to_string(il) + ".";
+            L.attn_norm = get(p + "attn_norm.weight", true); expect(L.attn_norm, {E}, false);
+            if (get(p + "attn_qkv.weight", false)) throw EngineError("fused QKV tensors (attn_qkv) are not supported");
+            L.wq = get(p + "attn_q.weight", true); expect(L.wq, {E, Q}, true);
+            L.wk = get(p + "attn_k.weight", true); expect(L.wk, {E, KV}, true);
+            L.wv = get(p + "attn_v.weight", true); expect(L.wv, {E, KV}, true);
+            L.wo = get(p + "attn_output.weight", true); expect(L.wo, {Q, E}, true);
+            bool biases = hp_.arch == Arch::Qwen2;
+            L.bq = get(p + "attn_q.bias", biases); expect(L.bq, {Q}, false);
+            L.bk = get(p + "attn_k.bias", biases); expect(L.bk, {KV}, false);
+            L.bv = get(p + "attn_v.bias", biases); expect(L.bv, {KV}, false);
+            L.bo = get(p + "attn_output.bias", false); expect(L.bo, {E}, false);
+            L.ffn_norm = get(p + "ffn_norm.weight", true); expect(L.ffn_norm, {E}, false);
+            if (get(p + "ffn_gate_inp.weight", false)) throw EngineError("mixture-of-experts models are not supported");
+            L.ffn_gate = get(p + "ffn_gate.weight", true); expect(L.ffn_gate, {E, F}, true);
+            L.ffn_up = get(p + "ffn_up.weight", true); expect(L.ffn_up, {E, F}, true);
+            L.ffn_down = get(p + "ffn_down.weight", true); expect(L.ffn_down, {F, E}, true);
+        }
+        // Row sizes must be whole quantization blocks (mul_mat and get_rows assert on it).
+        for (ggml_tensor *t = ggml_get_first_tensor(ctx_); t; t = ggml_get_next_tensor(ctx_, t)) {
+            if (t->ne[0] % ggml_blck_size(t->type) != 0)
+                throw EngineError(std::string("tensor '") + ggml_get_name(t) + "' row length is not a multiple of its " + ggml_type_name(t->type) + " block size");
+        }
+
+        // ---- allocate and read weights ----
+        backend_ = rt.new_cpu_backend(n_threads, &threadpool_);
+        n_threads_ = n_threads;
+        buf_ = ggml_backend_alloc_ctx_tensors(ctx_, backend_);
+        if (!buf_) throw EngineError("out of memory allocating model weights");
+        ggml_backend_buffer_set_usage(buf_, GGML_BACKEND_BUFFER_USAGE_WEIGHTS);
+        FILE *f = fopen(path.c_str(), "rb");
+        if (!f) throw EngineError("cannot open model file '" + path + "': " + strerror(errno));
+        std::vector<char> staging;
+        const bool host = ggml_backend_buffer_is_host(buf_);
+        for (int64_t i = 0; i < n_tensors; i++) {
+            const char *name = gguf_get_tensor_name(gguf_, i);
+            ggml_tensor *t = ggml_get_tensor(ctx_, name);
+            size_t nbytes = ggml_nbytes(t);
+            size_t off = data_offset + gguf_get_tensor_offset(gguf_, i);
+            void *dst = t->data;
+            if (!host) {
+                staging.resize(nbytes);
+                dst = staging.data();
+            }
+            if (fseeko(f, (off_t)off, SEEK_SET) != 0 || fread(dst, 1, nbytes, f) != nbytes) {
+                fclose(f);
+                throw EngineError(std::string("could not read tensor '") + name + "' from the model file (truncated?)");
+            }
+            if (!host) ggml_backend_tensor_set(t, staging.data(), 0, nbytes);
+            weight_bytes_ += nbytes;
+        }
+        fclose(f);
+        if (tok_embd->type != GGML_TYPE_F32 && tok_embd->type != GGML_TYPE_F16 && !matrix_type_supported(tok_embd->type))
+            throw EngineError("token embedding type not supported");
+    } catch (...) {
+        if (buf_) ggml_backend_buffer_free(buf_);
+        if (backend_) ggml_backend_free(backend_);
+        if (ctx_) ggml_free(ctx_);
+        if (gguf_) gguf_free(gguf_);
+        buf_ = nullptr; backend_ = nullptr; ctx_ = nullptr; gguf_ = nullptr;
+        throw;
+    }
+}
+
+Model::~Model() {
+    if (buf_) ggml_backend_buffer_free(buf_);
+    if (backend_) ggml_backend_free(backend_);
+    if (ctx_) ggml_free(ctx_);
+    if (gguf_) gguf_free(gguf_);
+}
+
+void Model::set_threads(int n) {
+    if (n < 1) n = 1;
+    Runtime::get().set_threads(backend_, n, &threadpool_);
+    n_threads_ = n;
+}
+
+std::string Model::weight_type_summary() const {
+    std::map<std::string, int> counts;
+    for (ggml_tensor *t = ggml_get_first_tensor(ctx_); t; t = ggml_get_next_tensor(ctx_, t)) counts[ggml_type_name(t->type)]++;
+    std::ostringstream s;
+    bool first = true;
+    for (auto &kv : counts) {
+        s << (first ? "" : ",") << kv.first << ":" << kv.second;
+        first = false;
+    }
+    return s.str();
+}
+
+}  // namespace repokv

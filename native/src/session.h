@@ -1,0 +1,58 @@
+// An inference session: the target model's forward pass (ggml graph) with attention over repokv's KV store.
+#pragma once
+
+#include <cstdint>
+#include <memory>
+#include <vector>
+
+#include "attention.h"
+#include "ggml-alloc.h"
+#include "kv_store.h"
+#include "model.h"
+
+namespace repokv {
+
+struct SessionTimings {
+    double prefill_ms = 0, decode_ms = 0;
+    int64_t prefill_tokens = 0, decode_tokens = 0;
+};
+
+class Session {
+public:
+    Session(std::shared_ptr<Model> model, int32_t context_size, int n_batch);
+    ~Session();
+    Session(const Session &) = delete;
+    Session &operator=(const Session &) = delete;
+
+    // Evaluates tokens at positions n_past().. (in micro-batches of n_batch). Keeps the logits of the last token, or
+    // of every token when all_logits (row i = prediction after token i).
+    void eval(const int32_t *tokens, int n, bool all_logits);
+    const std::vector<float> &logits() const { return logits_; }
+    int n_logit_rows() const { return n_logit_rows_; }
+    int32_t n_past() const { return n_past_; }
+    void truncate(int32_t position);
+
+    const KvStore &kv() const { return kv_; }
+    const Model &model() const { return *model_; }
+    int32_t context_size() const { return context_size_; }
+    const SessionTimings &timings() const { return timings_; }
+
+private:
+    void eval_ubatch(const int32_t *tokens, int n, bool all_logits, float *out);
+
+    std::shared_ptr<Model> model_;
+    int32_t context_size_;
+    int n_batch_;
+    int32_t n_past_ = 0;
+    KvStore kv_;
+    std::vector<AttnLayerCtx> layer_ctx_;
+    std::vector<int32_t> positions_;
+    std::vector<uint8_t> graph_mem_;
+    ggml_gallocr_t galloc_ = nullptr;
+    bool ops_checked_ = false;
+    std::vector<float> logits_;
+    int n_logit_rows_ = 0;
+    SessionTimings timings_;
+};
+
+}  // namespace repokv
