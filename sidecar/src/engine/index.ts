@@ -5,7 +5,7 @@ import type { Engine, EngineName } from './types';
 // loads another's native code. The native engine (native/ addon) registers here when it lands.
 const engineLoaders: Record<EngineName, (() => Promise<Engine>) | undefined> = {
 	llama: async () => (await import('./llama')).llamaEngine,
-	native: undefined,
+	native: async () => (await import('./native-engine')).nativeEngine,
 };
 
 /** Engine names that can be used in this build. */

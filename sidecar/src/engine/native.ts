@@ -1,0 +1,221 @@
+import { existsSync } from 'node:fs';
+import { createRequire } from 'node:module';
+import * as path from 'node:path';
+
+import { packageRoot } from '../models/bundled';
+
+// Typed wrapper of repokv's native addon (native/build/repokv.node, built by native/build.mjs): the target model's
+// forward pass over a KV cache we own. Tokenization is not here: the engine takes token ids (node-llama-cpp's
+// vocab-only model tokenizes, see native-engine.ts).
+
+/** Shape and provenance of a loaded model, as the addon read it from the GGUF file. */
+export interface NativeModelInfo {
+	readonly path: string;
+	readonly architecture: 'llama' | 'qwen2';
+	readonly nVocab: number;
+	readonly nEmbd: number;
+	readonly nLayer: number;
+	readonly nHead: number;
+	readonly nHeadKv: number;
+	readonly headDim: number;
+	readonly nFf: number;
+	/** GGUF `<arch>.context_length`. */
+	readonly contextLength: number;
+	readonly ropeType: 'normal' | 'neox';
+	readonly ropeFreqBase: number;
+	readonly tiedOutput: boolean;
+	readonly weightBytes: number;
+	/** e.g. `f16:42,f32:13` (tensor count per ggml type). */
+	readonly weightTypes: string;
+	readonly threads: number;
+}
+
+/** One stored run of tokens of a KV head in one storage tier. */
+export interface NativeSegmentStats {
+	readonly tier: 'f16';
+	readonly tokens: number;
+	/** Real bytes: keys + values + positions. */
+	readonly bytes: number;
+}
+
+export interface NativeHeadStats {
+	readonly tokens: number;
+	readonly bytes: number;
+	readonly segments: readonly NativeSegmentStats[];
+}
+
+export interface NativeCacheStats {
+	readonly policy: 'full';
+	/** Tokens evaluated into the session (its next position). */
+	readonly tokens: number;
+	readonly contextSize: number;
+	/** `layers[l].heads[h]`: per layer, per KV head. */
+	readonly layers: readonly { readonly heads: readonly NativeHeadStats[] }[];
+	/** Sum of the heads' real bytes. */
+	readonly bytes: number;
+	/** Bytes the store has reserved (capacity for `contextSize` tokens). */
+	readonly reservedBytes: number;
+	readonly timings: { readonly prefillMs: number; readonly prefillTokens: number; readonly decodeMs: number; readonly decodeTokens: number };
+}
+
+interface AddonModel {
+	info(): NativeModelInfo;
+	setThreads(threads: number): void;
+	dispose(): void;
+}
+interface AddonSession {
+	evalSync(tokens: Int32Array, allLogits: boolean): number;
+	evalAsync(tokens: Int32Array, allLogits: boolean): Promise<number>;
+	logits(row?: number | 'all'): Float32Array;
+	nPast(): number;
+	truncate(position: number): number;
+	stats(): NativeCacheStats;
+	dispose(): void;
+}
+interface Addon {
+	loadModel(path: string, options: { threads: number }): AddonModel;
+	createSession(model: AddonModel, options: { contextSize: number; batchSize: number }): AddonSession;
+	physicalCores(): number;
+	runtimeInfo(): { binsDir: string; simd: boolean; physicalCores: number };
+}
+
+let addon: Addon | undefined;
+
+/** Path of the built addon: `$REPOKV_NATIVE_ADDON`, else `native/build/repokv.node` in the package. */
+export function nativeAddonPath(): string {
+	return process.env['REPOKV_NATIVE_ADDON'] ?? path.join(packageRoot(), 'native', 'build', 'repokv.node');
+}
+
+/** Loads the addon once; a clear error if it was not built. */
+export function loadNativeAddon(): Addon {
+	if (addon === undefined) {
+		const file = nativeAddonPath();
+		if (!existsSync(file)) {
+			throw new Error(`the native engine is not built (${file} is missing); run \`npm run build\` (node native/build.mjs)`);
+		}
+		addon = createRequire(import.meta.url)(file) as Addon;
+	}
+	return addon;
+}
+
+/** Physical CPU cores (the default thread count). */
+export function physicalCores(): number {
+	return loadNativeAddon().physicalCores();
+}
+
+export interface NativeLoadOptions {
+	/** CPU threads; default: the physical cores. */
+	readonly threads?: number;
+}
+
+export interface NativeSessionOptions {
+	/** Tokens the session can hold. Default 4096. */
+	readonly contextSize?: number;
+	/** Micro-batch size of prefill. Default 512. */
+	readonly batchSize?: number;
+}
+
+function toTokens(tokens: readonly number[] | Int32Array): Int32Array {
+	return tokens instanceof Int32Array ? tokens : Int32Array.from(tokens);
+}
+
+/** A GGUF model loaded into the native engine (weights in memory, one ggml CPU backend). */
+export class NativeModel {
+	readonly info: NativeModelInfo;
+
+	private constructor(private readonly handle: AddonModel) {
+		this.info = handle.info();
+	}
+
+	/** Loads a `llama` or `qwen2` GGUF. Throws an Error naming the problem for unsupported, broken or truncated files. */
+	static load(modelPath: string, options: NativeLoadOptions = {}): NativeModel {
+		const native = loadNativeAddon();
+		const threads = options.threads ?? native.physicalCores();
+		if (!Number.isInteger(threads) || threads < 1) {
+			throw new RangeError(`threads must be a positive integer (got ${threads})`);
+		}
+		return new NativeModel(native.loadModel(modelPath, { threads }));
+	}
+
+	get threads(): number {
+		return this.handle.info().threads;
+	}
+
+	setThreads(threads: number): void {
+		this.handle.setThreads(threads);
+	}
+
+	createSession(options: NativeSessionOptions = {}): NativeSession {
+		return new NativeSession(loadNativeAddon().createSession(this.handle, { contextSize: options.contextSize ?? 4096, batchSize: options.batchSize ?? 512 }));
+	}
+
+	/** Frees the weights once no session uses them any more. */
+	dispose(): void {
+		this.handle.dispose();
+	}
+}
+
+/**
+ * An inference session: one sequence, positions 0..n-1, with its own KV store (policy `full`: every token in fp16,
+ * keys post-RoPE at their original positions).
+ */
+export class NativeSession {
+	constructor(private readonly handle: AddonSession) {}
+
+	/** Evaluates `tokens` at the next positions (in micro-batches, off the main thread). Resolves to the new length. */
+	async prefill(tokens: readonly number[] | Int32Array, options: { allLogits?: boolean } = {}): Promise<number> {
+		return this.handle.evalAsync(toTokens(tokens), options.allLogits === true);
+	}
+
+	/** Evaluates one token. Resolves to the new length. */
+	async decode(token: number): Promise<number> {
+		return this.handle.evalAsync(Int32Array.of(token), false);
+	}
+
+	/** Synchronous prefill (blocks the event loop; for benchmarks and tools). */
+	prefillSync(tokens: readonly number[] | Int32Array, options: { allLogits?: boolean } = {}): number {
+		return this.handle.evalSync(toTokens(tokens), options.allLogits === true);
+	}
+
+	decodeSync(token: number): number {
+		return this.handle.evalSync(Int32Array.of(token), false);
+	}
+
+	/**
+	 * Next-token logits after the last evaluated token. With `allLogits` prefill, `row` picks the prediction after the
+	 * prompt's token `row`, and `'all'` returns every row back to back.
+	 */
+	logits(row?: number | 'all'): Float32Array {
+		return this.handle.logits(row);
+	}
+
+	/** Number of tokens in the session (the next token's position). */
+	get length(): number {
+		return this.handle.nPast();
+	}
+
+	/** Drops every token at `position` and after; the next token is evaluated at `position`. */
+	truncate(position: number): number {
+		return this.handle.truncate(position);
+	}
+
+	/** Cache statistics: tokens and real bytes per layer and KV head. */
+	stats(): NativeCacheStats {
+		return this.handle.stats();
+	}
+
+	dispose(): void {
+		this.handle.dispose();
+	}
+}
+
+/** Index of the largest value (greedy sampling). */
+export function argmax(values: Float32Array): number {
+	let best = 0;
+	for (let i = 1; i < values.length; i++) {
+		if ((values[i] ?? -Infinity) > (values[best] ?? -Infinity)) {
+			best = i;
+		}
+	}
+	return best;
+}
