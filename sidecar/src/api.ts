@@ -15,3 +15,5 @@ export { loadEngine, availableEngines } from './engine';
 export { defaultSpecialTokenTexts } from './engine/types';
 export type * from './engine/types';
 export { bundledModelPath, packageRoot } from './models/bundled';
+export { NativeModel, NativeSession, loadNativeAddon, nativeAddonPath, physicalCores, argmax } from './engine/native';
+export type { NativeModelInfo, NativeCacheStats, NativeHeadStats, NativeSegmentStats } from './engine/native';

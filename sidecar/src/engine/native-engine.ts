@@ -112,7 +112,8 @@ class NativeLoadedModel implements LoadedModel {
 			promptTokens.unshift(bos);
 		}
 		const tokenized = performance.now();
-		if (promptTokens.length === 0) {
+		const last = promptTokens.at(-1);
+		if (last === undefined) {
 			throw new Error('cannot complete an empty prompt');
 		}
 		if (promptTokens.length + request.maxTokens > this.info.contextSize) {
@@ -120,7 +121,6 @@ class NativeLoadedModel implements LoadedModel {
 		}
 		// Each request starts from an empty cache (as the llama engine does), so timings are comparable.
 		this.session.truncate(0);
-		const last = promptTokens[promptTokens.length - 1] as Token;
 		if (promptTokens.length > 1) {
 			await this.session.prefill(promptTokens.slice(0, -1));
 		}
