@@ -10,8 +10,10 @@ export const repoRoot = path.resolve(path.dirname(fileURLToPath(import.meta.url)
 export const bundlePath = path.join(repoRoot, 'dist', 'sidecar.mjs');
 export const cliPath = path.join(repoRoot, 'bin', 'repokv.js');
 export const needleWorkspace = path.join(repoRoot, 'test', 'fixtures', 'workspace-needle');
-export const targetModelPath = path.join(repoRoot, 'models', 'target.gguf');
-export const draftModelPath = path.join(repoRoot, 'models', 'draft.gguf');
+// The bundled models. The environment variables point the model tests at other files while models are being
+// (re)trained; `npm test` itself always tests the bundled ones.
+export const targetModelPath = path.resolve(repoRoot, process.env.REPOKV_TEST_TARGET ?? 'models/target.gguf');
+export const draftModelPath = path.resolve(repoRoot, process.env.REPOKV_TEST_DRAFT ?? 'models/draft.gguf');
 
 if (!existsSync(bundlePath)) {
 	throw new Error(`${bundlePath} is missing: run \`npm run build\` (npm test does it) before the tests`);

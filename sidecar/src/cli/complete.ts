@@ -26,6 +26,7 @@ Complete the code at a cursor, with the whole workspace as context, and print th
                       cursor on its line, multi otherwise
   --model PATH        GGUF model (default: the bundled models/target.gguf)
   --engine NAME       inference engine: ${availableEngines().join(', ')} (default llama)
+  --show-prompt       also print the prompt the model saw (a "prompt" field with --json)
   --verbose           show the engine's log on stderr`;
 
 export const completeCommand: Command = {
@@ -45,6 +46,7 @@ export const completeCommand: Command = {
 			model: { type: 'string' },
 			engine: { type: 'string' },
 			verbose: { type: 'boolean' },
+			'show-prompt': { type: 'boolean' },
 			help: { type: 'boolean', short: 'h' },
 		});
 		if (values.help === true) {
@@ -79,7 +81,12 @@ export const completeCommand: Command = {
 				}
 			},
 		});
-		console.log(values.json === true ? JSON.stringify(toJson(report), null, 2) : formatText(report));
+		const showPrompt = values['show-prompt'] === true;
+		if (values.json === true) {
+			console.log(JSON.stringify({ ...toJson(report), ...(showPrompt ? { prompt: report.prompt } : {}) }, null, 2));
+		} else {
+			console.log(showPrompt ? `${report.prompt}\n\n${'-'.repeat(80)}\n${formatText(report)}` : formatText(report));
+		}
 		return 0;
 	},
 };
@@ -128,7 +135,7 @@ function formatText(report: WorkspaceCompletionReport): string {
 	return [
 		`completion: ${JSON.stringify(report.completion)}`,
 		'',
-		`model     ${report.model.path} (${report.model.engine}, ${report.model.architecture}, context ${report.model.contextSize}, ${report.model.threads} thread${report.model.threads === 1 ? '' : 's'})`,
+		`model     ${report.model.path} (engine ${report.model.engine}, ${report.model.architecture} architecture, context ${report.model.contextSize}, ${report.model.threads} thread${report.model.threads === 1 ? '' : 's'})`,
 		`context   ${tokens.context} tokens from ${report.files.included.length} files + the active file` + (report.files.dropped.length > 0 ? `, ${report.files.dropped.length} files dropped to fit` : ''),
 		`generated ${tokens.generated} tokens, ${report.mode === 'singleLine' ? 'single-line' : 'multi-line'} mode, stopped by ${report.stopReason}`,
 		`timings   load ${ms(timings.loadMs)}, read workspace ${ms(timings.readWorkspaceMs)}, build prompt ${ms(timings.buildPromptMs)}, tokenize ${ms(timings.tokenizeMs)}, prefill ${ms(timings.prefillMs)}, decode ${ms(timings.decodeMs)}${perToken}, total ${ms(timings.totalMs)}`,

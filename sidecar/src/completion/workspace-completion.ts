@@ -38,6 +38,8 @@ export interface WorkspaceCompletionReport {
 	readonly completion: string;
 	/** The model's output before post-processing. */
 	readonly raw: string;
+	/** The exact prompt text the model saw (special tokens written as their texts). */
+	readonly prompt: string;
 	readonly mode: CompletionMode;
 	readonly stopReason: StopReason;
 	readonly tokens: { readonly context: number; readonly generated: number };
@@ -143,6 +145,7 @@ async function completeWithModel(
 	return {
 		completion,
 		raw: result.text,
+		prompt: prompt.text,
 		mode,
 		stopReason: result.stopReason,
 		tokens: { context: result.tokens.prompt, generated: result.tokens.generated },

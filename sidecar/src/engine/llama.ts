@@ -125,8 +125,6 @@ class LlamaLoadedModel implements LoadedModel {
 	readonly info: LoadedModel['info'];
 	readonly specialTokens: SpecialTokenTexts;
 	private readonly sequence: LlamaContextSequence;
-	/** Tokens that end a completion besides the model's end-of-generation tokens. */
-	private readonly stopTokens: ReadonlySet<Token>;
 
 	constructor(
 		private readonly model: LlamaModel,
@@ -136,8 +134,6 @@ class LlamaLoadedModel implements LoadedModel {
 	) {
 		this.sequence = context.getSequence();
 		this.specialTokens = readSpecialTokens(model);
-		const fileSeparator = singleSpecialToken(model, this.specialTokens.fileSeparator);
-		this.stopTokens = new Set(fileSeparator === undefined ? [] : [fileSeparator]);
 		this.info = {
 			path: modelPath,
 			architecture: model.fileInfo.metadata.general.architecture,
@@ -153,6 +149,10 @@ class LlamaLoadedModel implements LoadedModel {
 	}
 
 	async complete(request: CompletionRequest): Promise<CompletionResult> {
+		// A request cancelled while queued (the user typed on) must not cost a prefill.
+		if (request.signal?.aborted === true) {
+			return { text: '', stopReason: 'aborted', tokens: { prompt: 0, generated: 0 }, timings: { tokenizeMs: 0, prefillMs: 0, decodeMs: 0 } };
+		}
 		const started = performance.now();
 		// specialTokens = true: the prompt's structure (`<|file_sep|>`, FIM markers) must become special tokens,
 		// not the characters `<`, `|`, ... (the context builder neutralises such texts inside file contents).
@@ -189,7 +189,9 @@ class LlamaLoadedModel implements LoadedModel {
 		} else if (request.maxTokens > 0 && lastPromptToken !== undefined) {
 			// temperature 0 is greedy: deterministic, and the tiny bundled models loop when sampled (MODEL-NOTES.md).
 			for await (const token of this.sequence.evaluate([lastPromptToken], { temperature: 0 })) {
-				if (this.model.isEogToken(token) || this.stopTokens.has(token)) {
+				// Any control token ends a completion: besides end-of-text and the file separator, a FIM marker in
+				// the output means the model has left the middle it was asked for, and none of them is code.
+				if (this.model.isEogToken(token) || this.model.isSpecialToken(token)) {
 					stopReason = 'endOfGeneration';
 					break;
 				}
@@ -237,13 +239,6 @@ function readSpecialTokens(model: LlamaModel): SpecialTokenTexts {
 		fileSeparator: defaultSpecialTokenTexts.fileSeparator,
 		endOfText: model.tokens.eosString ?? defaultSpecialTokenTexts.endOfText,
 	};
-}
-
-/** The id of `text` if the vocabulary has it as one special token. */
-function singleSpecialToken(model: LlamaModel, text: string): Token | undefined {
-	const tokens = model.tokenize(text, true);
-	const [only] = tokens;
-	return tokens.length === 1 && model.isSpecialToken(only) ? only : undefined;
 }
 
 /** Offset of the earliest stop string in `text`, if any occurs. */
