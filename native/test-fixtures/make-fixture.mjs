@@ -45,22 +45,28 @@ export const FIXTURES = {
 	qwen2: { arch: 'qwen2', nEmbd: 128, nHead: 4, nHeadKv: 2, nLayer: 2, nFf: 256, ropeBase: 10000, tied: true, biases: true },
 	// llama, GQA 4:2, head dim 64, separate output
 	llama: { arch: 'llama', nEmbd: 256, nHead: 4, nHeadKv: 2, nLayer: 2, nFf: 512, ropeBase: 10000, tied: false, biases: false },
+	// shaped like the bundled target (models/): 6 layers, d 384, 6 heads / 2 KV heads, head dim 64, vocab 2048
+	targetLike: { arch: 'llama', nEmbd: 384, nHead: 6, nHeadKv: 2, nLayer: 6, nFf: 1024, ropeBase: 1e8, tied: false, biases: false, nVocab: 2048, contextLength: 32768 },
 };
 
 /**
  * @param {string} file
  * @param {{arch: 'llama'|'qwen2', nEmbd: number, nHead: number, nHeadKv: number, nLayer: number, nFf: number,
- *          ropeBase: number, tied: boolean, biases: boolean, weightType?: number, seed?: number, contextLength?: number}} cfg
+ *          ropeBase: number, tied: boolean, biases: boolean, weightType?: number, seed?: number, contextLength?: number,
+ *          nVocab?: number, transform?: (f: {kv: any[], tensors: any[]}) => void}} cfg  (transform edits metadata/tensors
+ *          before writing, for broken-file tests)
  */
 export function makeFixture(file, cfg) {
 	const { arch, nEmbd: E, nHead, nHeadKv, nLayer, nFf: F } = cfg;
 	const wtype = cfg.weightType ?? GGML.F16;
 	const hd = E / nHead;
 	const randn = rng(cfg.seed ?? 1234);
-	const tokens = [...byteTokens(), 'Ġt', 'he', '<|endoftext|>'];
+	const tokens = [...byteTokens(), 'Ġt', 'he'];
+	for (let i = tokens.length; i < (cfg.nVocab ?? 259) - 1; i++) tokens.push(`<|extra_${i}|>`);
+	tokens.push('<|endoftext|>');
 	const nVocab = tokens.length;
 	const eos = nVocab - 1;
-	const types = tokens.map((_, i) => (i === eos ? 3 : 1));
+	const types = tokens.map((t, i) => (i === eos || t.startsWith('<|extra_') ? 3 : 1));
 	const kv = [
 		{ key: 'general.architecture', type: GGUF.STRING, value: arch },
 		{ key: 'general.name', type: GGUF.STRING, value: `repokv-fixture-${arch}` },
@@ -106,6 +112,7 @@ export function makeFixture(file, cfg) {
 		add(p + 'ffn_up.weight', [E, F], 1 / Math.sqrt(E));
 		add(p + 'ffn_down.weight', [F, E], 1 / Math.sqrt(F));
 	}
+	cfg.transform?.({ kv, tensors });
 	writeGguf(file, kv, tensors);
 	return { file, nVocab, ...cfg };
 }

@@ -1,5 +1,6 @@
 import { errorMessage, UserError } from '../errors';
 import type { Command } from './command';
+import { benchCommand } from '../../../bench/command';
 import { completeCommand } from './complete';
 
 // Entry point of the sidecar bundle (dist/sidecar.mjs). `bin/repokv.js` calls `main`; the bundle also exports the
@@ -11,6 +12,7 @@ export * from '../api';
  * add it here as `bench: benchCommand` from ./bench), `ask`, and `serve --stdio` (the language server).
  */
 const commands: Readonly<Record<string, Command>> = {
+	bench: benchCommand,
 	complete: completeCommand,
 };
 

@@ -1,0 +1,105 @@
+import { existsSync } from 'node:fs';
+import * as path from 'node:path';
+
+import type { Command } from '../sidecar/src/cli/command';
+import { integerOption, parseCommandArgs } from '../sidecar/src/cli/args';
+import { UserError } from '../sidecar/src/errors';
+import { bundledModelPath } from '../sidecar/src/models/bundled';
+import { runParity } from './parity';
+import { runSpeed } from './speed';
+
+const usage = `usage: repokv bench <parity|speed> [options]
+
+  parity   the native engine (policy full) against llama.cpp's raw logits: every position of a code prompt, then
+           greedy tokens
+  speed    prefill and decode speed of the native engine and node-llama-cpp (f16 K/V, flash attention off and on)
+           on the same model, prompt and threads, in one process; min/median/max over repeats
+
+options:
+  --model PATH        GGUF model (default: the bundled models/target.gguf)
+  --json              print one JSON object
+  --threads LIST      thread counts, e.g. 1,2 (parity: the first; speed default: 1 and the physical cores)
+  parity:
+  --prompt-tokens N   prompt length (default 512)
+  --greedy N          greedy tokens compared (default 64)
+  speed:
+  --contexts LIST     context lengths (default 1024), e.g. 1024,4096,16384
+  --repeats N         repeats per configuration (default 3)
+  --decode-tokens N   tokens decoded after the prompt (default 32)
+
+Run speed benchmarks on a quiet machine: with other processes on the same cores ggml's thread pool collapses.`;
+
+function listOption(value: string | undefined, name: string): number[] | undefined {
+	if (value === undefined) {
+		return undefined;
+	}
+	const parts = value.split(',').map((s) => integerOption(s.trim(), name, 1));
+	return parts.filter((n): n is number => n !== undefined);
+}
+
+export const benchCommand: Command = {
+	summary: 'benchmarks: parity with llama.cpp, speed against node-llama-cpp',
+	usage,
+	async run(argv) {
+		const [which, ...rest] = argv;
+		if (which === undefined || which === '--help' || which === '-h') {
+			console.log(usage);
+			return which === undefined ? 2 : 0;
+		}
+		const { values } = parseCommandArgs(rest, {
+			model: { type: 'string' },
+			json: { type: 'boolean' },
+			threads: { type: 'string' },
+			'prompt-tokens': { type: 'string' },
+			greedy: { type: 'string' },
+			contexts: { type: 'string' },
+			repeats: { type: 'string' },
+			'decode-tokens': { type: 'string' },
+			help: { type: 'boolean', short: 'h' },
+		});
+		if (values.help === true) {
+			console.log(usage);
+			return 0;
+		}
+		const modelPath = path.resolve(values.model ?? bundledModelPath('target'));
+		if (!existsSync(modelPath)) {
+			throw new UserError(`model file not found: ${modelPath}`);
+		}
+		const { physicalCores } = await import('../sidecar/src/engine/native');
+		const cores = physicalCores();
+		const threads = listOption(values.threads, 'threads') ?? [...new Set([1, cores])];
+		if (which === 'parity') {
+			const result = await runParity({
+				modelPath,
+				promptTokens: integerOption(values['prompt-tokens'], 'prompt-tokens', 1) ?? 512,
+				greedy: integerOption(values.greedy, 'greedy', 0) ?? 64,
+				threads: threads[0] ?? 1,
+			});
+			if (values.json === true) {
+				console.log(JSON.stringify(result, null, 2));
+			} else {
+				console.log(`${result.model}: max |logit diff| ${result.maxAbsLogitDiff.toExponential(3)} (max |logit| ${result.maxAbsRefLogit}), top-1 agreement ${(result.top1Agreement * 100).toFixed(1)}%, greedy ${result.greedyMatch}`);
+			}
+			return result.greedyMatch.split('/')[0] === result.greedyMatch.split('/')[1] ? 0 : 1;
+		}
+		if (which === 'speed') {
+			const result = await runSpeed({
+				modelPath,
+				contexts: listOption(values.contexts, 'contexts') ?? [1024],
+				threads,
+				repeats: integerOption(values.repeats, 'repeats', 1) ?? 3,
+				decodeTokens: integerOption(values['decode-tokens'], 'decode-tokens', 1) ?? 32,
+				onProgress: values.json === true ? undefined : (line) => { console.error(line); },
+			});
+			if (values.json === true) {
+				console.log(JSON.stringify(result, null, 2));
+			} else {
+				for (const s of result.summary) {
+					console.log(`context ${s.context}: prefill ${s.repokvBest.prefillTokPerS} vs ${s.baselineBestPrefill.prefillTokPerS} tok/s (${s.prefillRatio}x), decode ${s.repokvBest.decodeTokPerS} vs ${s.baselineBestDecode.decodeTokPerS} tok/s (${s.decodeRatio}x)`);
+				}
+			}
+			return 0;
+		}
+		throw new UserError(`unknown benchmark '${which}'\n\n${usage}`, 2);
+	},
+};
