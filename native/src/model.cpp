@@ -19,9 +19,14 @@ namespace repokv {
 // ---------------------------------------------------------------------------------------------------------------
 // Runtime
 
-static void quiet_log(enum ggml_log_level level, const char *text, void *) {
-    if (level == GGML_LOG_LEVEL_ERROR && getenv("REPOKV_NATIVE_VERBOSE")) fputs(text, stderr);
-    else if (getenv("REPOKV_NATIVE_VERBOSE")) fputs(text, stderr);
+// While gguf parses a file, its error lines are captured (and put into our exception) instead of printed.
+static thread_local std::string t_captured_log;
+static void capture_log(enum ggml_log_level level, const char *text, void *) {
+    if (level == GGML_LOG_LEVEL_ERROR && strncmp(text, "load_backend", 12) != 0) {
+        t_captured_log += text;
+        if (!t_captured_log.empty() && t_captured_log.back() != '\n') t_captured_log += '\n';
+    }
+    if (getenv("REPOKV_NATIVE_VERBOSE")) fputs(text, stderr);
 }
 
 Runtime::Runtime() {
@@ -32,10 +37,15 @@ Runtime::Runtime() {
         auto slash = p.rfind('/');
         bins_dir = slash == std::string::npos ? std::string(".") : p.substr(0, slash);
     }
-    ggml_log_set(quiet_log, nullptr);
     // node-llama-cpp may already have loaded the backends in this process (or will later); load only if needed.
     if (!ggml_backend_dev_by_type(GGML_BACKEND_DEVICE_TYPE_CPU)) {
+        ggml_log_callback prev_cb = nullptr;
+        void *prev_ud = nullptr;
+        ggml_log_get(&prev_cb, &prev_ud);
+        ggml_log_set(capture_log, nullptr);  // "load_backend: ..." lines are not for our users
         ggml_backend_load_all_from_path(bins_dir.c_str());
+        ggml_log_set(prev_cb, prev_ud);
+        t_captured_log.clear();
     }
     cpu_dev = ggml_backend_dev_by_type(GGML_BACKEND_DEVICE_TYPE_CPU);
     if (!cpu_dev) throw EngineError("no ggml CPU backend could be loaded from " + bins_dir);
@@ -195,8 +205,23 @@ Model::Model(const std::string &path, int n_threads) : path_(path) {
     gguf_init_params params{};
     params.no_alloc = true;
     params.ctx = &ctx_;
-    gguf_ = gguf_init_from_file(path.c_str(), params);
-    if (!gguf_) throw EngineError("'" + path + "' is a corrupt or truncated GGUF file (header, metadata or tensor table could not be read)");
+    {
+        ggml_log_callback prev_cb = nullptr;
+        void *prev_ud = nullptr;
+        ggml_log_get(&prev_cb, &prev_ud);
+        t_captured_log.clear();
+        ggml_log_set(capture_log, nullptr);
+        gguf_ = gguf_init_from_file(path.c_str(), params);
+        ggml_log_set(prev_cb, prev_ud);
+    }
+    if (!gguf_) {
+        std::string why = t_captured_log;
+        while (!why.empty() && (why.back() == '\n' || why.back() == ' ')) why.pop_back();
+        for (size_t i = 0; i < why.size(); i++)
+            if (why[i] == '\n') why.replace(i, 1, "; ");
+        throw EngineError("'" + path + "' is a corrupt or truncated GGUF file (header, metadata or tensor table could not be read)" +
+                          (why.empty() ? std::string() : ": " + why));
+    }
 
     try {
         Meta m{gguf_, ""};

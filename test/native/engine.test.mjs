@@ -1,0 +1,186 @@
+// The native engine's API and its failure modes: broken, truncated and unsupported files raise JS errors naming the
+// problem (the process never aborts), sessions truncate, report per-layer/per-head cache stats, and run async.
+import assert from 'node:assert/strict';
+import fs from 'node:fs';
+import path from 'node:path';
+import { after, describe, test } from 'node:test';
+
+import { FIXTURES, makeFixture } from '../../native/test-fixtures/make-fixture.mjs';
+import { GGML, GGUF } from '../../native/test-fixtures/gguf-writer.mjs';
+import { randomTokens, root, tempDir } from './helpers.mjs';
+
+const { NativeModel, loadNativeAddon } = await import(path.join(root, 'dist', 'sidecar.mjs'));
+
+const dir = tempDir();
+after(() => fs.rmSync(dir, { recursive: true, force: true }));
+
+const good = path.join(dir, 'qwen2.gguf');
+makeFixture(good, { ...FIXTURES.qwen2, weightType: GGML.F16 });
+
+function variant(name, transform) {
+	const file = path.join(dir, `${name}.gguf`);
+	makeFixture(file, { ...FIXTURES.qwen2, transform });
+	return file;
+}
+
+function maxDiff(a, b) {
+	let m = 0;
+	for (let i = 0; i < a.length; i++) m = Math.max(m, Math.abs(a[i] - b[i]));
+	return m;
+}
+
+describe('native engine: broken and unsupported models are JS errors', () => {
+	const cases = [
+		['a missing file', () => path.join(dir, 'nope.gguf'), /cannot open model file/],
+		['a file that is not GGUF', () => {
+			const f = path.join(dir, 'text.gguf');
+			fs.writeFileSync(f, 'hello world, not a model');
+			return f;
+		}, /not a GGUF file/],
+		['a file cut inside its header', () => {
+			const f = path.join(dir, 'header-cut.gguf');
+			fs.writeFileSync(f, fs.readFileSync(good).subarray(0, 200));
+			return f;
+		}, /corrupt or truncated/],
+		['a file cut inside its tensor data', () => {
+			const f = path.join(dir, 'data-cut.gguf');
+			const buf = fs.readFileSync(good);
+			fs.writeFileSync(f, buf.subarray(0, Math.floor(buf.length * 0.6)));
+			return f;
+		}, /truncated/],
+		['an unsupported architecture', () => variant('phi3', ({ kv }) => {
+			for (const e of kv) {
+				if (e.key === 'general.architecture') e.value = 'phi3';
+				else e.key = e.key.replace(/^qwen2\./, 'phi3.');
+			}
+		}), /unsupported model architecture 'phi3'/],
+		['a missing tensor', () => variant('no-ffn', ({ tensors }) => {
+			tensors.splice(tensors.findIndex((t) => t.name === 'blk.1.ffn_up.weight'), 1);
+		}), /tensor 'blk\.1\.ffn_up\.weight' is missing/],
+		['a tensor of the wrong shape', () => variant('bad-shape', ({ tensors }) => {
+			const t = tensors.find((x) => x.name === 'blk.0.attn_k.weight');
+			t.ne = [128, 32];
+			t.data = t.data.subarray(0, 128 * 32);
+		}), /blk\.0\.attn_k\.weight' has shape \[128, 32\], expected \[128, 64\]/],
+		['a missing hyperparameter', () => variant('no-layers', ({ kv }) => {
+			kv.splice(kv.findIndex((e) => e.key === 'qwen2.block_count'), 1);
+		}), /'qwen2\.block_count' is missing/],
+		['head counts that do not divide', () => variant('bad-gqa', ({ kv }) => {
+			kv.find((e) => e.key === 'qwen2.attention.head_count_kv').value = 3;
+		}), /not a multiple of head_count_kv/],
+		['a string where a number belongs', () => variant('bad-type', ({ kv }) => {
+			Object.assign(kv.find((e) => e.key === 'qwen2.embedding_length'), { type: GGUF.STRING, value: 'wide' });
+		}), /embedding_length' is not a number/],
+	];
+	for (const [name, make, message] of cases) {
+		test(name, () => {
+			assert.throws(() => NativeModel.load(make(), { threads: 1 }), message);
+		});
+	}
+});
+
+describe('native engine: sessions', () => {
+	test('model info and default threads (physical cores)', () => {
+		const model = NativeModel.load(good);
+		assert.equal(model.info.architecture, 'qwen2');
+		assert.equal(model.info.nLayer, 2);
+		assert.equal(model.info.nHeadKv, 2);
+		assert.equal(model.info.headDim, 32);
+		assert.equal(model.info.threads, loadNativeAddon().physicalCores());
+		model.dispose();
+	});
+
+	test('bad inputs are errors, not crashes', () => {
+		const model = NativeModel.load(good, { threads: 1 });
+		const s = model.createSession({ contextSize: 16 });
+		assert.throws(() => s.prefillSync([1, 2, 100000]), /out of range/);
+		assert.throws(() => s.prefillSync([-1]), /out of range/);
+		assert.throws(() => s.logits(), /no logits/);
+		assert.throws(() => s.prefillSync(randomTokens(17, 259)), /context is full/);
+		assert.equal(s.length, 0);
+		s.prefillSync(randomTokens(16, 259));
+		assert.throws(() => s.decodeSync(3), /context is full/);
+		s.dispose();
+		assert.throws(() => s.length, /disposed/);
+		model.dispose();
+	});
+
+	test('cache stats: tokens and real bytes per layer and KV head', () => {
+		const model = NativeModel.load(good, { threads: 1 });
+		const s = model.createSession({ contextSize: 256 });
+		s.prefillSync(randomTokens(100, 259));
+		s.decodeSync(5);
+		const st = s.stats();
+		assert.equal(st.policy, 'full');
+		assert.equal(st.tokens, 101);
+		assert.equal(st.layers.length, 2);
+		for (const layer of st.layers) {
+			assert.equal(layer.heads.length, 2);
+			for (const h of layer.heads) {
+				assert.equal(h.tokens, 101);
+				// fp16 K and V (head dim 32) plus a 4-byte position per token
+				assert.equal(h.bytes, 101 * (32 * 2 * 2 + 4));
+				assert.deepEqual(h.segments.map((x) => x.tier), ['f16']);
+			}
+		}
+		assert.equal(st.bytes, 2 * 2 * 101 * 132);
+		assert.equal(st.timings.decodeTokens, 1);
+		s.dispose();
+		model.dispose();
+	});
+
+	test('truncate drops the tail; re-evaluating it reproduces the logits', () => {
+		const model = NativeModel.load(good, { threads: 1 });
+		const a = model.createSession({ contextSize: 512 });
+		const tokens = randomTokens(300, 259, 3);
+		a.prefillSync(tokens);
+		const full = a.logits();
+		assert.equal(a.truncate(200), 200);
+		assert.equal(a.stats().layers[0].heads[1].tokens, 200);
+		a.prefillSync(tokens.subarray(200));
+		assert.ok(maxDiff(a.logits(), full) < 1e-4);
+		// truncate, then continue token by token: same as a fresh session evaluating the same sequence
+		a.truncate(120);
+		for (const t of [7, 8, 9]) a.decodeSync(t);
+		const b = model.createSession({ contextSize: 512 });
+		b.prefillSync([...tokens.subarray(0, 120), 7, 8]);
+		b.decodeSync(9);
+		assert.ok(maxDiff(a.logits(), b.logits()) < 1e-3);
+		a.dispose();
+		b.dispose();
+		model.dispose();
+	});
+
+	test('async prefill/decode equal the sync calls; a busy session refuses a second call', async () => {
+		const model = NativeModel.load(good, { threads: 1 });
+		const tokens = randomTokens(64, 259, 11);
+		const a = model.createSession({ contextSize: 128 });
+		const b = model.createSession({ contextSize: 128 });
+		a.prefillSync(tokens);
+		a.decodeSync(42);
+		const pending = b.prefill(tokens);
+		assert.throws(() => b.decodeSync(1), /busy/);
+		assert.equal(await pending, 64);
+		assert.equal(await b.decode(42), 65);
+		assert.equal(maxDiff(a.logits(), b.logits()), 0);
+		a.dispose();
+		b.dispose();
+		model.dispose();
+	});
+
+	test('prefill with every position\'s logits; micro-batches do not change results', () => {
+		const model = NativeModel.load(good, { threads: 1 });
+		const tokens = randomTokens(200, 259, 5);
+		const a = model.createSession({ contextSize: 256, batchSize: 512 });
+		const b = model.createSession({ contextSize: 256, batchSize: 64 });
+		a.prefillSync(tokens, { allLogits: true });
+		b.prefillSync(tokens, { allLogits: true });
+		const la = a.logits('all');
+		assert.equal(la.length, 200 * 259);
+		assert.ok(maxDiff(la, b.logits('all')) < 1e-3);
+		assert.deepEqual(a.logits(199), a.logits());
+		a.dispose();
+		b.dispose();
+		model.dispose();
+	});
+});
