@@ -201,5 +201,17 @@ if (fs.existsSync(refSrc) && (force || mtime(refBin) < Math.max(mtime(refSrc), f
 	}
 }
 
+// Fixture tool: K-quant versions of the generated test models (ggml's own quantizers).
+const requantSrc = path.join(here, 'tools', 'gguf-requant.cpp');
+const requantBin = path.join(buildDir, 'gguf-requant');
+if (fs.existsSync(requantSrc) && (force || mtime(requantBin) < Math.max(mtime(requantSrc), fs.statSync(path.join(here, 'build.mjs')).mtimeMs))) {
+	log('building gguf-requant (test fixtures)');
+	try {
+		await run(cxx, [...common, requantSrc, '-o', requantBin, '-L', binsDir, '-l:libggml-base.so', `-Wl,-rpath,${binsDir}`]);
+	} catch (error) {
+		fail(`building gguf-requant failed (${error.message})`);
+	}
+}
+
 fs.writeFileSync(path.join(buildDir, 'paths.json'), JSON.stringify({ binsDir, llamaTag, nodeLlamaCpp: nlcVersion }, null, 2) + '\n');
 if (!jobs.length) log('up to date');

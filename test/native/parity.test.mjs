@@ -8,6 +8,7 @@
 // later ones differ by f32 summation order inside attention, amplified by the activation roundings of later matmuls.
 // Greedy tokens must be identical, 64 of 64.
 import assert from 'node:assert/strict';
+import { execFileSync } from 'node:child_process';
 import fs from 'node:fs';
 import path from 'node:path';
 import { after, describe, test } from 'node:test';
@@ -24,7 +25,7 @@ after(() => fs.rmSync(dir, { recursive: true, force: true }));
 const PROMPT = 512;
 const GREEDY = 64;
 
-function checkParity(modelPath, tolerance, tokens) {
+function checkParity(modelPath, tolerance, tokens, { requireGreedy = true, minTop1 = 0.98 } = {}) {
 	const model = NativeModel.load(modelPath, { threads: 1 });
 	const nVocab = model.info.nVocab;
 	model.dispose();
@@ -34,7 +35,8 @@ function checkParity(modelPath, tolerance, tokens) {
 	const summary = `maxAbsLogitDiff ${r.maxAbsLogitDiff.toExponential(3)} (max |logit| ${r.maxAbsRefLogit.toFixed(2)}), top-1 ${(r.top1Agreement * 100).toFixed(1)}%, greedy ${r.greedyMatched}/${r.greedyTotal}`;
 	console.log(`  ${path.basename(modelPath)}: ${summary}`);
 	assert.ok(r.maxAbsLogitDiff <= tolerance * r.maxAbsRefLogit, `logits differ by ${r.maxAbsLogitDiff} > ${tolerance} x ${r.maxAbsRefLogit}: ${summary}`);
-	assert.equal(r.greedyMatched, GREEDY, `greedy tokens diverge: ${summary}`);
+	assert.ok(r.top1Agreement >= minTop1, `top-1 agreement too low: ${summary}`);
+	if (requireGreedy) assert.equal(r.greedyMatched, GREEDY, `greedy tokens diverge: ${summary}`);
 	return r;
 }
 
@@ -61,6 +63,20 @@ describe('native engine parity with llama.cpp', () => {
 			const file = path.join(dir, `qwen2-${type}.gguf`);
 			makeFixture(file, { ...FIXTURES.qwen2, weightType: GGML[type], seed: 99 });
 			checkParity(file, tolerance);
+		});
+	}
+
+	// K-quants, made by ggml's own quantizers (native/build/gguf-requant). Their matmuls quantize activations to
+	// 8 bits per 256-element block and llama.cpp runs them through repacked kernels, so the random fixture's
+	// logits drift further (~1-2% of the largest logit at the end of the prompt) and greedy decoding of a random
+	// model, whose top logits are close, may diverge: checked are the tolerance and the top-1 agreement.
+	for (const mode of ['Q4_K', 'Q6_K', 'Q4_K_M']) {
+		test(`llama fixture, ${mode} weights`, () => {
+			const f16 = path.join(dir, `llama-for-${mode}.gguf`);
+			makeFixture(f16, { ...FIXTURES.llama, weightType: GGML.F16 });
+			const file = path.join(dir, `llama-${mode}.gguf`);
+			execFileSync(path.join(root, 'native', 'build', 'gguf-requant'), [f16, file, mode]);
+			checkParity(file, 3e-2, undefined, { requireGreedy: false, minTop1: 0.95 });
 		});
 	}
 
