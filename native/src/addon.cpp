@@ -275,6 +275,50 @@ Napi::Value LoadModel(const Napi::CallbackInfo &info) {
     return obj;
 }
 
+// loadModelAsync(path, { threads }) -> Promise<NativeModel>: reads the weights off the main thread.
+class LoadWorker : public Napi::AsyncWorker {
+public:
+    LoadWorker(Napi::Env env, std::string path, int threads)
+        : Napi::AsyncWorker(env), deferred_(Napi::Promise::Deferred::New(env)), path_(std::move(path)), threads_(threads) {}
+    void Execute() override {
+        try {
+            model_ = std::make_shared<Model>(path_, threads_);
+        } catch (const std::exception &e) {
+            SetError(e.what());
+        }
+    }
+    void OnOK() override {
+        Napi::Object obj = ModelWrap::ctor.New({});
+        ModelWrap::Unwrap(obj)->model = model_;
+        deferred_.Resolve(obj);
+    }
+    void OnError(const Napi::Error &e) override { deferred_.Reject(e.Value()); }
+    Napi::Promise promise() { return deferred_.Promise(); }
+
+private:
+    Napi::Promise::Deferred deferred_;
+    std::string path_;
+    int threads_;
+    std::shared_ptr<Model> model_;
+};
+
+Napi::Value LoadModelAsync(const Napi::CallbackInfo &info) {
+    Napi::Env env = info.Env();
+    if (info.Length() < 1 || !info[0].IsString()) throw Napi::TypeError::New(env, "loadModelAsync(path, { threads }) needs a path");
+    int threads = physical_cores();
+    if (info.Length() > 1 && info[1].IsObject()) threads = get_int(info[1].As<Napi::Object>(), "threads", threads);
+    if (threads < 1) throw Napi::RangeError::New(env, "threads must be >= 1");
+    try {
+        Runtime::get();  // load the backends on the main thread
+    } catch (const std::exception &e) {
+        throw js_error(env, e);
+    }
+    auto *w = new LoadWorker(env, info[0].As<Napi::String>().Utf8Value(), threads);
+    Napi::Promise p = w->promise();
+    w->Queue();
+    return p;
+}
+
 Napi::Value CreateSession(const Napi::CallbackInfo &info) {
     Napi::Env env = info.Env();
     if (info.Length() < 1 || !info[0].IsObject()) throw Napi::TypeError::New(env, "createSession(model, options) needs a model");
@@ -301,6 +345,7 @@ Napi::Object Init(Napi::Env env, Napi::Object exports) {
     ModelWrap::Init(env, exports);
     SessionWrap::Init(env, exports);
     exports.Set("loadModel", Napi::Function::New(env, LoadModel));
+    exports.Set("loadModelAsync", Napi::Function::New(env, LoadModelAsync));
     exports.Set("createSession", Napi::Function::New(env, CreateSession));
     exports.Set("physicalCores", Napi::Function::New(env, [](const Napi::CallbackInfo &info) { return Napi::Number::New(info.Env(), physical_cores()); }));
     exports.Set("runtimeInfo", Napi::Function::New(env, [](const Napi::CallbackInfo &info) {

@@ -79,6 +79,19 @@ describe('native engine: broken and unsupported models are JS errors', () => {
 	}
 });
 
+describe('native engine: async loading', () => {
+	test('loadAsync resolves to a model, and rejects with the same errors as load', async () => {
+		const model = await NativeModel.loadAsync(good, { threads: 1 });
+		assert.equal(model.info.architecture, 'qwen2');
+		model.dispose();
+		await assert.rejects(NativeModel.loadAsync(path.join(dir, 'missing.gguf'), { threads: 1 }), /cannot open model file/);
+		const cut = path.join(dir, 'async-cut.gguf');
+		const buf = fs.readFileSync(good);
+		fs.writeFileSync(cut, buf.subarray(0, Math.floor(buf.length / 2)));
+		await assert.rejects(NativeModel.loadAsync(cut, { threads: 1 }), /truncated/);
+	});
+});
+
 describe('native engine: sessions', () => {
 	test('model info and default threads (physical cores)', () => {
 		const model = NativeModel.load(good);

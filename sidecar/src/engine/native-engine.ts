@@ -49,7 +49,7 @@ export const nativeEngine: Engine = {
 		}
 		let model: NativeModel;
 		try {
-			model = NativeModel.load(modelPath, { threads: options.threads });
+			model = await NativeModel.loadAsync(modelPath, { threads: options.threads });
 		} catch (error) {
 			throw new UserError(`cannot load model ${modelPath} in the native engine: ${errorMessage(error)}`);
 		}

@@ -74,6 +74,7 @@ interface AddonSession {
 }
 interface Addon {
 	loadModel(path: string, options: { threads: number }): AddonModel;
+	loadModelAsync(path: string, options: { threads: number }): Promise<AddonModel>;
 	createSession(model: AddonModel, options: { contextSize: number; batchSize: number }): AddonSession;
 	physicalCores(): number;
 	runtimeInfo(): { binsDir: string; simd: boolean; physicalCores: number };
@@ -135,6 +136,16 @@ export class NativeModel {
 			throw new RangeError(`threads must be a positive integer (got ${threads})`);
 		}
 		return new NativeModel(native.loadModel(modelPath, { threads }));
+	}
+
+	/** `load` off the main thread (reading large weights does not block the event loop). */
+	static async loadAsync(modelPath: string, options: NativeLoadOptions = {}): Promise<NativeModel> {
+		const native = loadNativeAddon();
+		const threads = options.threads ?? native.physicalCores();
+		if (!Number.isInteger(threads) || threads < 1) {
+			throw new RangeError(`threads must be a positive integer (got ${threads})`);
+		}
+		return new NativeModel(await native.loadModelAsync(modelPath, { threads }));
 	}
 
 	get threads(): number {
