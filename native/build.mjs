@@ -178,7 +178,9 @@ try {
 	fail(`compilation failed (${error.message}); see the compiler output above`);
 }
 
-const linkFlags = ['-L', binsDir, '-l:libggml-base.so', `-l:${libGgml}`, `-Wl,-rpath,${binsDir}`, '-ldl', '-pthread'];
+// rpath: relative to the addon first (survives moving or packaging the whole folder), then absolute.
+const relBins = `$ORIGIN/${path.relative(buildDir, binsDir)}`;
+const linkFlags = ['-L', binsDir, '-l:libggml-base.so', `-l:${libGgml}`, `-Wl,-rpath,${relBins}`, `-Wl,-rpath,${binsDir}`, '-ldl', '-pthread'];
 const addon = path.join(buildDir, 'repokv.node');
 if (force || jobs.length || mtime(addon) < Math.max(...objects.map(mtime))) {
 	log('linking repokv.node');
