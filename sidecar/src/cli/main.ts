@@ -8,8 +8,8 @@ import { completeCommand } from './complete';
 export * from '../api';
 
 /**
- * The subcommands, `repokv <name>`. Planned (DESIGN.md §1): `bench` (fidelity and speed against node-llama-cpp;
- * add it here as `bench: benchCommand` from ./bench), `ask`, and `serve --stdio` (the language server).
+ * The subcommands, `repokv <name>`. `bench` lives in bench/ with the benchmarks it runs. Planned (DESIGN.md §1):
+ * `ask` (repository Q&A) and `serve --stdio` (the language server).
  */
 const commands: Readonly<Record<string, Command>> = {
 	bench: benchCommand,
