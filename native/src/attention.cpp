@@ -112,6 +112,24 @@ __attribute__((target("avx2,fma,f16c"))) double exp_sum_avx2(float *x, int32_t n
     return sum;
 }
 
+__attribute__((target("avx2,fma,f16c"))) float max_avx2(const float *x, int32_t n) {
+    __m256 m = _mm256_set1_ps(-INFINITY);
+    int32_t i = 0;
+    for (; i + 7 < n; i += 8) m = _mm256_max_ps(m, _mm256_loadu_ps(x + i));
+    alignas(32) float lanes[8];
+    _mm256_store_ps(lanes, m);
+    float r = lanes[0];
+    for (int k = 1; k < 8; k++) r = std::max(r, lanes[k]);
+    for (; i < n; i++) r = std::max(r, x[i]);
+    return r;
+}
+
+float max_scalar(const float *x, int32_t n) {
+    float r = -INFINITY;
+    for (int32_t i = 0; i < n; i++) r = std::max(r, x[i]);
+    return r;
+}
+
 // x[i] = fp16-rounded(x[i] * mul)
 __attribute__((target("avx2,fma,f16c"))) void scale_round_f16_avx2(float *x, size_t n, float mul) {
     size_t i = 0;
@@ -288,7 +306,7 @@ void attention_op(ggml_tensor *dst, int ith, int nth, void *userdata) {
         for (size_t s = 0; s < hc.segments.size(); s++) {
             const Segment &seg = hc.segments[s];
             int32_t n = seg.n;
-            if (n && seg.pos[n - 1] > max_qpos && seg.pos[0] <= seg.pos[n - 1]) {
+            if (n && seg.sorted && seg.pos[n - 1] > max_qpos) {
                 // full segments are position-ordered: binary search the causal limit
                 n = (int32_t)(std::upper_bound(seg.pos.begin(), seg.pos.begin() + n, max_qpos) - seg.pos.begin());
             }
@@ -310,10 +328,18 @@ void attention_op(ggml_tensor *dst, int ith, int nth, void *userdata) {
             off = 0;
             float mx = -INFINITY;
             for (size_t s = 0; s < hc.segments.size(); s++) {
-                const int32_t *pos = hc.segments[s].pos.data();
-                for (int32_t j = 0; j < ne[s]; j++) {
-                    if (pos[j] > sc.qpos[r]) Sr[off + j] = -INFINITY;
-                    else mx = std::max(mx, Sr[off + j]);
+                const Segment &seg = hc.segments[s];
+                const int32_t *pos = seg.pos.data();
+                if (seg.sorted) {
+                    // position-ordered: a visible prefix, then masked keys
+                    const int32_t vis = (int32_t)(std::upper_bound(pos, pos + ne[s], sc.qpos[r]) - pos);
+                    mx = std::max(mx, g_simd ? max_avx2(Sr + off, vis) : max_scalar(Sr + off, vis));
+                    for (int32_t j = vis; j < ne[s]; j++) Sr[off + j] = -INFINITY;
+                } else {
+                    for (int32_t j = 0; j < ne[s]; j++) {
+                        if (pos[j] > sc.qpos[r]) Sr[off + j] = -INFINITY;
+                        else mx = std::max(mx, Sr[off + j]);
+                    }
                 }
                 off += ne[s];
             }

@@ -30,6 +30,7 @@ void Segment::append(const float *kf, const float *vf, int32_t position) {
     to_f16_strided(kf, kb + lane, head_dim, 8);
     v.resize(v.size() + head_dim);
     to_f16_strided(vf, v.data() + (size_t)n * head_dim, head_dim, 1);
+    if (n > 0 && position <= pos.back()) sorted = false;
     pos.push_back(position);
     n++;
 }
@@ -75,8 +76,7 @@ void KvStore::truncate(int32_t position) {
         for (auto &seg : h.segments) {
             // Segments of policy `full` are in position order; the general case keeps tokens with pos < position.
             int32_t keep = 0;
-            bool sorted = std::is_sorted(seg.pos.begin(), seg.pos.end());
-            if (sorted) {
+            if (seg.sorted) {
                 keep = (int32_t)(std::lower_bound(seg.pos.begin(), seg.pos.end(), position) - seg.pos.begin());
                 seg.truncate_to(keep);
             } else {

@@ -27,6 +27,7 @@ struct Segment {
     Tier tier = Tier::F16;
     int head_dim = 0;
     int32_t n = 0;
+    bool sorted = true;  // positions strictly increasing in append order (policy `full`)
     std::vector<int32_t> pos;
     std::vector<uint16_t> k;
     std::vector<uint16_t> v;
