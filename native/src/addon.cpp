@@ -59,6 +59,7 @@ public:
         o.Set("ropeFreqBase", hp.rope_freq_base);
         o.Set("tiedOutput", m->tied_output);
         o.Set("weightBytes", (double)m->weight_bytes());
+        o.Set("repackedBytes", (double)m->repacked_bytes());
         o.Set("weightTypes", m->weight_type_summary());
         o.Set("threads", m->n_threads());
         return o;

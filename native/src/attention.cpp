@@ -198,15 +198,21 @@ void segment_accumulate(const Segment &seg, int32_t n, const float *P, size_t ld
     switch (seg.tier) {
         case Tier::F16:
             if (g_simd && seg.head_dim % 16 == 0) {
-                for (int r0 = 0; r0 < R; r0 += 4) {
-                    const int rr = std::min(4, R - r0);
-                    const float *Pr = P + r0 * ld;
-                    float *o = out + r0 * seg.head_dim;
-                    switch (rr) {
-                        case 1: accumulate_f16_avx2<1>(seg.v.data(), n, seg.head_dim, Pr, ld, o); break;
-                        case 2: accumulate_f16_avx2<2>(seg.v.data(), n, seg.head_dim, Pr, ld, o); break;
-                        case 3: accumulate_f16_avx2<3>(seg.v.data(), n, seg.head_dim, Pr, ld, o); break;
-                        case 4: accumulate_f16_avx2<4>(seg.v.data(), n, seg.head_dim, Pr, ld, o); break;
+                // Blocks of tokens so the block's values stay in L1 while every row group and channel chunk uses them.
+                constexpr int32_t JB = 128;
+                for (int32_t j0 = 0; j0 < n; j0 += JB) {
+                    const int32_t jn = std::min(JB, n - j0);
+                    const uint16_t *vb = seg.v.data() + (size_t)j0 * seg.head_dim;
+                    for (int r0 = 0; r0 < R; r0 += 4) {
+                        const int rr = std::min(4, R - r0);
+                        const float *Pr = P + r0 * ld + j0;
+                        float *o = out + r0 * seg.head_dim;
+                        switch (rr) {
+                            case 1: accumulate_f16_avx2<1>(vb, jn, seg.head_dim, Pr, ld, o); break;
+                            case 2: accumulate_f16_avx2<2>(vb, jn, seg.head_dim, Pr, ld, o); break;
+                            case 3: accumulate_f16_avx2<3>(vb, jn, seg.head_dim, Pr, ld, o); break;
+                            case 4: accumulate_f16_avx2<4>(vb, jn, seg.head_dim, Pr, ld, o); break;
+                        }
                     }
                 }
                 return;

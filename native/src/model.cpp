@@ -29,6 +29,18 @@ static void capture_log(enum ggml_log_level level, const char *text, void *) {
     if (getenv("REPOKV_NATIVE_VERBOSE")) fputs(text, stderr);
 }
 
+// Routes ggml's log to capture_log for a scope (load-time chatter such as "repack: ..." is not for our users).
+struct LogCapture {
+    ggml_log_callback prev_cb = nullptr;
+    void *prev_ud = nullptr;
+    LogCapture() {
+        ggml_log_get(&prev_cb, &prev_ud);
+        t_captured_log.clear();
+        ggml_log_set(capture_log, nullptr);
+    }
+    ~LogCapture() { ggml_log_set(prev_cb, prev_ud); }
+};
+
 Runtime::Runtime() {
     // The bins folder is where libggml-base.so was loaded from (node-llama-cpp's prebuilt binaries).
     Dl_info info{};
@@ -39,13 +51,8 @@ Runtime::Runtime() {
     }
     // node-llama-cpp may already have loaded the backends in this process (or will later); load only if needed.
     if (!ggml_backend_dev_by_type(GGML_BACKEND_DEVICE_TYPE_CPU)) {
-        ggml_log_callback prev_cb = nullptr;
-        void *prev_ud = nullptr;
-        ggml_log_get(&prev_cb, &prev_ud);
-        ggml_log_set(capture_log, nullptr);  // "load_backend: ..." lines are not for our users
+        LogCapture quiet;  // "load_backend: ..." lines
         ggml_backend_load_all_from_path(bins_dir.c_str());
-        ggml_log_set(prev_cb, prev_ud);
-        t_captured_log.clear();
     }
     cpu_dev = ggml_backend_dev_by_type(GGML_BACKEND_DEVICE_TYPE_CPU);
     if (!cpu_dev) throw EngineError("no ggml CPU backend could be loaded from " + bins_dir);
@@ -205,15 +212,8 @@ Model::Model(const std::string &path, int n_threads) : path_(path) {
     gguf_init_params params{};
     params.no_alloc = true;
     params.ctx = &ctx_;
-    {
-        ggml_log_callback prev_cb = nullptr;
-        void *prev_ud = nullptr;
-        ggml_log_get(&prev_cb, &prev_ud);
-        t_captured_log.clear();
-        ggml_log_set(capture_log, nullptr);
-        gguf_ = gguf_init_from_file(path.c_str(), params);
-        ggml_log_set(prev_cb, prev_ud);
-    }
+    LogCapture capture;  // for the whole load: gguf's errors go into our exceptions, the rest is dropped
+    gguf_ = gguf_init_from_file(path.c_str(), params);
     if (!gguf_) {
         std::string why = t_captured_log;
         while (!why.empty() && (why.back() == '\n' || why.back() == ' ')) why.pop_back();
@@ -349,19 +349,75 @@ Model::Model(const std::string &path, int n_threads) : path_(path) {
                 throw EngineError(std::string("tensor '") + ggml_get_name(t) + "' row length is not a multiple of its " + ggml_type_name(t->type) + " block size");
         }
 
-        // ---- allocate and read weights ----
+        // ---- buffer types: like llama.cpp, matmul weights the CPU backend can repack for its faster kernels
+        // (Q4_0, Q4_K, Q6_K, ... on AVX2) go to its "extra" buffer type; everything else to plain CPU memory ----
         backend_ = rt.new_cpu_backend(n_threads, &threadpool_);
         n_threads_ = n_threads;
-        buf_ = ggml_backend_alloc_ctx_tensors(ctx_, backend_);
-        if (!buf_) throw EngineError("out of memory allocating model weights");
-        ggml_backend_buffer_set_usage(buf_, GGML_BACKEND_BUFFER_USAGE_WEIGHTS);
+        std::vector<ggml_backend_buffer_type_t> extra;
+        using get_extra_t = ggml_backend_buffer_type_t *(*)(ggml_backend_dev_t);
+        auto get_extra = (get_extra_t)ggml_backend_reg_get_proc_address(rt.cpu_reg, "ggml_backend_dev_get_extra_bufts");
+        if (get_extra && !getenv("REPOKV_NATIVE_NO_REPACK"))
+            for (ggml_backend_buffer_type_t *p = get_extra(rt.cpu_dev); p && *p; ++p) extra.push_back(*p);
+        std::set<ggml_tensor *> matmul;
+        for (const Layer &L : layers)
+            for (ggml_tensor *w : {L.wq, L.wk, L.wv, L.wo, L.ffn_gate, L.ffn_up, L.ffn_down}) matmul.insert(w);
+        if (!tied_output) matmul.insert(output);
+        ggml_backend_buffer_type_t cpu_buft = ggml_backend_dev_buffer_type(rt.cpu_dev);
+        auto choose = [&](ggml_tensor *w) -> ggml_backend_buffer_type_t {
+            if (!matmul.count(w)) return cpu_buft;
+            for (ggml_backend_buffer_type_t buft : extra) {
+                ggml_init_params tp{ggml_tensor_overhead() * 4, nullptr, true};
+                ggml_context *tctx = ggml_init(tp);
+                ggml_tensor *b = ggml_new_tensor_2d(tctx, GGML_TYPE_F32, w->ne[0], 512);
+                ggml_tensor *op = ggml_mul_mat(tctx, w, b);
+                ggml_backend_buffer_t dummy = ggml_backend_buft_alloc_buffer(buft, 0);
+                w->buffer = dummy;
+                bool ok = dummy && ggml_backend_dev_supports_op(rt.cpu_dev, op);
+                w->buffer = nullptr;
+                if (dummy) ggml_backend_buffer_free(dummy);
+                ggml_free(tctx);
+                if (ok) return buft;
+            }
+            return cpu_buft;
+        };
+        std::map<ggml_backend_buffer_type_t, ggml_context *> ctxs;
+        std::map<ggml_tensor *, ggml_tensor *> moved;
+        for (ggml_tensor *t = ggml_get_first_tensor(ctx_); t; t = ggml_get_next_tensor(ctx_, t)) {
+            ggml_backend_buffer_type_t buft = choose(t);
+            ggml_context *&c = ctxs[buft];
+            if (!c) {
+                ggml_init_params cp{ggml_tensor_overhead() * (size_t)(n_tensors + 1), nullptr, true};
+                c = ggml_init(cp);
+                weight_ctxs_.push_back(c);
+            }
+            ggml_tensor *nt = ggml_dup_tensor(c, t);
+            ggml_set_name(nt, ggml_get_name(t));
+            moved[t] = nt;
+        }
+        auto remap = [&](ggml_tensor *&t) {
+            if (t) t = moved.at(t);
+        };
+        remap(tok_embd); remap(output_norm); remap(output); remap(rope_freqs);
+        for (Layer &L : layers) {
+            for (ggml_tensor **w : {&L.attn_norm, &L.wq, &L.wk, &L.wv, &L.wo, &L.bq, &L.bk, &L.bv, &L.bo, &L.ffn_norm, &L.ffn_gate, &L.ffn_up, &L.ffn_down})
+                remap(*w);
+        }
+        for (auto &kv : ctxs) {
+            ggml_backend_buffer_t b = ggml_backend_alloc_ctx_tensors_from_buft(kv.second, kv.first);
+            if (!b) throw EngineError("out of memory allocating model weights");
+            ggml_backend_buffer_set_usage(b, GGML_BACKEND_BUFFER_USAGE_WEIGHTS);
+            bufs_.push_back(b);
+            if (kv.first != cpu_buft) repacked_ += ggml_backend_buffer_get_size(b);
+        }
+
+        // ---- read the weights ----
         FILE *f = fopen(path.c_str(), "rb");
         if (!f) throw EngineError("cannot open model file '" + path + "': " + strerror(errno));
         std::vector<char> staging;
-        const bool host = ggml_backend_buffer_is_host(buf_);
         for (int64_t i = 0; i < n_tensors; i++) {
             const char *name = gguf_get_tensor_name(gguf_, i);
-            ggml_tensor *t = ggml_get_tensor(ctx_, name);
+            ggml_tensor *t = moved.at(ggml_get_tensor(ctx_, name));
+            const bool host = ggml_backend_buffer_is_host(t->buffer);
             size_t nbytes = ggml_nbytes(t);
             size_t off = data_offset + gguf_get_tensor_offset(gguf_, i);
             void *dst = t->data;
@@ -380,21 +436,25 @@ Model::Model(const std::string &path, int n_threads) : path_(path) {
         if (tok_embd->type != GGML_TYPE_F32 && tok_embd->type != GGML_TYPE_F16 && !matrix_type_supported(tok_embd->type))
             throw EngineError("token embedding type not supported");
     } catch (...) {
-        if (buf_) ggml_backend_buffer_free(buf_);
-        if (backend_) ggml_backend_free(backend_);
-        if (ctx_) ggml_free(ctx_);
-        if (gguf_) gguf_free(gguf_);
-        buf_ = nullptr; backend_ = nullptr; ctx_ = nullptr; gguf_ = nullptr;
+        release();
         throw;
     }
 }
 
-Model::~Model() {
-    if (buf_) ggml_backend_buffer_free(buf_);
+void Model::release() {
+    for (ggml_backend_buffer_t b : bufs_) ggml_backend_buffer_free(b);
+    bufs_.clear();
+    for (ggml_context *c : weight_ctxs_) ggml_free(c);
+    weight_ctxs_.clear();
     if (backend_) ggml_backend_free(backend_);
     if (ctx_) ggml_free(ctx_);
     if (gguf_) gguf_free(gguf_);
+    backend_ = nullptr;
+    ctx_ = nullptr;
+    gguf_ = nullptr;
 }
+
+Model::~Model() { release(); }
 
 void Model::set_threads(int n) {
     if (n < 1) n = 1;

@@ -60,6 +60,8 @@ public:
     const Hparams &hparams() const { return hp_; }
     const std::string &path() const { return path_; }
     size_t weight_bytes() const { return weight_bytes_; }
+    // Bytes of weights held in the CPU backend's repacked ("extra") buffer type.
+    size_t repacked_bytes() const { return repacked_; }
     std::string weight_type_summary() const;
 
     int n_threads() const { return n_threads_; }
@@ -76,9 +78,13 @@ public:
 private:
     std::string path_;
     Hparams hp_;
+    void release();
+
     gguf_context *gguf_ = nullptr;
-    ggml_context *ctx_ = nullptr;
-    ggml_backend_buffer_t buf_ = nullptr;
+    ggml_context *ctx_ = nullptr;                 // tensor metadata as read from the file (never allocated)
+    std::vector<ggml_context *> weight_ctxs_;     // the weights, one context per buffer type
+    std::vector<ggml_backend_buffer_t> bufs_;
+    size_t repacked_ = 0;
     ggml_backend_t backend_ = nullptr;
     void *threadpool_ = nullptr;
     int n_threads_ = 1;

@@ -100,6 +100,7 @@ describe('native engine: sessions', () => {
 		assert.equal(model.info.nHeadKv, 2);
 		assert.equal(model.info.headDim, 32);
 		assert.equal(model.info.threads, loadNativeAddon().physicalCores());
+		assert.equal(model.info.repackedBytes, 0);
 		model.dispose();
 	});
 

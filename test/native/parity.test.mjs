@@ -66,10 +66,11 @@ describe('native engine parity with llama.cpp', () => {
 		});
 	}
 
-	// K-quants, made by ggml's own quantizers (native/build/gguf-requant). Their matmuls quantize activations to
-	// 8 bits per 256-element block and llama.cpp runs them through repacked kernels, so the random fixture's
-	// logits drift further (~1-2% of the largest logit at the end of the prompt) and greedy decoding of a random
-	// model, whose top logits are close, may diverge: checked are the tolerance and the top-1 agreement.
+	// K-quants, made by ggml's own quantizers (native/build/gguf-requant); Q4_K weights are repacked for the CPU
+	// backend's 8x8 kernels, as llama.cpp does. Their matmuls quantize activations to 8 bits per 256-element block,
+	// so the attention summation-order differences are amplified more (~1% of the largest logit at the end of the
+	// prompt) and greedy decoding of a random model, whose top logits are close, may diverge: checked are the
+	// tolerance and the top-1 agreement.
 	for (const mode of ['Q4_K', 'Q6_K', 'Q4_K_M']) {
 		test(`llama fixture, ${mode} weights`, () => {
 			const f16 = path.join(dir, `llama-for-${mode}.gguf`);

@@ -25,6 +25,8 @@ export interface NativeModelInfo {
 	readonly ropeFreqBase: number;
 	readonly tiedOutput: boolean;
 	readonly weightBytes: number;
+	/** Bytes of weights repacked for the CPU backend's faster quantized kernels (as llama.cpp does). */
+	readonly repackedBytes: number;
 	/** e.g. `f16:42,f32:13` (tensor count per ggml type). */
 	readonly weightTypes: string;
 	readonly threads: number;
