@@ -458,6 +458,7 @@ Model::~Model() { release(); }
 
 void Model::set_threads(int n) {
     if (n < 1) n = 1;
+    std::lock_guard<std::mutex> lock(compute_mu_);
     Runtime::get().set_threads(backend_, n, &threadpool_);
     n_threads_ = n;
 }

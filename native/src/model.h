@@ -3,6 +3,7 @@
 #pragma once
 
 #include <cstdint>
+#include <mutex>
 #include <stdexcept>
 #include <string>
 #include <vector>
@@ -67,6 +68,8 @@ public:
     int n_threads() const { return n_threads_; }
     void set_threads(int n);
     ggml_backend_t backend() const { return backend_; }
+    // The CPU backend has one work buffer: graphs of sessions of this model must not run concurrently.
+    std::mutex &compute_mutex() const { return compute_mu_; }
 
     ggml_tensor *tok_embd = nullptr;
     ggml_tensor *output_norm = nullptr;
@@ -85,6 +88,7 @@ private:
     std::vector<ggml_context *> weight_ctxs_;     // the weights, one context per buffer type
     std::vector<ggml_backend_buffer_t> bufs_;
     size_t repacked_ = 0;
+    mutable std::mutex compute_mu_;
     ggml_backend_t backend_ = nullptr;
     void *threadpool_ = nullptr;
     int n_threads_ = 1;

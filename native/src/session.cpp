@@ -51,6 +51,7 @@ void Session::eval(const int32_t *tokens, int n, bool all_logits) {
             throw EngineError("token id " + std::to_string(tokens[i]) + " is out of range (vocabulary size " + std::to_string(n_vocab) + ")");
     if ((int64_t)n_past_ + n > context_size_)
         throw EngineError("context is full: " + std::to_string(n_past_) + " + " + std::to_string(n) + " tokens exceed contextSize " + std::to_string(context_size_));
+    std::lock_guard<std::mutex> lock(model_->compute_mutex());
     auto t0 = std::chrono::steady_clock::now();
     n_logit_rows_ = all_logits ? n : 1;
     logits_.resize((size_t)n_logit_rows_ * n_vocab);

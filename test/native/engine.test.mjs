@@ -182,6 +182,26 @@ describe('native engine: sessions', () => {
 		model.dispose();
 	});
 
+	test('two sessions of one model evaluating concurrently get the same results as one by one', async () => {
+		const model = NativeModel.load(good, { threads: 1 });
+		const ta = randomTokens(300, 259, 21);
+		const tb = randomTokens(300, 259, 22);
+		const a = model.createSession({ contextSize: 512 });
+		const b = model.createSession({ contextSize: 512 });
+		await Promise.all([a.prefill(ta), b.prefill(tb)]);
+		const la = a.logits();
+		const lb = b.logits();
+		a.truncate(0);
+		b.truncate(0);
+		a.prefillSync(ta);
+		b.prefillSync(tb);
+		assert.equal(maxDiff(la, a.logits()), 0);
+		assert.equal(maxDiff(lb, b.logits()), 0);
+		a.dispose();
+		b.dispose();
+		model.dispose();
+	});
+
 	test('prefill with every position\'s logits; micro-batches do not change results', () => {
 		const model = NativeModel.load(good, { threads: 1 });
 		const tokens = randomTokens(200, 259, 5);
