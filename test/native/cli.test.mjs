@@ -1,0 +1,55 @@
+// The native engine through the CLI: `repokv bench parity|speed --json` and `repokv complete --engine native`.
+import assert from 'node:assert/strict';
+import { execFile } from 'node:child_process';
+import fs from 'node:fs';
+import path from 'node:path';
+import { after, describe, test } from 'node:test';
+import { promisify } from 'node:util';
+
+import { FIXTURES, makeFixture } from '../../native/test-fixtures/make-fixture.mjs';
+import { root, tempDir } from './helpers.mjs';
+
+const run = promisify(execFile);
+const cli = path.join(root, 'bin', 'repokv.js');
+const dir = tempDir();
+after(() => fs.rmSync(dir, { recursive: true, force: true }));
+const fixture = path.join(dir, 'qwen2.gguf');
+makeFixture(fixture, FIXTURES.qwen2);
+const target = path.join(root, 'models', 'target.gguf');
+
+describe('repokv bench (native engine)', () => {
+	test('bench parity --json on the qwen2 fixture', async () => {
+		const { stdout } = await run(process.execPath, [cli, 'bench', 'parity', '--model', fixture, '--json', '--threads', '1', '--prompt-tokens', '256', '--greedy', '16']);
+		const r = JSON.parse(stdout);
+		assert.equal(r.model, fixture);
+		assert.equal(r.greedyMatch, '16/16');
+		assert.equal(r.promptTokens, 256);
+		assert.ok(r.maxAbsLogitDiff <= 1e-3 * r.maxAbsRefLogit, JSON.stringify(r));
+	});
+
+	test('bench speed --json prints a row per engine configuration and the ratios', async () => {
+		const { stdout } = await run(process.execPath, [cli, 'bench', 'speed', '--model', fixture, '--json', '--threads', '1', '--contexts', '128', '--repeats', '1', '--decode-tokens', '4']);
+		const r = JSON.parse(stdout);
+		assert.deepEqual(r.rows.map((row) => `${row.impl}/${row.flashAttention}`), ['repokv/null', 'node-llama-cpp/false', 'node-llama-cpp/true']);
+		for (const row of r.rows) {
+			for (const key of ['context', 'impl', 'kv', 'prefillTokPerS', 'decodeTokPerS', 'kvBytes', 'peakRssMb']) assert.ok(key in row, key);
+			assert.ok(row.prefillTokPerS > 0 && row.decodeTokPerS > 0);
+		}
+		const native = r.rows[0];
+		// 2 layers x 2 KV heads x tokens (128 prompt + 4 decoded) x (32 dims x 2 bytes x K,V + 4-byte position)
+		assert.equal(native.kvBytes, 2 * 2 * 132 * (32 * 2 * 2 + 4));
+		assert.equal(r.summary.length, 1);
+		assert.ok(r.summary[0].prefillRatio > 0 && r.summary[0].decodeRatio > 0);
+	});
+});
+
+describe('repokv complete --engine native', { skip: !fs.existsSync(target) && 'models/target.gguf not built yet' }, () => {
+	test('completes on the needle workspace with the same text as the llama engine', async () => {
+		const args = ['complete', '--workspace', path.join(root, 'test', 'fixtures', 'workspace-needle'), '--file', 'src/main.ts', '--line', '10', '--column', '32', '--threads', '1', '--json'];
+		const native = JSON.parse((await run(process.execPath, [cli, ...args, '--engine', 'native'])).stdout);
+		const llama = JSON.parse((await run(process.execPath, [cli, ...args, '--engine', 'llama'])).stdout);
+		assert.equal(native.model.engine, 'native');
+		assert.equal(native.completion, llama.completion);
+		assert.equal(native.tokens.generated, llama.tokens.generated);
+	});
+});
