@@ -121,7 +121,7 @@ const common = [
 	'-std=c++17', '-O3', '-fPIC', '-fvisibility=hidden', '-Wall', '-Wextra', '-Wno-unused-parameter', '-Wno-missing-field-initializers',
 	'-I', path.join(llamaSrc, 'ggml', 'include'), '-I', path.join(llamaSrc, 'include'),
 ];
-const addonFlags = [...common, '-I', nodeInclude, '-I', napiInclude, '-DNAPI_VERSION=8', '-DNODE_ADDON_API_DISABLE_DEPRECATED', '-DNAPI_CPP_EXCEPTIONS'];
+const addonFlags = [...common, `-DREPOKV_LLAMA_TAG="${llamaTag}"`, '-I', nodeInclude, '-I', napiInclude, '-DNAPI_VERSION=8', '-DNODE_ADDON_API_DISABLE_DEPRECATED', '-DNAPI_CPP_EXCEPTIONS'];
 
 const headers = fs.readdirSync(srcDir).filter((f) => f.endsWith('.h')).map((f) => path.join(srcDir, f));
 const newestHeader = Math.max(0, ...headers.map((h) => fs.statSync(h).mtimeMs), fs.statSync(path.join(here, 'build.mjs')).mtimeMs);
@@ -180,7 +180,8 @@ try {
 
 // rpath: relative to the addon first (survives moving or packaging the whole folder), then absolute.
 const relBins = `$ORIGIN/${path.relative(buildDir, binsDir)}`;
-const linkFlags = ['-L', binsDir, '-l:libggml-base.so', `-l:${libGgml}`, `-Wl,-rpath,${relBins}`, `-Wl,-rpath,${binsDir}`, '-ldl', '-pthread'];
+// Only libggml-base.so is linked: the registry library (libggml.<variant>.<release>.so) is found at run time.
+const linkFlags = ['-L', binsDir, '-l:libggml-base.so', `-Wl,-rpath,${relBins}`, `-Wl,-rpath,${binsDir}`, '-ldl', '-pthread'];
 const addon = path.join(buildDir, 'repokv.node');
 if (force || jobs.length || mtime(addon) < Math.max(...objects.map(mtime))) {
 	log('linking repokv.node');

@@ -50,11 +50,30 @@ Runtime::Runtime() {
         bins_dir = slash == std::string::npos ? std::string(".") : p.substr(0, slash);
     }
     // node-llama-cpp may already have loaded the backends in this process (or will later); load only if needed.
-    if (!ggml_backend_dev_by_type(GGML_BACKEND_DEVICE_TYPE_CPU)) {
-        LogCapture quiet;  // "load_backend: ..." lines
-        ggml_backend_load_all_from_path(bins_dir.c_str());
+    // The backend registry lives in libggml.<variant>.<release>.so, whose name differs between node-llama-cpp's
+    // packages (CPU: libggml.v0.4.0.so, CUDA: libggml.cuda.v0.4.0.so, ...). We link only libggml-base.so and use the
+    // registry node-llama-cpp already loaded in this process, or else the plain one next to libggml-base.so.
+    const std::string tag = REPOKV_LLAMA_TAG;
+    void *reg_lib = nullptr;
+    for (const char *variant : {"cuda.", "vulkan.", ""}) {
+        std::string name = std::string("libggml.") + variant + tag + ".so";
+        if ((reg_lib = dlopen(name.c_str(), RTLD_NOW | RTLD_NOLOAD))) break;
     }
-    cpu_dev = ggml_backend_dev_by_type(GGML_BACKEND_DEVICE_TYPE_CPU);
+    if (!reg_lib) {
+        std::string file = bins_dir + "/libggml." + tag + ".so";
+        reg_lib = dlopen(file.c_str(), RTLD_NOW | RTLD_GLOBAL);
+        if (!reg_lib) throw EngineError("cannot load the ggml backend registry " + file + ": " + dlerror());
+    }
+    using dev_by_type_t = ggml_backend_dev_t (*)(enum ggml_backend_dev_type);
+    using load_all_t = void (*)(const char *);
+    auto dev_by_type = (dev_by_type_t)dlsym(reg_lib, "ggml_backend_dev_by_type");
+    auto load_all = (load_all_t)dlsym(reg_lib, "ggml_backend_load_all_from_path");
+    if (!dev_by_type || !load_all) throw EngineError("the ggml backend registry library lacks ggml_backend_dev_by_type/ggml_backend_load_all_from_path");
+    if (!dev_by_type(GGML_BACKEND_DEVICE_TYPE_CPU)) {
+        LogCapture quiet;  // "load_backend: ..." lines
+        load_all(bins_dir.c_str());
+    }
+    cpu_dev = dev_by_type(GGML_BACKEND_DEVICE_TYPE_CPU);
     if (!cpu_dev) throw EngineError("no ggml CPU backend could be loaded from " + bins_dir);
     cpu_reg = ggml_backend_dev_backend_reg(cpu_dev);
 }
