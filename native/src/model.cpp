@@ -97,10 +97,37 @@ ggml_backend_t Runtime::new_cpu_backend(int n_threads, void **threadpool_out) {
 void Runtime::set_threads(ggml_backend_t backend, int n, void **threadpool_inout) {
     auto fn = (ggml_backend_set_n_threads_t)ggml_backend_reg_get_proc_address(cpu_reg, "ggml_backend_set_n_threads");
     if (fn) fn(backend, n);
-    (void)threadpool_inout;
+    // A persistent thread pool with no polling between graphs (poll level 0: idle workers sleep, which matters when
+    // the editor competes for the cores). ggml's default starts n-1 threads for every graph; from a libuv worker
+    // thread that made 2-thread decoding 11x slower (65 vs 711 tokens/s on the target-shaped model, 2 cores).
+    // REPOKV_NATIVE_THREADPOOL: a poll level 0-100, or "off" for ggml's default.
+    const char *tp_env = getenv("REPOKV_NATIVE_THREADPOOL");
+    const bool tp_off = tp_env && strcmp(tp_env, "off") == 0;
+    using tp_new_t = ggml_threadpool_t (*)(struct ggml_threadpool_params *);
+    using tp_set_t = void (*)(ggml_backend_t, ggml_threadpool_t);
+    auto tp_new = (tp_new_t)ggml_backend_reg_get_proc_address(cpu_reg, "ggml_threadpool_new");
+    auto tp_set = (tp_set_t)ggml_backend_reg_get_proc_address(cpu_reg, "ggml_backend_cpu_set_threadpool");
+    if (tp_set && *threadpool_inout) {
+        tp_set(backend, nullptr);
+        free_threadpool(*threadpool_inout);
+        *threadpool_inout = nullptr;
+    }
+    if (!tp_off && tp_new && tp_set && n > 1) {
+        ggml_threadpool_params params = ggml_threadpool_params_default(n);
+        params.poll = tp_env ? (uint32_t)atoi(tp_env) : 0;
+        ggml_threadpool_t tp = tp_new(&params);
+        if (tp) {
+            tp_set(backend, tp);
+            *threadpool_inout = tp;
+        }
+    }
 }
 
-void Runtime::free_threadpool(void *) {}
+void Runtime::free_threadpool(void *tp) {
+    using tp_free_t = void (*)(ggml_threadpool_t);
+    auto tp_free = (tp_free_t)ggml_backend_reg_get_proc_address(cpu_reg, "ggml_threadpool_free");
+    if (tp && tp_free) tp_free((ggml_threadpool_t)tp);
+}
 
 int physical_cores() {
     // Count distinct (physical id, core id) pairs; fall back to logical CPUs.
@@ -466,6 +493,8 @@ void Model::release() {
     for (ggml_context *c : weight_ctxs_) ggml_free(c);
     weight_ctxs_.clear();
     if (backend_) ggml_backend_free(backend_);
+    if (threadpool_) Runtime::get().free_threadpool(threadpool_);
+    threadpool_ = nullptr;
     if (ctx_) ggml_free(ctx_);
     if (gguf_) gguf_free(gguf_);
     backend_ = nullptr;
