@@ -32,12 +32,19 @@ def save_checkpoint(path, model_state, config, meta, optimizer_state=None, dtype
     torch.save({"config": config, "meta": meta, "shards": names}, path)
 
 
+def _load(path, map_location):
+    try:  # recent torch defaults to weights_only=True; these files are our own
+        return torch.load(path, map_location=map_location, weights_only=False)
+    except TypeError:  # torch < 1.13 has no weights_only
+        return torch.load(path, map_location=map_location)
+
+
 def load_checkpoint(path, map_location="cpu"):
-    index = torch.load(path, map_location=map_location)
+    index = _load(path, map_location)
     state = {}
     for name in index["shards"]:
-        part = torch.load(os.path.join(os.path.dirname(path) or ".", name), map_location=map_location)
+        part = _load(os.path.join(os.path.dirname(path) or ".", name), map_location)
         state.update({k: v.float() for k, v in part.items()})
     opt_path = path + ".opt"
-    optimizer = torch.load(opt_path, map_location=map_location) if os.path.exists(opt_path) else None
+    optimizer = _load(opt_path, map_location) if os.path.exists(opt_path) else None
     return {"config": index["config"], "meta": index["meta"], "model": state, "optimizer": optimizer}

@@ -61,6 +61,13 @@ def make_path(rng, ext=".ts"):
 class Corpus:
     """Tokenized real source files, grouped by package so a context looks like one repository."""
 
+    @classmethod
+    def from_pretokenized(cls, work_dir, split):
+        import numpy as np
+        flat = np.load(f"{work_dir}/tokens-{split}.npy")
+        meta = json.load(open(f"{work_dir}/docs-{split}.json"))
+        return cls(meta, [flat[m["start"]:m["end"]].tolist() for m in meta])
+
     def __init__(self, docs, tokens_by_doc):
         self.docs = docs
         self.tokens = tokens_by_doc
@@ -163,39 +170,49 @@ class Generator:
         defs = file_header(self.tok, defs_path) + self.tok.encode(body, special=False)
         return defs, defs_path, queries
 
-    def retrieval(self, rng, fim_probability=0.5):
-        n_keys = rng.randint(2, 12)
+    def retrieval_task(self, rng, length, n_keys=None, n_queries=None, fim_probability=0.5):
+        """A context of `length` tokens ending in a query; returns (prompt_tokens, answer_text).
+
+        A definitions file sits at a uniformly random file boundary of real code from one package, so the
+        distance between definition and use covers the whole context; the last file uses some of them."""
+        n_keys = n_keys or rng.randint(2, 12)
         defs, defs_path, queries = self.retrieval_files(rng, n_keys)
         rng.shuffle(queries)
-        queries = queries[: rng.randint(1, min(6, len(queries)))]
+        queries = queries[: n_queries or rng.randint(1, min(6, len(queries)))]
         use_path = make_path(rng, ".test.ts")
         imported = ", ".join(q[2] for q in queries)
-        head = f"import assert from 'node:assert';\nimport {{ {imported} }} from './{defs_path[4:-3]}';\n\ndescribe('{make_name(rng, 'fn')}', () => {{\n"
-        use_fim = rng.random() < fim_probability
-        if use_fim:
-            k = rng.randrange(len(queries))
-            before = head + "".join(q[0] + q[1] for q in queries[:k]) + queries[k][0]
+        head = (f"import assert from 'node:assert';\nimport {{ {imported} }} from './{defs_path[4:-3]}';\n\n"
+                f"describe('{make_name(rng, 'fn')}', () => {{\n")
+        enc = lambda s: self.tok.encode(s, special=False)
+        k = rng.randrange(len(queries)) if rng.random() < fim_probability else len(queries) - 1
+        before = head + "".join(q[0] + q[1] for q in queries[:k]) + queries[k][0]
+        answer = queries[k][1]
+        if k < len(queries) - 1 or rng.random() < 0.5:
             after = "".join(q[0] + q[1] for q in queries[k + 1:]) + "});\n"
-            middle = queries[k][1]
-            usage = (file_header(self.tok, use_path) + [self.tok.special["<|fim_prefix|>"]] + self.tok.encode(before, special=False)
-                     + [self.tok.special["<|fim_suffix|>"]] + self.tok.encode(after, special=False)
-                     + [self.tok.special["<|fim_middle|>"]] + self.tok.encode(middle, special=False) + [self.eot])
+            usage = (file_header(self.tok, use_path) + [self.tok.special["<|fim_prefix|>"]] + enc(before)
+                     + [self.tok.special["<|fim_suffix|>"]] + enc(after) + [self.tok.special["<|fim_middle|>"]])
+            fim = True
         else:
-            usage = file_header(self.tok, use_path) + self.tok.encode(
-                head + "".join(q[0] + q[1] for q in queries) + "});\n", special=False)
-        budget = self.seq_len + 1 - len(defs) - len(usage)
+            usage = file_header(self.tok, use_path) + enc(before)
+            fim = False
+        budget = length - len(defs) - len(usage)
         filler = self.repo_files(rng, max(0, budget))
-        # The definitions file goes at a uniformly random file boundary, so distances cover the whole context.
         at = rng.randint(0, len(filler))
         files = filler[:at] + [defs] + filler[at:]
-        out = [t for f in files for t in f]
-        return out[: self.seq_len + 1 - len(usage)] + usage
+        context = [t for f in files for t in f][: max(0, length - len(usage))]
+        return context + usage, answer, fim
+
+    def retrieval(self, rng):
+        prompt, answer, fim = self.retrieval_task(rng, self.seq_len - 24)
+        tail = self.tok.encode(answer, special=False) + ([self.eot] if fim else [])
+        return prompt + tail
 
     def fim(self, rng):
         c = self.corpus
         doc_i = rng.randrange(len(c.docs))
         doc = c.docs[doc_i]
-        text = doc["text"]
+        header = file_header(self.tok, doc["path"])
+        text = doc["text"] if "text" in doc else self.tok.decode(c.tokens[doc_i][len(header):])
         lines = text.split("\n")
         if len(lines) < 3:
             return self.code(rng)
@@ -212,7 +229,7 @@ class Generator:
         enc = lambda s: self.tok.encode(s, special=False)
         p, m, s = enc(prefix), enc(middle)[:256], enc(suffix)
         s = s[: max(0, min(len(s), self.seq_len // 4))]
-        fim = (file_header(self.tok, doc["path"]) + [self.tok.special["<|fim_prefix|>"]] + p[-(self.seq_len // 2):]
+        fim = (header + [self.tok.special["<|fim_prefix|>"]] + p[-(self.seq_len // 2):]
                + [self.tok.special["<|fim_suffix|>"]] + s + [self.tok.special["<|fim_middle|>"]] + m + [self.eot])
         budget = self.seq_len + 1 - len(fim)
         out = [t for f in self.repo_files(rng, max(0, budget)) for t in f] if budget > 0 else []
