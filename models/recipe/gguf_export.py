@@ -79,7 +79,10 @@ def write_gguf(path, cfg: dict, state: dict, tok: Tokenizer, name: str, dtype: s
         _kv(f"{arch}.rope.dimension_count", U32, cfg["head_dim"]),
         _kv(f"{arch}.vocab_size", U32, cfg["vocab_size"]),
         _kv("tokenizer.ggml.model", STRING, "gpt2"),
-        _kv("tokenizer.ggml.pre", STRING, "gpt-2"),
+        # llama.cpp's "trillion" pre-tokenizer is byte-for-byte GPT-2's splitter (same regex, same custom split
+        # function) but, unlike "gpt-2", it turns off clean_up_tokenization_spaces on detokenize, which would
+        # delete the space in " ?", " !", " .", " ," and around "'" — corrupting code such as `a ? b : c`.
+        _kv("tokenizer.ggml.pre", STRING, "trillion"),
         _kv("tokenizer.ggml.tokens", ARRAY, tok.tokens, STRING),
         _kv("tokenizer.ggml.token_type", ARRAY, [3 if t in SPECIAL_TOKENS else 1 for t in tok.tokens], I32),
         _kv("tokenizer.ggml.merges", ARRAY, [f"{a} {b}" for a, b in tok.merges], STRING),
