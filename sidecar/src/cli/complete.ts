@@ -112,6 +112,7 @@ function toJson(report: WorkspaceCompletionReport): object {
 		completion: report.completion,
 		raw: report.raw,
 		mode: report.mode,
+		cursor: report.cursor,
 		stopReason: report.stopReason,
 		tokens: report.tokens,
 		timings: {
@@ -134,6 +135,8 @@ function formatText(report: WorkspaceCompletionReport): string {
 	const perToken = tokens.generated > 0 ? ` (${(tokens.generated / (timings.decodeMs / 1000)).toFixed(1)} tokens/s)` : '';
 	return [
 		`completion: ${JSON.stringify(report.completion)}`,
+		// The cursor's line with the completion bracketed, as it would read in the editor.
+		`${report.cursor.file}:${report.cursor.line}:${report.cursor.column}: ${report.cursor.linePrefix.trimStart()}\u27e6${report.completion}\u27e7`,
 		'',
 		`model     ${report.model.path} (engine ${report.model.engine}, ${report.model.architecture} architecture, context ${report.model.contextSize}, ${report.model.threads} thread${report.model.threads === 1 ? '' : 's'})`,
 		`context   ${tokens.context} tokens from ${report.files.included.length} files + the active file` + (report.files.dropped.length > 0 ? `, ${report.files.dropped.length} files dropped to fit` : ''),

@@ -41,6 +41,8 @@ export interface WorkspaceCompletionReport {
 	/** The exact prompt text the model saw (special tokens written as their texts). */
 	readonly prompt: string;
 	readonly mode: CompletionMode;
+	/** Where the completion goes: the active file (workspace-relative) and the cursor's line up to the cursor. */
+	readonly cursor: { readonly file: string; readonly line: number; readonly column: number; readonly linePrefix: string };
 	readonly stopReason: StopReason;
 	readonly tokens: { readonly context: number; readonly generated: number };
 	readonly timings: {
@@ -147,6 +149,7 @@ async function completeWithModel(
 		raw: result.text,
 		prompt: prompt.text,
 		mode,
+		cursor: { file: active.path, line: options.position.line, column: options.position.column, linePrefix },
 		stopReason: result.stopReason,
 		tokens: { context: result.tokens.prompt, generated: result.tokens.generated },
 		timings: {
