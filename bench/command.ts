@@ -95,7 +95,10 @@ export const benchCommand: Command = {
 				console.log(JSON.stringify(result, null, 2));
 			} else {
 				for (const s of result.summary) {
-					console.log(`context ${s.context}: prefill ${s.repokvBest.prefillTokPerS} vs ${s.baselineBestPrefill.prefillTokPerS} tok/s (${s.prefillRatio}x), decode ${s.repokvBest.decodeTokPerS} vs ${s.baselineBestDecode.decodeTokPerS} tok/s (${s.decodeRatio}x)`);
+					console.log(
+						`context ${s.context}: prefill ${s.repokvBestPrefill.prefillTokPerS} (${s.repokvBestPrefill.threads}t) vs ${s.baselineBestPrefill.prefillTokPerS} tok/s (${s.baselineBestPrefill.threads}t, fa ${s.baselineBestPrefill.flashAttention}) = ${s.prefillRatio}x; ` +
+							`decode ${s.repokvBestDecode.decodeTokPerS} (${s.repokvBestDecode.threads}t) vs ${s.baselineBestDecode.decodeTokPerS} tok/s (${s.baselineBestDecode.threads}t, fa ${s.baselineBestDecode.flashAttention}) = ${s.decodeRatio}x`,
+					);
 				}
 			}
 			return 0;

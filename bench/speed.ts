@@ -44,7 +44,8 @@ export interface SpeedRow {
 
 export interface SpeedSummary {
 	readonly context: number;
-	readonly repokvBest: { threads: number; prefillTokPerS: number; decodeTokPerS: number };
+	readonly repokvBestPrefill: { threads: number; prefillTokPerS: number };
+	readonly repokvBestDecode: { threads: number; decodeTokPerS: number };
 	readonly baselineBestPrefill: { threads: number; flashAttention: boolean | null; prefillTokPerS: number };
 	readonly baselineBestDecode: { threads: number; flashAttention: boolean | null; decodeTokPerS: number };
 	readonly prefillRatio: number;
@@ -173,7 +174,8 @@ export async function runSpeed(opts: SpeedOptions): Promise<SpeedResult> {
 			const bd = bestBy(base, 'decodeTokPerS');
 			summary.push({
 				context,
-				repokvBest: { threads: myDecode.threads, prefillTokPerS: myPrefill.prefillTokPerS, decodeTokPerS: myDecode.decodeTokPerS },
+				repokvBestPrefill: { threads: myPrefill.threads, prefillTokPerS: myPrefill.prefillTokPerS },
+				repokvBestDecode: { threads: myDecode.threads, decodeTokPerS: myDecode.decodeTokPerS },
 				baselineBestPrefill: { threads: bp.threads, flashAttention: bp.flashAttention, prefillTokPerS: bp.prefillTokPerS },
 				baselineBestDecode: { threads: bd.threads, flashAttention: bd.flashAttention, decodeTokPerS: bd.decodeTokPerS },
 				prefillRatio: round(myPrefill.prefillTokPerS / bp.prefillTokPerS, 3),

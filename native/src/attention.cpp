@@ -16,6 +16,33 @@ namespace {
 constexpr bool kMatchLlamaRounding = true;
 
 const bool g_simd = __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma") && __builtin_cpu_supports("f16c");
+// Experimental: reproduce the summation order of llama.cpp's matmuls (tinyBLAS: 8 lane accumulators, then a fixed
+// horizontal-sum tree) in attention too. Scalar, slow; for parity investigations (REPOKV_NATIVE_EXACT=1).
+const bool g_exact = getenv("REPOKV_NATIVE_EXACT") != nullptr;
+
+inline float hsum8(const float *a) { return ((a[0] + a[4]) + (a[2] + a[6])) + ((a[1] + a[5]) + (a[3] + a[7])); }
+
+void scores_f16_exact(const uint16_t *kt, int32_t n, int hd, const float *q, int R, float scale, float *S, size_t ld) {
+    for (int32_t j = 0; j < n; j++) {
+        const uint16_t *kb = kt + (size_t)(j / 8) * hd * 8 + (j % 8);
+        for (int r = 0; r < R; r++) {
+            float a[8] = {0, 0, 0, 0, 0, 0, 0, 0};
+            for (int c = 0; c < hd; c += 8)
+                for (int l = 0; l < 8; l++) a[l] = fmaf(q[r * hd + c + l], ggml_fp16_to_fp32(kb[(c + l) * 8]), a[l]);
+            S[r * ld + j] = hsum8(a) * scale;
+        }
+    }
+}
+
+void accumulate_f16_exact(const uint16_t *v, int32_t n, int hd, const float *P, size_t ld, int R, float *out) {
+    for (int r = 0; r < R; r++) {
+        for (int d = 0; d < hd; d++) {
+            float a[8] = {0, 0, 0, 0, 0, 0, 0, 0};
+            for (int32_t j = 0; j < n; j++) a[j % 8] = fmaf(P[r * ld + j], ggml_fp16_to_fp32(v[(size_t)j * hd + d]), a[j % 8]);
+            out[r * hd + d] += hsum8(a);
+        }
+    }
+}
 
 inline float round_f16(float x) { return ggml_fp16_to_fp32(ggml_fp32_to_fp16(x)); }
 
@@ -177,6 +204,7 @@ void accumulate_f16_scalar(const uint16_t *v, int32_t n, int hd, const float *P,
 void segment_scores(const Segment &seg, int32_t n, const float *q, int R, float scale, float *S, size_t ld) {
     switch (seg.tier) {
         case Tier::F16:
+            if (g_exact) return scores_f16_exact(seg.k.data(), n, seg.head_dim, q, R, scale, S, ld);
             if (g_simd) {
                 switch (R) {
                     case 1: scores_f16_avx2<1>(seg.k.data(), n, seg.head_dim, q, scale, S, ld); return;
@@ -197,6 +225,7 @@ void segment_scores(const Segment &seg, int32_t n, const float *q, int R, float 
 void segment_accumulate(const Segment &seg, int32_t n, const float *P, size_t ld, int R, float *out) {
     switch (seg.tier) {
         case Tier::F16:
+            if (g_exact) return accumulate_f16_exact(seg.v.data(), n, seg.head_dim, P, ld, R, out);
             if (g_simd && seg.head_dim % 16 == 0) {
                 // Blocks of tokens so the block's values stay in L1 while every row group and channel chunk uses them.
                 constexpr int32_t JB = 128;
@@ -354,7 +383,12 @@ void attention_op(ggml_tensor *dst, int ith, int nth, void *userdata) {
                 continue;
             }
             double sum;
-            if (g_simd) sum = exp_sum_avx2(Sr, (int32_t)total, mx);
+            if (g_exact && g_simd) {
+                // ggml sums exp over whole 8-blocks of its (padded) KV row: pad with masked keys
+                const size_t total8 = (total + 7) / 8 * 8;
+                for (size_t j = total; j < total8; j++) Sr[j] = -INFINITY;
+                sum = exp_sum_avx2(Sr, (int32_t)total8, mx);
+            } else if (g_simd) sum = exp_sum_avx2(Sr, (int32_t)total, mx);
             else {
                 sum = 0;
                 for (size_t j = 0; j < total; j++) sum += (Sr[j] = expf(Sr[j] - mx));

@@ -134,6 +134,11 @@ void Session::eval_ubatch(const int32_t *tokens, int n, bool all_logits, float *
         // K/V go into our store (post-RoPE, at their positions); attention reads the store.
         ggml_tensor *kv_args[2] = {K, V};
         ggml_tensor *written = ggml_custom_4d(ctx, GGML_TYPE_F32, 1, 1, 1, 1, kv_args, 2, kv_write_op, GGML_N_TASKS_MAX, &lc);
+        if (!out && il == hp.n_layer - 1) {
+            // No logits from this micro-batch: after the last layer's K/V are stored, nothing else is needed.
+            last_hidden = written;
+            break;
+        }
         ggml_tensor *attn_args[2] = {Q, written};
         cur = ggml_custom_4d(ctx, GGML_TYPE_F32, hd * hp.n_head, n, 1, 1, attn_args, 2, attention_op, GGML_N_TASKS_MAX, &lc);
 
@@ -161,8 +166,6 @@ void Session::eval_ubatch(const int32_t *tokens, int n, bool all_logits, float *
         ggml_build_forward_expand(gf, result);
     } else {
         // No logits wanted from this micro-batch: the graph ends at the last layer's KV write.
-        last_hidden = inpL;
-        ggml_set_output(last_hidden);
         ggml_build_forward_expand(gf, last_hidden);
     }
 
