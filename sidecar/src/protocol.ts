@@ -1,0 +1,494 @@
+// repokv's language-server protocol: the single source of truth for every message between the sidecar (server) and
+// the extension (client), and for the data the cache inspector (webview) renders (DESIGN.md §3, §5).
+//
+// Standard LSP is used wherever it exists: document sync, `textDocument/inlineCompletion` (LSP 3.18),
+// `$/cancelRequest`, `$/progress`, `workspace/configuration`. The custom methods below are `repokv/<area>/<verb>`;
+// notifications say `did…`. Each method is a namespace with `method`, `messageDirection` and a typed `type`.
+//
+// Direction glyphs in the JSDoc (as in Tabby's protocol.ts):
+//   ↩️ request, client → server        ➡️ notification, client → server
+//   ⬅️ notification, server → client   ↪️ request, server → client
+//
+// This module must stay importable from three bundles: the sidecar (ESM, Node), the extension (CommonJS, Node)
+// and the webview (IIFE, browser). So: types, method names and `*Type` objects only — no Node imports, no state.
+// `vscode-languageserver-protocol`'s root export is its platform-neutral `common` API. The webview only needs the
+// data types: `import type { CacheSnapshot } from '…/protocol'` keeps the JSON-RPC library out of its bundle.
+
+import {
+	MessageDirection,
+	ProtocolNotificationType,
+	ProtocolRequestType,
+	type PartialResultParams,
+	type WorkDoneProgressParams,
+} from 'vscode-languageserver-protocol';
+
+// ---------------------------------------------------------------------------------------------------------------
+// Settings (`workspace/configuration`, section `repokv`)
+// ---------------------------------------------------------------------------------------------------------------
+
+/** Which inference engine runs the target model. The engine interface hides which one is in use. */
+export type EngineSetting = 'native' | 'llama';
+
+/**
+ * The sidecar's settings, answered by the client for `workspace/configuration` with `section: "repokv"` (and also
+ * accepted as `initializationOptions.settings`). Every field is optional: a missing or invalid field takes its
+ * default, and the server reports what it used in `StatusParams.settings`.
+ */
+export interface RepokvSettings {
+	/**
+	 * `native`: repokv's addon with the compressed KV cache. `llama`: node-llama-cpp with a full KV cache (the
+	 * reference). Default `llama` until the native engine implements every pipeline step.
+	 */
+	readonly engine?: EngineSetting;
+	readonly model?: {
+		/**
+		 * Target model: an absolute path to a GGUF file, or an `hf:<user>/<repo>/<file>.gguf` URI that is downloaded
+		 * once (with progress in `repokv/status/didChange`) through node-llama-cpp. Default: the bundled
+		 * `models/target.gguf`.
+		 */
+		readonly target?: string;
+		/** Draft model for SpecKV lookahead; same forms as `target`. Default: the bundled `models/draft.gguf`. */
+		readonly draft?: string;
+		/** Folder that downloaded models are stored in. Default: node-llama-cpp's models folder under the user's home. */
+		readonly downloadFolder?: string;
+		/** Give up a model download after this many seconds without finishing. Default 600. */
+		readonly downloadTimeoutSeconds?: number;
+	};
+	/**
+	 * CPU threads for inference. Always explicit (runtimes default to more than a small machine has, which is
+	 * catastrophically slow). Default: the machine's cores less one, at least 1.
+	 */
+	readonly threads?: number;
+	/** Context window in tokens. Default: what the model was trained with. */
+	readonly contextSize?: number;
+	readonly completion?: {
+		/** `false` answers every inline completion request with no items. Default `true`. */
+		readonly enabled?: boolean;
+		/** Most tokens generated per completion. Default 64. */
+		readonly maxTokens?: number;
+		/** Smallest debounce delay in milliseconds; the adaptive debouncer never waits less. Default 25. */
+		readonly debounceMinMs?: number;
+		/** Largest debounce delay in milliseconds. Default 300. */
+		readonly debounceMaxMs?: number;
+		/** Hard time budget for one completion (prefill + decode) in milliseconds; the engine is aborted after it. Default 10000. */
+		readonly timeoutMs?: number;
+		/** Entries in the completion LRU cache. Default 64. */
+		readonly cacheSize?: number;
+	};
+	readonly ask?: {
+		/** Most tokens generated for one answer. Default 128. */
+		readonly maxTokens?: number;
+		/** Most retrieved chunks put in the context when the workspace does not fit whole. Default 24. */
+		readonly maxChunks?: number;
+	};
+	/** Limits of the workspace mirror, enforced on the server whatever the client sends. */
+	readonly limits?: {
+		/** Larger files are refused (reported as skipped). Default 1 MiB. */
+		readonly maxFileBytes?: number;
+		/** The mirror refuses files that would take its total past this. Default 16 MiB. */
+		readonly maxTotalBytes?: number;
+		/** Most files in the mirror. Default 20000. */
+		readonly maxFiles?: number;
+	};
+}
+
+/** The `initializationOptions` of `initialize`. */
+export interface RepokvInitializationOptions {
+	/** Settings to use until (or instead of) `workspace/configuration` answers. */
+	readonly settings?: RepokvSettings;
+	/** Do not load a model before the first request. Default `false`: the model loads right after `initialized`. */
+	readonly lazyModelLoad?: boolean;
+}
+
+// ---------------------------------------------------------------------------------------------------------------
+// repokv/workspace/didChangeFiles
+// ---------------------------------------------------------------------------------------------------------------
+
+/** One file's full text, as the client sends it to the mirror. */
+export interface WorkspaceFileContent {
+	/**
+	 * Path relative to the workspace root, forward slashes (`src/config.ts`). This is the file's identity in the
+	 * mirror, in prompts and in citations.
+	 */
+	readonly path: string;
+	/**
+	 * The file's URI (`file:///…/src/config.ts`), if the client knows it. Lets the server match open text documents
+	 * (`textDocument/didOpen` URIs) to mirror entries; without it the server derives URIs from the workspace folders.
+	 */
+	readonly uri?: string;
+	/** The full UTF-8 text. Binary content must not be sent (the server refuses text containing NUL characters). */
+	readonly text: string;
+	/**
+	 * Monotonic version of this file's content (an editor document version, or a counter per file). A change whose
+	 * version is lower than the mirror's is stale and ignored. Optional: without it every change applies.
+	 */
+	readonly version?: number;
+	/** Last modification time (ms since the epoch); orders the repository block least recently edited first. */
+	readonly mtimeMs?: number;
+}
+
+/** A file moved or renamed inside the workspace; its text is unchanged (send a change as well if it is not). */
+export interface WorkspaceFileRename {
+	/** Old workspace-relative path. */
+	readonly from: string;
+	/** New workspace-relative path. */
+	readonly to: string;
+}
+
+/** Parameters of `repokv/workspace/didChangeFiles`. */
+export interface DidChangeFilesParams {
+	/** Files added or whose text changed (full text each time; the mirror diffs for KV reuse itself). */
+	readonly changed?: readonly WorkspaceFileContent[];
+	/** Workspace-relative paths of deleted files. A deleted folder is sent as the paths of its files. */
+	readonly deleted?: readonly string[];
+	/** Renamed or moved files. Applied before `changed`. */
+	readonly renamed?: readonly WorkspaceFileRename[];
+	/**
+	 * Set on the batches of the initial feed: batch `index` (0-based) of `count`. The server reports indexing
+	 * progress from it, and becomes `ready` after the last batch. Omitted for later deltas.
+	 */
+	readonly batch?: { readonly index: number; readonly count: number };
+	/**
+	 * `true` when this batch replaces the whole mirror (the client rescanned): files not in any batch of this feed are
+	 * removed once the last batch arrives. Default `false` (a delta).
+	 */
+	readonly reset?: boolean;
+}
+
+/**
+ * ➡️ The long-context feed: batches of files at start, deltas on change, delete and rename. The server enforces its
+ * own limits and the ignore and secret rules again (a file the client should not have sent is dropped and counted
+ * in `StatusParams.workspace.skipped`), reports progress through `repokv/status/didChange`, and never answers.
+ */
+export namespace WorkspaceDidChangeFilesNotification {
+	export const method: 'repokv/workspace/didChangeFiles' = 'repokv/workspace/didChangeFiles';
+	export const messageDirection: MessageDirection = MessageDirection.clientToServer;
+	export const type = new ProtocolNotificationType<DidChangeFilesParams, void>(method);
+}
+
+// ---------------------------------------------------------------------------------------------------------------
+// repokv/status/didChange
+// ---------------------------------------------------------------------------------------------------------------
+
+/**
+ * The server's health, a state machine: `starting` → `loadingModel` → (`indexing` ⇄ `prefilling`) → `ready`; any
+ * state → `error` (with a fix hint), and `error` → `loadingModel` when settings change.
+ */
+export type ServerState = 'starting' | 'loadingModel' | 'indexing' | 'prefilling' | 'ready' | 'error';
+
+/** Progress of the current state's work, `done` of `total` `unit`s. */
+export interface StatusProgress {
+	readonly done: number;
+	readonly total: number;
+	/** `files` while indexing, `tokens` while prefilling, `bytes` while downloading a model. */
+	readonly unit: 'files' | 'tokens' | 'bytes';
+}
+
+/** Latencies of recent requests, in milliseconds. */
+export interface StatusLatencies {
+	/** The last completion, end to end in the server (debounce excluded). */
+	readonly lastCompletionMs?: number;
+	/** Median over the last 10 completions. */
+	readonly medianCompletionMs?: number;
+	/** Prefill of the last completion, and how many of its prompt tokens were reused from the previous request's KV. */
+	readonly lastPrefillMs?: number;
+	readonly lastPrefillTokens?: number;
+	readonly lastReusedTokens?: number;
+	/** The last answer of `repokv/repo/ask`, end to end. */
+	readonly lastAskMs?: number;
+}
+
+/** Parameters of `repokv/status/didChange` (and the result of `repokv/status`). */
+export interface StatusParams {
+	readonly state: ServerState;
+	/** One line for a status bar tooltip, e.g. `indexing 120/340 files`. */
+	readonly message: string;
+	/** Progress of the current state's work, when it has a measurable size. */
+	readonly progress?: StatusProgress;
+	/** In state `error`: what the user can do about it (e.g. "set repokv.model.target to a GGUF file"). */
+	readonly fixHint?: string;
+	readonly latencies?: StatusLatencies;
+	/** What the mirror holds. */
+	readonly workspace?: {
+		readonly files: number;
+		readonly bytes: number;
+		/** Files refused by the server's rules, by reason (`tooLarge`, `binary`, `secret`, `ignored`, `overTotal`, `tooMany`). */
+		readonly skipped: Readonly<Record<string, number>>;
+	};
+	/** The engine and model in use, once loaded. */
+	readonly engine?: {
+		readonly name: EngineSetting;
+		readonly model: string;
+		readonly contextSize: number;
+		readonly threads: number;
+	};
+}
+
+/** ⬅️ Pushed on every state change and at most every 250 ms during progress. */
+export namespace StatusDidChangeNotification {
+	export const method: 'repokv/status/didChange' = 'repokv/status/didChange';
+	export const messageDirection: MessageDirection = MessageDirection.serverToClient;
+	export const type = new ProtocolNotificationType<StatusParams, void>(method);
+}
+
+/** ↩️ The current status, for a client that (re)connects and wants it without waiting for a push. */
+export namespace StatusRequest {
+	export const method: 'repokv/status' = 'repokv/status';
+	export const messageDirection: MessageDirection = MessageDirection.clientToServer;
+	export const type = new ProtocolRequestType<null | undefined | Record<string, never>, StatusParams, never, void, void>(method);
+}
+
+// ---------------------------------------------------------------------------------------------------------------
+// repokv/repo/ask
+// ---------------------------------------------------------------------------------------------------------------
+
+/** Parameters of `repokv/repo/ask`. Pass a `partialResultToken` to receive the answer as it is generated. */
+export interface AskParams extends WorkDoneProgressParams, PartialResultParams {
+	/** The question, in natural language or as identifiers (`where is RETRY_LIMIT_MS defined?`). */
+	readonly question: string;
+	/** Most tokens to generate. Default: the `repokv.ask.maxTokens` setting. */
+	readonly maxTokens?: number;
+	/** The file the user is looking at (workspace-relative); its chunks get a small retrieval bonus. */
+	readonly activeFile?: string;
+}
+
+/** A place in the workspace that an answer relies on. Every citation names a file in the mirror and a line it has. */
+export interface Citation {
+	/** Workspace-relative path. */
+	readonly file: string;
+	/** 1-based line of the cited text. */
+	readonly line: number;
+	/** 1-based last line of the cited chunk (inclusive); equals `line` for one line. */
+	readonly endLine: number;
+	/** The text of line `line`, trimmed, so a client can show it without reading the file. */
+	readonly preview: string;
+	/** Retrieval score (BM25); higher is more relevant. Comparable only within one answer. */
+	readonly score: number;
+}
+
+/** The result of `repokv/repo/ask`. */
+export interface AskResult {
+	/** The generated answer. Empty when the model produced nothing useful; `citations` still hold. */
+	readonly answer: string;
+	/** Where the answer's evidence is, most relevant first: retrieved lines that match the question's terms. */
+	readonly citations: readonly Citation[];
+	/** How the context was built. */
+	readonly context: {
+		/** `whole`: the whole workspace fitted the context; `retrieved`: BM25 over chunks chose what went in. */
+		readonly mode: 'whole' | 'retrieved';
+		/** Prompt tokens. */
+		readonly tokens: number;
+		/** Workspace-relative paths in the context, in prompt order. */
+		readonly files: readonly string[];
+		/** Chunks considered by retrieval (0 in `whole` mode). */
+		readonly chunksSearched: number;
+	};
+	/** `endOfGeneration`, `maxTokens`, `aborted` (cancelled), … as the engine reported. */
+	readonly stopReason: string;
+	readonly timings: { readonly retrieveMs: number; readonly prefillMs: number; readonly decodeMs: number; readonly totalMs: number };
+}
+
+/**
+ * What `$/progress` carries for an ask's `partialResultToken`: the citations first (as soon as retrieval is done),
+ * then the answer's text in pieces. Concatenating every `textDelta` gives `AskResult.answer`.
+ */
+export interface AskPartialResult {
+	readonly textDelta?: string;
+	readonly citations?: readonly Citation[];
+}
+
+/**
+ * ↩️ Answer a question over the workspace. Streams through `$/progress` (partial results as above; work-done
+ * progress with `retrieving`, `prefilling n/N`, `generating` messages when a `workDoneToken` is given). Cancellable
+ * with `$/cancelRequest`: the answer so far is returned.
+ */
+export namespace RepoAskRequest {
+	export const method: 'repokv/repo/ask' = 'repokv/repo/ask';
+	export const messageDirection: MessageDirection = MessageDirection.clientToServer;
+	export const type = new ProtocolRequestType<AskParams, AskResult, AskPartialResult, void, void>(method);
+}
+
+// ---------------------------------------------------------------------------------------------------------------
+// repokv/cache/snapshot, repokv/cache/didChange — the cache inspector's data (DESIGN.md §5)
+// ---------------------------------------------------------------------------------------------------------------
+
+/**
+ * Storage tiers of KV entries. `fp16`: full precision (sinks, recent window, or everything under policy `full`);
+ * `q8` / `q4`: 8- and 4-bit quantized; `onebit`: the ~1.5-bit tier (keys: outlier channels 2-bit, rest 1-bit;
+ * values ternary); `dropped`: evicted, costs nothing and is not attended to.
+ */
+export type KvTier = 'fp16' | 'q8' | 'q4' | 'onebit' | 'dropped';
+
+/** All tiers, in display order (most to least precise). */
+export const kvTiers: readonly KvTier[] = ['fp16', 'q8', 'q4', 'onebit', 'dropped'];
+
+/** Tokens and bytes held in one tier. */
+export interface TierAmount {
+	/** Token positions stored in this tier. */
+	readonly tokens: number;
+	/** Bytes those positions take, keys and values, with the tier's metadata (scales, zero points, positions). */
+	readonly bytes: number;
+}
+
+/** Amounts per tier; every tier is present (zeros where unused). */
+export type TierAmounts = Readonly<Record<KvTier, TierAmount>>;
+
+/** One KV head of one layer. */
+export interface KvHeadStats {
+	/** KV head index (0-based; grouped-query models have fewer KV heads than query heads). */
+	readonly head: number;
+	/** Positions stored for this head, dropped excluded. */
+	readonly tokens: number;
+	/** Bytes stored for this head. */
+	readonly bytes: number;
+	readonly tiers: TierAmounts;
+}
+
+/** One transformer layer's KV cache. */
+export interface KvLayerStats {
+	/** Layer index, 0-based. */
+	readonly layer: number;
+	/** Sum over heads. */
+	readonly bytes: number;
+	/** What this layer would take with every context position in fp16, for comparison. */
+	readonly fp16Bytes: number;
+	/** Sum over heads per tier. */
+	readonly tiers: TierAmounts;
+	/** Per KV head, `heads[h].head === h`. */
+	readonly heads: readonly KvHeadStats[];
+}
+
+/** How the KV budget was allotted for the last request. */
+export interface BudgetRule {
+	/**
+	 * Eviction/tiering policy: `full` (everything fp16), `window`, `h2o`, `snapkv`, `pyramidkv`, `speckv`
+	 * (KV-METHODS.md).
+	 */
+	readonly policy: string;
+	/** `uniform` (same per layer), `pyramid` (more for lower layers), `adaptive` (per head), or `none` under `full`. */
+	readonly allocation: 'none' | 'uniform' | 'pyramid' | 'adaptive';
+	/** The one knob: KV bytes per context token across all layers and heads; absent under `full`. */
+	readonly bytesPerToken?: number;
+	/** Attention-sink positions kept in fp16. */
+	readonly sinkTokens?: number;
+	/** Most recent positions kept in fp16. */
+	readonly recentWindow?: number;
+	/** One human sentence, e.g. `full KV cache: every token in fp16 (engine llama)`. */
+	readonly description: string;
+}
+
+/** One file's span of the context and how much of it was kept. */
+export interface FileInContext {
+	/** Workspace-relative path. */
+	readonly path: string;
+	/** `repo`: a whole file in the repository block; `active`: the active file's FIM prompt (prefix/suffix). */
+	readonly role: 'repo' | 'active';
+	/** First context position of the span (0-based, BOS included in the count), inclusive. */
+	readonly startToken: number;
+	/** Position after the span's last token (exclusive). */
+	readonly endToken: number;
+	/**
+	 * Token-positions × heads × layers of this span per tier, divided by (heads × layers): the average number of the
+	 * span's tokens kept in each tier. Under `full` everything is `fp16`.
+	 */
+	readonly keptTokens: Readonly<Record<KvTier, number>>;
+	/** Share of the span kept at 4 bits or better (fp16 + q8 + q4), 0…1: what the model could attend to precisely. */
+	readonly keptFraction: number;
+}
+
+/** Totals against an fp16 full cache of the same context. */
+export interface CacheTotals {
+	/** Positions in the context (prompt + generated). */
+	readonly contextTokens: number;
+	/** Real KV bytes held now. */
+	readonly kvBytes: number;
+	/** What an fp16 cache of `contextTokens` would take: 2 × layers × kvHeads × headDim × 2 bytes × tokens. */
+	readonly fp16Bytes: number;
+	/** Average stored bits per K/V element, metadata included (16 under `full` fp16). */
+	readonly bitsPerElement: number;
+	/** `fp16Bytes / kvBytes` (1 under `full`). */
+	readonly compressionRatio: number;
+}
+
+/** Where the last request's time went, in milliseconds. Steps an engine does not run are 0. */
+export interface LatencySplit {
+	readonly prefillMs: number;
+	/** SpecKV draft lookahead. */
+	readonly draftMs: number;
+	/** SpecKV scoring pass and tiering. */
+	readonly scoringMs: number;
+	readonly decodeMs: number;
+	readonly totalMs: number;
+	/** Prompt tokens evaluated by this request's prefill. */
+	readonly prefillTokens: number;
+	/** Prompt tokens whose KV was reused from the previous request (a matching prefix). */
+	readonly reusedTokens: number;
+	/** Tokens generated. */
+	readonly generatedTokens: number;
+}
+
+/** Everything the cache inspector shows, for the last completed request. */
+export interface CacheSnapshot {
+	/** Increases with every snapshot, so a client can drop out-of-order pushes. */
+	readonly sequence: number;
+	/** ISO time the snapshot was taken. */
+	readonly time: string;
+	/** What the snapshot describes. */
+	readonly request: 'completion' | 'ask';
+	readonly engine: EngineSetting;
+	/**
+	 * `engineStats`: the engine's own per-layer/per-head accounting (native engine). `modelShape`: computed from
+	 * the model's shape for a full fp16 cache (llama engine, whose KV is not inspectable).
+	 */
+	readonly source: 'engineStats' | 'modelShape';
+	readonly model: {
+		readonly path: string;
+		readonly architecture: string;
+		readonly layers: number;
+		readonly kvHeads: number;
+		readonly headDim: number;
+		readonly contextSize: number;
+	};
+	readonly budget: BudgetRule;
+	/** Per layer, `layers[l].layer === l`. */
+	readonly layers: readonly KvLayerStats[];
+	/** Files in context, in prompt order, with their token ranges. */
+	readonly files: readonly FileInContext[];
+	readonly totals: CacheTotals;
+	readonly latency: LatencySplit;
+}
+
+/** Parameters of `repokv/cache/snapshot`. */
+export interface CacheSnapshotParams {
+	/** Leave out `layers[].heads` (per-layer totals only), for a compact view. Default `false`. */
+	readonly summaryOnly?: boolean;
+}
+
+/** ↩️ The cache inspector's data for the last request, or `null` before the first one. */
+export namespace CacheSnapshotRequest {
+	export const method: 'repokv/cache/snapshot' = 'repokv/cache/snapshot';
+	export const messageDirection: MessageDirection = MessageDirection.clientToServer;
+	export const type = new ProtocolRequestType<CacheSnapshotParams | null | undefined, CacheSnapshot | null, never, void, void>(method);
+}
+
+/** ⬅️ The same data, pushed after each request, at most every 500 ms (the latest wins). */
+export namespace CacheDidChangeNotification {
+	export const method: 'repokv/cache/didChange' = 'repokv/cache/didChange';
+	export const messageDirection: MessageDirection = MessageDirection.serverToClient;
+	export const type = new ProtocolNotificationType<CacheSnapshot, void>(method);
+}
+
+// ---------------------------------------------------------------------------------------------------------------
+// Standard methods, as repokv uses them
+// ---------------------------------------------------------------------------------------------------------------
+
+/**
+ * `textDocument/inlineCompletion` (LSP 3.18): the server answers with an `InlineCompletionList` of at most one item
+ * whose `insertText` is plain text inserted at the cursor (`range` empty at the position). `null`/empty items when
+ * the request was cancelled, superseded by a newer one, disabled, or the model produced nothing. The item's
+ * `command` is unused. Documents must be synced (`textDocument/didOpen`/`didChange`, full or incremental).
+ */
+export const inlineCompletionMethod = 'textDocument/inlineCompletion';
+
+/** The `repokv` section of `workspace/configuration`. */
+export const settingsSection = 'repokv';
