@@ -1,0 +1,101 @@
+import * as vscode from 'vscode';
+import type { EngineSetting, RepokvSettings } from '../../sidecar/src/protocol';
+
+// The one typed reader of repokv's settings (package.json `contributes.configuration`). Every value goes through
+// a sanitiser, so a hand-edited settings.json with a wrong type falls back to the default instead of reaching the
+// sidecar (vscode-eslint's `sanitize`, rust-analyzer's `config.ts`).
+
+export const section = 'repokv';
+
+/** How ghost text is requested: as the user types, or only on Alt+\ (`repokv.triggerCompletion`). */
+export type TriggerMode = 'automatic' | 'manual';
+
+export interface Config {
+	readonly completion: {
+		readonly enabled: boolean;
+		readonly trigger: TriggerMode;
+		/** Language ids that never get ghost text (`plaintext`, `markdown`, …). */
+		readonly disabledLanguages: readonly string[];
+		readonly maxTokens: number;
+	};
+	readonly engine: EngineSetting;
+	readonly model: { readonly target: string; readonly draft: string };
+	/** 0 = the sidecar's default (cores less one). */
+	readonly threads: number;
+	/** 0 = the model's trained context. */
+	readonly contextSize: number;
+	readonly workspace: {
+		readonly maxFileKB: number;
+		/** Extra globs, on top of `files.exclude`, `.gitignore` and `.repokvignore`. */
+		readonly exclude: readonly string[];
+	};
+}
+
+/** Settings whose change needs a sidecar restart rather than a `workspace/didChangeConfiguration`. */
+export const restartRequired: readonly string[] = ['repokv.trace.server'];
+
+/** Settings whose change needs the workspace feed to rescan. */
+export const rescanRequired: readonly string[] = ['repokv.workspace', 'files.exclude'];
+
+function bool(value: unknown, fallback: boolean): boolean {
+	return typeof value === 'boolean' ? value : fallback;
+}
+
+function int(value: unknown, fallback: number, min: number, max: number): number {
+	return typeof value === 'number' && Number.isFinite(value) ? Math.min(max, Math.max(min, Math.round(value))) : fallback;
+}
+
+function str(value: unknown, fallback: string): string {
+	return typeof value === 'string' ? value.trim() : fallback;
+}
+
+function oneOf<T extends string>(value: unknown, allowed: readonly T[], fallback: T): T {
+	return allowed.find((candidate) => candidate === value) ?? fallback;
+}
+
+function strings(value: unknown): readonly string[] {
+	return Array.isArray(value) ? value.filter((item): item is string => typeof item === 'string' && item.trim() !== '') : [];
+}
+
+/** Reads the current settings (of the first workspace folder's scope). */
+export function readConfig(scope?: vscode.ConfigurationScope): Config {
+	const c = vscode.workspace.getConfiguration(section, scope);
+	return {
+		completion: {
+			enabled: bool(c.get('completion.enabled'), true),
+			trigger: oneOf(c.get('completion.trigger'), ['automatic', 'manual'] as const, 'automatic'),
+			disabledLanguages: strings(c.get('completion.disabledLanguages')),
+			maxTokens: int(c.get('completion.maxTokens'), 64, 1, 512),
+		},
+		engine: oneOf(c.get('engine'), ['llama', 'native'] as const, 'llama'),
+		model: { target: str(c.get('model.target'), ''), draft: str(c.get('model.draft'), '') },
+		threads: int(c.get('threads'), 0, 0, 256),
+		contextSize: int(c.get('contextSize'), 0, 0, 1 << 20),
+		workspace: {
+			maxFileKB: int(c.get('workspace.maxFileKB'), 1024, 1, 64 * 1024),
+			exclude: strings(c.get('workspace.exclude')),
+		},
+	};
+}
+
+/** What the sidecar gets for `workspace/configuration` section `repokv` (protocol.ts `RepokvSettings`). */
+export function toServerSettings(config: Config): RepokvSettings {
+	const model: { target?: string; draft?: string } = {};
+	if (config.model.target !== '') model.target = config.model.target;
+	if (config.model.draft !== '') model.draft = config.model.draft;
+	return {
+		engine: config.engine,
+		model,
+		...(config.threads > 0 ? { threads: config.threads } : {}),
+		...(config.contextSize > 0 ? { contextSize: config.contextSize } : {}),
+		completion: { enabled: config.completion.enabled, maxTokens: config.completion.maxTokens },
+		limits: { maxFileBytes: config.workspace.maxFileKB * 1024 },
+	};
+}
+
+/** Whether ghost text may be requested for this document and trigger (the inline-completion middleware's gate). */
+export function completionAllowed(config: Config, languageId: string, explicit: boolean): boolean {
+	if (!config.completion.enabled) return false;
+	if (config.completion.disabledLanguages.includes(languageId)) return false;
+	return explicit || config.completion.trigger === 'automatic';
+}
