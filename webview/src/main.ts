@@ -1,13 +1,11 @@
-// The cache inspector's browser side (DESIGN.md §5). Until the sidecar reports cache statistics it renders an
-// explicit empty state, so an open panel never looks broken or stuck loading.
+import { startAsk } from './ask';
+import { startInspector } from './inspector';
 
-function render(root: HTMLElement): void {
-	const heading = document.createElement('h2');
-	heading.textContent = 'repokv cache inspector';
-	const empty = document.createElement('p');
-	empty.className = 'empty-state';
-	empty.textContent = 'No data yet. Statistics appear here after the first completion request.';
-	root.replaceChildren(heading, empty);
+// One bundle for both of repokv's webviews; the host says which one this page is with `<body data-view>`.
+
+const root = document.getElementById('root') ?? document.body;
+if (document.body.dataset['view'] === 'ask') {
+	startAsk(root);
+} else {
+	startInspector(root);
 }
-
-render(document.getElementById('root') ?? document.body);
