@@ -3,7 +3,7 @@ import { existsSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'no
 import { tmpdir } from 'node:os';
 import * as path from 'node:path';
 
-import { argmax, NativeModel } from '../sidecar/src/engine/native';
+import { argmax, NativeModel, nativeRuntimeInfo } from '../sidecar/src/engine/native';
 import { packageRoot } from '../sidecar/src/models/bundled';
 import { codePromptTokens, loadVocab, round } from './common';
 
@@ -28,6 +28,10 @@ export interface ParityResult {
 	/** Largest |logit| of the reference (scale of the difference). */
 	readonly maxAbsRefLogit: number;
 	readonly relativeDiff: number;
+	/** Every compared logit is bit-identical. */
+	readonly identicalLogits: boolean;
+	/** Whether this machine's ggml CPU variant lets policy `full` be bit-identical (AVX2, no AVX-512). */
+	readonly bitExactExpected: boolean;
 	/** Share of prompt positions where both engines' top-1 tokens agree. */
 	readonly top1Agreement: number;
 	readonly greedyMatch: string;
@@ -105,6 +109,8 @@ export async function runParity(options: ParityOptions): Promise<ParityResult> {
 				maxAbsLogitDiff: maxAbs,
 				maxAbsRefLogit: round(maxRef, 3),
 				relativeDiff: maxRef > 0 ? maxAbs / maxRef : 0,
+				identicalLogits: maxAbs === 0 && divergence === null,
+				bitExactExpected: nativeRuntimeInfo().bitExactWithLlamaCpp,
 				top1Agreement: round(top1 / Math.max(1, np), 4),
 				greedyMatch: `${matched}/${ng}`,
 				firstDivergence: divergence,

@@ -357,6 +357,11 @@ Napi::Object Init(Napi::Env env, Napi::Object exports) {
                         throw js_error(info.Env(), e);
                     }
                     o.Set("simd", attention_simd());
+                    Runtime &rt = Runtime::get();
+                    o.Set("bitExactWithLlamaCpp", rt.bit_exact_with_llama);
+                    Napi::Object feats = Napi::Object::New(info.Env());
+                    for (auto &f : rt.cpu_features) feats.Set(f.first, f.second);
+                    o.Set("cpuFeatures", feats);
                     o.Set("physicalCores", physical_cores());
                     return o;
                 }));

@@ -15,35 +15,8 @@ namespace {
 // matmuls with the fp16 K/V cache), so that policy `full` reproduces its logits as closely as possible.
 constexpr bool kMatchLlamaRounding = true;
 
-const bool g_simd = __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma") && __builtin_cpu_supports("f16c");
-// Experimental: reproduce the summation order of llama.cpp's matmuls (tinyBLAS: 8 lane accumulators, then a fixed
-// horizontal-sum tree) in attention too. Scalar, slow; for parity investigations (REPOKV_NATIVE_EXACT=1).
-const bool g_exact = getenv("REPOKV_NATIVE_EXACT") != nullptr;
-
-inline float hsum8(const float *a) { return ((a[0] + a[4]) + (a[2] + a[6])) + ((a[1] + a[5]) + (a[3] + a[7])); }
-
-void scores_f16_exact(const uint16_t *kt, int32_t n, int hd, const float *q, int R, float scale, float *S, size_t ld) {
-    for (int32_t j = 0; j < n; j++) {
-        const uint16_t *kb = kt + (size_t)(j / 8) * hd * 8 + (j % 8);
-        for (int r = 0; r < R; r++) {
-            float a[8] = {0, 0, 0, 0, 0, 0, 0, 0};
-            for (int c = 0; c < hd; c += 8)
-                for (int l = 0; l < 8; l++) a[l] = fmaf(q[r * hd + c + l], ggml_fp16_to_fp32(kb[(c + l) * 8]), a[l]);
-            S[r * ld + j] = hsum8(a) * scale;
-        }
-    }
-}
-
-void accumulate_f16_exact(const uint16_t *v, int32_t n, int hd, const float *P, size_t ld, int R, float *out) {
-    for (int r = 0; r < R; r++) {
-        for (int d = 0; d < hd; d++) {
-            float a[8] = {0, 0, 0, 0, 0, 0, 0, 0};
-            for (int32_t j = 0; j < n; j++) a[j % 8] = fmaf(P[r * ld + j], ggml_fp16_to_fp32(v[(size_t)j * hd + d]), a[j % 8]);
-            out[r * hd + d] += hsum8(a);
-        }
-    }
-}
-
+// REPOKV_NATIVE_SCALAR=1 forces the portable kernels (tests of the fallback on AVX2 machines).
+const bool g_simd = !getenv("REPOKV_NATIVE_SCALAR") && __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma") && __builtin_cpu_supports("f16c");
 inline float round_f16(float x) { return ggml_fp16_to_fp32(ggml_fp32_to_fp16(x)); }
 
 // ---------------------------------------------------------------------------------------------------------------
@@ -74,46 +47,218 @@ __attribute__((target("avx2,fma,f16c"))) inline __m256 v_expf(__m256 x) {
                                                       _mm256_andnot_ps(_mm256_castsi256_ps(c), _mm256_fmadd_ps(k, j, k)))));
 }
 
-// Scores of R query rows (q: R x hd, row-major) against n keys of an fp16 segment (8-token transposed blocks).
+// The two products reproduce the summation order of ggml's CPU matmul (llamafile's tinyBLAS, which llama.cpp's
+// attention uses for f16 K/V): a dot product of length k is 8 lane accumulators, lane l summing the terms l, l+8,
+// l+16, ... with fused multiply-adds in order, then the horizontal sum ((a0+a4)+(a2+a6)) + ((a1+a5)+(a3+a7)). With
+// the same fp16 roundings this makes policy `full` bit-identical to llama.cpp (flash attention off).
+
+// Horizontal sums of 8 vectors in ggml's order: returns [hsum(A0), ..., hsum(A7)].
+__attribute__((target("avx2,fma,f16c"))) inline __m256 hsum8x8(const __m256 *A) {
+    // step 1: y_i = a_i + a_{i+4}
+    const __m256 y01 = _mm256_add_ps(_mm256_permute2f128_ps(A[0], A[1], 0x20), _mm256_permute2f128_ps(A[0], A[1], 0x31));
+    const __m256 y23 = _mm256_add_ps(_mm256_permute2f128_ps(A[2], A[3], 0x20), _mm256_permute2f128_ps(A[2], A[3], 0x31));
+    const __m256 y45 = _mm256_add_ps(_mm256_permute2f128_ps(A[4], A[5], 0x20), _mm256_permute2f128_ps(A[4], A[5], 0x31));
+    const __m256 y67 = _mm256_add_ps(_mm256_permute2f128_ps(A[6], A[7], 0x20), _mm256_permute2f128_ps(A[6], A[7], 0x31));
+    // step 2: z0 = y0 + y2, z1 = y1 + y3
+    const __m256 z0123 = _mm256_add_ps(_mm256_shuffle_ps(y01, y23, _MM_SHUFFLE(1, 0, 1, 0)), _mm256_shuffle_ps(y01, y23, _MM_SHUFFLE(3, 2, 3, 2)));
+    const __m256 z4567 = _mm256_add_ps(_mm256_shuffle_ps(y45, y67, _MM_SHUFFLE(1, 0, 1, 0)), _mm256_shuffle_ps(y45, y67, _MM_SHUFFLE(3, 2, 3, 2)));
+    // step 3: w = z0 + z1 -> lanes [w0, w2, w4, w6 | w1, w3, w5, w7]
+    const __m256 w = _mm256_add_ps(_mm256_shuffle_ps(z0123, z4567, _MM_SHUFFLE(2, 0, 2, 0)), _mm256_shuffle_ps(z0123, z4567, _MM_SHUFFLE(3, 1, 3, 1)));
+    return _mm256_permutevar8x32_ps(w, _mm256_setr_epi32(0, 4, 1, 5, 2, 6, 3, 7));
+}
+
+__attribute__((target("avx2,fma,f16c"))) inline float hsum1(__m256 x) {
+    __m128 v = _mm_add_ps(_mm256_extractf128_ps(x, 1), _mm256_castps256_ps128(x));
+    v = _mm_add_ps(v, _mm_movehl_ps(v, v));
+    v = _mm_add_ss(v, _mm_movehdup_ps(v));
+    return _mm_cvtss_f32(v);
+}
+
+// Scores of R query rows (q: R x hd, row-major) against n keys stored token-major (k[t * hd + d]), hd % 8 == 0.
 // S[r * ld + j] = scale * q_r . k_j. Writes whole blocks of 8 (callers leave 8 floats of slack per row).
-template <int R>
-__attribute__((target("avx2,fma,f16c"))) void scores_f16_avx2(const uint16_t *kt, int32_t n, int hd, const float *q, float scale, float *S, size_t ld) {
-    const int32_t nblk = (n + 7) / 8;
+__attribute__((target("avx2,fma,f16c"))) void scores_f16_avx2(const uint16_t *k, int32_t n, int hd, const float *q, int R, float scale, float *S, size_t ld) {
     const __m256 vscale = _mm256_set1_ps(scale);
-    for (int32_t b = 0; b < nblk; b++) {
-        const uint16_t *kb = kt + (size_t)b * hd * 8;
-        __m256 acc[R];
-        for (int r = 0; r < R; r++) acc[r] = _mm256_setzero_ps();
-        for (int d = 0; d < hd; d++) {
-            const __m256 kv = _mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)(kb + d * 8)));
-            for (int r = 0; r < R; r++) acc[r] = _mm256_fmadd_ps(_mm256_broadcast_ss(q + r * hd + d), kv, acc[r]);
+    for (int32_t j0 = 0; j0 < n; j0 += 8) {
+        const int jn = std::min<int32_t>(8, n - j0);
+        const uint16_t *kb = k + (size_t)j0 * hd;
+        for (int r = 0; r < R; r++) {
+            const float *qr = q + (size_t)r * hd;
+            __m256 acc[8];
+            for (int i = 0; i < 8; i++) acc[i] = _mm256_setzero_ps();
+            if (jn == 8) {
+                for (int c = 0; c < hd; c += 8) {
+                    const __m256 qv = _mm256_loadu_ps(qr + c);
+                    for (int i = 0; i < 8; i++)
+                        acc[i] = _mm256_fmadd_ps(_mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)(kb + (size_t)i * hd + c))), qv, acc[i]);
+                }
+            } else {
+                for (int c = 0; c < hd; c += 8) {
+                    const __m256 qv = _mm256_loadu_ps(qr + c);
+                    for (int i = 0; i < jn; i++)
+                        acc[i] = _mm256_fmadd_ps(_mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)(kb + (size_t)i * hd + c))), qv, acc[i]);
+                }
+            }
+            _mm256_storeu_ps(S + r * ld + j0, _mm256_mul_ps(hsum8x8(acc), vscale));
         }
-        for (int r = 0; r < R; r++) _mm256_storeu_ps(S + r * ld + (size_t)b * 8, _mm256_mul_ps(acc[r], vscale));
     }
 }
 
-// out[r][:] += sum_j P[r * ld + j] * v_j for R <= 4 rows, hd a multiple of 16.
-template <int R>
+// out[r][d] += sum_j P[r * ld + j] * v_j[d] over n tokens of values stored in transposed blocks of 8 tokens
+// (v[(blk * hd + d) * 8 + lane]); R <= 4 rows at a time, hd even. Lanes past n in the last block are zero in the
+// store; their P entries are zeroed here (they may belong to another segment).
+template <int RG>
 __attribute__((target("avx2,fma,f16c"))) void accumulate_f16_avx2(const uint16_t *v, int32_t n, int hd, const float *P, size_t ld, float *out) {
-    for (int c = 0; c < hd; c += 16) {
-        __m256 acc0[R], acc1[R];
-        for (int r = 0; r < R; r++) {
-            acc0[r] = _mm256_loadu_ps(out + r * hd + c);
-            acc1[r] = _mm256_loadu_ps(out + r * hd + c + 8);
-        }
-        const uint16_t *vp = v + c;
-        for (int32_t j = 0; j < n; j++, vp += hd) {
-            const __m256 v0 = _mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)vp));
-            const __m256 v1 = _mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)(vp + 8)));
-            for (int r = 0; r < R; r++) {
-                const __m256 p = _mm256_broadcast_ss(P + r * ld + j);
-                acc0[r] = _mm256_fmadd_ps(p, v0, acc0[r]);
-                acc1[r] = _mm256_fmadd_ps(p, v1, acc1[r]);
+    const int32_t nblk = (n + 7) / 8;
+    const int tail = n % 8;
+    alignas(32) float ptail[RG][8];
+    if (tail) {
+        for (int r = 0; r < RG; r++)
+            for (int l = 0; l < 8; l++) ptail[r][l] = l < tail ? P[r * ld + (size_t)(nblk - 1) * 8 + l] : 0.0f;
+    }
+    for (int d = 0; d < hd; d += 2) {
+        __m256 acc[RG][2];
+        for (int r = 0; r < RG; r++) acc[r][0] = acc[r][1] = _mm256_setzero_ps();
+        const uint16_t *vd = v + (size_t)d * 8;
+        for (int32_t b = 0; b < nblk; b++, vd += (size_t)hd * 8) {
+            const __m256 v0 = _mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)vd));
+            const __m256 v1 = _mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)(vd + 8)));
+            const bool last_partial = tail && b == nblk - 1;
+            for (int r = 0; r < RG; r++) {
+                const __m256 p = last_partial ? _mm256_load_ps(ptail[r]) : _mm256_loadu_ps(P + r * ld + (size_t)b * 8);
+                acc[r][0] = _mm256_fmadd_ps(v0, p, acc[r][0]);
+                acc[r][1] = _mm256_fmadd_ps(v1, p, acc[r][1]);
             }
         }
+        for (int r = 0; r < RG; r++) {
+            out[r * hd + d] += hsum1(acc[r][0]);
+            out[r * hd + d + 1] += hsum1(acc[r][1]);
+        }
+    }
+}
+
+// Single-token batches: llama.cpp's matmul then uses ggml_vec_dot_f16 (tinyBLAS is for prompt batches only), which
+// sums with 4 accumulators of 8 lanes over steps of 32 elements, reduces them (x0+x2, x1+x3, x0+x1), then
+// ((t0+t1)+(t2+t3)) with t_i = x_i + x_{i+4}; elements past the last whole step are added in double.
+__attribute__((target("avx2,fma,f16c"))) inline double reduce_vecdot(__m256 a0, __m256 a1, __m256 a2, __m256 a3) {
+    __m256 x0 = _mm256_add_ps(a0, a2);
+    const __m256 x1 = _mm256_add_ps(a1, a3);
+    x0 = _mm256_add_ps(x0, x1);
+    const __m128 t0 = _mm_add_ps(_mm256_castps256_ps128(x0), _mm256_extractf128_ps(x0, 1));
+    const __m128 t1 = _mm_hadd_ps(t0, t0);
+    return (double)_mm_cvtss_f32(_mm_hadd_ps(t1, t1));
+}
+
+// The reduction above for 8 vectors at once (x_k = (a0+a2)+(a1+a3) already formed): [r(x_0), ..., r(x_7)].
+__attribute__((target("avx2,fma,f16c"))) inline __m256 reduce_vecdot8(const __m256 *X) {
+    // t_i = x_i + x_{i+4}, pairs of vectors per 256-bit register
+    const __m256 t01 = _mm256_add_ps(_mm256_permute2f128_ps(X[0], X[1], 0x20), _mm256_permute2f128_ps(X[0], X[1], 0x31));
+    const __m256 t23 = _mm256_add_ps(_mm256_permute2f128_ps(X[2], X[3], 0x20), _mm256_permute2f128_ps(X[2], X[3], 0x31));
+    const __m256 t45 = _mm256_add_ps(_mm256_permute2f128_ps(X[4], X[5], 0x20), _mm256_permute2f128_ps(X[4], X[5], 0x31));
+    const __m256 t67 = _mm256_add_ps(_mm256_permute2f128_ps(X[6], X[7], 0x20), _mm256_permute2f128_ps(X[6], X[7], 0x31));
+    // u = (t0+t1), (t2+t3): lanes [u^0_0, u^0_1, u^2_0, u^2_1 | u^1_0, u^1_1, u^3_0, u^3_1]
+    const __m256 u0123 = _mm256_hadd_ps(t01, t23);
+    const __m256 u4567 = _mm256_hadd_ps(t45, t67);
+    // w = u_0 + u_1: lanes [w0, w2, w4, w6 | w1, w3, w5, w7]
+    const __m256 w = _mm256_hadd_ps(u0123, u4567);
+    return _mm256_permutevar8x32_ps(w, _mm256_setr_epi32(0, 4, 1, 5, 2, 6, 3, 7));
+}
+
+__attribute__((target("avx2,fma,f16c"))) void scores_f16_vecdot_avx2(const uint16_t *k, int32_t n, int hd, const float *q, int R, float scale, float *S, size_t ld) {
+    const int np = hd & ~31;
+    const __m256 vscale = _mm256_set1_ps(scale);
+    for (int32_t j0 = 0; j0 < n; j0 += 8) {
+        const int jn = std::min<int32_t>(8, n - j0);
         for (int r = 0; r < R; r++) {
-            _mm256_storeu_ps(out + r * hd + c, acc0[r]);
-            _mm256_storeu_ps(out + r * hd + c + 8, acc1[r]);
+            const float *qr = q + (size_t)r * hd;
+            __m256 X[8];
+            for (int i = 0; i < 8; i++) X[i] = _mm256_setzero_ps();
+            for (int i = 0; i < jn; i++) {
+                const uint16_t *kj = k + (size_t)(j0 + i) * hd;
+                __m256 a0 = _mm256_setzero_ps(), a1 = a0, a2 = a0, a3 = a0;
+                for (int c = 0; c < np; c += 32) {
+                    a0 = _mm256_fmadd_ps(_mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)(kj + c))), _mm256_loadu_ps(qr + c), a0);
+                    a1 = _mm256_fmadd_ps(_mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)(kj + c + 8))), _mm256_loadu_ps(qr + c + 8), a1);
+                    a2 = _mm256_fmadd_ps(_mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)(kj + c + 16))), _mm256_loadu_ps(qr + c + 16), a2);
+                    a3 = _mm256_fmadd_ps(_mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)(kj + c + 24))), _mm256_loadu_ps(qr + c + 24), a3);
+                }
+                X[i] = _mm256_add_ps(_mm256_add_ps(a0, a2), _mm256_add_ps(a1, a3));
+            }
+            __m256 sums = reduce_vecdot8(X);
+            if (np != hd) {
+                // elements past the last whole step of 32 are added in double (as ggml does)
+                alignas(32) float tmp[8];
+                _mm256_store_ps(tmp, sums);
+                for (int i = 0; i < jn; i++) {
+                    const uint16_t *kj = k + (size_t)(j0 + i) * hd;
+                    double sum = tmp[i];
+                    for (int c = np; c < hd; c++) sum += (double)(_cvtsh_ss(kj[c]) * qr[c]);
+                    tmp[i] = (float)sum;
+                }
+                sums = _mm256_load_ps(tmp);
+            }
+            _mm256_storeu_ps(S + r * ld + j0, _mm256_mul_ps(sums, vscale));
+        }
+    }
+}
+
+template <int RG>
+__attribute__((target("avx2,fma,f16c"))) void accumulate_f16_vecdot_rows(const uint16_t *v, int32_t nblk, int hd, const float *const *Pr, float *out) {
+    // one value channel d at a time for RG rows; accumulator a of ggml's 4 takes the blocks b with b % 4 == a
+    for (int d = 0; d < hd; d++) {
+        __m256 acc[RG][4];
+        for (int r = 0; r < RG; r++) acc[r][0] = acc[r][1] = acc[r][2] = acc[r][3] = _mm256_setzero_ps();
+        const uint16_t *vd = v + (size_t)d * 8;
+        const size_t bstride = (size_t)hd * 8;
+        int32_t b = 0;
+        for (; b + 3 < nblk; b += 4) {
+            const __m256 v0 = _mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)(vd + (b + 0) * bstride)));
+            const __m256 v1 = _mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)(vd + (b + 1) * bstride)));
+            const __m256 v2 = _mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)(vd + (b + 2) * bstride)));
+            const __m256 v3 = _mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)(vd + (b + 3) * bstride)));
+            for (int r = 0; r < RG; r++) {
+                const float *p = Pr[r] + (size_t)b * 8;
+                acc[r][0] = _mm256_fmadd_ps(v0, _mm256_loadu_ps(p), acc[r][0]);
+                acc[r][1] = _mm256_fmadd_ps(v1, _mm256_loadu_ps(p + 8), acc[r][1]);
+                acc[r][2] = _mm256_fmadd_ps(v2, _mm256_loadu_ps(p + 16), acc[r][2]);
+                acc[r][3] = _mm256_fmadd_ps(v3, _mm256_loadu_ps(p + 24), acc[r][3]);
+            }
+        }
+        for (int a = 0; b < nblk; b++, a++) {
+            const __m256 vv = _mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)(vd + b * bstride)));
+            for (int r = 0; r < RG; r++) {
+                const __m256 p = _mm256_loadu_ps(Pr[r] + (size_t)b * 8);
+                switch (a) {
+                    case 0: acc[r][0] = _mm256_fmadd_ps(vv, p, acc[r][0]); break;
+                    case 1: acc[r][1] = _mm256_fmadd_ps(vv, p, acc[r][1]); break;
+                    default: acc[r][2] = _mm256_fmadd_ps(vv, p, acc[r][2]); break;
+                }
+            }
+        }
+        for (int r = 0; r < RG; r++) out[r * hd + d] += (float)reduce_vecdot(acc[r][0], acc[r][1], acc[r][2], acc[r][3]);
+    }
+}
+
+__attribute__((target("avx2,fma,f16c"))) void accumulate_f16_vecdot_avx2(const uint16_t *v, int32_t n, int hd, const float *P, size_t ld, int R, float *out) {
+    // llama.cpp's KV row is padded to a multiple of 256 cells with zero probabilities: every step is whole.
+    // Probabilities of the lanes past n in the last block are zeroed (they may belong to another segment).
+    const int32_t nblk = (n + 7) / 8;
+    const int tail = n % 8;
+    thread_local std::vector<float> pz;
+    const float *rows[8];
+    if (tail) {
+        pz.assign((size_t)R * nblk * 8, 0.0f);
+        for (int r = 0; r < R; r++) {
+            memcpy(pz.data() + (size_t)r * nblk * 8, P + r * ld, (size_t)n * sizeof(float));
+            rows[r] = pz.data() + (size_t)r * nblk * 8;
+        }
+    } else {
+        for (int r = 0; r < R; r++) rows[r] = P + r * ld;
+    }
+    for (int r0 = 0; r0 < R; r0 += 3) {
+        switch (std::min(3, R - r0)) {
+            case 1: accumulate_f16_vecdot_rows<1>(v, nblk, hd, rows + r0, out + r0 * hd); break;
+            case 2: accumulate_f16_vecdot_rows<2>(v, nblk, hd, rows + r0, out + r0 * hd); break;
+            case 3: accumulate_f16_vecdot_rows<3>(v, nblk, hd, rows + r0, out + r0 * hd); break;
         }
     }
 }
@@ -178,22 +323,27 @@ __attribute__((target("avx2,fma,f16c"))) void to_f16_avx2(const float *src, uint
 // ---------------------------------------------------------------------------------------------------------------
 // scalar fallbacks
 
-void scores_f16_scalar(const uint16_t *kt, int32_t n, int hd, const float *q, int R, float scale, float *S, size_t ld) {
+inline float hsum8(const float *a) { return ((a[0] + a[4]) + (a[2] + a[6])) + ((a[1] + a[5]) + (a[3] + a[7])); }
+
+void scores_f16_scalar(const uint16_t *k, int32_t n, int hd, const float *q, int R, float scale, float *S, size_t ld) {
     for (int32_t j = 0; j < n; j++) {
-        const uint16_t *kb = kt + (size_t)(j / 8) * hd * 8 + (j % 8);
+        const uint16_t *kj = k + (size_t)j * hd;
         for (int r = 0; r < R; r++) {
-            float s = 0;
-            for (int d = 0; d < hd; d++) s += q[r * hd + d] * ggml_fp16_to_fp32(kb[d * 8]);
-            S[r * ld + j] = s * scale;
+            float a[8] = {0, 0, 0, 0, 0, 0, 0, 0};
+            for (int c = 0; c < hd; c += 8)
+                for (int l = 0; l < 8; l++) a[l] = fmaf(ggml_fp16_to_fp32(kj[c + l]), q[r * hd + c + l], a[l]);
+            S[r * ld + j] = hsum8(a) * scale;
         }
     }
 }
 
 void accumulate_f16_scalar(const uint16_t *v, int32_t n, int hd, const float *P, size_t ld, int R, float *out) {
-    for (int32_t j = 0; j < n; j++) {
+    for (int r = 0; r < R; r++) {
         for (int d = 0; d < hd; d++) {
-            float vv = ggml_fp16_to_fp32(v[(size_t)j * hd + d]);
-            for (int r = 0; r < R; r++) out[r * hd + d] += P[r * ld + j] * vv;
+            float a[8] = {0, 0, 0, 0, 0, 0, 0, 0};
+            for (int32_t j = 0; j < n; j++)
+                a[j % 8] = fmaf(ggml_fp16_to_fp32(v[((size_t)(j / 8) * hd + d) * 8 + j % 8]), P[r * ld + j], a[j % 8]);
+            out[r * hd + d] += hsum8(a);
         }
     }
 }
@@ -201,53 +351,33 @@ void accumulate_f16_scalar(const uint16_t *v, int32_t n, int hd, const float *P,
 // ---------------------------------------------------------------------------------------------------------------
 // tier dispatch: the two kernels every segment format provides
 
-void segment_scores(const Segment &seg, int32_t n, const float *q, int R, float scale, float *S, size_t ld) {
+void segment_scores(const Segment &seg, int32_t n, const float *q, int R, float scale, float *S, size_t ld, bool single) {
     switch (seg.tier) {
         case Tier::F16:
-            if (g_exact) return scores_f16_exact(seg.k.data(), n, seg.head_dim, q, R, scale, S, ld);
-            if (g_simd) {
-                switch (R) {
-                    case 1: scores_f16_avx2<1>(seg.k.data(), n, seg.head_dim, q, scale, S, ld); return;
-                    case 2: scores_f16_avx2<2>(seg.k.data(), n, seg.head_dim, q, scale, S, ld); return;
-                    case 3: scores_f16_avx2<3>(seg.k.data(), n, seg.head_dim, q, scale, S, ld); return;
-                    case 4: scores_f16_avx2<4>(seg.k.data(), n, seg.head_dim, q, scale, S, ld); return;
-                    case 5: scores_f16_avx2<5>(seg.k.data(), n, seg.head_dim, q, scale, S, ld); return;
-                    case 6: scores_f16_avx2<6>(seg.k.data(), n, seg.head_dim, q, scale, S, ld); return;
-                    case 7: scores_f16_avx2<7>(seg.k.data(), n, seg.head_dim, q, scale, S, ld); return;
-                    case 8: scores_f16_avx2<8>(seg.k.data(), n, seg.head_dim, q, scale, S, ld); return;
-                }
-            }
-            scores_f16_scalar(seg.k.data(), n, seg.head_dim, q, R, scale, S, ld);
-            return;
+            if (g_simd && single) return scores_f16_vecdot_avx2(seg.k.data(), n, seg.head_dim, q, R, scale, S, ld);
+            if (g_simd) return scores_f16_avx2(seg.k.data(), n, seg.head_dim, q, R, scale, S, ld);
+            return scores_f16_scalar(seg.k.data(), n, seg.head_dim, q, R, scale, S, ld);
     }
 }
 
-void segment_accumulate(const Segment &seg, int32_t n, const float *P, size_t ld, int R, float *out) {
+void segment_accumulate(const Segment &seg, int32_t n, const float *P, size_t ld, int R, float *out, bool single) {
     switch (seg.tier) {
         case Tier::F16:
-            if (g_exact) return accumulate_f16_exact(seg.v.data(), n, seg.head_dim, P, ld, R, out);
-            if (g_simd && seg.head_dim % 16 == 0) {
-                // Blocks of tokens so the block's values stay in L1 while every row group and channel chunk uses them.
-                constexpr int32_t JB = 128;
-                for (int32_t j0 = 0; j0 < n; j0 += JB) {
-                    const int32_t jn = std::min(JB, n - j0);
-                    const uint16_t *vb = seg.v.data() + (size_t)j0 * seg.head_dim;
-                    for (int r0 = 0; r0 < R; r0 += 4) {
-                        const int rr = std::min(4, R - r0);
-                        const float *Pr = P + r0 * ld + j0;
-                        float *o = out + r0 * seg.head_dim;
-                        switch (rr) {
-                            case 1: accumulate_f16_avx2<1>(vb, jn, seg.head_dim, Pr, ld, o); break;
-                            case 2: accumulate_f16_avx2<2>(vb, jn, seg.head_dim, Pr, ld, o); break;
-                            case 3: accumulate_f16_avx2<3>(vb, jn, seg.head_dim, Pr, ld, o); break;
-                            case 4: accumulate_f16_avx2<4>(vb, jn, seg.head_dim, Pr, ld, o); break;
-                        }
+            if (g_simd && single) return accumulate_f16_vecdot_avx2(seg.v.data(), n, seg.head_dim, P, ld, R, out);
+            if (g_simd) {
+                for (int r0 = 0; r0 < R; r0 += 4) {
+                    const float *Pr = P + r0 * ld;
+                    float *o = out + r0 * seg.head_dim;
+                    switch (std::min(4, R - r0)) {
+                        case 1: accumulate_f16_avx2<1>(seg.v.data(), n, seg.head_dim, Pr, ld, o); break;
+                        case 2: accumulate_f16_avx2<2>(seg.v.data(), n, seg.head_dim, Pr, ld, o); break;
+                        case 3: accumulate_f16_avx2<3>(seg.v.data(), n, seg.head_dim, Pr, ld, o); break;
+                        case 4: accumulate_f16_avx2<4>(seg.v.data(), n, seg.head_dim, Pr, ld, o); break;
                     }
                 }
                 return;
             }
-            accumulate_f16_scalar(seg.v.data(), n, seg.head_dim, P, ld, R, out);
-            return;
+            return accumulate_f16_scalar(seg.v.data(), n, seg.head_dim, P, ld, R, out);
     }
 }
 
@@ -271,10 +401,10 @@ void to_f16_strided(const float *src, uint16_t *dst, int n, int stride) {
 void segment_token(const Segment &seg, int32_t t, float *k, float *v) {
     switch (seg.tier) {
         case Tier::F16: {
-            const uint16_t *kb = seg.k.data() + (size_t)(t / 8) * seg.head_dim * 8 + (t % 8);
+            const uint16_t *vb = seg.v.data() + (size_t)(t / 8) * seg.head_dim * 8 + (t % 8);
             for (int d = 0; d < seg.head_dim; d++) {
-                k[d] = ggml_fp16_to_fp32(kb[d * 8]);
-                v[d] = ggml_fp16_to_fp32(seg.v[(size_t)t * seg.head_dim + d]);
+                k[d] = ggml_fp16_to_fp32(seg.k[(size_t)t * seg.head_dim + d]);
+                v[d] = ggml_fp16_to_fp32(vb[d * 8]);
             }
             return;
         }
@@ -354,7 +484,7 @@ void attention_op(ggml_tensor *dst, int ith, int nth, void *userdata) {
         // 1. scores, segment by segment, into one row buffer
         size_t off = 0;
         for (size_t s = 0; s < hc.segments.size(); s++) {
-            if (ne[s]) segment_scores(hc.segments[s], ne[s], sc.q.data(), R, c->scale, sc.S.data() + off, ld);
+            if (ne[s]) segment_scores(hc.segments[s], ne[s], sc.q.data(), R, c->scale, sc.S.data() + off, ld, T == 1);
             off += ne[s];
         }
         // 2. causal mask by position, softmax over the union
@@ -383,12 +513,12 @@ void attention_op(ggml_tensor *dst, int ith, int nth, void *userdata) {
                 continue;
             }
             double sum;
-            if (g_exact && g_simd) {
+            if (g_simd) {
                 // ggml sums exp over whole 8-blocks of its (padded) KV row: pad with masked keys
                 const size_t total8 = (total + 7) / 8 * 8;
                 for (size_t j = total; j < total8; j++) Sr[j] = -INFINITY;
                 sum = exp_sum_avx2(Sr, (int32_t)total8, mx);
-            } else if (g_simd) sum = exp_sum_avx2(Sr, (int32_t)total, mx);
+            }
             else {
                 sum = 0;
                 for (size_t j = 0; j < total; j++) sum += (Sr[j] = expf(Sr[j] - mx));
@@ -405,7 +535,7 @@ void attention_op(ggml_tensor *dst, int ith, int nth, void *userdata) {
         std::fill(sc.out.begin(), sc.out.begin() + (size_t)R * hd, 0.0f);
         off = 0;
         for (size_t s = 0; s < hc.segments.size(); s++) {
-            if (ne[s]) segment_accumulate(hc.segments[s], ne[s], sc.S.data() + off, ld, R, sc.out.data());
+            if (ne[s]) segment_accumulate(hc.segments[s], ne[s], sc.S.data() + off, ld, R, sc.out.data(), T == 1);
             off += ne[s];
         }
         // 4. write rows: dst[(head * hd + d) + t * (n_head * hd)]

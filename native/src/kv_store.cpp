@@ -19,17 +19,17 @@ Segment::Segment(Tier tier_, int head_dim_, int32_t reserve_tokens) : tier(tier_
 void Segment::reserve(int32_t tokens) {
     const size_t blocks = ((size_t)tokens + 7) / 8;
     pos.reserve(tokens);
-    k.reserve(blocks * 8 * head_dim);
-    v.reserve((size_t)tokens * head_dim);
+    k.reserve((size_t)tokens * head_dim);
+    v.reserve(blocks * 8 * head_dim);
 }
 
 void Segment::append(const float *kf, const float *vf, int32_t position) {
+    k.resize(k.size() + head_dim);
+    to_f16_strided(kf, k.data() + (size_t)n * head_dim, head_dim, 1);
     const int32_t lane = n % 8;
-    if (lane == 0) k.resize(k.size() + (size_t)8 * head_dim, 0);  // new zeroed block of 8 tokens
-    uint16_t *kb = k.data() + (size_t)(n / 8) * 8 * head_dim;
-    to_f16_strided(kf, kb + lane, head_dim, 8);
-    v.resize(v.size() + head_dim);
-    to_f16_strided(vf, v.data() + (size_t)n * head_dim, head_dim, 1);
+    if (lane == 0) v.resize(v.size() + (size_t)8 * head_dim, 0);  // new zeroed block of 8 tokens
+    uint16_t *vb = v.data() + (size_t)(n / 8) * 8 * head_dim;
+    to_f16_strided(vf, vb + lane, head_dim, 8);
     if (n > 0 && position <= pos.back()) sorted = false;
     pos.push_back(position);
     n++;
@@ -39,14 +39,14 @@ void Segment::truncate_to(int32_t n_keep) {
     if (n_keep >= n) return;
     if (n_keep < 0) n_keep = 0;
     const size_t blocks = ((size_t)n_keep + 7) / 8;
-    k.resize(blocks * 8 * head_dim);
+    v.resize(blocks * 8 * head_dim);
     // zero the lanes of the last partial block that now hold dropped tokens
     if (n_keep % 8) {
-        uint16_t *kb = k.data() + (blocks - 1) * 8 * head_dim;
+        uint16_t *vb = v.data() + (blocks - 1) * 8 * head_dim;
         for (int d = 0; d < head_dim; d++)
-            for (int lane = n_keep % 8; lane < 8; lane++) kb[d * 8 + lane] = 0;
+            for (int lane = n_keep % 8; lane < 8; lane++) vb[d * 8 + lane] = 0;
     }
-    v.resize((size_t)n_keep * head_dim);
+    k.resize((size_t)n_keep * head_dim);
     pos.resize(n_keep);
     n = n_keep;
 }

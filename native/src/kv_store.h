@@ -19,9 +19,9 @@ enum class Tier : uint8_t {
 
 const char *tier_name(Tier t);
 
-// fp16 segment layout:
-//  - keys in blocks of 8 tokens, transposed inside a block: k[(blk * head_dim + d) * 8 + lane] (8 scores per FMA row)
-//  - values token-major: v[t * head_dim + d]
+// fp16 segment layout (chosen so attention sums in the same order as ggml's matmuls, see attention.cpp):
+//  - keys token-major: k[t * head_dim + d]
+//  - values in blocks of 8 tokens, transposed inside a block: v[(blk * head_dim + d) * 8 + lane]
 //  - pos[t]: the token's original position (RoPE was applied at that position)
 struct Segment {
     Tier tier = Tier::F16;

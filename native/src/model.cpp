@@ -1,5 +1,7 @@
 #include "model.h"
 
+#include "attention.h"
+
 #include <dlfcn.h>
 #include <sys/stat.h>
 #include <unistd.h>
@@ -76,6 +78,21 @@ Runtime::Runtime() {
     cpu_dev = dev_by_type(GGML_BACKEND_DEVICE_TYPE_CPU);
     if (!cpu_dev) throw EngineError("no ggml CPU backend could be loaded from " + bins_dir);
     cpu_reg = ggml_backend_dev_backend_reg(cpu_dev);
+    auto get_features = (ggml_backend_get_features_t)ggml_backend_reg_get_proc_address(cpu_reg, "ggml_backend_get_features");
+    bool avx2 = false, fma = false, f16c = false, avx512 = false, llamafile = false;
+    if (get_features) {
+        for (ggml_backend_feature *f = get_features(cpu_reg); f && f->name; f++) {
+            cpu_features.emplace_back(f->name, f->value ? f->value : "");
+            const std::string name = f->name;
+            const bool on = f->value && std::string(f->value) == "1";
+            if (name == "AVX2") avx2 = on;
+            else if (name == "FMA") fma = on;
+            else if (name == "F16C") f16c = on;
+            else if (name == "LLAMAFILE") llamafile = on;
+            else if (name.rfind("AVX512", 0) == 0 && on) avx512 = true;
+        }
+    }
+    bit_exact_with_llama = avx2 && fma && f16c && llamafile && !avx512 && attention_simd();
 }
 
 Runtime &Runtime::get() {

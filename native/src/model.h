@@ -101,6 +101,11 @@ struct Runtime {
     ggml_backend_dev_t cpu_dev = nullptr;
     ggml_backend_reg_t cpu_reg = nullptr;
     std::string bins_dir;
+    // Features of the CPU backend variant ggml loaded (e.g. "AVX2" -> "1").
+    std::vector<std::pair<std::string, std::string>> cpu_features;
+    // Attention sums in the same order as this CPU variant's matmuls (AVX2 with FMA/F16C, no AVX-512): policy
+    // `full` then gives logits bit-identical to llama.cpp's (flash attention off).
+    bool bit_exact_with_llama = false;
     ggml_backend_t new_cpu_backend(int n_threads, void **threadpool_out);
     void set_threads(ggml_backend_t backend, int n, void **threadpool_inout);
     void free_threadpool(void *tp);

@@ -15,5 +15,5 @@ export { loadEngine, availableEngines } from './engine';
 export { defaultSpecialTokenTexts } from './engine/types';
 export type * from './engine/types';
 export { bundledModelPath, packageRoot } from './models/bundled';
-export { NativeModel, NativeSession, loadNativeAddon, nativeAddonPath, physicalCores, argmax } from './engine/native';
-export type { NativeModelInfo, NativeCacheStats, NativeHeadStats, NativeSegmentStats } from './engine/native';
+export { NativeModel, NativeSession, loadNativeAddon, nativeAddonPath, nativeRuntimeInfo, physicalCores, argmax } from './engine/native';
+export type { NativeModelInfo, NativeCacheStats, NativeHeadStats, NativeSegmentStats, NativeRuntimeInfo } from './engine/native';

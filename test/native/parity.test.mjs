@@ -2,11 +2,13 @@
 // next-token logits at every position of a 512-token prompt and 64 greedy tokens, on generated random-weight fixtures
 // (qwen2 with Q/K/V biases and RoPE neox; llama with RoPE normal; several weight types) and the bundled target model.
 //
-// Tolerance, relative to the largest |logit| of the reference: 1e-3 for F32/F16 weights, 1e-2 for BF16/Q8_0/Q4_0
-// weights (whose matmuls round activations to 8 bits). Both engines run the same ggml ops on the same weights and
-// round Q, K, V and the attention probabilities to f16 the same way: the first positions' logits are bit-identical;
-// later ones differ by f32 summation order inside attention, amplified by the activation roundings of later matmuls.
-// Greedy tokens must be identical, 64 of 64.
+// On an AVX2 machine without AVX-512 (the CPU variant llama.cpp then loads uses tinyBLAS for prompt batches and
+// ggml_vec_dot_f16 for single tokens), the native engine's attention sums in exactly their order, with the same fp16
+// roundings of Q, K, V and the probabilities, and the weight matmuls are the same ggml ops on the same (repacked)
+// weights: the logits must be bit-identical, every position, every greedy step, every weight type.
+// Elsewhere (runtimeInfo().bitExactWithLlamaCpp false) the tolerance, relative to the largest |logit| of the
+// reference, is 2e-3 for F32/F16 weights and 3e-2 for BF16/8-bit/4-bit weights (whose matmuls round activations to
+// 8 bits, amplifying summation-order differences); top-1 agreement >= 95% and, for F16/F32, greedy tokens equal.
 import assert from 'node:assert/strict';
 import { execFileSync } from 'node:child_process';
 import fs from 'node:fs';
@@ -17,7 +19,8 @@ import { FIXTURES, makeFixture } from '../../native/test-fixtures/make-fixture.m
 import { GGML } from '../../native/test-fixtures/gguf-writer.mjs';
 import { compareWithReference, llamaReference, randomTokens, root, tempDir } from './helpers.mjs';
 
-const { NativeModel } = await import(path.join(root, 'dist', 'sidecar.mjs'));
+const { NativeModel, nativeRuntimeInfo } = await import(path.join(root, 'dist', 'sidecar.mjs'));
+const exact = nativeRuntimeInfo().bitExactWithLlamaCpp;
 
 const dir = tempDir();
 after(() => fs.rmSync(dir, { recursive: true, force: true }));
@@ -25,7 +28,7 @@ after(() => fs.rmSync(dir, { recursive: true, force: true }));
 const PROMPT = 512;
 const GREEDY = 64;
 
-function checkParity(modelPath, tolerance, tokens, { requireGreedy = true, minTop1 = 0.98 } = {}) {
+function checkParity(modelPath, tolerance, tokens, { requireGreedy = true, minTop1 = 0.95 } = {}) {
 	const model = NativeModel.load(modelPath, { threads: 1 });
 	const nVocab = model.info.nVocab;
 	model.dispose();
@@ -34,6 +37,11 @@ function checkParity(modelPath, tolerance, tokens, { requireGreedy = true, minTo
 	const r = compareWithReference(NativeModel, modelPath, prompt, ref);
 	const summary = `maxAbsLogitDiff ${r.maxAbsLogitDiff.toExponential(3)} (max |logit| ${r.maxAbsRefLogit.toFixed(2)}), top-1 ${(r.top1Agreement * 100).toFixed(1)}%, greedy ${r.greedyMatched}/${r.greedyTotal}`;
 	console.log(`  ${path.basename(modelPath)}: ${summary}`);
+	if (exact) {
+		assert.equal(r.maxAbsLogitDiff, 0, `logits are not bit-identical to llama.cpp's: ${summary}`);
+		assert.equal(r.greedyMatched, GREEDY, `greedy tokens diverge: ${summary}`);
+		return r;
+	}
 	assert.ok(r.maxAbsLogitDiff <= tolerance * r.maxAbsRefLogit, `logits differ by ${r.maxAbsLogitDiff} > ${tolerance} x ${r.maxAbsRefLogit}: ${summary}`);
 	assert.ok(r.top1Agreement >= minTop1, `top-1 agreement too low: ${summary}`);
 	if (requireGreedy) assert.equal(r.greedyMatched, GREEDY, `greedy tokens diverge: ${summary}`);
@@ -44,7 +52,7 @@ describe('native engine parity with llama.cpp', () => {
 	test('qwen2 fixture with Q/K/V biases (RoPE neox, tied output, F16)', () => {
 		const file = path.join(dir, 'qwen2-f16.gguf');
 		makeFixture(file, { ...FIXTURES.qwen2, weightType: GGML.F16 });
-		const r = checkParity(file, 1e-3);
+		const r = checkParity(file, 2e-3);
 		assert.equal(r.info.architecture, 'qwen2');
 		assert.equal(r.info.ropeType, 'neox');
 		assert.equal(r.info.tiedOutput, true);
@@ -53,31 +61,28 @@ describe('native engine parity with llama.cpp', () => {
 	test('llama fixture (RoPE normal, separate output, F16)', () => {
 		const file = path.join(dir, 'llama-f16.gguf');
 		makeFixture(file, { ...FIXTURES.llama, weightType: GGML.F16 });
-		const r = checkParity(file, 1e-3);
+		const r = checkParity(file, 2e-3);
 		assert.equal(r.info.ropeType, 'normal');
 		assert.equal(r.info.tiedOutput, false);
 	});
 
-	for (const [type, tolerance] of [['F32', 1e-3], ['BF16', 1e-2], ['Q8_0', 1e-2], ['Q4_0', 1e-2]]) {
+	for (const [type, tolerance] of [['F32', 2e-3], ['BF16', 3e-2], ['Q8_0', 3e-2], ['Q4_0', 3e-2]]) {
 		test(`qwen2 fixture, ${type} weights`, () => {
 			const file = path.join(dir, `qwen2-${type}.gguf`);
 			makeFixture(file, { ...FIXTURES.qwen2, weightType: GGML[type], seed: 99 });
-			checkParity(file, tolerance);
+			checkParity(file, tolerance, undefined, { requireGreedy: type === 'F32' });
 		});
 	}
 
 	// K-quants, made by ggml's own quantizers (native/build/gguf-requant); Q4_K weights are repacked for the CPU
-	// backend's 8x8 kernels, as llama.cpp does. Their matmuls quantize activations to 8 bits per 256-element block,
-	// so the attention summation-order differences are amplified more (~1% of the largest logit at the end of the
-	// prompt) and greedy decoding of a random model, whose top logits are close, may diverge: checked are the
-	// tolerance and the top-1 agreement.
+	// backend's 8x8 kernels, as llama.cpp does.
 	for (const mode of ['Q4_K', 'Q6_K', 'Q4_K_M']) {
 		test(`llama fixture, ${mode} weights`, () => {
 			const f16 = path.join(dir, `llama-for-${mode}.gguf`);
 			makeFixture(f16, { ...FIXTURES.llama, weightType: GGML.F16 });
 			const file = path.join(dir, `llama-${mode}.gguf`);
 			execFileSync(path.join(root, 'native', 'build', 'gguf-requant'), [f16, file, mode]);
-			checkParity(file, 3e-2, undefined, { requireGreedy: false, minTop1: 0.95 });
+			checkParity(file, 3e-2, undefined, { requireGreedy: false });
 		});
 	}
 

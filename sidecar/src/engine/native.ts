@@ -79,7 +79,22 @@ interface Addon {
 	loadModelAsync(path: string, options: { threads: number }): Promise<AddonModel>;
 	createSession(model: AddonModel, options: { contextSize: number; batchSize: number }): AddonSession;
 	physicalCores(): number;
-	runtimeInfo(): { binsDir: string; simd: boolean; physicalCores: number };
+	runtimeInfo(): NativeRuntimeInfo;
+}
+
+/** The ggml runtime the addon runs on. */
+export interface NativeRuntimeInfo {
+	readonly binsDir: string;
+	/** AVX2/FMA/F16C attention kernels in use. */
+	readonly simd: boolean;
+	/**
+	 * Policy `full` reproduces llama.cpp's logits bit for bit (flash attention off): attention sums in the same order
+	 * as the loaded CPU variant's matmuls (AVX2 with tinyBLAS, no AVX-512). Elsewhere logits agree within rounding.
+	 */
+	readonly bitExactWithLlamaCpp: boolean;
+	/** Features of the CPU backend variant ggml loaded (`AVX2: "1"`, ...). */
+	readonly cpuFeatures: Readonly<Record<string, string>>;
+	readonly physicalCores: number;
 }
 
 let addon: Addon | undefined;
@@ -99,6 +114,10 @@ export function loadNativeAddon(): Addon {
 		addon = createRequire(import.meta.url)(file) as Addon;
 	}
 	return addon;
+}
+
+export function nativeRuntimeInfo(): NativeRuntimeInfo {
+	return loadNativeAddon().runtimeInfo();
 }
 
 /** Physical CPU cores (the default thread count). */
