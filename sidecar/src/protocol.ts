@@ -14,10 +14,13 @@
 // `vscode-languageserver-protocol`'s root export is its platform-neutral `common` API. The webview only needs the
 // data types: `import type { CacheSnapshot } from '…/protocol'` keeps the JSON-RPC library out of its bundle.
 
+/* eslint-disable @typescript-eslint/no-namespace -- one namespace per method is the LSP library's own convention
+   (vscode-languageserver-protocol, Tabby, vscode-eslint): `XRequest.method`, `XRequest.type` read as one unit. */
 import {
 	MessageDirection,
 	ProtocolNotificationType,
 	ProtocolRequestType,
+	ProtocolRequestType0,
 	type PartialResultParams,
 	type WorkDoneProgressParams,
 } from 'vscode-languageserver-protocol';
@@ -147,7 +150,12 @@ export interface DidChangeFilesParams {
 	 * Set on the batches of the initial feed: batch `index` (0-based) of `count`. The server reports indexing
 	 * progress from it, and becomes `ready` after the last batch. Omitted for later deltas.
 	 */
-	readonly batch?: { readonly index: number; readonly count: number };
+	readonly batch?: {
+		readonly index: number;
+		readonly count: number;
+		/** Files in the whole feed (all batches), for `indexing n/N files` progress. */
+		readonly totalFiles?: number;
+	};
 	/**
 	 * `true` when this batch replaces the whole mirror (the client rescanned): files not in any batch of this feed are
 	 * removed once the last batch arrives. Default `false` (a delta).
@@ -161,7 +169,7 @@ export interface DidChangeFilesParams {
  * in `StatusParams.workspace.skipped`), reports progress through `repokv/status/didChange`, and never answers.
  */
 export namespace WorkspaceDidChangeFilesNotification {
-	export const method: 'repokv/workspace/didChangeFiles' = 'repokv/workspace/didChangeFiles';
+	export const method = 'repokv/workspace/didChangeFiles' as const;
 	export const messageDirection: MessageDirection = MessageDirection.clientToServer;
 	export const type = new ProtocolNotificationType<DidChangeFilesParams, void>(method);
 }
@@ -215,6 +223,19 @@ export interface StatusParams {
 		/** Files refused by the server's rules, by reason (`tooLarge`, `binary`, `secret`, `ignored`, `overTotal`, `tooMany`). */
 		readonly skipped: Readonly<Record<string, number>>;
 	};
+	/** Inline completion counters since start: how many requests came, reached the engine, were answered otherwise. */
+	readonly completions?: {
+		readonly requested: number;
+		/** Requests that reached the engine (prefill + decode). */
+		readonly computed: number;
+		/** Answered from the LRU cache (same document version, cursor and context). */
+		readonly cacheHits: number;
+		/** Answered from the last suggestion because the user typed its start. */
+		readonly typedAhead: number;
+		/** Cancelled or superseded before or while computing (answered empty). */
+		readonly cancelled: number;
+		readonly errors: number;
+	};
 	/** The engine and model in use, once loaded. */
 	readonly engine?: {
 		readonly name: EngineSetting;
@@ -226,16 +247,16 @@ export interface StatusParams {
 
 /** ⬅️ Pushed on every state change and at most every 250 ms during progress. */
 export namespace StatusDidChangeNotification {
-	export const method: 'repokv/status/didChange' = 'repokv/status/didChange';
+	export const method = 'repokv/status/didChange' as const;
 	export const messageDirection: MessageDirection = MessageDirection.serverToClient;
 	export const type = new ProtocolNotificationType<StatusParams, void>(method);
 }
 
 /** ↩️ The current status, for a client that (re)connects and wants it without waiting for a push. */
 export namespace StatusRequest {
-	export const method: 'repokv/status' = 'repokv/status';
+	export const method = 'repokv/status' as const;
 	export const messageDirection: MessageDirection = MessageDirection.clientToServer;
-	export const type = new ProtocolRequestType<null | undefined | Record<string, never>, StatusParams, never, void, void>(method);
+	export const type = new ProtocolRequestType0<StatusParams, never, void, void>(method);
 }
 
 // ---------------------------------------------------------------------------------------------------------------
@@ -303,7 +324,7 @@ export interface AskPartialResult {
  * with `$/cancelRequest`: the answer so far is returned.
  */
 export namespace RepoAskRequest {
-	export const method: 'repokv/repo/ask' = 'repokv/repo/ask';
+	export const method = 'repokv/repo/ask' as const;
 	export const messageDirection: MessageDirection = MessageDirection.clientToServer;
 	export const type = new ProtocolRequestType<AskParams, AskResult, AskPartialResult, void, void>(method);
 }
@@ -466,14 +487,14 @@ export interface CacheSnapshotParams {
 
 /** ↩️ The cache inspector's data for the last request, or `null` before the first one. */
 export namespace CacheSnapshotRequest {
-	export const method: 'repokv/cache/snapshot' = 'repokv/cache/snapshot';
+	export const method = 'repokv/cache/snapshot' as const;
 	export const messageDirection: MessageDirection = MessageDirection.clientToServer;
-	export const type = new ProtocolRequestType<CacheSnapshotParams | null | undefined, CacheSnapshot | null, never, void, void>(method);
+	export const type = new ProtocolRequestType<CacheSnapshotParams, CacheSnapshot | null, never, void, void>(method);
 }
 
 /** ⬅️ The same data, pushed after each request, at most every 500 ms (the latest wins). */
 export namespace CacheDidChangeNotification {
-	export const method: 'repokv/cache/didChange' = 'repokv/cache/didChange';
+	export const method = 'repokv/cache/didChange' as const;
 	export const messageDirection: MessageDirection = MessageDirection.serverToClient;
 	export const type = new ProtocolNotificationType<CacheSnapshot, void>(method);
 }

@@ -1,19 +1,20 @@
 import { errorMessage, UserError } from '../errors';
 import type { Command } from './command';
 import { benchCommand } from '../../../bench/command';
+import { askCommand } from './ask';
 import { completeCommand } from './complete';
+import { serveCommand } from './serve';
 
 // Entry point of the sidecar bundle (dist/sidecar.mjs). `bin/repokv.js` calls `main`; the bundle also exports the
 // sidecar's library surface (../api) for tests and tools that import it.
 export * from '../api';
 
-/**
- * The subcommands, `repokv <name>`. `bench` lives in bench/ with the benchmarks it runs. Planned (DESIGN.md §1):
- * `ask` (repository Q&A) and `serve --stdio` (the language server).
- */
+/** The subcommands, `repokv <name>`. `bench` lives in bench/ with the benchmarks it runs. */
 const commands: Readonly<Record<string, Command>> = {
+	ask: askCommand,
 	bench: benchCommand,
 	complete: completeCommand,
+	serve: serveCommand,
 };
 
 const generalUsage = (): string =>

@@ -34,6 +34,19 @@ export interface BuildPromptOptions {
 	readonly maxPrefixTokens?: number;
 	/** The suffix keeps at most its first this-many tokens (whole lines). Default 500. */
 	readonly maxSuffixTokens?: number;
+	/**
+	 * Puts the files in prompt order, least relevant first (dropping to fit starts there). Default
+	 * `orderByRelevance`; the language server passes its stable-first order (least recently edited first).
+	 */
+	readonly orderFiles?: (files: readonly PromptFile[], activePath: string, activeText: string) => PromptFile[];
+}
+
+/** One file's piece of the prompt and the tokens it takes (as counted piece by piece). */
+export interface PromptSpan {
+	readonly path: string;
+	/** `repo`: a whole file of the repository block; `active`: the FIM prompt of the active file. */
+	readonly role: 'repo' | 'active';
+	readonly tokens: number;
 }
 
 export interface BuiltPrompt {
@@ -50,6 +63,8 @@ export interface BuiltPrompt {
 	readonly dropped: readonly string[];
 	/** Prompt tokens as counted piece by piece (exact for tokenizers that split at special tokens, as llama.cpp does). */
 	readonly tokenCount: number;
+	/** The prompt's pieces in order: the included files, then the active file's FIM prompt. */
+	readonly spans: readonly PromptSpan[];
 }
 
 export const defaultMaxPrefixTokens = 1500;
@@ -74,9 +89,9 @@ export function buildCompletionPrompt(options: BuildPromptOptions): BuiltPrompt 
 		throw new ContextBudgetError(`the completion prompt alone needs ${fimTokens} tokens but only ${options.budgetTokens} fit in the context; use a larger context`);
 	}
 
-	const ordered = orderByRelevance(options.files, options.activePath, options.activeText);
+	const ordered = (options.orderFiles ?? orderByRelevance)(options.files.filter((file) => file.path !== options.activePath), options.activePath, options.activeText);
 	const pieces = ordered.map((file) => {
-		const text = `${special.fileSeparator}${file.path}\n${neutral(file.text)}`;
+		const text = repoPieceText(file, special);
 		return { path: file.path, text, tokens: counter.countTokens(text) };
 	});
 
@@ -107,7 +122,13 @@ export function buildCompletionPrompt(options: BuildPromptOptions): BuiltPrompt 
 		included: kept.map((piece) => piece.path),
 		dropped,
 		tokenCount: options.budgetTokens - remaining,
+		spans: [...kept.map((piece) => ({ path: piece.path, role: 'repo' as const, tokens: piece.tokens })), { path: options.activePath, role: 'active', tokens: fimTokens }],
 	};
+}
+
+/** A file's piece of the repository block: `<|file_sep|>{path}\n{text}`, special token texts neutralised. */
+export function repoPieceText(file: PromptFile, special: SpecialTokenTexts): string {
+	return `${special.fileSeparator}${file.path}\n${neutraliseSpecialTokens(file.text, special)}`;
 }
 
 /**

@@ -169,12 +169,30 @@ class LlamaLoadedModel implements LoadedModel {
 			throw new UserError(`the prompt (${promptTokens.length} tokens) plus ${request.maxTokens} generated tokens do not fit the context of ${this.info.contextSize} tokens`);
 		}
 
-		// Each request starts from an empty KV cache. Reusing the unchanged prefix is the job of the KV pipeline
-		// (DESIGN.md §4); doing it here would make timings depend on the previous request.
-		await this.sequence.clearHistory();
+		// By default each request starts from an empty KV cache, so that timings do not depend on the previous
+		// request. With `reusePrefix` (the language server) the longest prefix matching what the sequence already
+		// holds is kept — node-llama-cpp's sequence knows its tokens — and only the rest is evaluated.
 		const lastPromptToken = promptTokens.pop();
-		if (promptTokens.length > 0) {
-			await this.sequence.evaluateWithoutGeneratingNewTokens(promptTokens);
+		let reused = 0;
+		if (request.reusePrefix === true) {
+			reused = Math.min(this.sequence.compareContextTokens(promptTokens).firstDifferentIndex, promptTokens.length);
+			if (reused < this.sequence.nextTokenIndex) {
+				await this.sequence.eraseContextTokenRanges([{ start: reused, end: this.sequence.nextTokenIndex }]);
+			}
+			// Erasing can fall back to clearing (e.g. when the model cannot remove a range); trust the sequence.
+			reused = Math.min(reused, this.sequence.nextTokenIndex);
+		} else {
+			await this.sequence.clearHistory();
+		}
+		// Prefill in chunks: a cancelled request stops within one chunk, and progress can be reported.
+		const total = promptTokens.length + (lastPromptToken === undefined ? 0 : 1);
+		request.onPrefillProgress?.(reused, total);
+		for (let start = reused; start < promptTokens.length; start += prefillChunkTokens) {
+			if (isAborted(request.signal)) {
+				break;
+			}
+			await this.sequence.evaluateWithoutGeneratingNewTokens(promptTokens.slice(start, start + prefillChunkTokens));
+			request.onPrefillProgress?.(Math.min(start + prefillChunkTokens, promptTokens.length), total);
 		}
 		const prefilled = performance.now();
 
@@ -197,6 +215,7 @@ class LlamaLoadedModel implements LoadedModel {
 				}
 				generated.push(token);
 				text = this.model.detokenize(generated);
+				request.onText?.(text);
 				const stopAt = firstStopIndex(text, stopStrings);
 				if (stopAt !== undefined) {
 					text = text.slice(0, stopAt);
@@ -217,7 +236,7 @@ class LlamaLoadedModel implements LoadedModel {
 		return {
 			text,
 			stopReason,
-			tokens: { prompt: promptTokens.length + (lastPromptToken === undefined ? 0 : 1), generated: generated.length },
+			tokens: { prompt: total, reused, generated: generated.length },
 			timings: { tokenizeMs: tokenized - started, prefillMs: prefilled - tokenized, decodeMs: finished - prefilled },
 		};
 	}
@@ -227,6 +246,14 @@ class LlamaLoadedModel implements LoadedModel {
 		await this.model.dispose();
 	}
 }
+
+/** A function, not a property read, so the compiler does not narrow a signal that can flip while we await. */
+function isAborted(signal: AbortSignal | undefined): boolean {
+	return signal?.aborted === true;
+}
+
+/** Prompt tokens evaluated per prefill step; between steps the abort signal is checked and progress reported. */
+const prefillChunkTokens = 256;
 
 /** FIM texts from the model's vocabulary when it declares them; the defaults otherwise. */
 function readSpecialTokens(model: LlamaModel): SpecialTokenTexts {

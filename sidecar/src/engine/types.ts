@@ -65,9 +65,29 @@ export interface ModelInfo {
 	readonly addsBos: boolean;
 }
 
+/** One stored run of a KV head's tokens in one storage tier (engine-reported, for the cache inspector). */
+export interface EngineKvSegment {
+	/** `f16`/`fp16`, `q8`, `q4`, `onebit`, … as the engine names it. */
+	readonly tier: string;
+	readonly tokens: number;
+	readonly bytes: number;
+}
+
+/** An engine's own accounting of its KV cache after the last request (the native engine has one; llama.cpp not). */
+export interface EngineKvStats {
+	readonly policy: string;
+	/** Positions evaluated into the cache. */
+	readonly tokens: number;
+	/** `layers[l].heads[h]`: per layer, per KV head. */
+	readonly layers: readonly { readonly heads: readonly { readonly tokens: number; readonly bytes: number; readonly segments: readonly EngineKvSegment[] }[] }[];
+	readonly bytes: number;
+}
+
 export interface LoadedModel extends TokenCounter {
 	readonly info: ModelInfo;
 	readonly specialTokens: SpecialTokenTexts;
+	/** The engine's per-layer/per-head KV accounting, where it has one. */
+	kvStats?(): EngineKvStats;
 	/** Generate a continuation of `prompt`, greedily. Special token texts in the prompt are parsed as special tokens. */
 	complete(request: CompletionRequest): Promise<CompletionResult>;
 	dispose(): Promise<void>;
@@ -83,8 +103,21 @@ export interface CompletionRequest {
 	 * it. End-of-generation tokens (end of text, file separator) always stop generation.
 	 */
 	readonly stopStrings?: readonly string[];
-	/** Aborting ends generation early; the result then has `stopReason: 'aborted'` and the text so far. */
+	/**
+	 * Aborting ends generation early; the result then has `stopReason: 'aborted'` and the text so far. Engines check
+	 * it between prefill chunks too, so a cancelled request stops prefilling within one chunk.
+	 */
 	readonly signal?: AbortSignal;
+	/**
+	 * Keep the KV cache of the longest prompt prefix that matches the previous request's tokens and evaluate only the
+	 * rest (the language server's stable-first prompts share the repository block). Default `false`: every request
+	 * starts from an empty cache, so timings do not depend on the previous request. Engines may ignore it.
+	 */
+	readonly reusePrefix?: boolean;
+	/** Called while prefilling: `done` of `total` prompt tokens are in the KV cache (reused ones count as done). */
+	readonly onPrefillProgress?: (done: number, total: number) => void;
+	/** Called after each generated token with the text so far (stop strings not yet cut). */
+	readonly onText?: (text: string) => void;
 }
 
 export type StopReason = 'endOfGeneration' | 'stopString' | 'maxTokens' | 'aborted';
@@ -93,8 +126,10 @@ export interface CompletionResult {
 	readonly text: string;
 	readonly stopReason: StopReason;
 	readonly tokens: {
-		/** Prompt tokens evaluated, BOS included. */
+		/** Prompt tokens, BOS included. */
 		readonly prompt: number;
+		/** Of `prompt`, tokens whose KV was reused from the previous request (`reusePrefix`); 0 or absent otherwise. */
+		readonly reused?: number;
 		readonly generated: number;
 	};
 	/** Wall-clock milliseconds of each phase. */

@@ -1,0 +1,148 @@
+import type { EngineKvStats } from '../engine/types';
+import { kvTiers, type CacheSnapshot, type EngineSetting, type FileInContext, type KvLayerStats, type KvTier, type LatencySplit, type TierAmounts } from '../protocol';
+
+// Builds the cache inspector's data (protocol `CacheSnapshot`) after a request. Two sources:
+// - `engineStats`: the engine's own per-layer/per-head accounting (the native engine's `kvStats()`), real bytes;
+// - `modelShape`: node-llama-cpp's KV cache cannot be inspected, but under a full cache it is exactly
+//   2 (K, V) × headDim × 2 bytes (f16) per token, per KV head, per layer, so it is computed from the model's shape.
+// Engines report tiers per head, not per position, so a file's share of each tier is the context's overall share:
+// exact under `full`, an estimate under compressing policies until engines report per-position tiers.
+
+export interface ModelShape {
+	readonly layers: number;
+	readonly kvHeads: number;
+	readonly headDim: number;
+}
+
+export interface SnapshotInput {
+	readonly sequence: number;
+	readonly request: 'completion' | 'ask';
+	readonly engine: EngineSetting;
+	readonly model: { readonly path: string; readonly architecture: string; readonly contextSize: number };
+	readonly shape: ModelShape;
+	/** Positions in the cache: prompt tokens (BOS included) plus generated tokens. */
+	readonly contextTokens: number;
+	/** The prompt's pieces in order, with the tokens each took; `bos` is added before the first. */
+	readonly spans: readonly { readonly path: string; readonly role: 'repo' | 'active'; readonly tokens: number }[];
+	readonly bos: boolean;
+	readonly latency: LatencySplit;
+	readonly kvStats?: EngineKvStats;
+}
+
+/** Bytes of one token of one KV head in fp16: K and V, `headDim` elements each, 2 bytes per element. */
+export function fp16BytesPerHeadToken(shape: ModelShape): number {
+	return 2 * shape.headDim * 2;
+}
+
+export function buildCacheSnapshot(input: SnapshotInput): CacheSnapshot {
+	const { shape, contextTokens } = input;
+	const perHeadToken = fp16BytesPerHeadToken(shape);
+	const layers: KvLayerStats[] = [];
+	const stats = input.kvStats?.layers.length === shape.layers ? input.kvStats : undefined;
+	for (let layer = 0; layer < shape.layers; layer++) {
+		const heads = [];
+		for (let head = 0; head < shape.kvHeads; head++) {
+			const tiers = emptyTiers();
+			const engineHead = stats?.layers[layer]?.heads[head];
+			if (engineHead === undefined) {
+				tiers.fp16 = { tokens: contextTokens, bytes: contextTokens * perHeadToken };
+			} else {
+				for (const segment of engineHead.segments) {
+					const tier = tierOf(segment.tier);
+					tiers[tier] = { tokens: tiers[tier].tokens + segment.tokens, bytes: tiers[tier].bytes + segment.bytes };
+				}
+				tiers.dropped = { tokens: Math.max(0, contextTokens - engineHead.tokens), bytes: 0 };
+			}
+			const stored = kvTiers.filter((tier) => tier !== 'dropped');
+			heads.push({
+				head,
+				tokens: stored.reduce((sum, tier) => sum + tiers[tier].tokens, 0),
+				bytes: stored.reduce((sum, tier) => sum + tiers[tier].bytes, 0),
+				tiers,
+			});
+		}
+		const layerTiers = emptyTiers();
+		for (const head of heads) {
+			for (const tier of kvTiers) {
+				layerTiers[tier] = { tokens: layerTiers[tier].tokens + head.tiers[tier].tokens, bytes: layerTiers[tier].bytes + head.tiers[tier].bytes };
+			}
+		}
+		layers.push({ layer, bytes: heads.reduce((sum, head) => sum + head.bytes, 0), fp16Bytes: contextTokens * perHeadToken * shape.kvHeads, tiers: layerTiers, heads });
+	}
+
+	const kvBytes = layers.reduce((sum, layer) => sum + layer.bytes, 0);
+	const fp16Bytes = contextTokens * perHeadToken * shape.kvHeads * shape.layers;
+	const elements = contextTokens * shape.layers * shape.kvHeads * shape.headDim * 2;
+	// Overall share of each tier across (layer, head, position), for per-file estimates.
+	const cells = Math.max(1, contextTokens * shape.layers * shape.kvHeads);
+	const share = Object.fromEntries(kvTiers.map((tier) => [tier, layers.reduce((sum, layer) => sum + layer.tiers[tier].tokens, 0) / cells])) as Record<KvTier, number>;
+
+	const files: FileInContext[] = [];
+	let position = input.bos ? 1 : 0;
+	for (const span of input.spans) {
+		const keptTokens = Object.fromEntries(kvTiers.map((tier) => [tier, round(span.tokens * share[tier])])) as Record<KvTier, number>;
+		files.push({
+			path: span.path,
+			role: span.role,
+			startToken: position,
+			endToken: position + span.tokens,
+			keptTokens,
+			keptFraction: round(share.fp16 + share.q8 + share.q4),
+		});
+		position += span.tokens;
+	}
+
+	const policy = stats?.policy ?? 'full';
+	return {
+		sequence: input.sequence,
+		time: new Date().toISOString(),
+		request: input.request,
+		engine: input.engine,
+		source: stats === undefined ? 'modelShape' : 'engineStats',
+		model: { ...input.model, layers: shape.layers, kvHeads: shape.kvHeads, headDim: shape.headDim },
+		budget:
+			policy === 'full'
+				? { policy, allocation: 'none', description: `full KV cache: every token in fp16 (engine ${input.engine}${stats === undefined ? ', computed from the model shape' : ''})` }
+				: { policy, allocation: 'uniform', description: `policy ${policy} (engine ${input.engine})` },
+		layers,
+		files,
+		totals: {
+			contextTokens,
+			kvBytes,
+			fp16Bytes,
+			bitsPerElement: elements === 0 ? 0 : round((kvBytes * 8) / elements),
+			compressionRatio: kvBytes === 0 ? 1 : round(fp16Bytes / kvBytes),
+		},
+		latency: input.latency,
+	};
+}
+
+/** The same snapshot without per-head detail (protocol `summaryOnly`). */
+export function summarise(snapshot: CacheSnapshot): CacheSnapshot {
+	return { ...snapshot, layers: snapshot.layers.map((layer) => ({ ...layer, heads: [] })) };
+}
+
+function emptyTiers(): Record<KvTier, TierAmounts[KvTier]> {
+	return { fp16: { tokens: 0, bytes: 0 }, q8: { tokens: 0, bytes: 0 }, q4: { tokens: 0, bytes: 0 }, onebit: { tokens: 0, bytes: 0 }, dropped: { tokens: 0, bytes: 0 } };
+}
+
+function tierOf(name: string): KvTier {
+	const lower = name.toLowerCase();
+	if (lower === 'f16' || lower === 'fp16' || lower === 'f32') {
+		return 'fp16';
+	}
+	if (lower.startsWith('q8')) {
+		return 'q8';
+	}
+	if (lower.startsWith('q4') || lower.startsWith('kivi4')) {
+		return 'q4';
+	}
+	if (lower === 'dropped') {
+		return 'dropped';
+	}
+	return 'onebit';
+}
+
+function round(value: number): number {
+	return Math.round(value * 1000) / 1000;
+}

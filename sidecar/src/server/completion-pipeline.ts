@@ -1,0 +1,272 @@
+import { performance } from 'node:perf_hooks';
+
+import { postprocessCompletion, postprocessContextAt, stopStringsFor } from '../completion/postprocess';
+import { buildCompletionPrompt, ContextBudgetError, type PromptSpan } from '../context/builder';
+import { orderStableFirst } from '../context/stable-order';
+import { errorMessage, UserError } from '../errors';
+import type { LatencySplit } from '../protocol';
+import { AdaptiveDebouncer, sleep } from './debounce';
+import type { EngineHost, LoadedEngine } from './engine-host';
+import { LruCache } from './lru';
+import type { WorkspaceMirror } from './mirror';
+import type { ResolvedSettings } from './settings';
+import type { StatusReporter } from './status';
+
+// The inline completion pipeline (PEERS.md §2.2, §2.3, §5.2): for each request
+//   newest wins (the previous request is aborted) → exact LRU hit, or typed-ahead reuse of the last suggestion →
+//   adaptive debounce → the engine queue (a request aborted while waiting is answered empty without computing) →
+//   stable-first prompt (KV prefix reuse) → engine with an abort signal and a time budget → post-processing.
+// Cancellation reaches the engine: the LSP `$/cancelRequest` token and "superseded" both abort the same signal,
+// which node-llama-cpp's prefill loop and decode loop check.
+
+export interface CompletionInput {
+	/** Workspace-relative path of the document. */
+	readonly path: string;
+	/** The document's current text and version. */
+	readonly text: string;
+	readonly version: number;
+	/** Cursor as a string offset into `text`. */
+	readonly offset: number;
+	/** The user asked explicitly (no debounce). */
+	readonly invoked: boolean;
+}
+
+export type CompletionSource = 'engine' | 'cache' | 'typedAhead' | 'cancelled' | 'disabled' | 'error';
+
+export interface CompletionOutcome {
+	/** Text to insert at the cursor; '' for none. */
+	readonly text: string;
+	readonly source: CompletionSource;
+	/** For `error`: what went wrong. */
+	readonly error?: string;
+}
+
+/** What a computed completion reports to the cache inspector. */
+export interface ComputedCompletion {
+	readonly engine: LoadedEngine;
+	readonly spans: readonly PromptSpan[];
+	readonly promptTokens: number;
+	readonly generatedTokens: number;
+	readonly latency: LatencySplit;
+}
+
+/** Counters for the status and for tests ("a storm of requests computes at most a few"). */
+export interface CompletionCounters {
+	requested: number;
+	computed: number;
+	cacheHits: number;
+	typedAhead: number;
+	cancelled: number;
+	errors: number;
+}
+
+interface Served {
+	readonly path: string;
+	readonly prefix: string;
+	readonly suffix: string;
+	readonly completion: string;
+}
+
+export interface CompletionPipelineDeps {
+	readonly engines: EngineHost;
+	readonly mirror: WorkspaceMirror;
+	readonly status: StatusReporter;
+	readonly settings: () => ResolvedSettings;
+	readonly onComputed: (computed: ComputedCompletion) => void;
+	readonly log: (message: string) => void;
+}
+
+export class CompletionPipeline {
+	readonly counters: CompletionCounters = { requested: 0, computed: 0, cacheHits: 0, typedAhead: 0, cancelled: 0, errors: 0 };
+	private readonly debouncer: AdaptiveDebouncer;
+	private readonly cache: LruCache<string, string>;
+	private latest: AbortController | undefined;
+	private lastServed: Served | undefined;
+	/** Bumped whenever context outside the active document changes (mirror edits): part of the cache key. */
+	private contextGeneration = 0;
+
+	constructor(private readonly deps: CompletionPipelineDeps) {
+		const settings = deps.settings();
+		this.debouncer = new AdaptiveDebouncer({ minMs: settings.completion.debounceMinMs, maxMs: settings.completion.debounceMaxMs });
+		this.cache = new LruCache(settings.completion.cacheSize);
+	}
+
+	/** Settings changed: resize the cache and retune the debouncer. */
+	configure(settings: ResolvedSettings): void {
+		this.debouncer.setOptions({ minMs: settings.completion.debounceMinMs, maxMs: settings.completion.debounceMaxMs });
+		this.cache.resize(settings.completion.cacheSize);
+		this.contextChanged();
+	}
+
+	/** Something other than the active document changed: cached completions may no longer hold. */
+	contextChanged(): void {
+		this.contextGeneration++;
+	}
+
+	async complete(input: CompletionInput, cancel?: AbortSignal): Promise<CompletionOutcome> {
+		this.counters.requested++;
+		const settings = this.deps.settings();
+		if (!settings.completion.enabled) {
+			return { text: '', source: 'disabled' };
+		}
+		// Newest wins: whatever was in flight is for a cursor the user has left.
+		this.latest?.abort(new Error('superseded'));
+		const controller = new AbortController();
+		this.latest = controller;
+		const onCancel = (): void => {
+			controller.abort(new Error('cancelled'));
+		};
+		cancel?.addEventListener('abort', onCancel, { once: true });
+		if (cancel?.aborted === true) {
+			onCancel();
+		}
+		const signal = controller.signal;
+		try {
+			const key = `${input.path}\u0000${input.version}\u0000${input.offset}\u0000${this.contextGeneration}\u0000${settings.engine}:${settings.model.target}:${settings.completion.maxTokens}`;
+			const cached = this.cache.get(key);
+			if (cached !== undefined) {
+				this.counters.cacheHits++;
+				return this.serve(input, cached, 'cache');
+			}
+			const typed = this.typedAhead(input);
+			if (typed !== undefined) {
+				this.counters.typedAhead++;
+				this.cache.set(key, typed);
+				return this.serve(input, typed, 'typedAhead');
+			}
+			if (!(await sleep(this.debouncer.delayFor(input.invoked), signal))) {
+				return this.cancelled();
+			}
+			const engine = await this.deps.engines.get(settings);
+			if (signal.aborted) {
+				return this.cancelled();
+			}
+			const text = await this.deps.engines.queue.run(() => this.compute(engine, input, signal), signal);
+			if (text === undefined || isAborted(signal)) {
+				return this.cancelled();
+			}
+			this.cache.set(key, text);
+			return this.serve(input, text, 'engine');
+		} catch (error) {
+			this.counters.errors++;
+			const message = errorMessage(error);
+			if (!(error instanceof UserError) && !(error instanceof ContextBudgetError)) {
+				// An engine that threw on its own is in an unknown state: load it afresh next time.
+				this.deps.log(`completion failed: ${error instanceof Error ? (error.stack ?? message) : message}`);
+				await this.deps.engines.invalidate(message);
+			}
+			return { text: '', source: 'error', error: message };
+		} finally {
+			cancel?.removeEventListener('abort', onCancel);
+			if (this.latest === controller) {
+				this.latest = undefined;
+			}
+		}
+	}
+
+	private cancelled(): CompletionOutcome {
+		this.counters.cancelled++;
+		return { text: '', source: 'cancelled' };
+	}
+
+	private serve(input: CompletionInput, text: string, source: CompletionSource): CompletionOutcome {
+		if (text !== '') {
+			this.lastServed = { path: input.path, prefix: input.text.slice(0, input.offset), suffix: input.text.slice(input.offset), completion: text };
+		}
+		return { text, source };
+	}
+
+	/**
+	 * The user typed the start of the last suggestion: the rest of it still applies, without asking the model
+	 * (llama.vscode and Tabby do the same). Only when the text after the cursor is unchanged.
+	 */
+	private typedAhead(input: CompletionInput): string | undefined {
+		const last = this.lastServed;
+		if (last?.path !== input.path || input.offset < last.prefix.length) {
+			return undefined;
+		}
+		if (input.text.slice(input.offset) !== last.suffix || !input.text.startsWith(last.prefix)) {
+			return undefined;
+		}
+		const typed = input.text.slice(last.prefix.length, input.offset);
+		if (typed === '' || !last.completion.startsWith(typed) || typed.length >= last.completion.length) {
+			return undefined;
+		}
+		return last.completion.slice(typed.length);
+	}
+
+	private async compute(engine: LoadedEngine, input: CompletionInput, signal: AbortSignal): Promise<string | undefined> {
+		if (signal.aborted) {
+			return undefined;
+		}
+		this.counters.computed++;
+		const started = performance.now();
+		const { model, counter, settings } = engine;
+		const maxTokens = settings.completion.maxTokens;
+		const context = postprocessContextAt(input.text, input.offset);
+		const files = this.deps.mirror.files().filter((file) => file.path !== input.path);
+		const prompt = buildCompletionPrompt({
+			files,
+			activePath: input.path,
+			activeText: input.text,
+			cursorOffset: input.offset,
+			specialTokens: model.specialTokens,
+			counter,
+			budgetTokens: model.info.contextSize - maxTokens - (model.info.addsBos ? 1 : 0),
+			orderFiles: orderStableFirst,
+		});
+		const built = performance.now();
+		// Whether the status shows `prefilling` (an object: the callback sets it, which flow analysis cannot see).
+		const shown = { prefilling: false };
+		const result = await model.complete({
+			prompt: prompt.text,
+			maxTokens,
+			stopStrings: stopStringsFor(context.mode),
+			reusePrefix: true,
+			signal: AbortSignal.any([signal, AbortSignal.timeout(settings.completion.timeoutMs)]),
+			onPrefillProgress: (done, total) => {
+				// Only long prefills are worth a status change (a first request, or an edit early in the prompt).
+				if (total - done > 512 || shown.prefilling) {
+					shown.prefilling = done < total;
+					this.deps.status.set(shown.prefilling ? 'prefilling' : 'ready', shown.prefilling ? `prefilling ${done}/${total} tokens` : 'ready', shown.prefilling ? { progress: { done, total, unit: 'tokens' } } : {});
+				}
+			},
+		});
+		if (shown.prefilling || this.deps.status.state === 'prefilling') {
+			this.deps.status.set('ready', 'ready');
+		}
+		const text = result.stopReason === 'aborted' ? '' : postprocessCompletion(result.text, context);
+		const totalMs = performance.now() - started;
+		const reused = result.tokens.reused ?? 0;
+		this.debouncer.recordLatency(totalMs);
+		this.deps.status.recordCompletion(totalMs, result.timings.prefillMs, result.tokens.prompt - reused, reused);
+		this.deps.onComputed({
+			engine,
+			spans: prompt.spans,
+			promptTokens: result.tokens.prompt,
+			generatedTokens: result.tokens.generated,
+			latency: {
+				prefillMs: round(result.timings.tokenizeMs + result.timings.prefillMs + (built - started)),
+				draftMs: 0,
+				scoringMs: 0,
+				decodeMs: round(result.timings.decodeMs),
+				totalMs: round(totalMs),
+				prefillTokens: result.tokens.prompt - reused,
+				reusedTokens: reused,
+				generatedTokens: result.tokens.generated,
+			},
+		});
+		this.deps.log(
+			`completion ${input.path}:${input.offset} v${input.version}: ${result.tokens.prompt} prompt tokens (${reused} reused), ${result.tokens.generated} generated, ${result.stopReason}, ${totalMs.toFixed(0)} ms → ${JSON.stringify(text)}`,
+		);
+		return result.stopReason === 'aborted' ? undefined : text;
+	}
+}
+
+function isAborted(signal: AbortSignal): boolean {
+	return signal.aborted;
+}
+
+function round(value: number): number {
+	return Math.round(value * 100) / 100;
+}

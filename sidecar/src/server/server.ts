@@ -1,0 +1,432 @@
+import * as path from 'node:path';
+import { fileURLToPath } from 'node:url';
+
+import { TextDocument } from 'vscode-languageserver-textdocument';
+import {
+	createConnection,
+	DidChangeConfigurationNotification,
+	InlineCompletionRequest,
+	InlineCompletionTriggerKind,
+	ProposedFeatures,
+	TextDocuments,
+	TextDocumentSyncKind,
+	type InitializeParams,
+	type InlineCompletionList,
+	type Message,
+	type ResponseMessage,
+} from 'vscode-languageserver/node';
+
+import { answerQuestion } from '../ask/answer';
+import { RetrievalIndex } from '../ask/retrieval';
+import { orderStableFirst } from '../context/stable-order';
+import { errorMessage } from '../errors';
+import {
+	CacheDidChangeNotification,
+	CacheSnapshotRequest,
+	RepoAskRequest,
+	settingsSection,
+	StatusDidChangeNotification,
+	StatusRequest,
+	WorkspaceDidChangeFilesNotification,
+	type AskParams,
+	type CacheSnapshotParams,
+	type AskResult,
+	type DidChangeFilesParams,
+	type RepokvInitializationOptions,
+} from '../protocol';
+import { summarise } from './cache-snapshot';
+import { CompletionPipeline } from './completion-pipeline';
+import { EngineHost } from './engine-host';
+import { WorkspaceMirror } from './mirror';
+import { resolveSettings, type ResolvedSettings } from './settings';
+import { SnapshotStore } from './snapshots';
+import { StatusReporter } from './status';
+
+// The sidecar language server (`repokv serve --stdio`): wires the LSP connection to the workspace mirror, the
+// completion pipeline, repository Q&A, status and cache snapshots. Each of those lives in its own file; this one only
+// translates between LSP and them, and keeps the process healthy: handlers never throw into the connection, heavy
+// work yields, and the process exits when its client goes away (no orphans).
+
+export interface ServeOptions {
+	readonly input: NodeJS.ReadableStream;
+	readonly output: NodeJS.WritableStream;
+	/** Log lines (the connection's own console is used once connected; this is for before and after). */
+	readonly log: (message: string) => void;
+}
+
+export function startServer(options: ServeOptions): Promise<void> {
+	const connection = createConnection(ProposedFeatures.all, options.input, options.output, {
+		connectionStrategy: {
+			// A request cancelled before it was dispatched (the user typed on while the server was busy) is answered
+			// at once without running its handler: an empty completion list, or the library's default error.
+			cancelUndispatched: (message: Message, next: (message: Message) => ResponseMessage | undefined): ResponseMessage | undefined => {
+				if ('method' in message && message.method === InlineCompletionRequest.method && 'id' in message) {
+					const id = (message as { id: number | string | null }).id;
+					return { jsonrpc: '2.0', id, result: { items: [] } };
+				}
+				return next(message);
+			},
+		},
+	});
+	const documents = new TextDocuments(TextDocument);
+	let connected = false;
+	const log = (message: string): void => {
+		if (connected) {
+			connection.console.log(message);
+		} else {
+			options.log(message);
+		}
+	};
+
+	const status = new StatusReporter((params) => {
+		if (connected) {
+			void connection.sendNotification(StatusDidChangeNotification.type, params).catch(() => undefined);
+		}
+	});
+	const snapshots = new SnapshotStore((snapshot) => {
+		if (connected) {
+			void connection.sendNotification(CacheDidChangeNotification.type, snapshot).catch(() => undefined);
+		}
+	});
+	let initOptions: RepokvInitializationOptions = {};
+	let settings: ResolvedSettings = resolveSettings({});
+	const mirror = new WorkspaceMirror(settings.limits);
+	const engines = new EngineHost(status, log);
+	const retrieval = new RetrievalIndex();
+	let roots: string[] = [];
+	let supportsConfiguration = false;
+
+	const pipeline = new CompletionPipeline({
+		engines,
+		mirror,
+		status,
+		settings: () => settings,
+		log,
+		onComputed: (computed) => {
+			const { model, shape } = computed.engine;
+			snapshots.record({
+				request: 'completion',
+				engine: computed.engine.settings.engine,
+				model: { path: model.info.path, architecture: model.info.architecture, contextSize: model.info.contextSize },
+				shape,
+				contextTokens: computed.promptTokens + computed.generatedTokens,
+				spans: computed.spans,
+				bos: model.info.addsBos,
+				latency: computed.latency,
+				...(model.kvStats === undefined ? {} : { kvStats: model.kvStats() }),
+			});
+			publishCounters();
+		},
+	});
+
+	const publishWorkspace = (): void => {
+		status.annotate({ workspace: { files: mirror.size, bytes: mirror.bytes, skipped: mirror.skipped() } });
+	};
+	const publishCounters = (): void => {
+		status.annotate({ completions: { ...pipeline.counters } });
+	};
+
+	/** Workspace-relative path of a document URI, or undefined outside every workspace folder. */
+	const relativePath = (uri: string): string | undefined => {
+		let file: string;
+		try {
+			file = uri.startsWith('file:') ? fileURLToPath(uri) : uri;
+		} catch {
+			return undefined;
+		}
+		for (const root of roots) {
+			const relative = path.relative(root, file);
+			if (relative !== '' && !relative.startsWith('..') && !path.isAbsolute(relative)) {
+				return relative.split(path.sep).join('/');
+			}
+		}
+		return undefined;
+	};
+
+	const loadModel = async (): Promise<void> => {
+		try {
+			await engines.get(settings);
+			if (status.state === 'loadingModel' || status.state === 'error') {
+				status.set('ready', 'ready');
+			}
+		} catch (error) {
+			log(`model load failed: ${errorMessage(error)}`);
+		}
+	};
+
+	const applySettings = (raw: unknown): void => {
+		const merged = mergeSettings(initOptions.settings, raw);
+		settings = resolveSettings(merged);
+		mirror.setLimits(settings.limits);
+		pipeline.configure(settings);
+	};
+
+	const pullConfiguration = async (): Promise<void> => {
+		if (!supportsConfiguration) {
+			return;
+		}
+		try {
+			const values: unknown = await connection.sendRequest('workspace/configuration', { items: [{ section: settingsSection }] });
+			const value: unknown = Array.isArray(values) ? values[0] : undefined;
+			applySettings(value);
+		} catch (error) {
+			log(`workspace/configuration failed: ${errorMessage(error)}`);
+		}
+	};
+
+	connection.onInitialize((params: InitializeParams) => {
+		initOptions = (typeof params.initializationOptions === 'object' && params.initializationOptions !== null ? params.initializationOptions : {}) as RepokvInitializationOptions;
+		applySettings(undefined);
+		const folders = params.workspaceFolders ?? [];
+		roots = folders.flatMap((folder) => (folder.uri.startsWith('file:') ? [fileURLToPath(folder.uri)] : []));
+		// Older clients send only `rootUri` (deprecated in favour of workspaceFolders, still common).
+		// eslint-disable-next-line @typescript-eslint/no-deprecated
+		const rootUri = params.rootUri;
+		if (roots.length === 0 && typeof rootUri === 'string' && rootUri.startsWith('file:')) {
+			roots = [fileURLToPath(rootUri)];
+		}
+		supportsConfiguration = params.capabilities.workspace?.configuration === true;
+		return {
+			capabilities: {
+				textDocumentSync: { openClose: true, change: TextDocumentSyncKind.Incremental },
+				inlineCompletionProvider: true,
+			},
+			serverInfo: { name: 'repokv', version: '0.1.0' },
+		};
+	});
+
+	connection.onInitialized(() => {
+		connected = true;
+		status.set('starting', 'connected');
+		void (async () => {
+			await pullConfiguration();
+			if (supportsConfiguration) {
+				void connection.client.register(DidChangeConfigurationNotification.type, { section: settingsSection }).catch(() => undefined);
+			}
+			if (initOptions.lazyModelLoad !== true) {
+				await loadModel();
+			} else {
+				status.set('ready', 'ready (the model loads on the first request)');
+			}
+		})();
+	});
+
+	connection.onDidChangeConfiguration(async (change) => {
+		if (supportsConfiguration) {
+			await pullConfiguration();
+		} else {
+			const value = (change.settings as Record<string, unknown> | null | undefined)?.[settingsSection];
+			applySettings(value);
+		}
+		if (initOptions.lazyModelLoad !== true) {
+			await loadModel();
+		}
+	});
+
+	connection.onNotification(WorkspaceDidChangeFilesNotification.type, (params: DidChangeFilesParams | null | undefined) => {
+		try {
+			const result = mirror.apply(params ?? {});
+			if (result.changed.length > 0 || result.removed.length > 0) {
+				pipeline.contextChanged();
+			}
+			for (const skipped of result.skipped.slice(0, 20)) {
+				log(`workspace: skipped ${skipped.path} (${skipped.reason})`);
+			}
+			publishWorkspace();
+			const batch = params?.batch;
+			if (batch !== undefined && Number.isInteger(batch.index) && Number.isInteger(batch.count)) {
+				const last = batch.index >= batch.count - 1;
+				const total = typeof batch.totalFiles === 'number' ? batch.totalFiles : undefined;
+				if (last) {
+					if (status.state === 'indexing') {
+						status.set('ready', 'ready');
+					}
+				} else if (status.state === 'ready' || status.state === 'indexing') {
+					status.set('indexing', `indexing ${mirror.size}${total === undefined ? '' : `/${total}`} files`, {
+						progress: total === undefined ? { done: batch.index + 1, total: batch.count, unit: 'files' } : { done: mirror.size, total, unit: 'files' },
+					});
+				}
+			}
+		} catch (error) {
+			log(`workspace/didChangeFiles failed: ${errorMessage(error)}`);
+		}
+	});
+
+	documents.onDidChangeContent((event) => {
+		const relative = relativePath(event.document.uri);
+		if (relative !== undefined && mirror.setOverlay(relative, event.document.getText())) {
+			pipeline.contextChanged();
+		}
+	});
+	documents.onDidClose((event) => {
+		const relative = relativePath(event.document.uri);
+		if (relative !== undefined) {
+			mirror.clearOverlay(relative);
+		}
+	});
+
+	connection.languages.inlineCompletion.on(async (params, token): Promise<InlineCompletionList> => {
+		const empty: InlineCompletionList = { items: [] };
+		try {
+			const document = documents.get(params.textDocument.uri);
+			if (document === undefined) {
+				return empty;
+			}
+			const controller = new AbortController();
+			const subscription = token.onCancellationRequested(() => {
+				controller.abort(new Error('cancelled'));
+			});
+			if (token.isCancellationRequested) {
+				controller.abort();
+			}
+			try {
+				const text = document.getText();
+				const outcome = await pipeline.complete(
+					{
+						path: relativePath(document.uri) ?? path.posix.basename(document.uri),
+						text,
+						version: document.version,
+						offset: document.offsetAt(params.position),
+						invoked: params.context.triggerKind === InlineCompletionTriggerKind.Invoked,
+					},
+					controller.signal,
+				);
+				publishCounters();
+				if (outcome.text === '') {
+					return empty;
+				}
+				return { items: [{ insertText: outcome.text, range: { start: params.position, end: params.position } }] };
+			} finally {
+				subscription.dispose();
+			}
+		} catch (error) {
+			log(`inlineCompletion failed: ${errorMessage(error)}`);
+			return empty;
+		}
+	});
+
+	connection.onRequest(RepoAskRequest.type, async (params: AskParams | null | undefined, token): Promise<AskResult> => {
+		const question = typeof params?.question === 'string' ? params.question : '';
+		if (params === null || params === undefined) {
+			throw new Error('repokv/repo/ask needs parameters');
+		}
+		if (question.trim() === '') {
+			throw new Error('repokv/repo/ask needs a non-empty question');
+		}
+		const controller = new AbortController();
+		const subscription = token.onCancellationRequested(() => {
+			controller.abort(new Error('cancelled'));
+		});
+		const workDone = params.workDoneToken === undefined ? undefined : connection.window.attachWorkDoneProgress(params.workDoneToken);
+		workDone?.begin('repokv: asking the repository', 0, 'retrieving', true);
+		try {
+			const engine = await engines.get(settings);
+			const files = orderStableFirst(mirror.files(), '', '');
+			const result = await engines.queue.run(
+				() =>
+					answerQuestion({
+						question,
+						files,
+						index: retrieval,
+						model: engine.model,
+						counter: engine.counter,
+						maxTokens: typeof params.maxTokens === 'number' && params.maxTokens > 0 ? Math.min(params.maxTokens, 2048) : settings.ask.maxTokens,
+						maxChunks: settings.ask.maxChunks,
+						reusePrefix: true,
+						signal: controller.signal,
+						...(typeof params.activeFile === 'string' ? { activeFile: params.activeFile } : {}),
+						onPartial: (partial) => {
+							if (params.partialResultToken !== undefined) {
+								// Plain `$/progress` with the token: the notification the client's partial-result handler expects.
+								void connection.sendNotification('$/progress', { token: params.partialResultToken, value: partial }).catch(() => undefined);
+							}
+						},
+						onStage: (message, percentage) => workDone?.report(percentage ?? 0, message),
+					}),
+				// Not the request's signal: a cancelled ask still answers with what it has, so it must run.
+			);
+			if (result === undefined) {
+				throw new Error('the ask was not run');
+			}
+			status.recordAsk(result.timings.totalMs);
+			const { model, shape } = engine;
+			snapshots.record({
+				request: 'ask',
+				engine: settings.engine,
+				model: { path: model.info.path, architecture: model.info.architecture, contextSize: model.info.contextSize },
+				shape,
+				contextTokens: result.promptTokens + result.generatedTokens,
+				spans: result.spans.map((span, index) => ({ ...span, role: index === result.spans.length - 1 ? 'active' : 'repo' })),
+				bos: model.info.addsBos,
+				latency: {
+					prefillMs: round(result.timings.prefillMs),
+					draftMs: 0,
+					scoringMs: 0,
+					decodeMs: round(result.timings.decodeMs),
+					totalMs: round(result.timings.totalMs),
+					prefillTokens: result.promptTokens - result.reusedTokens,
+					reusedTokens: result.reusedTokens,
+					generatedTokens: result.generatedTokens,
+				},
+				...(model.kvStats === undefined ? {} : { kvStats: model.kvStats() }),
+			});
+			pipeline.contextChanged();
+			const { promptTokens: _p, reusedTokens: _r, generatedTokens: _g, spans: _s, ...answer } = result;
+			return answer;
+		} finally {
+			subscription.dispose();
+			workDone?.done();
+		}
+	});
+
+	connection.onRequest(CacheSnapshotRequest.type, (params: CacheSnapshotParams | null | undefined) => {
+		const latest = snapshots.latest;
+		if (latest === undefined) {
+			return null;
+		}
+		return params?.summaryOnly === true ? summarise(latest) : latest;
+	});
+
+	connection.onRequest(StatusRequest.type, () => ({ ...status.status, completions: { ...pipeline.counters } }));
+
+	connection.onShutdown(async () => {
+		status.dispose();
+		snapshots.dispose();
+		await engines.dispose();
+	});
+
+	documents.listen(connection);
+	return new Promise((resolve) => {
+		connection.onExit(() => {
+			resolve();
+		});
+		// The client went away (killed, crashed, closed the pipe): there is nobody to serve.
+		options.input.once('end', () => {
+			resolve();
+		});
+		options.input.once('close', () => {
+			resolve();
+		});
+		connection.listen();
+	});
+}
+
+/** `initializationOptions.settings` overlaid by what `workspace/configuration` answered (its values win). */
+function mergeSettings(base: unknown, override: unknown): unknown {
+	const isRecord = (value: unknown): value is Record<string, unknown> => typeof value === 'object' && value !== null && !Array.isArray(value);
+	if (!isRecord(base)) {
+		return override;
+	}
+	if (!isRecord(override)) {
+		return base;
+	}
+	const merged: Record<string, unknown> = { ...base };
+	for (const [key, value] of Object.entries(override)) {
+		merged[key] = isRecord(value) && isRecord(base[key]) ? mergeSettings(base[key], value) : (value ?? base[key]);
+	}
+	return merged;
+}
+
+function round(value: number): number {
+	return Math.round(value * 100) / 100;
+}

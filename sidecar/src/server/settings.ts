@@ -1,0 +1,86 @@
+import { availableParallelism } from 'node:os';
+
+import type { EngineSetting } from '../protocol';
+import { bundledModelPath } from '../models/bundled';
+import { defaultMirrorLimits, type MirrorLimits } from './mirror';
+
+// Settings as the server uses them: every field present and valid. Whatever the client answers for
+// `workspace/configuration` (or puts in `initializationOptions`) goes through `resolveSettings`, so a wrong type or
+// an out-of-range number falls back to its default instead of reaching the engine.
+
+export interface ResolvedSettings {
+	readonly engine: EngineSetting;
+	readonly model: { readonly target: string; readonly draft: string; readonly downloadFolder: string | undefined; readonly downloadTimeoutMs: number };
+	readonly threads: number;
+	readonly contextSize: number | undefined;
+	readonly completion: {
+		readonly enabled: boolean;
+		readonly maxTokens: number;
+		readonly debounceMinMs: number;
+		readonly debounceMaxMs: number;
+		readonly timeoutMs: number;
+		readonly cacheSize: number;
+	};
+	readonly ask: { readonly maxTokens: number; readonly maxChunks: number };
+	readonly limits: MirrorLimits;
+}
+
+/**
+ * Threads default to the cores less one (the editor needs one), at least 1. On 2 cores that is 1, which is also
+ * where ggml decodes fastest (GGUF-NOTES.md).
+ */
+export function defaultServerThreads(): number {
+	return Math.max(1, availableParallelism() - 1);
+}
+
+/** Sanitise raw settings (the protocol's `RepokvSettings`, or anything a client sent) into resolved ones. */
+export function resolveSettings(raw: unknown): ResolvedSettings {
+	const root = asRecord(raw);
+	const model = asRecord(root['model']);
+	const completion = asRecord(root['completion']);
+	const ask = asRecord(root['ask']);
+	const limits = asRecord(root['limits']);
+	const debounceMinMs = int(completion['debounceMinMs'], 25, 0, 5000);
+	return {
+		engine: root['engine'] === 'native' ? 'native' : 'llama',
+		model: {
+			target: str(model['target']) ?? bundledModelPath('target'),
+			draft: str(model['draft']) ?? bundledModelPath('draft'),
+			downloadFolder: str(model['downloadFolder']),
+			downloadTimeoutMs: int(model['downloadTimeoutSeconds'], 600, 1, 86_400) * 1000,
+		},
+		threads: int(root['threads'], defaultServerThreads(), 1, 256),
+		contextSize: root['contextSize'] === undefined || root['contextSize'] === null ? undefined : int(root['contextSize'], 4096, 64, 1 << 20),
+		completion: {
+			enabled: typeof completion['enabled'] === 'boolean' ? completion['enabled'] : true,
+			maxTokens: int(completion['maxTokens'], 64, 1, 1024),
+			debounceMinMs,
+			debounceMaxMs: Math.max(debounceMinMs, int(completion['debounceMaxMs'], 300, 0, 10_000)),
+			timeoutMs: int(completion['timeoutMs'], 10_000, 100, 600_000),
+			cacheSize: int(completion['cacheSize'], 64, 0, 10_000),
+		},
+		ask: { maxTokens: int(ask['maxTokens'], 128, 1, 2048), maxChunks: int(ask['maxChunks'], 24, 1, 1000) },
+		limits: {
+			maxFileBytes: int(limits['maxFileBytes'], defaultMirrorLimits.maxFileBytes, 1, 1 << 30),
+			maxTotalBytes: int(limits['maxTotalBytes'], defaultMirrorLimits.maxTotalBytes, 1, 1 << 31),
+			maxFiles: int(limits['maxFiles'], defaultMirrorLimits.maxFiles, 1, 10_000_000),
+		},
+	};
+}
+
+/** Whether a settings change needs the model reloaded (engine, model files, threads or context size). */
+export function needsReload(a: ResolvedSettings, b: ResolvedSettings): boolean {
+	return a.engine !== b.engine || a.model.target !== b.model.target || a.threads !== b.threads || a.contextSize !== b.contextSize;
+}
+
+function asRecord(value: unknown): Record<string, unknown> {
+	return typeof value === 'object' && value !== null && !Array.isArray(value) ? (value as Record<string, unknown>) : {};
+}
+
+function str(value: unknown): string | undefined {
+	return typeof value === 'string' && value.trim() !== '' ? value.trim() : undefined;
+}
+
+function int(value: unknown, fallback: number, min: number, max: number): number {
+	return typeof value === 'number' && Number.isInteger(value) && value >= min && value <= max ? value : fallback;
+}

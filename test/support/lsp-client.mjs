@@ -1,0 +1,107 @@
+// A real LSP client for the integration tests: spawns `node bin/repokv.js serve --stdio` and talks JSON-RPC to it
+// with vscode-jsonrpc's Node connection, the same library vscode-languageclient is built on.
+import { spawn } from 'node:child_process';
+import { readdir, readFile } from 'node:fs/promises';
+import path from 'node:path';
+import { pathToFileURL } from 'node:url';
+
+import { createMessageConnection, StreamMessageReader, StreamMessageWriter } from 'vscode-jsonrpc/node';
+
+import { cliPath, needleWorkspace } from './sidecar.mjs';
+
+/**
+ * Start the server and initialize it. Returns the connection, the child process, collected notifications, and
+ * helpers. `settings` go to initializationOptions (and answer workspace/configuration).
+ */
+export async function startServer({ settings = {}, workspace = needleWorkspace, lazyModelLoad = false, env = {} } = {}) {
+	const child = spawn(process.execPath, [cliPath, 'serve', '--stdio'], { stdio: ['pipe', 'pipe', 'pipe'], env: { ...process.env, ...env } });
+	let stderr = '';
+	child.stderr.on('data', (chunk) => {
+		stderr += chunk;
+	});
+	const connection = createMessageConnection(new StreamMessageReader(child.stdout), new StreamMessageWriter(child.stdin));
+	const statuses = [];
+	const snapshots = [];
+	const logs = [];
+	const progress = new Map();
+	connection.onNotification('repokv/status/didChange', (params) => statuses.push(params));
+	connection.onNotification('repokv/cache/didChange', (params) => snapshots.push(params));
+	connection.onNotification('window/logMessage', (params) => logs.push(params.message));
+	connection.onNotification('$/progress', ({ token, value }) => {
+		if (!progress.has(token)) {
+			progress.set(token, []);
+		}
+		progress.get(token).push(value);
+	});
+	connection.onRequest('workspace/configuration', (params) => params.items.map(() => settings));
+	connection.onRequest('client/registerCapability', () => null);
+	connection.onRequest('window/workDoneProgress/create', () => null);
+	connection.listen();
+	const exited = new Promise((resolve) => child.once('exit', (code, signal) => resolve({ code, signal })));
+
+	const rootUri = pathToFileURL(workspace).href;
+	const initialize = await connection.sendRequest('initialize', {
+		processId: process.pid,
+		rootUri,
+		workspaceFolders: [{ uri: rootUri, name: 'workspace' }],
+		capabilities: { workspace: { configuration: true }, window: { workDoneProgress: true } },
+		initializationOptions: { settings, lazyModelLoad },
+	});
+	await connection.sendNotification('initialized', {});
+
+	return {
+		connection,
+		child,
+		initialize,
+		statuses,
+		snapshots,
+		logs,
+		progress,
+		exited,
+		stderr: () => stderr,
+		uri: (relative) => pathToFileURL(path.join(workspace, relative)).href,
+		/** Wait until a status notification satisfies `predicate` (or time out). */
+		async waitForStatus(predicate, timeoutMs = 60_000) {
+			const deadline = Date.now() + timeoutMs;
+			for (;;) {
+				const found = statuses.find(predicate);
+				if (found !== undefined) {
+					return found;
+				}
+				if (Date.now() > deadline) {
+					throw new Error(`no matching status in ${timeoutMs} ms; got ${JSON.stringify(statuses.map((s) => s.state))}; stderr: ${stderr}`);
+				}
+				await new Promise((resolve) => setTimeout(resolve, 50));
+			}
+		},
+		async stop() {
+			try {
+				await Promise.race([connection.sendRequest('shutdown'), new Promise((resolve) => setTimeout(resolve, 5000))]);
+				await connection.sendNotification('exit');
+			} catch {
+				// Already gone.
+			}
+			const timer = setTimeout(() => child.kill('SIGKILL'), 5000);
+			await exited;
+			clearTimeout(timer);
+			connection.dispose();
+		},
+	};
+}
+
+/** Every file of a folder (recursive, no filtering: the server must apply the rules), as protocol file contents. */
+export async function workspaceFiles(root) {
+	const out = [];
+	const walk = async (folder) => {
+		for (const entry of await readdir(path.join(root, folder), { withFileTypes: true })) {
+			const relative = folder === '' ? entry.name : `${folder}/${entry.name}`;
+			if (entry.isDirectory()) {
+				await walk(relative);
+			} else if (entry.isFile()) {
+				out.push({ path: relative, text: await readFile(path.join(root, relative), 'utf8'), version: 1, mtimeMs: 0 });
+			}
+		}
+	};
+	await walk('');
+	return out.sort((a, b) => (a.path < b.path ? -1 : 1));
+}
