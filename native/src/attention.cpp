@@ -106,34 +106,71 @@ __attribute__((target("avx2,fma,f16c"))) void scores_f16_avx2(const uint16_t *k,
 // out[r][d] += sum_j P[r * ld + j] * v_j[d] over n tokens of values stored in transposed blocks of 8 tokens
 // (v[(blk * hd + d) * 8 + lane]); R <= 4 rows at a time, hd even. Lanes past n in the last block are zero in the
 // store; their P entries are zeroed here (they may belong to another segment).
+// Blocks [b0, b1) for RG rows; the accumulators (one 8-lane vector per row and channel) live in acc_mem between
+// calls, so the caller can walk the values in chunks that stay in L1 while every row group uses them.
 template <int RG>
-__attribute__((target("avx2,fma,f16c"))) void accumulate_f16_avx2(const uint16_t *v, int32_t n, int hd, const float *P, size_t ld, float *out) {
-    const int32_t nblk = (n + 7) / 8;
-    const int tail = n % 8;
-    alignas(32) float ptail[RG][8];
-    if (tail) {
-        for (int r = 0; r < RG; r++)
-            for (int l = 0; l < 8; l++) ptail[r][l] = l < tail ? P[r * ld + (size_t)(nblk - 1) * 8 + l] : 0.0f;
-    }
+__attribute__((target("avx2,fma,f16c"))) void accumulate_f16_chunk(const uint16_t *v, int32_t b0, int32_t b1, int hd, const float *const *Pr, float *acc_mem) {
     for (int d = 0; d < hd; d += 2) {
         __m256 acc[RG][2];
-        for (int r = 0; r < RG; r++) acc[r][0] = acc[r][1] = _mm256_setzero_ps();
-        const uint16_t *vd = v + (size_t)d * 8;
-        for (int32_t b = 0; b < nblk; b++, vd += (size_t)hd * 8) {
+        for (int r = 0; r < RG; r++) {
+            acc[r][0] = _mm256_load_ps(acc_mem + ((size_t)r * hd + d) * 8);
+            acc[r][1] = _mm256_load_ps(acc_mem + ((size_t)r * hd + d + 1) * 8);
+        }
+        const uint16_t *vd = v + ((size_t)b0 * hd + d) * 8;
+        for (int32_t b = b0; b < b1; b++, vd += (size_t)hd * 8) {
             const __m256 v0 = _mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)vd));
             const __m256 v1 = _mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)(vd + 8)));
-            const bool last_partial = tail && b == nblk - 1;
             for (int r = 0; r < RG; r++) {
-                const __m256 p = last_partial ? _mm256_load_ps(ptail[r]) : _mm256_loadu_ps(P + r * ld + (size_t)b * 8);
+                const __m256 p = _mm256_loadu_ps(Pr[r] + (size_t)b * 8);
                 acc[r][0] = _mm256_fmadd_ps(v0, p, acc[r][0]);
                 acc[r][1] = _mm256_fmadd_ps(v1, p, acc[r][1]);
             }
         }
         for (int r = 0; r < RG; r++) {
-            out[r * hd + d] += hsum1(acc[r][0]);
-            out[r * hd + d + 1] += hsum1(acc[r][1]);
+            _mm256_store_ps(acc_mem + ((size_t)r * hd + d) * 8, acc[r][0]);
+            _mm256_store_ps(acc_mem + ((size_t)r * hd + d + 1) * 8, acc[r][1]);
         }
     }
+}
+
+// out[r][d] += sum_j P[r * ld + j] * v_j[d] over n tokens of values stored in transposed blocks of 8 tokens
+// (v[(blk * hd + d) * 8 + lane]), R <= 8 rows, hd even. The lanes past n in the last block are zero in the store;
+// their probabilities are zeroed here (they may belong to another segment).
+__attribute__((target("avx2,fma,f16c"))) void accumulate_f16_avx2(const uint16_t *v, int32_t n, int hd, const float *P, size_t ld, int R, float *out) {
+    const int32_t nblk = (n + 7) / 8;
+    const int tail = n % 8;
+    thread_local std::vector<float> ptail, acc_store;
+    const float *rows[8];
+    if (tail) {
+        // rows whose last block is partial: a copy of that block with zeros past n
+        ptail.assign((size_t)R * 8, 0.0f);
+        for (int r = 0; r < R; r++) memcpy(ptail.data() + r * 8, P + r * ld + (size_t)(nblk - 1) * 8, tail * sizeof(float));
+    }
+    for (int r = 0; r < R; r++) rows[r] = P + r * ld;
+    acc_store.assign((size_t)R * hd * 8 + 8, 0.0f);
+    float *acc_mem = (float *)(((uintptr_t)acc_store.data() + 31) & ~(uintptr_t)31);
+    const int32_t full = tail ? nblk - 1 : nblk;
+    constexpr int32_t CH = 32;  // 32 blocks of 8 tokens: 32 KB of values at head dim 128
+    auto run = [&](int32_t b0, int32_t b1, const float *const *rp) {
+        for (int r0 = 0; r0 < R; r0 += 4) {
+            float *am = acc_mem + (size_t)r0 * hd * 8;
+            switch (std::min(4, R - r0)) {
+                case 1: accumulate_f16_chunk<1>(v, b0, b1, hd, rp + r0, am); break;
+                case 2: accumulate_f16_chunk<2>(v, b0, b1, hd, rp + r0, am); break;
+                case 3: accumulate_f16_chunk<3>(v, b0, b1, hd, rp + r0, am); break;
+                case 4: accumulate_f16_chunk<4>(v, b0, b1, hd, rp + r0, am); break;
+            }
+        }
+    };
+    for (int32_t b0 = 0; b0 < full; b0 += CH) run(b0, std::min(full, b0 + CH), rows);
+    if (tail) {
+        // the partial block: pointers such that row r's block nblk-1 reads its zero-padded copy
+        const float *trows[8];
+        for (int r = 0; r < R; r++) trows[r] = ptail.data() + r * 8 - (size_t)(nblk - 1) * 8;
+        run(nblk - 1, nblk, trows);
+    }
+    for (int r = 0; r < R; r++)
+        for (int d = 0; d < hd; d++) out[r * hd + d] += hsum1(_mm256_load_ps(acc_mem + ((size_t)r * hd + d) * 8));
 }
 
 // Single-token batches: llama.cpp's matmul then uses ggml_vec_dot_f16 (tinyBLAS is for prompt batches only), which
@@ -364,19 +401,7 @@ void segment_accumulate(const Segment &seg, int32_t n, const float *P, size_t ld
     switch (seg.tier) {
         case Tier::F16:
             if (g_simd && single) return accumulate_f16_vecdot_avx2(seg.v.data(), n, seg.head_dim, P, ld, R, out);
-            if (g_simd) {
-                for (int r0 = 0; r0 < R; r0 += 4) {
-                    const float *Pr = P + r0 * ld;
-                    float *o = out + r0 * seg.head_dim;
-                    switch (std::min(4, R - r0)) {
-                        case 1: accumulate_f16_avx2<1>(seg.v.data(), n, seg.head_dim, Pr, ld, o); break;
-                        case 2: accumulate_f16_avx2<2>(seg.v.data(), n, seg.head_dim, Pr, ld, o); break;
-                        case 3: accumulate_f16_avx2<3>(seg.v.data(), n, seg.head_dim, Pr, ld, o); break;
-                        case 4: accumulate_f16_avx2<4>(seg.v.data(), n, seg.head_dim, Pr, ld, o); break;
-                    }
-                }
-                return;
-            }
+            if (g_simd) return accumulate_f16_avx2(seg.v.data(), n, seg.head_dim, P, ld, R, out);
             return accumulate_f16_scalar(seg.v.data(), n, seg.head_dim, P, ld, R, out);
     }
 }
