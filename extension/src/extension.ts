@@ -32,7 +32,13 @@ export function activate(context: vscode.ExtensionContext): RepokvApi {
 		if (stateFile) {
 			const snapshot = sidecar.snapshot;
 			const state = { time: new Date().toISOString(), view: sidecar.view, status, feed: sidecar.feedStats ?? null, snapshot: snapshot ? { sequence: snapshot.sequence, totals: snapshot.totals, latency: snapshot.latency } : null };
-			fs.writeFile(stateFile, JSON.stringify(state, null, 1), () => undefined);
+			// Atomic (write then rename): the driver polls this file while the extension rewrites it.
+			try {
+				fs.writeFileSync(`${stateFile}.tmp`, JSON.stringify(state, null, 1));
+				fs.renameSync(`${stateFile}.tmp`, stateFile);
+			} catch (error) {
+				log.warn(`test state file: ${String(error)}`);
+			}
 		}
 	};
 

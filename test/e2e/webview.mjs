@@ -1,3 +1,5 @@
+// page.evaluate callbacks run in the browser:
+/* global window, document, requestAnimationFrame */
 import assert from 'node:assert/strict';
 import fs from 'node:fs';
 import path from 'node:path';

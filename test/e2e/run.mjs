@@ -1,0 +1,112 @@
+#!/usr/bin/env node
+// `npm run test:e2e`: repokv in a real VS Code (code-server, driven by Debian's Chromium through playwright-core;
+// E2E.md). Steps, each time-boxed, each reported as passed, failed (with the reason) or skipped (never a pass):
+//   setup     Node 24 + code-server cached under .cache/<name>-<version> (minutes once, then instant)
+//   package   npm run package: the .vsix under test
+//   webview   the cache inspector in Chromium at 64 layers × 32 heads, screenshots
+//   ui        code-server + the installed .vsix on the needle fixture: ghost text `4817` accepted with Tab and saved,
+//             the inspector with the last completion's numbers, Ask the Repository with a citation; screenshots
+//   exthost   the mocha suite (test/e2e/suite) inside code-server's extension host: commands, settings, restart
+//   electron  the same suite under @vscode/test-electron, which needs to download VS Code (skipped offline)
+// Screenshots and logs: .test-output/e2e/ (gitignored).
+//
+// Usage: node test/e2e/run.mjs [--only step,step] [--no-package]
+import { execFileSync } from 'node:child_process';
+import fs from 'node:fs';
+import path from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { runElectron } from './electron.mjs';
+import { runExtensionHostSuite } from './exthost.mjs';
+import { CodeServer } from './lib/code-server.mjs';
+import { ensureTools } from './lib/setup.mjs';
+import { Skip, Steps } from './lib/steps.mjs';
+import { Ui } from './ui.mjs';
+import { testWebview } from './webview.mjs';
+
+const root = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..', '..');
+const outDir = path.join(root, '.test-output', 'e2e');
+const onlyArg = process.argv.indexOf('--only');
+const only = onlyArg > 0 ? new Set(process.argv[onlyArg + 1].split(',')) : undefined;
+const want = (name) => !only || only.has(name);
+const manifest = JSON.parse(fs.readFileSync(path.join(root, 'package.json'), 'utf8'));
+const vsix = path.join(root, `repokv-${manifest.version}-linux-x64.vsix`);
+const fixture = path.join(root, 'test', 'fixtures', 'workspace-needle');
+
+function copyFixture(to) {
+	fs.rmSync(to, { recursive: true, force: true });
+	fs.cpSync(fixture, to, { recursive: true });
+	return to;
+}
+
+const steps = new Steps();
+const started = Date.now();
+fs.mkdirSync(outDir, { recursive: true });
+let tools;
+
+await steps.run('setup: Node 24, code-server, Chromium', () => {
+	tools = ensureTools(root, (line) => { console.log(line); });
+	return `code-server ${path.relative(root, tools.codeServerEntry)}`;
+}, { timeoutMs: 15 * 60000 });
+
+if (want('package') && !process.argv.includes('--no-package')) {
+	await steps.run('package: npm run package', () => {
+		const output = execFileSync('npm', ['run', '--silent', 'package'], { cwd: root, encoding: 'utf8', stdio: ['ignore', 'pipe', 'inherit'] });
+		return output.trim().split('\n').find((line) => line.includes('.vsix:')) ?? 'packaged';
+	}, { timeoutMs: 5 * 60000 });
+}
+
+if (want('webview')) {
+	await steps.run('webview: cache inspector in Chromium (64 layers × 32 heads)', () => testWebview({ root, outDir }), { timeoutMs: 120000 });
+}
+
+if (want('ui')) {
+	const runDir = path.join(outDir, 'ui');
+	const shots = path.join(runDir, 'screenshots');
+	let server;
+	let ui;
+	const ok = await steps.run('ui: install the .vsix and open the needle workspace in code-server', async () => {
+		if (!tools) throw new Skip('setup failed');
+		if (!fs.existsSync(vsix)) throw new Error(`${path.relative(root, vsix)} is missing (npm run package)`);
+		server = new CodeServer({ tools, runDir, env: { REPOKV_E2E_STATE_FILE: path.join(runDir, 'state.json') } });
+		fs.mkdirSync(shots, { recursive: true });
+		const installed = server.installExtension(vsix);
+		if (!/successfully installed/i.test(installed)) throw new Error(`install failed: ${installed}`);
+		const workspace = copyFixture(path.join(runDir, 'ws'));
+		await server.start({ folder: workspace });
+		const browser = await server.openBrowser(path.join(runDir, 'chromium'));
+		const page = browser.pages()[0] ?? await browser.newPage();
+		await page.setViewportSize({ width: 1400, height: 900 });
+		ui = new Ui({ server, page, workspace, stateFile: path.join(runDir, 'state.json'), shots, root });
+		return ui.openWorkbench();
+	}, { timeoutMs: 180000 });
+	if (ok) {
+		await steps.run('ui: the sidecar starts, loads the bundled model and takes the workspace', () => ui.waitSidecarReady(150000), { timeoutMs: 160000 });
+		await steps.run('ui: ghost text at src/main.ts 10:32 begins with 4817; Tab accepts; saved to disk', () => ui.ghostText(), { timeoutMs: 200000 });
+		await steps.run('ui: cache inspector shows the last completion', () => ui.inspector(), { timeoutMs: 90000 });
+		await steps.run('ui: Ask the Repository answers with a clickable citation', () => ui.ask(), { timeoutMs: 300000 });
+	}
+	await server?.stop();
+}
+
+if (want('exthost')) {
+	await steps.run('exthost: mocha suite in code-server\'s extension host (commands, settings, restart)', () => {
+		if (!tools) throw new Skip('setup failed');
+		return runExtensionHostSuite({ root, tools, outDir, workspace: copyFixture(path.join(outDir, 'exthost-ws')) });
+	}, { timeoutMs: 360000 });
+}
+
+if (want('electron')) {
+	await steps.run('electron: the same suite under @vscode/test-electron', async () => {
+		const outcomes = await runElectron();
+		const failed = outcomes.filter((o) => o.outcome === 'fail');
+		if (failed.length > 0) throw new Error(failed.map((o) => `${o.version}: ${o.message}`).join('; '));
+		const skipped = outcomes.find((o) => o.outcome === 'skip');
+		if (skipped) throw new Skip(`could not download VS Code ${skipped.version} here (${skipped.message}); run it where update.code.visualstudio.com is reachable`);
+		return outcomes.map((o) => `${o.version} passed`).join(', ');
+	}, { timeoutMs: 90000 });
+}
+
+const { text, failed } = steps.summary();
+console.log(text);
+console.log(`E2E took ${((Date.now() - started) / 1000).toFixed(0)} s; screenshots and logs under ${path.relative(root, outDir)}/`);
+process.exit(failed > 0 ? 1 : 0);

@@ -1,0 +1,177 @@
+import assert from 'node:assert/strict';
+import fs from 'node:fs';
+import path from 'node:path';
+import { waitFor } from './lib/steps.mjs';
+
+// What a person sees, in code-server with the packaged .vsix installed, on a copy of the needle fixture:
+// ghost text from the real sidecar and bundled models at src/main.ts 10:32 (`4817`, defined only in src/config.ts),
+// accepted with Tab and found on disk; the cache inspector showing the last completion's numbers; Ask the
+// Repository answering with a citation that opens the file. Every wait is on a signal (DOM, or the state file the
+// extension writes when REPOKV_E2E_STATE_FILE is set), never a fixed sleep.
+
+const key = (page, combo) => page.keyboard.press(combo);
+
+export class Ui {
+	constructor({ server, page, workspace, stateFile, shots, root }) {
+		Object.assign(this, { server, page, workspace, stateFile, shots, root });
+		this.sidecarReady = undefined;
+	}
+
+	state() {
+		try {
+			return JSON.parse(fs.readFileSync(this.stateFile, 'utf8'));
+		} catch {
+			return undefined;
+		}
+	}
+
+	async shot(name) {
+		const file = path.join(this.shots, `${name}.png`);
+		await this.page.screenshot({ path: file });
+		return path.relative(this.root, file);
+	}
+
+	/** The sidecar's log as the extension wrote it (its output channel), for failure messages. */
+	logTail(lines = 12) {
+		const found = [];
+		const walk = (dir) => {
+			for (const entry of fs.existsSync(dir) ? fs.readdirSync(dir, { withFileTypes: true }) : []) {
+				const full = path.join(dir, entry.name);
+				if (entry.isDirectory()) walk(full);
+				else if (/repokv/i.test(entry.name) && entry.name.endsWith('.log')) found.push(full);
+			}
+		};
+		walk(path.join(this.server.dirs.udd, 'logs'));
+		const text = found.map((file) => fs.readFileSync(file, 'utf8')).join('\n').trim().split('\n');
+		return text.slice(-lines).join('\n');
+	}
+
+	requireSidecar() {
+		if (this.sidecarReady !== true) throw new Error(`needs a ready sidecar, which never came (${this.sidecarReady ?? 'not checked'})`);
+	}
+
+	async openWorkbench() {
+		const { page } = this;
+		await page.goto(`${this.server.url}/?folder=${encodeURIComponent(this.workspace)}`);
+		await page.waitForSelector('.monaco-workbench', { timeout: 60000 });
+		await page.waitForSelector('.part.statusbar', { timeout: 60000 });
+		await page.waitForSelector('.explorer-folders-view .monaco-list-row', { timeout: 60000 });
+		await waitFor(() => this.state(), { timeoutMs: 60000, what: 'the repokv extension to activate (its state file)' });
+		await page.waitForSelector('[id="repokv.repokv.status"], .statusbar-item[aria-label*="repokv"]', { timeout: 30000 }).catch(() => undefined);
+		return `workbench up, extension activated; ${await this.shot('01-workbench')}`;
+	}
+
+	async waitSidecarReady(timeoutMs) {
+		try {
+			await waitFor(() => {
+				const state = this.state();
+				const view = state?.view;
+				if (view?.kind === 'failed') throw new Error(`sidecar failed: ${view.reason}`);
+				return view?.kind === 'running' && view.status.state === 'ready' && state.feed !== null;
+			}, { timeoutMs, what: 'the sidecar to report state "ready" with the workspace fed' });
+			this.sidecarReady = true;
+			return `ready: ${this.state().status.text.replace(/\$\([^)]*\)\s*/g, '')}; fed ${this.state().feed.files} files; ${await this.shot('02-ready')}`;
+		} catch (error) {
+			const state = this.state();
+			this.sidecarReady = `last view ${JSON.stringify(state?.view ?? null)}`;
+			await this.shot('02-sidecar-not-ready');
+			throw new Error(`${error.message}. Status bar: "${state?.status?.text ?? '?'}". Last view: ${JSON.stringify(state?.view ?? null)}. Log tail:\n${this.logTail()}`);
+		}
+	}
+
+	async quickOpen(text) {
+		const { page } = this;
+		await key(page, 'Control+P');
+		const input = page.locator('.quick-input-widget input');
+		await input.waitFor({ state: 'visible' });
+		await input.fill(text);
+		await page.locator('.quick-input-list .monaco-list-row').first().waitFor({ state: 'visible' });
+		await key(page, 'Enter');
+	}
+
+	async command(title) {
+		const { page } = this;
+		await key(page, 'Control+Shift+P');
+		const input = page.locator('.quick-input-widget input');
+		await input.waitFor({ state: 'visible' });
+		await input.fill(`>${title}`);
+		await page.locator('.quick-input-list .monaco-list-row', { hasText: title }).first().waitFor({ state: 'visible' });
+		await key(page, 'Enter');
+	}
+
+	async ghostText() {
+		this.requireSidecar();
+		const { page } = this;
+		await this.quickOpen('main.ts');
+		await page.waitForSelector('.monaco-editor .view-lines');
+		await page.locator('.tab.active', { hasText: 'main.ts' }).waitFor();
+		await key(page, 'Control+G');
+		await page.locator('.quick-input-widget input').fill(':10:32');
+		await key(page, 'Enter');
+		await page.waitForTimeout(300);
+		let ghost = '';
+		await waitFor(async () => {
+			// Alt+\ is repokv's manual trigger (repokv.triggerCompletion); retried because the first request may
+			// arrive while the prompt is still prefilling.
+			await key(page, 'Alt+Backslash');
+			try {
+				await page.waitForSelector('.ghost-text-decoration, .ghost-text', { timeout: 15000 });
+			} catch {
+				return false;
+			}
+			ghost = (await page.locator('.ghost-text-decoration, .ghost-text').allTextContents()).join('');
+			return ghost.length > 0;
+		}, { timeoutMs: 120000, intervalMs: 100, what: 'ghost text at src/main.ts 10:32' });
+		const shot = await this.shot('03-ghost-text');
+		assert.match(ghost.trim(), /^4817/, `ghost text "${ghost}" should begin with 4817`);
+		await key(page, 'Tab');
+		await key(page, 'Control+S');
+		const line = await waitFor(() => {
+			const text = fs.readFileSync(path.join(this.workspace, 'src', 'main.ts'), 'utf8').split('\n')[9] ?? '';
+			return text.includes('4817') ? text : false;
+		}, { timeoutMs: 15000, what: 'the accepted completion on disk' });
+		await this.shot('04-accepted');
+		return `ghost text "${ghost.trim()}", accepted with Tab, on disk: "${line.trim()}"; ${shot}`;
+	}
+
+	inspectorFrame() {
+		return this.page.frameLocator('iframe.webview').last().frameLocator('iframe#active-frame');
+	}
+
+	async inspector() {
+		this.requireSidecar();
+		const snapshot = await waitFor(() => this.state()?.snapshot, { timeoutMs: 30000, what: 'a repokv/cache/didChange push after the completion' });
+		await this.command('repokv: Show Cache Inspector');
+		const frame = this.inspectorFrame();
+		await frame.locator('canvas.layers[data-draw-ms]').waitFor({ timeout: 30000 });
+		const shown = await frame.locator('[data-metric=contextTokens] .value').textContent();
+		const expected = snapshot.totals.contextTokens.toLocaleString('en-US');
+		assert.equal(shown, expected, 'the inspector shows the last completion\'s context tokens');
+		const latency = await frame.locator('#latency-text').textContent();
+		const shot = await this.shot('05-inspector');
+		return `inspector shows ${shown} context tokens (= last completion's snapshot #${snapshot.sequence}); ${latency.trim().slice(0, 90)}; ${shot}`;
+	}
+
+	async ask() {
+		this.requireSidecar();
+		const { page } = this;
+		await this.command('View: Close All Editors');
+		await this.command('repokv: Ask the Repository');
+		const input = page.locator('.quick-input-widget input');
+		await input.waitFor({ state: 'visible' });
+		await input.fill('Where is RETRY_LIMIT_MS defined?');
+		await key(page, 'Enter');
+		const frame = this.inspectorFrame();
+		const citation = frame.locator('a.citation').first();
+		await citation.waitFor({ timeout: 120000 });
+		await frame.locator('p.muted').waitFor({ timeout: 180000 });
+		const answer = (await frame.locator('#answer').textContent()).trim();
+		const citations = await frame.locator('a.citation').allTextContents();
+		const shot = await this.shot('06-ask');
+		assert.ok(citations.some((text) => text.startsWith('src/config.ts:')), `a citation of src/config.ts among ${citations.join(', ')}`);
+		await frame.locator('a.citation', { hasText: 'src/config.ts:' }).first().click();
+		await page.locator('.tab.active', { hasText: 'config.ts' }).waitFor({ timeout: 15000 });
+		await this.shot('07-citation-opened');
+		return `answer "${answer.slice(0, 80)}", citations ${citations.slice(0, 3).join(', ')}; clicking one opened config.ts; ${shot}`;
+	}
+}
