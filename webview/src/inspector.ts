@@ -39,11 +39,13 @@ h3 { font-size: 1.05em; margin: 18px 0 6px; }
 .swatch { display: inline-block; width: 10px; height: 10px; border-radius: 2px; margin-right: 4px; vertical-align: middle; }
 canvas.layers { display: block; width: 100%; }
 .tooltip { position: fixed; pointer-events: none; background: var(--vscode-editorHoverWidget-background, #252526); border: 1px solid var(--vscode-editorHoverWidget-border, #454545); padding: 4px 8px; border-radius: 3px; white-space: pre; display: none; z-index: 10; }
-table.files { border-collapse: collapse; width: 100%; }
+table.files { border-collapse: collapse; width: 100%; table-layout: auto; }
+table.files td:first-child { word-break: break-all; }
 table.files td, table.files th { text-align: left; padding: 3px 8px 3px 0; vertical-align: middle; }
 table.files th { color: var(--vscode-descriptionForeground, #999); font-weight: normal; }
 table.files td.num { text-align: right; font-variant-numeric: tabular-nums; }
-table.files .bar { display: flex; height: 10px; width: 180px; border-radius: 2px; overflow: hidden; background: var(--vscode-input-background, #333); }
+table.files td.bar-cell { width: 40%; }
+table.files .bar { display: flex; height: 10px; width: 100%; max-width: 180px; min-width: 40px; border-radius: 2px; overflow: hidden; background: var(--vscode-input-background, #333); }
 a { color: var(--vscode-textLink-foreground, #3794ff); cursor: pointer; text-decoration: none; }
 a:hover { text-decoration: underline; }
 button { color: var(--vscode-button-foreground, #fff); background: var(--vscode-button-background, #0e639c); border: none; padding: 3px 10px; border-radius: 2px; cursor: pointer; }
@@ -278,7 +280,7 @@ export function startInspector(root: HTMLElement): void {
 			const name = el('td');
 			name.append(link);
 			const span = file.endToken - file.startToken;
-			const bar = el('td');
+			const bar = el('td', 'bar-cell');
 			bar.append(tierBar(file.keptTokens, span, colors, 'bar'));
 			row.append(name, el('td', 'muted', file.role), el('td', 'num', formatInt(span)), bar, el('td', 'num', `${(100 * file.keptFraction).toFixed(1)}%`));
 			table.append(row);

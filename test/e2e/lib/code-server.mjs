@@ -41,6 +41,9 @@ export class CodeServer {
 			'files.autoSave': 'off',
 			'window.commandCenter': false,
 			'git.enabled': false,
+			// VS Code 1.139 opens an empty secondary side bar (chat) on first start; screenshots want the room.
+			'workbench.secondarySideBar.defaultVisibility': 'hidden',
+			'workbench.secondarySideBar.showLabels': false,
 		}, null, 1));
 		this.log = path.join(runDir, 'code-server.log');
 	}

@@ -1,6 +1,6 @@
 // The extension-host suite: commands, settings and the sidecar's restart, through the real VS Code API.
 'use strict';
-/* global suite, suiteSetup, test -- mocha's tdd interface */
+/* global suite, suiteSetup, teardown, test -- mocha's tdd interface */
 
 const assert = require('node:assert/strict');
 const vscode = require('vscode');
@@ -101,5 +101,98 @@ suite('repokv extension host', () => {
 		} finally {
 			subscription.dispose();
 		}
+	});
+});
+
+suite('repokv workspace feed', () => {
+	let api;
+
+	suiteSetup(async () => {
+		api = await vscode.extensions.getExtension(id).activate();
+		await until(() => api.sidecar.view.kind === 'running' && api.sidecar.view.status.state === 'ready' && api.sidecar.feedStats, 150000, 'a ready sidecar with the workspace fed');
+	});
+
+	test('leaves out secret-looking and git-ignored files', () => {
+		// The needle fixture has a .env (secret) and deploy-token.json (listed in its .gitignore).
+		const { skipped, files } = api.sidecar.feedStats;
+		assert.ok((skipped.secret ?? 0) >= 1, `secret skipped: ${JSON.stringify(skipped)}`);
+		assert.ok((skipped.ignored ?? 0) >= 1, `ignored skipped: ${JSON.stringify(skipped)}`);
+		assert.ok(files >= 6, `${files} files fed`);
+	});
+
+	test('a new file reaches the sidecar as a delta, a deleted one leaves it', async () => {
+		const root = vscode.workspace.workspaceFolders[0].uri;
+		const mirrored = () => (api.sidecar.view.kind === 'running' ? api.sidecar.view.status.workspace?.files : undefined);
+		const before = await until(() => mirrored(), 10000, 'the mirror size in the status');
+		const file = vscode.Uri.joinPath(root, 'src', 'e2e-extra.ts');
+		await vscode.workspace.fs.writeFile(file, new TextEncoder().encode('export const EXTRA = 1;\n'));
+		await until(() => mirrored() === before + 1, 20000, `the mirror to grow from ${before} files`);
+		await vscode.workspace.fs.delete(file);
+		await until(() => mirrored() === before, 20000, `the mirror to shrink back to ${before} files`);
+	});
+});
+
+suite('repokv inline completion gating', () => {
+	let api;
+	let provider;
+	let document;
+	const position = new vscode.Position(9, 31); // src/main.ts 10:32, after `assert.equal(RETRY_LIMIT_MS, `
+	const context = (kind) => ({ triggerKind: kind, selectedCompletionInfo: undefined });
+	const ask = async (kind) => {
+		const result = await provider.provideInlineCompletionItems(document, position, context(kind), new vscode.CancellationTokenSource().token);
+		const items = Array.isArray(result) ? result : result?.items ?? [];
+		return items.map((item) => (typeof item.insertText === 'string' ? item.insertText : item.insertText.value)).join('|');
+	};
+	// The first request after a document opens can be answered empty while the server prefills it (as in the UI
+	// test, which retries Alt+\): retry a positive expectation for up to a minute.
+	const askUntilAnswered = async (kind) => {
+		const deadline = Date.now() + 60000;
+		let text = '';
+		while (text === '' && Date.now() < deadline) {
+			text = await ask(kind);
+			if (text === '') await new Promise((resolve) => setTimeout(resolve, 1000));
+		}
+		return text;
+	};
+	const set = (key, value) => vscode.workspace.getConfiguration('repokv').update(key, value, vscode.ConfigurationTarget.Global);
+
+	suiteSetup(async () => {
+		api = await vscode.extensions.getExtension(id).activate();
+		await until(() => api.sidecar.view.kind === 'running' && api.sidecar.view.status.state === 'ready', 150000, 'a ready sidecar');
+		document = await vscode.workspace.openTextDocument(vscode.Uri.joinPath(vscode.workspace.workspaceFolders[0].uri, 'src', 'main.ts'));
+		await vscode.window.showTextDocument(document);
+		// The language client's own provider: calling it runs repokv's middleware, as VS Code's call does.
+		const { client } = api.sidecar.running();
+		provider = client.getFeature('textDocument/inlineCompletion').getProvider(document);
+		assert.ok(provider, 'the server registered inline completion for TypeScript');
+	});
+
+	teardown(async () => {
+		await set('completion.disabledLanguages', undefined);
+		await set('completion.trigger', undefined);
+		await set('completion.enabled', undefined);
+	});
+
+	test('an explicit request gets the needle from the real sidecar', async () => {
+		assert.match(await askUntilAnswered(vscode.InlineCompletionTriggerKind.Invoke), /^4817/);
+	});
+
+	test('a disabled language gets nothing', async () => {
+		await set('completion.disabledLanguages', ['typescript']);
+		await until(() => api.sidecar.config.completion.disabledLanguages.includes('typescript'), 5000, 'the setting');
+		assert.equal(await ask(vscode.InlineCompletionTriggerKind.Invoke), '');
+	});
+
+	test('manual trigger mode answers Alt+\\ (Invoke) but not typing (Automatic)', async () => {
+		await set('completion.trigger', 'manual');
+		await until(() => api.sidecar.config.completion.trigger === 'manual', 5000, 'the setting');
+		assert.equal(await ask(vscode.InlineCompletionTriggerKind.Automatic), '');
+		assert.match(await askUntilAnswered(vscode.InlineCompletionTriggerKind.Invoke), /^4817/);
+	});
+
+	test('completions off gets nothing', async () => {
+		await set('completion.enabled', false);
+		await until(() => api.sidecar.config.completion.enabled === false, 5000, 'the setting');
+		assert.equal(await ask(vscode.InlineCompletionTriggerKind.Invoke), '');
 	});
 });
