@@ -36,6 +36,12 @@ export interface SpeedRow {
 	readonly decodeTokPerS: number;
 	readonly prefillRange: Range;
 	readonly decodeRange: Range;
+	/**
+	 * Medians of tokens per second of process CPU time (all threads). Less sensitive than wall-clock rates to other
+	 * processes on the same cores; comparable between engines at 1 thread.
+	 */
+	readonly prefillTokPerCpuS: number;
+	readonly decodeTokPerCpuS: number;
 	/** Bytes of K/V held for the context's tokens (llama.cpp: tokens x layers x KV heads x head dim x 2 x 2 bytes). */
 	readonly kvBytes: number;
 	/** Peak resident memory of the process so far (both engines share the process). */
@@ -65,21 +71,28 @@ async function benchNative(model: NativeModel, prompt: Int32Array, context: numb
 	const session = model.createSession({ contextSize: context + opts.decodeTokens + 8 });
 	const prefill: number[] = [];
 	const decode: number[] = [];
+	const prefillCpu: number[] = [];
+	const decodeCpu: number[] = [];
 	let kvBytes = 0;
 	try {
 		for (let r = 0; r < opts.repeats; r++) {
 			session.truncate(0);
+			const c0 = cpuMs();
 			const t0 = performance.now();
 			await session.prefill(prompt);
 			const t1 = performance.now();
+			const c1 = cpuMs();
 			let next = argmax(session.logits());
 			for (let i = 0; i < opts.decodeTokens; i++) {
 				await session.decode(next);
 				next = argmax(session.logits());
 			}
 			const t2 = performance.now();
+			const c2 = cpuMs();
 			prefill.push((prompt.length / (t1 - t0)) * 1000);
 			decode.push((opts.decodeTokens / (t2 - t1)) * 1000);
+			prefillCpu.push((prompt.length / (c1 - c0)) * 1000);
+			decodeCpu.push((opts.decodeTokens / (c2 - c1)) * 1000);
 			kvBytes = session.stats().bytes;
 		}
 	} finally {
@@ -87,7 +100,7 @@ async function benchNative(model: NativeModel, prompt: Int32Array, context: numb
 	}
 	const p = summarize(prefill);
 	const d = summarize(decode);
-	return { context, impl: 'repokv', kv: 'full-f16', threads, flashAttention: null, prefillTokPerS: round(p.median), decodeTokPerS: round(d.median), prefillRange: roundRange(p), decodeRange: roundRange(d), kvBytes, peakRssMb: peakRssMb() };
+	return { context, impl: 'repokv', kv: 'full-f16', threads, flashAttention: null, prefillTokPerS: round(p.median), decodeTokPerS: round(d.median), prefillRange: roundRange(p), decodeRange: roundRange(d), prefillTokPerCpuS: round(summarize(prefillCpu).median), decodeTokPerCpuS: round(summarize(decodeCpu).median), kvBytes, peakRssMb: peakRssMb() };
 }
 
 async function benchLlama(model: LlamaModel, prompt: Int32Array, context: number, threads: number, flashAttention: boolean, opts: SpeedOptions, kvBytesPerToken: number): Promise<SpeedRow> {
@@ -101,14 +114,18 @@ async function benchLlama(model: LlamaModel, prompt: Int32Array, context: number
 	});
 	const prefill: number[] = [];
 	const decode: number[] = [];
+	const prefillCpu: number[] = [];
+	const decodeCpu: number[] = [];
 	try {
 		const seq = ctx.getSequence();
 		const tokens = Array.from(prompt) as Parameters<typeof seq.evaluateWithoutGeneratingNewTokens>[0];
 		for (let r = 0; r < opts.repeats; r++) {
 			await seq.clearHistory();
+			const c0 = cpuMs();
 			const t0 = performance.now();
 			await seq.evaluateWithoutGeneratingNewTokens(tokens.slice(0, -1));
 			const t1 = performance.now();
+			const c1 = cpuMs();
 			let n = 0;
 			const last = tokens.slice(-1);
 			// The first step evaluates the prompt's last token; each step is one single-token evaluation.
@@ -118,15 +135,24 @@ async function benchLlama(model: LlamaModel, prompt: Int32Array, context: number
 				}
 			}
 			const t2 = performance.now();
+			const c2 = cpuMs();
 			prefill.push(((prompt.length - 1) / (t1 - t0)) * 1000);
 			decode.push((opts.decodeTokens / (t2 - t1)) * 1000);
+			prefillCpu.push(((prompt.length - 1) / (c1 - c0)) * 1000);
+			decodeCpu.push((opts.decodeTokens / (c2 - c1)) * 1000);
 		}
 	} finally {
 		await ctx.dispose();
 	}
 	const p = summarize(prefill);
 	const d = summarize(decode);
-	return { context, impl: 'node-llama-cpp', kv: 'f16', threads, flashAttention, prefillTokPerS: round(p.median), decodeTokPerS: round(d.median), prefillRange: roundRange(p), decodeRange: roundRange(d), kvBytes: (context + opts.decodeTokens) * kvBytesPerToken, peakRssMb: peakRssMb() };
+	return { context, impl: 'node-llama-cpp', kv: 'f16', threads, flashAttention, prefillTokPerS: round(p.median), decodeTokPerS: round(d.median), prefillRange: roundRange(p), decodeRange: roundRange(d), prefillTokPerCpuS: round(summarize(prefillCpu).median), decodeTokPerCpuS: round(summarize(decodeCpu).median), kvBytes: (context + opts.decodeTokens) * kvBytesPerToken, peakRssMb: peakRssMb() };
+}
+
+/** Process CPU time (user + system, all threads) in milliseconds. */
+function cpuMs(): number {
+	const u = process.cpuUsage();
+	return (u.user + u.system) / 1000;
 }
 
 function roundRange(r: Range): Range {
