@@ -2,6 +2,7 @@
 #include <napi.h>
 
 #include <atomic>
+#include <cmath>
 #include <memory>
 
 #include "attention.h"
@@ -9,6 +10,8 @@
 #include "session.h"
 
 using namespace repokv;
+
+namespace repokv { void register_quant_bindings(Napi::Env env, Napi::Object exports); }  // quant_binding.cpp (tests)
 
 namespace {
 
@@ -84,6 +87,9 @@ public:
                                        {InstanceMethod("evalSync", &SessionWrap::EvalSync), InstanceMethod("evalAsync", &SessionWrap::EvalAsync),
                                         InstanceMethod("logits", &SessionWrap::Logits), InstanceMethod("nPast", &SessionWrap::NPast),
                                         InstanceMethod("truncate", &SessionWrap::Truncate), InstanceMethod("stats", &SessionWrap::Stats),
+                                        InstanceMethod("observe", &SessionWrap::Observe), InstanceMethod("stopObserving", &SessionWrap::StopObserving),
+                                        InstanceMethod("scores", &SessionWrap::Scores), InstanceMethod("compress", &SessionWrap::Compress),
+                                        InstanceMethod("decompress", &SessionWrap::Decompress),
                                         InstanceMethod("dispose", &SessionWrap::Dispose)});
         ctor = Napi::Persistent(f);
         exports.Set("NativeSession", f);
@@ -203,12 +209,76 @@ public:
         s.truncate(info[0].As<Napi::Number>().Int32Value());
         return Napi::Number::New(info.Env(), s.n_past());
     }
+    // observe(allRows, winFrom, specFrom)
+    Napi::Value Observe(const Napi::CallbackInfo &info) {
+        Session &s = get(info.Env());
+        if (info.Length() < 3 || !info[1].IsNumber() || !info[2].IsNumber()) throw Napi::TypeError::New(info.Env(), "observe(allRows, winFrom, specFrom)");
+        s.observe(info[0].ToBoolean(), info[1].As<Napi::Number>().Int32Value(), info[2].As<Napi::Number>().Int32Value());
+        return info.Env().Undefined();
+    }
+    Napi::Value StopObserving(const Napi::CallbackInfo &info) {
+        get(info.Env()).stop_observing();
+        return info.Env().Undefined();
+    }
+    // scores(kind, length) -> Float32Array [layer][head][length]; kind: h2o | snapkv (window sums) | window-max |
+    // speckv (max over the window rows and the scoring pass rows)
+    Napi::Value Scores(const Napi::CallbackInfo &info) {
+        Napi::Env env = info.Env();
+        Session &s = get(env);
+        if (info.Length() < 2 || !info[0].IsString() || !info[1].IsNumber()) throw Napi::TypeError::New(env, "scores(kind, length)");
+        const std::string kind = info[0].As<Napi::String>().Utf8Value();
+        const ScoreCollector &o = s.observed();
+        const int32_t m = info[1].As<Napi::Number>().Int32Value();
+        if (m < 0 || m > o.cap) throw Napi::RangeError::New(env, "scores: length out of range");
+        const std::vector<float> *a = nullptr, *b = nullptr;
+        if (kind == "h2o") a = &o.all_sum;
+        else if (kind == "snapkv") a = &o.win_sum;
+        else if (kind == "window-max") a = &o.win_max;
+        else if (kind == "speckv") a = &o.win_max, b = &o.spec_max;
+        else throw Napi::TypeError::New(env, "scores: unknown kind " + kind);
+        if (a->empty()) throw Napi::Error::New(env, "scores: nothing observed for " + kind);
+        const size_t nh = (size_t)o.n_layer * o.n_head_kv;
+        auto out = Napi::Float32Array::New(env, nh * m);
+        for (size_t i = 0; i < nh; i++)
+            for (int32_t p = 0; p < m; p++) {
+                float x = (*a)[i * o.cap + p];
+                if (b) x = std::max(x, (*b)[i * o.cap + p]);
+                out[i * m + p] = x;
+            }
+        return out;
+    }
+    // compress(keep: Int32Array[] (layer * nHeadKv + head), extraTokens, policy, dropMaster)
+    Napi::Value Compress(const Napi::CallbackInfo &info) {
+        Napi::Env env = info.Env();
+        Session &s = get(env);
+        if (info.Length() < 3 || !info[0].IsArray() || !info[1].IsNumber() || !info[2].IsString())
+            throw Napi::TypeError::New(env, "compress(keep, extraTokens, policy, dropMaster)");
+        auto arr = info[0].As<Napi::Array>();
+        std::vector<std::vector<int32_t>> keep(arr.Length());
+        for (uint32_t i = 0; i < arr.Length(); i++) keep[i] = tokens_of(arr.Get(i));
+        try {
+            s.compress(keep, info[1].As<Napi::Number>().Int32Value(), info[2].As<Napi::String>().Utf8Value(), info.Length() > 3 && info[3].ToBoolean());
+        } catch (const std::exception &e) {
+            throw js_error(env, e);
+        }
+        return Napi::Number::New(env, s.n_past());
+    }
+    Napi::Value Decompress(const Napi::CallbackInfo &info) {
+        Session &s = get(info.Env());
+        s.decompress();
+        return Napi::Number::New(info.Env(), s.n_past());
+    }
+    static size_t store_bytes(const KvStore &kv) { return kv.bytes_used(); }
+
     Napi::Value Stats(const Napi::CallbackInfo &info) {
         Session &s = get(info.Env());
         Napi::Env env = info.Env();
         const KvStore &kv = s.kv();
         Napi::Object o = Napi::Object::New(env);
-        o.Set("policy", "full");
+        o.Set("policy", s.policy());
+        o.Set("compressed", s.compressed());
+        o.Set("masterTokens", s.master_length());
+        o.Set("masterBytes", (double)s.master().bytes_used());
         o.Set("tokens", s.n_past());
         o.Set("contextSize", s.context_size());
         size_t total = 0, reserved = 0;
@@ -249,6 +319,7 @@ public:
         tm.Set("prefillTokens", (double)t.prefill_tokens);
         tm.Set("decodeMs", t.decode_ms);
         tm.Set("decodeTokens", (double)t.decode_tokens);
+        tm.Set("compressMs", t.compress_ms);
         o.Set("timings", tm);
         return o;
     }
@@ -342,12 +413,74 @@ Napi::Value CreateSession(const Napi::CallbackInfo &info) {
     return obj;
 }
 
+// scoreAttention({ q, k, nHead, nHeadKv, headDim, qPos, kPos, allRows, winFrom, specFrom }): runs the attention op
+// of one layer on given post-RoPE queries (q: [rows][nHead][headDim]) and keys (k: [keys][nHeadKv][headDim], values
+// zero) with importance observation on, and returns the collector's accumulators ([head][maxPos + 1] each). For tests
+// of the scoring pass against a dense computation.
+Napi::Value ScoreAttention(const Napi::CallbackInfo &info) {
+    Napi::Env env = info.Env();
+    if (info.Length() < 1 || !info[0].IsObject()) throw Napi::TypeError::New(env, "scoreAttention(options)");
+    auto o = info[0].As<Napi::Object>();
+    const int hq = get_int(o, "nHead", 1), hkv = get_int(o, "nHeadKv", 1), d = get_int(o, "headDim", 8);
+    if (hq % hkv || d % 8) throw Napi::RangeError::New(env, "nHead must be a multiple of nHeadKv and headDim of 8");
+    auto q = o.Get("q").As<Napi::Float32Array>();
+    auto k = o.Get("k").As<Napi::Float32Array>();
+    auto qpos = SessionWrap::tokens_of(o.Get("qPos"));
+    auto kpos = SessionWrap::tokens_of(o.Get("kPos"));
+    const int nq = (int)qpos.size(), nk = (int)kpos.size();
+    if (q.ElementLength() != (size_t)nq * hq * d || k.ElementLength() != (size_t)nk * hkv * d) throw Napi::RangeError::New(env, "q/k sizes");
+    int32_t cap = 1;
+    for (int32_t p : kpos) cap = std::max(cap, p + 1);
+    KvStore store(1, hkv, d, cap);
+    std::vector<float> zeros(d, 0.0f);
+    for (int h = 0; h < hkv; h++)
+        for (int t = 0; t < nk; t++) store.append_segment(0, h).append(k.Data() + ((size_t)t * hkv + h) * d, zeros.data(), kpos[t]);
+    ScoreCollector obs;
+    obs.init(1, hkv, cap);
+    obs.reset(o.Has("allRows") && o.Get("allRows").ToBoolean(), get_int(o, "winFrom", INT32_MAX), get_int(o, "specFrom", INT32_MAX));
+    AttnLayerCtx c;
+    c.store = &store;
+    c.layer = 0;
+    c.n_head = hq;
+    c.n_head_kv = hkv;
+    c.head_dim = d;
+    c.scale = 1.0f / std::sqrt((float)d);
+    c.positions = qpos.data();
+    c.n_tokens = nq;
+    c.obs = &obs;
+    ggml_tensor Q{}, dst{};
+    std::vector<float> out((size_t)nq * hq * d);
+    Q.data = q.Data();
+    Q.nb[0] = 4;
+    Q.nb[1] = (size_t)d * 4;
+    Q.nb[2] = (size_t)hq * d * 4;
+    dst.data = out.data();
+    dst.nb[0] = 4;
+    dst.nb[1] = (size_t)hq * d * 4;
+    dst.src[0] = &Q;
+    attention_op(&dst, 0, 1, &c);
+    Napi::Object r = Napi::Object::New(env);
+    auto put = [&](const char *name, const std::vector<float> &v) {
+        auto a = Napi::Float32Array::New(env, v.size());
+        std::copy(v.begin(), v.end(), a.Data());
+        r.Set(name, a);
+    };
+    put("allSum", obs.all_sum);
+    put("winSum", obs.win_sum);
+    put("winMax", obs.win_max);
+    put("specMax", obs.spec_max);
+    r.Set("length", cap);
+    return r;
+}
+
 Napi::Object Init(Napi::Env env, Napi::Object exports) {
     ModelWrap::Init(env, exports);
     SessionWrap::Init(env, exports);
     exports.Set("loadModel", Napi::Function::New(env, LoadModel));
     exports.Set("loadModelAsync", Napi::Function::New(env, LoadModelAsync));
     exports.Set("createSession", Napi::Function::New(env, CreateSession));
+    register_quant_bindings(env, exports);
+    exports.Set("scoreAttention", Napi::Function::New(env, ScoreAttention));
     exports.Set("physicalCores", Napi::Function::New(env, [](const Napi::CallbackInfo &info) { return Napi::Number::New(info.Env(), physical_cores()); }));
     exports.Set("runtimeInfo", Napi::Function::New(env, [](const Napi::CallbackInfo &info) {
                     Napi::Object o = Napi::Object::New(info.Env());

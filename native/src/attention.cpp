@@ -407,7 +407,7 @@ void segment_accumulate(const Segment &seg, int32_t n, const float *P, size_t ld
 }
 
 struct Scratch {
-    std::vector<float> S, q, out;
+    std::vector<float> S, q, out, P32;
     std::vector<int32_t> qpos;
 };
 thread_local Scratch t_scratch;
@@ -417,6 +417,54 @@ constexpr int kMaxRows = 8;
 }  // namespace
 
 bool attention_simd() { return g_simd; }
+
+void ScoreCollector::init(int nl, int nh, int32_t c) {
+    n_layer = nl;
+    n_head_kv = nh;
+    cap = c;
+    locks.reset(new std::mutex[(size_t)nl * nh]);
+}
+
+void ScoreCollector::reset(bool all, int32_t wf, int32_t sf) {
+    enabled = true;
+    all_rows = all;
+    win_from = wf;
+    spec_from = sf;
+    const size_t n = (size_t)n_layer * n_head_kv * cap;
+    if (all) all_sum.assign(n, 0.0f); else all_sum.clear();
+    win_sum.assign(n, 0.0f);
+    win_max.assign(n, 0.0f);
+    spec_max.assign(n, 0.0f);
+}
+
+void observe_rows(ScoreCollector &obs, int layer, int h, const HeadCache &hc, const int32_t *ne, const float *P, size_t ld, int R,
+                  const int32_t *qpos) {
+    const size_t base = obs.index(layer, h);
+    std::lock_guard<std::mutex> lock(obs.locks[(size_t)layer * obs.n_head_kv + h]);
+    for (int r = 0; r < R; r++) {
+        const float *Pr = P + (size_t)r * ld;
+        const bool spec = qpos[r] >= obs.spec_from;
+        const bool win = !spec && qpos[r] >= obs.win_from;
+        const bool all = !spec && obs.all_rows;
+        if (!spec && !win && !all) continue;
+        size_t off = 0;
+        for (size_t s = 0; s < hc.segments.size(); s++) {
+            const int32_t *pos = hc.segments[s].pos.data();
+            for (int32_t j = 0; j < ne[s]; j++) {
+                const int32_t p = pos[j];
+                if (p < 0 || p >= obs.cap) continue;
+                const float x = Pr[off + j];
+                if (all) obs.all_sum[base + p] += x;
+                if (win) {
+                    obs.win_sum[base + p] += x;
+                    obs.win_max[base + p] = std::max(obs.win_max[base + p], x);
+                }
+                if (spec) obs.spec_max[base + p] = std::max(obs.spec_max[base + p], x);
+            }
+            off += ne[s];
+        }
+    }
+}
 
 void to_f16_strided(const float *src, uint16_t *dst, int n, int stride) {
     if (g_simd) return to_f16_avx2(src, dst, n, stride);
@@ -513,6 +561,15 @@ void attention_op(ggml_tensor *dst, int ith, int nth, void *userdata) {
             off += ne[s];
         }
         // 2. causal mask by position, softmax over the union
+        ScoreCollector *obs = c->obs && c->obs->enabled ? c->obs : nullptr;
+        bool observe = false;
+        if (obs)
+            for (int r = 0; r < R; r++)
+                if (sc.qpos[r] >= obs->spec_from || sc.qpos[r] >= obs->win_from || obs->all_rows) observe = true;
+        if (observe) {
+            if (sc.P32.size() < ld * R) sc.P32.resize(ld * R);
+            std::fill(sc.P32.begin(), sc.P32.begin() + ld * R, 0.0f);
+        }
         for (int r = 0; r < R; r++) {
             float *Sr = sc.S.data() + r * ld;
             off = 0;
@@ -549,6 +606,11 @@ void attention_op(ggml_tensor *dst, int ith, int nth, void *userdata) {
                 for (size_t j = 0; j < total; j++) sum += (Sr[j] = expf(Sr[j] - mx));
             }
             const float inv = (float)(1.0 / sum);
+            if (observe) {
+                // importance scores: the full-row fp32 probabilities (before the fp16 rounding of the V product)
+                float *pr = sc.P32.data() + r * ld;
+                for (size_t j = 0; j < total; j++) pr[j] = Sr[j] * inv;
+            }
             if (kMatchLlamaRounding && g_simd)
                 scale_round_f16_avx2(Sr, total, inv);
             else if (kMatchLlamaRounding)
@@ -556,6 +618,7 @@ void attention_op(ggml_tensor *dst, int ith, int nth, void *userdata) {
             else
                 for (size_t j = 0; j < total; j++) Sr[j] *= inv;
         }
+        if (observe) observe_rows(*obs, c->layer, h, hc, ne, sc.P32.data(), ld, R, sc.qpos.data());
         // 3. values, segment by segment
         std::fill(sc.out.begin(), sc.out.begin() + (size_t)R * hd, 0.0f);
         off = 0;

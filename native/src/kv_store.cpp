@@ -2,6 +2,8 @@
 
 #include <algorithm>
 #include <cstring>
+#include <stdexcept>
+#include <string>
 
 #include "attention.h"
 
@@ -65,10 +67,39 @@ int32_t HeadCache::n_tokens() const {
     return s;
 }
 
-KvStore::KvStore(int n_layer, int n_head_kv, int head_dim, int32_t context_size)
+KvStore::KvStore(int n_layer, int n_head_kv, int head_dim, int32_t context_size, int32_t reserve_tokens)
     : n_layer_(n_layer), n_head_kv_(n_head_kv), head_dim_(head_dim), context_size_(context_size) {
     heads_.resize((size_t)n_layer * n_head_kv);
-    for (auto &h : heads_) h.segments.emplace_back(Tier::F16, head_dim, context_size);
+    for (auto &h : heads_) h.segments.emplace_back(Tier::F16, head_dim, reserve_tokens < 0 ? context_size : reserve_tokens);
+}
+
+std::unique_ptr<KvStore> KvStore::compact(const KvStore &src, const std::vector<std::vector<int32_t>> &keep, int32_t extra_tokens) {
+    const size_t nh = (size_t)src.n_layer_ * src.n_head_kv_;
+    if (keep.size() != nh) throw std::invalid_argument("keep lists: one per (layer, KV head) expected");
+    auto out = std::make_unique<KvStore>(src.n_layer_, src.n_head_kv_, src.head_dim_, src.context_size_, 0);
+    std::vector<float> kf(src.head_dim_), vf(src.head_dim_);
+    for (size_t i = 0; i < nh; i++) {
+        const HeadCache &from = src.heads_[i];
+        std::vector<int32_t> want = keep[i];
+        std::sort(want.begin(), want.end());
+        want.erase(std::unique(want.begin(), want.end()), want.end());
+        Segment &seg = out->heads_[i].segments.back();
+        seg.reserve((int32_t)want.size() + std::max<int32_t>(0, extra_tokens));
+        // every source segment, merged by position (policy `full` stores are one sorted segment)
+        std::vector<std::pair<int32_t, std::pair<int, int32_t>>> where;  // position -> (segment, index)
+        for (size_t s = 0; s < from.segments.size(); s++)
+            for (int32_t t = 0; t < from.segments[s].n; t++) where.push_back({from.segments[s].pos[t], {(int)s, t}});
+        std::sort(where.begin(), where.end());
+        size_t w = 0;
+        for (int32_t p : want) {
+            while (w < where.size() && where[w].first < p) w++;
+            if (w == where.size() || where[w].first != p)
+                throw std::invalid_argument("keep lists: position " + std::to_string(p) + " is not in the cache");
+            segment_token(from.segments[where[w].second.first], where[w].second.second, kf.data(), vf.data());
+            seg.append(kf.data(), vf.data(), p);
+        }
+    }
+    return out;
 }
 
 void KvStore::truncate(int32_t position) {

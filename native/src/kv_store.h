@@ -50,7 +50,12 @@ struct HeadCache {
 
 class KvStore {
 public:
-    KvStore(int n_layer, int n_head_kv, int head_dim, int32_t context_size);
+    // reserve_tokens: capacity reserved per head (default: context_size).
+    KvStore(int n_layer, int n_head_kv, int head_dim, int32_t context_size, int32_t reserve_tokens = -1);
+    // A compacted copy: for each (layer, head) `keep[layer * n_head_kv + h]` lists the positions to keep (each must be
+    // held by the head; any order, duplicates ignored); they are copied, in position order, into one fp16 segment with
+    // room for `extra_tokens` more. Only the kept entries are allocated.
+    static std::unique_ptr<KvStore> compact(const KvStore &src, const std::vector<std::vector<int32_t>> &keep, int32_t extra_tokens);
 
     HeadCache &head(int layer, int h) { return heads_[(size_t)layer * n_head_kv_ + h]; }
     const HeadCache &head(int layer, int h) const { return heads_[(size_t)layer * n_head_kv_ + h]; }

@@ -1,6 +1,7 @@
 #include "session.h"
 
 #include <chrono>
+#include <algorithm>
 #include <cstring>
 #include <string>
 
@@ -23,7 +24,9 @@ Session::Session(std::shared_ptr<Model> model, int32_t context_size, int n_batch
         c.n_head_kv = (int)hp.n_head_kv;
         c.head_dim = (int)hp.head_dim;
         c.scale = hp.kq_scale;
+        c.obs = &obs_;
     }
+    obs_.init((int)hp.n_layer, (int)hp.n_head_kv, context_size);
     const size_t graph_size = 1024 + (size_t)hp.n_layer * 48;
     graph_mem_.resize(ggml_tensor_overhead() * graph_size + ggml_graph_overhead_custom(graph_size, false));
     galloc_ = ggml_gallocr_new(ggml_backend_get_default_buffer_type(model_->backend()));
@@ -34,11 +37,48 @@ Session::~Session() {
     if (galloc_) ggml_gallocr_free(galloc_);
 }
 
+void Session::set_store(KvStore *store) {
+    for (auto &c : layer_ctx_) c.store = store;
+}
+
 void Session::truncate(int32_t position) {
     if (position < 0) position = 0;
     if (position >= n_past_) return;
-    kv_.truncate(position);
+    if (active_ && position >= master_len_) {
+        active_->truncate(position);
+    } else {
+        if (active_) decompress();
+        if (position < master_len_) kv_.truncate(position);
+        master_len_ = std::min(master_len_, position);
+    }
     n_past_ = position;
+    logits_.clear();
+    n_logit_rows_ = 0;
+}
+
+void Session::observe(bool all_rows, int32_t win_from, int32_t spec_from) { obs_.reset(all_rows, win_from, spec_from); }
+
+void Session::compress(const std::vector<std::vector<int32_t>> &keep, int32_t extra_tokens, const std::string &policy, bool drop_master) {
+    auto t0 = std::chrono::steady_clock::now();
+    if (active_) decompress();
+    if (n_past_ != master_len_) throw EngineError("compress: the session is not at the end of its master copy");
+    active_ = KvStore::compact(kv_, keep, extra_tokens);
+    policy_ = policy;
+    set_store(active_.get());
+    if (drop_master) {
+        // nothing to return to: the master's memory is released (the next request prefills from scratch)
+        kv_ = KvStore(kv_.n_layer(), kv_.n_head_kv(), kv_.head_dim(), kv_.context_size(), 0);
+        master_len_ = 0;
+    }
+    timings_.compress_ms += std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - t0).count();
+}
+
+void Session::decompress() {
+    if (!active_) return;
+    active_.reset();
+    set_store(&kv_);
+    policy_ = "full";
+    n_past_ = master_len_;
     logits_.clear();
     n_logit_rows_ = 0;
 }
@@ -190,10 +230,11 @@ void Session::eval_ubatch(const int32_t *tokens, int n, bool all_logits, float *
     }
     if (ggml_backend_graph_compute(M.backend(), gf) != GGML_STATUS_SUCCESS) {
         // The KV store may hold part of this batch: roll it back.
-        kv_.truncate(n_past_);
+        (active_ ? *active_ : kv_).truncate(n_past_);
         throw EngineError("graph computation failed");
     }
     n_past_ += n;
+    if (!active_) master_len_ = n_past_;
     if (out) {
         const size_t rows = all_logits ? (size_t)n : 1;
         ggml_backend_tensor_get(result, out, 0, rows * hp.n_vocab * sizeof(float));

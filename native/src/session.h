@@ -3,6 +3,7 @@
 
 #include <cstdint>
 #include <memory>
+#include <string>
 #include <vector>
 
 #include "attention.h"
@@ -13,7 +14,7 @@
 namespace repokv {
 
 struct SessionTimings {
-    double prefill_ms = 0, decode_ms = 0;
+    double prefill_ms = 0, decode_ms = 0, compress_ms = 0;
     int64_t prefill_tokens = 0, decode_tokens = 0;
 };
 
@@ -30,9 +31,28 @@ public:
     const std::vector<float> &logits() const { return logits_; }
     int n_logit_rows() const { return n_logit_rows_; }
     int32_t n_past() const { return n_past_; }
+    // Drops every token at `position` and after. In compressed mode a position before the compressed prefix's end
+    // drops the compressed store and truncates the master copy.
     void truncate(int32_t position);
 
-    const KvStore &kv() const { return kv_; }
+    // Importance observation for the next evaluations (see ScoreCollector); resets the accumulators.
+    void observe(bool all_rows, int32_t win_from, int32_t spec_from);
+    void stop_observing() { obs_.enabled = false; }
+    const ScoreCollector &observed() const { return obs_; }
+
+    // Compressed mode: attention reads (and new tokens go to) a compacted copy of the master store's entries listed
+    // in `keep` (one position list per layer * n_head_kv + head); the master copy is kept for the next request
+    // unless `drop_master`.
+    void compress(const std::vector<std::vector<int32_t>> &keep, int32_t extra_tokens, const std::string &policy, bool drop_master);
+    // Back to the master copy (drops the compressed store and the tokens evaluated into it).
+    void decompress();
+    bool compressed() const { return (bool)active_; }
+    int32_t master_length() const { return master_len_; }
+    const std::string &policy() const { return policy_; }
+
+    // The store attention reads: the compressed one in compressed mode, else the master.
+    const KvStore &kv() const { return active_ ? *active_ : kv_; }
+    const KvStore &master() const { return kv_; }
     const Model &model() const { return *model_; }
     int32_t context_size() const { return context_size_; }
     const SessionTimings &timings() const { return timings_; }
@@ -44,7 +64,12 @@ private:
     int32_t context_size_;
     int n_batch_;
     int32_t n_past_ = 0;
-    KvStore kv_;
+    KvStore kv_;  // the master copy (policy `full`)
+    std::unique_ptr<KvStore> active_;
+    int32_t master_len_ = 0;
+    std::string policy_ = "full";
+    ScoreCollector obs_;
+    void set_store(KvStore *store);
     std::vector<AttnLayerCtx> layer_ctx_;
     std::vector<int32_t> positions_;
     std::vector<uint8_t> graph_mem_;

@@ -35,3 +35,6 @@ export { Bm25Index, terms } from './ask/bm25';
 export { chunkFile } from './ask/chunks';
 export { RetrievalIndex, citationsFrom } from './ask/retrieval';
 export { answerQuestion, holdBack } from './ask/answer';
+export * as nativePolicy from './engine/native-policy';
+export { DraftModel } from './engine/native-draft';
+export { scoreAttention } from './engine/native';

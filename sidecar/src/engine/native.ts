@@ -47,7 +47,13 @@ export interface NativeHeadStats {
 }
 
 export interface NativeCacheStats {
-	readonly policy: 'full';
+	/** `full` until `compress`, then the policy named there. */
+	readonly policy: string;
+	/** Whether attention reads a compacted copy (the stats below are then its, the master copy is separate). */
+	readonly compressed: boolean;
+	/** The retained master copy (policy `full`) the compressed store was selected from. */
+	readonly masterTokens: number;
+	readonly masterBytes: number;
 	/** Tokens evaluated into the session (its next position). */
 	readonly tokens: number;
 	readonly contextSize: number;
@@ -57,7 +63,7 @@ export interface NativeCacheStats {
 	readonly bytes: number;
 	/** Bytes the store has reserved (capacity for `contextSize` tokens). */
 	readonly reservedBytes: number;
-	readonly timings: { readonly prefillMs: number; readonly prefillTokens: number; readonly decodeMs: number; readonly decodeTokens: number };
+	readonly timings: { readonly prefillMs: number; readonly prefillTokens: number; readonly decodeMs: number; readonly decodeTokens: number; readonly compressMs: number };
 }
 
 interface AddonModel {
@@ -72,9 +78,39 @@ interface AddonSession {
 	nPast(): number;
 	truncate(position: number): number;
 	stats(): NativeCacheStats;
+	observe(allRows: boolean, winFrom: number, specFrom: number): void;
+	stopObserving(): void;
+	scores(kind: ScoreKind, length: number): Float32Array;
+	compress(keep: Int32Array[], extraTokens: number, policy: string, dropMaster: boolean): number;
+	decompress(): number;
 	dispose(): void;
 }
+
+/** Observed importance scores: H2O column sums, SnapKV window sums, window max, SpecKV max (window + scoring pass). */
+export type ScoreKind = 'h2o' | 'snapkv' | 'window-max' | 'speckv';
+
+/** Accumulators of one layer's attention run by `scoreAttention` ([head][length] each). */
+export interface ObservedScores {
+	readonly allSum: Float32Array;
+	readonly winSum: Float32Array;
+	readonly winMax: Float32Array;
+	readonly specMax: Float32Array;
+	readonly length: number;
+}
+
 interface Addon {
+	scoreAttention(options: {
+		q: Float32Array;
+		k: Float32Array;
+		nHead: number;
+		nHeadKv: number;
+		headDim: number;
+		qPos: Int32Array;
+		kPos: Int32Array;
+		allRows?: boolean;
+		winFrom?: number;
+		specFrom?: number;
+	}): ObservedScores;
 	loadModel(path: string, options: { threads: number }): AddonModel;
 	loadModelAsync(path: string, options: { threads: number }): Promise<AddonModel>;
 	createSession(model: AddonModel, options: { contextSize: number; batchSize: number }): AddonSession;
@@ -121,6 +157,11 @@ export function nativeRuntimeInfo(): NativeRuntimeInfo {
 }
 
 /** Physical CPU cores (the default thread count). */
+/** Runs one layer's attention with importance observation on given queries and keys (tests of the scoring pass). */
+export function scoreAttention(options: Parameters<Addon['scoreAttention']>[0]): ObservedScores {
+	return loadNativeAddon().scoreAttention(options);
+}
+
 export function physicalCores(): number {
 	return loadNativeAddon().physicalCores();
 }
@@ -234,6 +275,37 @@ export class NativeSession {
 	/** Cache statistics: tokens and real bytes per layer and KV head. */
 	stats(): NativeCacheStats {
 		return this.handle.stats();
+	}
+
+	/**
+	 * Observe importance scores during the next evaluations (resets them): rows at positions >= `specFrom` (SpecKV's
+	 * scoring pass) fold into a max, rows in [`winFrom`, `specFrom`) into window sums and max, and with `allRows` every
+	 * row before `specFrom` into column sums (H2O).
+	 */
+	observe(options: { allRows: boolean; winFrom: number; specFrom: number }): void {
+		this.handle.observe(options.allRows, options.winFrom, options.specFrom);
+	}
+
+	stopObserving(): void {
+		this.handle.stopObserving();
+	}
+
+	/** Observed scores of positions [0, length) as [layer][KV head][length]. */
+	scores(kind: ScoreKind, length: number): Float32Array {
+		return this.handle.scores(kind, length);
+	}
+
+	/**
+	 * Compressed mode: attention reads a compacted copy of the entries in `keep` (per layer * nHeadKv + head: kept
+	 * positions) with room for `extraTokens` new ones; the master copy stays for the next request unless `dropMaster`.
+	 * `truncate` to a position before the compressed end, or `decompress`, returns to the master copy.
+	 */
+	compress(keep: Int32Array[], options: { extraTokens: number; policy: string; dropMaster?: boolean }): void {
+		this.handle.compress(keep, options.extraTokens, options.policy, options.dropMaster === true);
+	}
+
+	decompress(): number {
+		return this.handle.decompress();
 	}
 
 	dispose(): void {

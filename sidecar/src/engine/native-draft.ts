@@ -1,0 +1,62 @@
+import type { LlamaContext, LlamaContextSequence, LlamaModel, Token } from 'node-llama-cpp';
+
+// SpecKV's draft lookahead (KV-METHODS.md §1.1 step 1): a small model that shares the target's tokenizer greedily
+// guesses the next L tokens of the prompt, in node-llama-cpp with its own full KV cache (reused across requests:
+// only the prompt's changed tail is evaluated). Only its token ids are used: the target scores them.
+
+export class DraftModel {
+	private constructor(
+		private readonly model: LlamaModel,
+		private readonly context: LlamaContext,
+		private readonly sequence: LlamaContextSequence,
+	) {}
+
+	static async load(modelPath: string, options: { threads: number; contextSize: number }): Promise<DraftModel> {
+		const { getLlama, LlamaLogLevel } = await import('node-llama-cpp');
+		const llama = await getLlama({ maxThreads: options.threads, build: 'never', skipDownload: true, progressLogs: false, logLevel: LlamaLogLevel.error });
+		const model = await llama.loadModel({ modelPath });
+		const contextSize = Math.min(options.contextSize, model.trainContextSize * 2);
+		const context = await model.createContext({
+			contextSize,
+			threads: { ideal: options.threads, min: options.threads },
+			sequences: 1,
+			batchSize: Math.min(512, contextSize),
+			flashAttention: false,
+		});
+		return new DraftModel(model, context, context.getSequence());
+	}
+
+	/** Up to `n` greedy tokens after `prompt` (fewer at an end-of-generation token). */
+	async lookahead(prompt: readonly number[], n: number): Promise<number[]> {
+		const tokens = prompt as Token[];
+		const last = tokens.at(-1);
+		if (last === undefined || n <= 0) {
+			return [];
+		}
+		const head = tokens.slice(0, -1);
+		let reused = Math.min(this.sequence.compareContextTokens(head).firstDifferentIndex, head.length);
+		if (reused < this.sequence.nextTokenIndex) {
+			await this.sequence.eraseContextTokenRanges([{ start: reused, end: this.sequence.nextTokenIndex }]);
+		}
+		reused = Math.min(reused, this.sequence.nextTokenIndex);
+		if (reused < head.length) {
+			await this.sequence.evaluateWithoutGeneratingNewTokens(head.slice(reused));
+		}
+		const out: number[] = [];
+		for await (const token of this.sequence.evaluate([last], { temperature: 0 })) {
+			if (this.model.isEogToken(token)) {
+				break;
+			}
+			out.push(token);
+			if (out.length >= n) {
+				break;
+			}
+		}
+		return out;
+	}
+
+	async dispose(): Promise<void> {
+		await this.context.dispose();
+		await this.model.dispose();
+	}
+}
