@@ -123,9 +123,12 @@ const common = [
 ];
 const addonFlags = [...common, `-DREPOKV_LLAMA_TAG="${llamaTag}"`, '-I', nodeInclude, '-I', napiInclude, '-DNAPI_VERSION=8', '-DNODE_ADDON_API_DISABLE_DEPRECATED', '-DNAPI_CPP_EXCEPTIONS'];
 
-const headers = fs.readdirSync(srcDir).filter((f) => f.endsWith('.h')).map((f) => path.join(srcDir, f));
+// src/*.cpp and the KV quantizers in src/quant/*.cpp (objects named quant_<file>.o)
+const subDirs = ['quant'].filter((d) => fs.existsSync(path.join(srcDir, d)));
+const listDir = (ext) => [...fs.readdirSync(srcDir).filter((f) => f.endsWith(ext)), ...subDirs.flatMap((d) => fs.readdirSync(path.join(srcDir, d)).filter((f) => f.endsWith(ext)).map((f) => `${d}/${f}`))];
+const headers = listDir('.h').map((f) => path.join(srcDir, f));
 const newestHeader = Math.max(0, ...headers.map((h) => fs.statSync(h).mtimeMs), fs.statSync(path.join(here, 'build.mjs')).mtimeMs);
-const sources = fs.readdirSync(srcDir).filter((f) => f.endsWith('.cpp')).sort();
+const sources = listDir('.cpp').sort();
 
 function mtime(file) {
 	try {
@@ -162,7 +165,7 @@ const objects = [];
 const jobs = [];
 for (const file of sources) {
 	const src = path.join(srcDir, file);
-	const obj = path.join(objDir, file.replace(/\.cpp$/, '.o'));
+	const obj = path.join(objDir, file.replace(/\.cpp$/, '.o').replace('/', '_'));
 	objects.push(obj);
 	if (force || mtime(obj) < Math.max(mtime(src), newestHeader)) {
 		jobs.push(async () => {

@@ -1,0 +1,780 @@
+// Packed KV formats and their attention kernels (see quant.h and docs/kv-quantization.md).
+//
+// Byte layouts (D = head dim, b = code bits, all fp16 values little-endian, read with memcpy: no alignment assumed):
+//   q8      K and V alike, per token: D/32 groups of [fp16 scale d][32 x int8 code], x̂ = d·code, d = max|x|/127.
+//   kivi-b  K: blocks of 32 tokens: [fp16 Δ x D][fp16 min x D] then, per token of the block, D·b/8 bytes of codes
+//             (channel c in byte c·b/8, bits (c·b) % 8 ...), x̂ = min + Δ·code. The last block holds only its tokens.
+//           V: per token: [D·b/8 bytes of codes][fp16 Δ x D/32][fp16 min x D/32] (groups of 32 channels).
+//   onebit  meta: D/8 bytes, bit c set = channel c is an outlier (D/4 of them, the highest max−min over the segment).
+//           K: blocks of 128 tokens: [fp16 Δ x Do][fp16 min x Do][fp16 μ x Dn][fp16 α x Dn] (Do = D/4, Dn = 3D/4), then
+//             per token [Do/4 bytes: 2-bit outlier codes][Dn/8 bytes: sign bits of the rotated normal channels].
+//             Normal channels (ascending channel order) are multiplied by fixed signs and Walsh–Hadamard-transformed
+//             in blocks of D/4 (orthonormal); ŷ = μ + α·(bit ? +1 : −1) (two-level Lloyd: μ ± α are the means of the
+//             values above / below the block mean).
+//           V: blocks of 128 tokens: [fp16 γ x D], then per token ceil(D/5) bytes, 5 trits per byte (base 3,
+//             channel c in byte c/5, digit c%5, trit t ∈ {0,1,2} meaning t−1), x̂ = γ_c·(t−1).
+#include "quant.h"
+
+#include <algorithm>
+#include <cmath>
+#include <cstring>
+#include <limits>
+#include <numeric>
+#include <stdexcept>
+
+#include "ggml.h"
+
+namespace repokv {
+namespace quant {
+
+namespace {
+
+constexpr float kF16Max = 65504.0f;
+
+inline uint16_t to_h(float x) { return ggml_fp32_to_fp16(std::max(-kF16Max, std::min(kF16Max, x))); }
+inline float from_h(uint16_t h) { return ggml_fp16_to_fp32(h); }
+inline float round_h(float x) { return from_h(to_h(x)); }
+inline void put_h(uint8_t *p, float x) {
+    const uint16_t h = to_h(x);
+    memcpy(p, &h, 2);
+}
+inline float get_h(const uint8_t *p) {
+    uint16_t h;
+    memcpy(&h, p, 2);
+    return from_h(h);
+}
+
+constexpr int kKiviBlock = 32;
+constexpr int kOneBitBlock = 128;
+
+int code_bits(Format f) { return f == Format::Kivi4 ? 4 : 2; }
+
+// ---- byte accounting ----------------------------------------------------------------------------------------------
+
+size_t q8_token_bytes(int D) { return (size_t)(D / 32) * 34; }
+size_t kivi_k_block_meta(int D) { return (size_t)4 * D; }
+size_t kivi_k_token_bytes(int D, int b) { return (size_t)D * b / 8; }
+size_t kivi_v_token_bytes(int D, int b) { return (size_t)D * b / 8 + (size_t)(D / 32) * 4; }
+int ob_do(int D) { return D / 4; }
+int ob_dn(int D) { return D - D / 4; }
+size_t ob_k_block_meta(int D) { return (size_t)4 * D; }
+size_t ob_k_token_bytes(int D) { return (size_t)ob_do(D) / 4 + (size_t)ob_dn(D) / 8; }
+size_t ob_v_block_meta(int D) { return (size_t)2 * D; }
+size_t ob_v_token_bytes(int D) { return (size_t)(D + 4) / 5; }
+
+// ---- onebit rotation ----------------------------------------------------------------------------------------------
+
+inline float fixed_sign(int i) {
+    const uint32_t h = (uint32_t)(i + 1) * 2654435761u;
+    return (h >> 15) & 1 ? -1.0f : 1.0f;
+}
+
+void fwht(float *x, int n) {
+    for (int len = 1; len < n; len <<= 1)
+        for (int i = 0; i < n; i += len << 1)
+            for (int j = i; j < i + len; j++) {
+                const float a = x[j], b = x[j + len];
+                x[j] = a + b;
+                x[j + len] = a - b;
+            }
+    const float s = 1.0f / std::sqrt((float)n);
+    for (int i = 0; i < n; i++) x[i] *= s;
+}
+
+void split_channels(const uint8_t *mask, int D, int *outl, int *norm) {
+    int o = 0, m = 0;
+    for (int c = 0; c < D; c++) {
+        if (mask[c / 8] >> (c % 8) & 1) outl[o++] = c;
+        else norm[m++] = c;
+    }
+}
+
+// the rotated normal channels of x
+void rotate_normals(const int *norm, int D, const float *x, float *y) {
+    const int Dn = ob_dn(D), B = D / 4;
+    for (int i = 0; i < Dn; i++) y[i] = x[norm[i]] * fixed_sign(i);
+    for (int b0 = 0; b0 < Dn; b0 += B) fwht(y + b0, B);
+}
+
+void unrotate_normals(const int *norm, int D, const float *y, float *x) {
+    const int Dn = ob_dn(D), B = D / 4;
+    std::vector<float> t(y, y + Dn);
+    for (int b0 = 0; b0 < Dn; b0 += B) fwht(t.data() + b0, B);  // normalised WHT is its own inverse
+    for (int i = 0; i < Dn; i++) x[norm[i]] = t[i] * fixed_sign(i);
+}
+
+// base-3 decoding table: byte -> 5 trits (as −1, 0, +1)
+struct TritTable {
+    int8_t t[256][5];
+    TritTable() {
+        for (int b = 0; b < 256; b++) {
+            int x = b;
+            for (int i = 0; i < 5; i++) {
+                t[b][i] = (int8_t)(b < 243 ? x % 3 - 1 : 0);
+                x /= 3;
+            }
+        }
+    }
+};
+const TritTable g_trits;
+
+// ---- asymmetric b-bit quantization of one group ----------------------------------------------------------------------
+
+// Δ and min (fp16-rounded) of values x[i * stride], i < n.
+void asym_params(const float *x, int n, size_t stride, int b, float &delta, float &mn) {
+    float lo = std::numeric_limits<float>::infinity(), hi = -lo;
+    for (int i = 0; i < n; i++) {
+        lo = std::min(lo, x[i * stride]);
+        hi = std::max(hi, x[i * stride]);
+    }
+    if (n == 0) lo = hi = 0;
+    mn = round_h(lo);
+    delta = round_h((hi - mn) / (float)((1 << b) - 1));
+    // ε guard: a constant group (or a range below fp16 resolution) gets Δ = 0 and code 0 everywhere (x̂ = min):
+    // no division by zero (asym_code tests Δ), unlike the released KIVI code
+    if (!(delta > 0)) delta = 0;
+}
+inline int asym_code(float x, float delta, float mn, int b) {
+    if (delta == 0) return 0;
+    const int q = (int)std::lrint((x - mn) / delta);
+    return std::max(0, std::min((1 << b) - 1, q));
+}
+
+void put_code(uint8_t *row, int c, int b, int code) { row[c * b / 8] |= (uint8_t)(code << ((c * b) % 8)); }
+inline int get_code(const uint8_t *row, int c, int b) { return row[c * b / 8] >> ((c * b) % 8) & ((1 << b) - 1); }
+
+// ---- quantizers ---------------------------------------------------------------------------------------------------
+
+void quantize_q8_rows(int D, int32_t n, const float *X, uint8_t *out) {
+    for (int32_t t = 0; t < n; t++) {
+        const float *x = X + (size_t)t * D;
+        uint8_t *row = out + (size_t)t * q8_token_bytes(D);
+        for (int g = 0; g < D / 32; g++) {
+            float amax = 0;
+            for (int i = 0; i < 32; i++) amax = std::max(amax, std::fabs(x[g * 32 + i]));
+            const float d = round_h(amax / 127.0f);
+            uint8_t *p = row + g * 34;
+            put_h(p, d);
+            const float id = d > 0 ? 1.0f / d : 0.0f;
+            for (int i = 0; i < 32; i++) {
+                const int q = std::max(-127, std::min(127, (int)std::lrint(x[g * 32 + i] * id)));
+                p[2 + i] = (uint8_t)(int8_t)q;
+            }
+        }
+    }
+}
+
+void quantize_kivi_keys(int D, int b, int32_t n, const float *K, uint8_t *out) {
+    uint8_t *p = out;
+    for (int32_t t0 = 0; t0 < n; t0 += kKiviBlock) {
+        const int nt = std::min<int32_t>(kKiviBlock, n - t0);
+        uint8_t *meta = p;
+        uint8_t *codes = p + kivi_k_block_meta(D);
+        std::vector<float> dl(D), mn(D);
+        for (int c = 0; c < D; c++) {
+            asym_params(K + (size_t)t0 * D + c, nt, D, b, dl[c], mn[c]);
+            put_h(meta + 2 * c, dl[c]);
+            put_h(meta + 2 * D + 2 * c, mn[c]);
+        }
+        for (int i = 0; i < nt; i++) {
+            uint8_t *row = codes + (size_t)i * kivi_k_token_bytes(D, b);
+            const float *x = K + (size_t)(t0 + i) * D;
+            for (int c = 0; c < D; c++) put_code(row, c, b, asym_code(x[c], dl[c], mn[c], b));
+        }
+        p = codes + (size_t)nt * kivi_k_token_bytes(D, b);
+    }
+}
+
+void quantize_kivi_values(int D, int b, int32_t n, const float *V, uint8_t *out) {
+    for (int32_t t = 0; t < n; t++) {
+        const float *x = V + (size_t)t * D;
+        uint8_t *row = out + (size_t)t * kivi_v_token_bytes(D, b);
+        uint8_t *meta = row + (size_t)D * b / 8;
+        for (int g = 0; g < D / 32; g++) {
+            float dl, mn;
+            asym_params(x + g * 32, 32, 1, b, dl, mn);
+            put_h(meta + 2 * g, dl);
+            put_h(meta + 2 * (D / 32) + 2 * g, mn);
+            for (int i = 0; i < 32; i++) put_code(row, g * 32 + i, b, asym_code(x[g * 32 + i], dl, mn, b));
+        }
+    }
+}
+
+void onebit_mask(int D, int32_t n, const float *K, uint8_t *mask) {
+    std::vector<float> range(D);
+    for (int c = 0; c < D; c++) {
+        float lo = std::numeric_limits<float>::infinity(), hi = -lo;
+        for (int32_t t = 0; t < n; t++) {
+            lo = std::min(lo, K[(size_t)t * D + c]);
+            hi = std::max(hi, K[(size_t)t * D + c]);
+        }
+        range[c] = n ? hi - lo : 0;
+    }
+    std::vector<int> idx(D);
+    std::iota(idx.begin(), idx.end(), 0);
+    std::stable_sort(idx.begin(), idx.end(), [&](int a, int b) { return range[a] > range[b]; });
+    memset(mask, 0, D / 8);
+    for (int i = 0; i < ob_do(D); i++) mask[idx[i] / 8] |= (uint8_t)(1 << (idx[i] % 8));
+}
+
+void quantize_onebit_keys(int D, int32_t n, const float *K, const uint8_t *mask, uint8_t *out) {
+    const int Do = ob_do(D), Dn = ob_dn(D);
+    std::vector<int> outl(Do), norm(Dn);
+    split_channels(mask, D, outl.data(), norm.data());
+    std::vector<float> Y((size_t)kOneBitBlock * Dn), Xo((size_t)kOneBitBlock * Do);
+    uint8_t *p = out;
+    for (int32_t t0 = 0; t0 < n; t0 += kOneBitBlock) {
+        const int nt = std::min<int32_t>(kOneBitBlock, n - t0);
+        for (int i = 0; i < nt; i++) {
+            const float *x = K + (size_t)(t0 + i) * D;
+            rotate_normals(norm.data(), D, x, Y.data() + (size_t)i * Dn);
+            for (int j = 0; j < Do; j++) Xo[(size_t)i * Do + j] = x[outl[j]];
+        }
+        uint8_t *meta = p;
+        uint8_t *rows = p + ob_k_block_meta(D);
+        const size_t tb = ob_k_token_bytes(D);
+        memset(rows, 0, (size_t)nt * tb);
+        for (int j = 0; j < Do; j++) {
+            float dl, mn;
+            asym_params(Xo.data() + j, nt, Do, 2, dl, mn);
+            put_h(meta + 2 * j, dl);
+            put_h(meta + 2 * Do + 2 * j, mn);
+            for (int i = 0; i < nt; i++) put_code(rows + (size_t)i * tb, j, 2, asym_code(Xo[(size_t)i * Do + j], dl, mn, 2));
+        }
+        uint8_t *mmeta = meta + 4 * Do;
+        for (int j = 0; j < Dn; j++) {
+            // two-level Lloyd step around the mean: levels = means of the values above / below it
+            double mean = 0;
+            for (int i = 0; i < nt; i++) mean += Y[(size_t)i * Dn + j];
+            mean /= nt;
+            double hi = 0, lo = 0;
+            int nh = 0, nl = 0;
+            for (int i = 0; i < nt; i++) {
+                const float y = Y[(size_t)i * Dn + j];
+                if (y >= mean) hi += y, nh++;
+                else lo += y, nl++;
+            }
+            const double chi = nh ? hi / nh : mean, clo = nl ? lo / nl : mean;
+            const float mu = round_h((float)((chi + clo) / 2)), al = round_h((float)((chi - clo) / 2));
+            put_h(mmeta + 2 * j, mu);
+            put_h(mmeta + 2 * Dn + 2 * j, al);
+            for (int i = 0; i < nt; i++)
+                if (Y[(size_t)i * Dn + j] >= mu) rows[(size_t)i * tb + Do / 4 + j / 8] |= (uint8_t)(1 << (j % 8));
+        }
+        p = rows + (size_t)nt * tb;
+    }
+}
+
+void quantize_onebit_values(int D, int32_t n, const float *V, uint8_t *out) {
+    uint8_t *p = out;
+    const size_t tb = ob_v_token_bytes(D);
+    static const int pow3[5] = {1, 3, 9, 27, 81};
+    for (int32_t t0 = 0; t0 < n; t0 += kOneBitBlock) {
+        const int nt = std::min<int32_t>(kOneBitBlock, n - t0);
+        uint8_t *meta = p;
+        uint8_t *rows = p + ob_v_block_meta(D);
+        memset(rows, 0, (size_t)nt * tb);
+        for (int c = 0; c < D; c++) {
+            double sa = 0;
+            for (int i = 0; i < nt; i++) sa += std::fabs(V[(size_t)(t0 + i) * D + c]);
+            const float tau = (float)(0.5 * sa / nt);
+            double snz = 0;
+            int nnz = 0;
+            for (int i = 0; i < nt; i++) {
+                const float x = V[(size_t)(t0 + i) * D + c];
+                if (std::fabs(x) > tau) snz += std::fabs(x), nnz++;
+            }
+            const float gamma = round_h(nnz ? (float)(snz / nnz) : 0.0f);  // least-squares scale of the chosen codes
+            put_h(meta + 2 * c, gamma);
+            for (int i = 0; i < nt; i++) {
+                const float x = V[(size_t)(t0 + i) * D + c];
+                const int trit = std::fabs(x) > tau ? (x > 0 ? 2 : 0) : 1;
+                rows[(size_t)i * tb + c / 5] += (uint8_t)(trit * pow3[c % 5]);
+            }
+        }
+        p = rows + (size_t)nt * tb;
+    }
+}
+
+// ---- kernels ------------------------------------------------------------------------------------------------------
+
+inline void unpack_codes(const uint8_t *row, int D, int b, float *out) {
+    if (b == 4) {
+        for (int c = 0; c < D; c += 2) {
+            out[c] = (float)(row[c / 2] & 15);
+            out[c + 1] = (float)(row[c / 2] >> 4);
+        }
+    } else {
+        for (int c = 0; c < D; c += 4) {
+            const uint8_t x = row[c / 4];
+            out[c] = (float)(x & 3);
+            out[c + 1] = (float)(x >> 2 & 3);
+            out[c + 2] = (float)(x >> 4 & 3);
+            out[c + 3] = (float)(x >> 6);
+        }
+    }
+}
+
+inline float dot(const float *a, const float *b, int n) {
+    float s = 0;
+    for (int i = 0; i < n; i++) s += a[i] * b[i];
+    return s;
+}
+
+void scores_q8(const QuantSegment &seg, int32_t n, const float *q, int R, float scale, float *S, size_t ld) {
+    const int D = seg.head_dim, NG = D / 32;
+    float x[32];
+    for (int32_t t = 0; t < n; t++) {
+        const uint8_t *row = seg.k.data() + (size_t)t * q8_token_bytes(D);
+        float s[8] = {0};
+        float *sr = R <= 8 ? s : nullptr;
+        std::vector<float> big;
+        if (!sr) big.assign(R, 0.0f), sr = big.data();
+        for (int g = 0; g < NG; g++) {
+            const uint8_t *p = row + g * 34;
+            const float d = get_h(p);
+            for (int i = 0; i < 32; i++) x[i] = (float)(int8_t)p[2 + i];
+            for (int r = 0; r < R; r++) sr[r] += d * dot(q + (size_t)r * D + g * 32, x, 32);
+        }
+        for (int r = 0; r < R; r++) S[r * ld + t] = sr[r] * scale;
+    }
+}
+
+void accumulate_q8(const QuantSegment &seg, int32_t n, const float *P, size_t ld, int R, float *out) {
+    const int D = seg.head_dim, NG = D / 32;
+    float x[32];
+    for (int32_t t = 0; t < n; t++) {
+        const uint8_t *row = seg.v.data() + (size_t)t * q8_token_bytes(D);
+        for (int g = 0; g < NG; g++) {
+            const uint8_t *p = row + g * 34;
+            const float d = get_h(p);
+            for (int i = 0; i < 32; i++) x[i] = (float)(int8_t)p[2 + i];
+            for (int r = 0; r < R; r++) {
+                const float w = P[r * ld + t] * d;
+                if (w == 0) continue;
+                float *o = out + (size_t)r * D + g * 32;
+                for (int i = 0; i < 32; i++) o[i] += w * x[i];
+            }
+        }
+    }
+}
+
+void scores_kivi(const QuantSegment &seg, int32_t n, const float *q, int R, float scale, float *S, size_t ld) {
+    const int D = seg.head_dim, b = code_bits(seg.format);
+    std::vector<float> a((size_t)R * D), bias(R), x(D);
+    const uint8_t *p = seg.k.data();
+    const size_t tb = kivi_k_token_bytes(D, b);
+    for (int32_t t0 = 0; t0 < seg.n && t0 < n; t0 += kKiviBlock) {
+        const int nt = std::min<int32_t>(kKiviBlock, seg.n - t0);
+        const uint8_t *meta = p, *codes = p + kivi_k_block_meta(D);
+        // fold the block's per-channel Δ into the query, min into a bias
+        for (int r = 0; r < R; r++) {
+            const float *qr = q + (size_t)r * D;
+            float bs = 0;
+            for (int c = 0; c < D; c++) {
+                a[(size_t)r * D + c] = qr[c] * get_h(meta + 2 * c);
+                bs += qr[c] * get_h(meta + 2 * D + 2 * c);
+            }
+            bias[r] = bs;
+        }
+        const int lim = std::min<int32_t>(nt, n - t0);
+        for (int i = 0; i < lim; i++) {
+            unpack_codes(codes + (size_t)i * tb, D, b, x.data());
+            for (int r = 0; r < R; r++) S[r * ld + t0 + i] = (bias[r] + dot(a.data() + (size_t)r * D, x.data(), D)) * scale;
+        }
+        p = codes + (size_t)nt * tb;
+    }
+}
+
+void accumulate_kivi(const QuantSegment &seg, int32_t n, const float *P, size_t ld, int R, float *out) {
+    const int D = seg.head_dim, b = code_bits(seg.format), NG = D / 32;
+    std::vector<float> x(D);
+    const size_t tb = kivi_v_token_bytes(D, b);
+    for (int32_t t = 0; t < n; t++) {
+        const uint8_t *row = seg.v.data() + (size_t)t * tb;
+        const uint8_t *meta = row + (size_t)D * b / 8;
+        bool any = false;
+        for (int r = 0; r < R; r++) any |= P[r * ld + t] != 0;
+        if (!any) continue;
+        unpack_codes(row, D, b, x.data());
+        for (int g = 0; g < NG; g++) {
+            const float dl = get_h(meta + 2 * g), mn = get_h(meta + 2 * NG + 2 * g);
+            for (int r = 0; r < R; r++) {
+                const float p = P[r * ld + t];
+                if (p == 0) continue;
+                const float w = p * dl, w0 = p * mn;
+                float *o = out + (size_t)r * D + g * 32;
+                const float *xg = x.data() + g * 32;
+                for (int i = 0; i < 32; i++) o[i] += w * xg[i] + w0;
+            }
+        }
+    }
+}
+
+void scores_onebit(const QuantSegment &seg, int32_t n, const float *q, int R, float scale, float *S, size_t ld) {
+    const int D = seg.head_dim, Do = ob_do(D), Dn = ob_dn(D);
+    const int nbo = Do / 4, nbn = Dn / 8;  // bytes per token: outlier codes, sign bits
+    std::vector<int> outl(Do), norm(Dn);
+    split_channels(seg.meta.data(), D, outl.data(), norm.data());
+    // the query side of the rotation: rotate q once per row instead of un-rotating keys
+    std::vector<float> qo((size_t)R * Do), qn((size_t)R * Dn);
+    for (int r = 0; r < R; r++) {
+        const float *qr = q + (size_t)r * D;
+        for (int j = 0; j < Do; j++) qo[(size_t)r * Do + j] = qr[outl[j]];
+        rotate_normals(norm.data(), D, qr, qn.data() + (size_t)r * Dn);
+    }
+    // per block and row: byte lookup tables (T-MAC style): 256 partial sums per code byte
+    std::vector<float> lut((size_t)R * (nbo + nbn) * 256), bias(R), a(std::max(Do, Dn));
+    const size_t tb = ob_k_token_bytes(D);
+    const uint8_t *p = seg.k.data();
+    for (int32_t t0 = 0; t0 < seg.n && t0 < n; t0 += kOneBitBlock) {
+        const int nt = std::min<int32_t>(kOneBitBlock, seg.n - t0);
+        const uint8_t *meta = p, *rows = p + ob_k_block_meta(D);
+        const uint8_t *mmeta = meta + 4 * Do;
+        const int lim = std::min<int32_t>(nt, n - t0);
+        for (int r = 0; r < R; r++) {
+            float *L = lut.data() + (size_t)r * (nbo + nbn) * 256;
+            float bs = 0;
+            // outliers: a_c = q_c Δ_c, bias Σ q_c min_c; table over 4 two-bit codes
+            for (int j = 0; j < Do; j++) {
+                const float qj = qo[(size_t)r * Do + j];
+                a[j] = qj * get_h(meta + 2 * j);
+                bs += qj * get_h(meta + 2 * Do + 2 * j);
+            }
+            for (int k = 0; k < nbo; k++) {
+                float *T = L + (size_t)k * 256;
+                const float *ak = a.data() + 4 * k;
+                float t1[4], t2[4];
+                for (int c = 0; c < 4; c++) t1[c] = ak[0] * c, t2[c] = ak[1] * c;
+                float t12[16];
+                for (int x = 0; x < 16; x++) t12[x] = t1[x & 3] + t2[x >> 2];
+                float t3[4], t4[4];
+                for (int c = 0; c < 4; c++) t3[c] = ak[2] * c, t4[c] = ak[3] * c;
+                for (int x = 0; x < 256; x++) T[x] = t12[x & 15] + (t3[x >> 4 & 3] + t4[x >> 6]);
+            }
+            // normals: ŷ = μ + α·σ, σ = ±1: Σ b_c σ_c = 2 Σ_{bit set} b_c − Σ b_c with b = q'∘α
+            float sb = 0;
+            for (int j = 0; j < Dn; j++) {
+                const float qj = qn[(size_t)r * Dn + j];
+                a[j] = qj * get_h(mmeta + 2 * Dn + 2 * j);
+                bs += qj * get_h(mmeta + 2 * j);
+                sb += a[j];
+            }
+            bs -= sb;
+            for (int k = 0; k < nbn; k++) {
+                float *T = L + (size_t)(nbo + k) * 256;
+                T[0] = 0;
+                for (int x = 1; x < 256; x++) T[x] = T[x & (x - 1)] + 2 * a[8 * k + __builtin_ctz(x)];
+            }
+            bias[r] = bs;
+        }
+        for (int i = 0; i < lim; i++) {
+            const uint8_t *row = rows + (size_t)i * tb;
+            for (int r = 0; r < R; r++) {
+                const float *L = lut.data() + (size_t)r * (nbo + nbn) * 256;
+                float s = bias[r];
+                for (int k = 0; k < nbo + nbn; k++) s += L[(size_t)k * 256 + row[k]];
+                S[r * ld + t0 + i] = s * scale;
+            }
+        }
+        p = rows + (size_t)nt * tb;
+    }
+}
+
+void accumulate_onebit(const QuantSegment &seg, int32_t n, const float *P, size_t ld, int R, float *out) {
+    const int D = seg.head_dim;
+    const size_t tb = ob_v_token_bytes(D);
+    std::vector<float> blk((size_t)R * D), x(tb * 5);
+    const uint8_t *p = seg.v.data();
+    for (int32_t t0 = 0; t0 < seg.n && t0 < n; t0 += kOneBitBlock) {
+        const int nt = std::min<int32_t>(kOneBitBlock, seg.n - t0);
+        const uint8_t *meta = p, *rows = p + ob_v_block_meta(D);
+        const int lim = std::min<int32_t>(nt, n - t0);
+        std::fill(blk.begin(), blk.end(), 0.0f);
+        // Σ_t p_t γ_c σ_tc = γ_c Σ_t p_t σ_tc: accumulate the trits, scale once per block
+        for (int i = 0; i < lim; i++) {
+            bool any = false;
+            for (int r = 0; r < R; r++) any |= P[r * ld + t0 + i] != 0;
+            if (!any) continue;
+            const uint8_t *row = rows + (size_t)i * tb;
+            for (size_t k = 0; k < tb; k++)
+                for (int j = 0; j < 5; j++) x[k * 5 + j] = (float)g_trits.t[row[k]][j];
+            for (int r = 0; r < R; r++) {
+                const float w = P[r * ld + t0 + i];
+                if (w == 0) continue;
+                float *b = blk.data() + (size_t)r * D;
+                for (int c = 0; c < D; c++) b[c] += w * x[c];
+            }
+        }
+        for (int r = 0; r < R; r++)
+            for (int c = 0; c < D; c++) out[(size_t)r * D + c] += get_h(meta + 2 * c) * blk[(size_t)r * D + c];
+        p = rows + (size_t)nt * tb;
+    }
+}
+
+}  // namespace
+
+// ---- public API -----------------------------------------------------------------------------------------------------
+
+const char *format_name(Format f) {
+    switch (f) {
+        case Format::Q8: return "q8";
+        case Format::Kivi4: return "kivi4";
+        case Format::Kivi2: return "kivi2";
+        case Format::OneBit: return "onebit";
+    }
+    return "?";
+}
+
+bool parse_format(const std::string &name, Format &out) {
+    for (Format f : {Format::Q8, Format::Kivi4, Format::Kivi2, Format::OneBit})
+        if (name == format_name(f)) return out = f, true;
+    return false;
+}
+
+int token_block(Format f) {
+    switch (f) {
+        case Format::Q8: return 1;
+        case Format::Kivi4:
+        case Format::Kivi2: return kKiviBlock;
+        case Format::OneBit: return kOneBitBlock;
+    }
+    return 1;
+}
+
+bool supports_head_dim(Format f, int D) {
+    if (D <= 0 || D % 32) return false;
+    if (f == Format::OneBit) {
+        const int B = D / 4;
+        return (B & (B - 1)) == 0;
+    }
+    return true;
+}
+
+ByteCount format_bytes(Format f, int D, int32_t n) {
+    ByteCount c;
+    const size_t blocks = n > 0 ? ((size_t)n + token_block(f) - 1) / token_block(f) : 0;
+    switch (f) {
+        case Format::Q8:
+            c.key = c.value = (size_t)n * q8_token_bytes(D);
+            break;
+        case Format::Kivi4:
+        case Format::Kivi2: {
+            const int b = code_bits(f);
+            c.key = blocks * kivi_k_block_meta(D) + (size_t)n * kivi_k_token_bytes(D, b);
+            c.value = (size_t)n * kivi_v_token_bytes(D, b);
+            break;
+        }
+        case Format::OneBit:
+            c.meta = (size_t)D / 8;
+            c.key = blocks * ob_k_block_meta(D) + (size_t)n * ob_k_token_bytes(D);
+            c.value = blocks * ob_v_block_meta(D) + (size_t)n * ob_v_token_bytes(D);
+            break;
+    }
+    return c;
+}
+
+double bits_per_element(Format f, int D, int32_t n) {
+    return n > 0 ? (double)format_bytes(f, D, n).total() * 8.0 / (2.0 * n * D) : 0.0;
+}
+
+double key_bits_per_element(Format f, int D) {
+    const int B = token_block(f);
+    return (double)(format_bytes(f, D, B).key) * 8.0 / ((double)B * D);
+}
+
+double value_bits_per_element(Format f, int D) {
+    const int B = token_block(f);
+    return (double)(format_bytes(f, D, B).value) * 8.0 / ((double)B * D);
+}
+
+QuantSegment quantize(Format f, int D, int32_t n, const float *K, const float *V) {
+    if (!supports_head_dim(f, D)) throw std::invalid_argument(std::string(format_name(f)) + ": unsupported head dim " + std::to_string(D));
+    if (n < 0) throw std::invalid_argument("negative token count");
+    QuantSegment s;
+    s.format = f;
+    s.head_dim = D;
+    s.n = n;
+    const ByteCount bc = format_bytes(f, D, n);
+    // exact allocations: reserve then resize, so capacity() == size() == the accounted bytes
+    s.k.reserve(bc.key), s.k.resize(bc.key, 0);
+    s.v.reserve(bc.value), s.v.resize(bc.value, 0);
+    s.meta.reserve(bc.meta), s.meta.resize(bc.meta, 0);
+    switch (f) {
+        case Format::Q8:
+            quantize_q8_rows(D, n, K, s.k.data());
+            quantize_q8_rows(D, n, V, s.v.data());
+            break;
+        case Format::Kivi4:
+        case Format::Kivi2:
+            quantize_kivi_keys(D, code_bits(f), n, K, s.k.data());
+            quantize_kivi_values(D, code_bits(f), n, V, s.v.data());
+            break;
+        case Format::OneBit:
+            onebit_mask(D, n, K, s.meta.data());
+            quantize_onebit_keys(D, n, K, s.meta.data(), s.k.data());
+            quantize_onebit_values(D, n, V, s.v.data());
+            break;
+    }
+    return s;
+}
+
+void dequantize(const QuantSegment &seg, float *K, float *V) {
+    const int D = seg.head_dim;
+    const int32_t n = seg.n;
+    switch (seg.format) {
+        case Format::Q8:
+            for (int pass = 0; pass < 2; pass++) {
+                const uint8_t *src = pass ? seg.v.data() : seg.k.data();
+                float *dst = pass ? V : K;
+                for (int32_t t = 0; t < n; t++)
+                    for (int g = 0; g < D / 32; g++) {
+                        const uint8_t *p = src + (size_t)t * q8_token_bytes(D) + g * 34;
+                        const float d = get_h(p);
+                        for (int i = 0; i < 32; i++) dst[(size_t)t * D + g * 32 + i] = d * (float)(int8_t)p[2 + i];
+                    }
+            }
+            return;
+        case Format::Kivi4:
+        case Format::Kivi2: {
+            const int b = code_bits(seg.format);
+            const uint8_t *p = seg.k.data();
+            for (int32_t t0 = 0; t0 < n; t0 += kKiviBlock) {
+                const int nt = std::min<int32_t>(kKiviBlock, n - t0);
+                const uint8_t *codes = p + kivi_k_block_meta(D);
+                for (int i = 0; i < nt; i++)
+                    for (int c = 0; c < D; c++)
+                        K[(size_t)(t0 + i) * D + c] = get_h(p + 2 * D + 2 * c) + get_h(p + 2 * c) * (float)get_code(codes + (size_t)i * kivi_k_token_bytes(D, b), c, b);
+                p = codes + (size_t)nt * kivi_k_token_bytes(D, b);
+            }
+            for (int32_t t = 0; t < n; t++) {
+                const uint8_t *row = seg.v.data() + (size_t)t * kivi_v_token_bytes(D, b);
+                const uint8_t *meta = row + (size_t)D * b / 8;
+                for (int c = 0; c < D; c++)
+                    V[(size_t)t * D + c] = get_h(meta + 2 * (D / 32) + 2 * (c / 32)) + get_h(meta + 2 * (c / 32)) * (float)get_code(row, c, b);
+            }
+            return;
+        }
+        case Format::OneBit: {
+            const int Do = ob_do(D), Dn = ob_dn(D);
+            std::vector<int> outl(Do), norm(Dn);
+            split_channels(seg.meta.data(), D, outl.data(), norm.data());
+            std::vector<float> y(Dn);
+            const size_t tb = ob_k_token_bytes(D);
+            const uint8_t *p = seg.k.data();
+            for (int32_t t0 = 0; t0 < n; t0 += kOneBitBlock) {
+                const int nt = std::min<int32_t>(kOneBitBlock, n - t0);
+                const uint8_t *meta = p, *rows = p + ob_k_block_meta(D), *mmeta = meta + 4 * Do;
+                for (int i = 0; i < nt; i++) {
+                    const uint8_t *row = rows + (size_t)i * tb;
+                    float *k = K + (size_t)(t0 + i) * D;
+                    for (int j = 0; j < Do; j++) k[outl[j]] = get_h(meta + 2 * Do + 2 * j) + get_h(meta + 2 * j) * (float)get_code(row, j, 2);
+                    for (int j = 0; j < Dn; j++) {
+                        const bool bit = row[Do / 4 + j / 8] >> (j % 8) & 1;
+                        y[j] = get_h(mmeta + 2 * j) + get_h(mmeta + 2 * Dn + 2 * j) * (bit ? 1.0f : -1.0f);
+                    }
+                    unrotate_normals(norm.data(), D, y.data(), k);
+                }
+                p = rows + (size_t)nt * tb;
+            }
+            const size_t vb = ob_v_token_bytes(D);
+            p = seg.v.data();
+            for (int32_t t0 = 0; t0 < n; t0 += kOneBitBlock) {
+                const int nt = std::min<int32_t>(kOneBitBlock, n - t0);
+                const uint8_t *meta = p, *rows = p + ob_v_block_meta(D);
+                for (int i = 0; i < nt; i++)
+                    for (int c = 0; c < D; c++) V[(size_t)(t0 + i) * D + c] = get_h(meta + 2 * c) * (float)g_trits.t[rows[(size_t)i * vb + c / 5]][c % 5];
+                p = rows + (size_t)nt * vb;
+            }
+            return;
+        }
+    }
+}
+
+void scores(const QuantSegment &seg, int32_t n, const float *q, int R, float scale, float *S, size_t ld) {
+    n = std::min(n, seg.n);
+    if (n <= 0) return;
+    switch (seg.format) {
+        case Format::Q8: return scores_q8(seg, n, q, R, scale, S, ld);
+        case Format::Kivi4:
+        case Format::Kivi2: return scores_kivi(seg, n, q, R, scale, S, ld);
+        case Format::OneBit: return scores_onebit(seg, n, q, R, scale, S, ld);
+    }
+}
+
+void accumulate(const QuantSegment &seg, int32_t n, const float *P, size_t ld, int R, float *out) {
+    n = std::min(n, seg.n);
+    if (n <= 0) return;
+    switch (seg.format) {
+        case Format::Q8: return accumulate_q8(seg, n, P, ld, R, out);
+        case Format::Kivi4:
+        case Format::Kivi2: return accumulate_kivi(seg, n, P, ld, R, out);
+        case Format::OneBit: return accumulate_onebit(seg, n, P, ld, R, out);
+    }
+}
+
+void Partial::reset(int R_, int D) {
+    R = R_;
+    head_dim = D;
+    m.assign(R, -std::numeric_limits<float>::infinity());
+    l.assign(R, 0.0f);
+    acc.assign((size_t)R * D, 0.0f);
+}
+
+void partial_attention(const QuantSegment &seg, const float *q, int R, float scale, Partial &out, const uint8_t *mask) {
+    const int D = seg.head_dim;
+    const int32_t n = seg.n;
+    out.reset(R, D);
+    if (n == 0) return;
+    std::vector<float> S((size_t)R * n);
+    scores(seg, n, q, R, scale, S.data(), n);
+    for (int r = 0; r < R; r++) {
+        float *Sr = S.data() + (size_t)r * n;
+        float mx = -std::numeric_limits<float>::infinity();
+        for (int32_t j = 0; j < n; j++) {
+            if (mask && !mask[(size_t)r * n + j]) Sr[j] = -std::numeric_limits<float>::infinity();
+            else mx = std::max(mx, Sr[j]);
+        }
+        double l = 0;
+        for (int32_t j = 0; j < n; j++) {
+            Sr[j] = mx == -std::numeric_limits<float>::infinity() ? 0.0f : std::exp(Sr[j] - mx);
+            l += Sr[j];
+        }
+        out.m[r] = mx;
+        out.l[r] = (float)l;
+    }
+    accumulate(seg, n, S.data(), n, R, out.acc.data());
+}
+
+void merge(Partial &a, const Partial &b) {
+    const int D = a.head_dim;
+    for (int r = 0; r < a.R; r++) {
+        if (b.m[r] == -std::numeric_limits<float>::infinity()) continue;
+        if (a.m[r] == -std::numeric_limits<float>::infinity()) {
+            a.m[r] = b.m[r];
+            a.l[r] = b.l[r];
+            std::copy(b.acc.begin() + (size_t)r * D, b.acc.begin() + (size_t)(r + 1) * D, a.acc.begin() + (size_t)r * D);
+            continue;
+        }
+        const float m = std::max(a.m[r], b.m[r]);
+        const float ea = std::exp(a.m[r] - m), eb = std::exp(b.m[r] - m);
+        a.l[r] = a.l[r] * ea + b.l[r] * eb;
+        for (int c = 0; c < D; c++) a.acc[(size_t)r * D + c] = a.acc[(size_t)r * D + c] * ea + b.acc[(size_t)r * D + c] * eb;
+        a.m[r] = m;
+    }
+}
+
+void finish(const Partial &p, float *out) {
+    const int D = p.head_dim;
+    for (int r = 0; r < p.R; r++)
+        for (int c = 0; c < D; c++) out[(size_t)r * D + c] = p.l[r] > 0 ? p.acc[(size_t)r * D + c] / p.l[r] : 0.0f;
+}
+
+void onebit_rotate_normals(const uint8_t *mask, int D, const float *x, float *out) {
+    std::vector<int> outl(ob_do(D)), norm(ob_dn(D));
+    split_channels(mask, D, outl.data(), norm.data());
+    rotate_normals(norm.data(), D, x, out);
+}
+
+}  // namespace quant
+}  // namespace repokv

@@ -1,0 +1,100 @@
+// Packed low-bit KV formats for repokv's tiered cache (docs/kv-quantization.md; KV-METHODS.md §3, §4, §7.3).
+//
+// A QuantSegment holds the keys and values of n tokens of one (layer, KV head) in one format, really packed (codes in
+// bytes / bit-planes, scales in fp16), plus the per-segment metadata the format needs. Positions are the store's
+// concern (kv_store.h keeps them next to every segment) and are not counted here; neither is the fp16 residual window
+// of KIVI (the store keeps the newest tokens in an fp16 segment and transcodes them in whole blocks).
+//
+// Formats (head dim D, a multiple of 32; onebit also needs D/4 to be a power of two):
+//   q8      keys and values per token, blocks of 32 channels: int8 codes + fp16 scale (symmetric, like q8_0)  8.5 / 8.5
+//   kivi4   keys per channel in 32-token groups (asym 4-bit, fp16 Δ and min per (group, channel));
+//           values per token in 32-channel groups (asym 4-bit, fp16 Δ and min per (token, group))           5.0 / 5.0
+//   kivi2   as kivi4 with 2-bit codes                                                                       3.0 / 3.0
+//   onebit  keys: the D/4 highest-range channels of the segment at 2-bit asym per channel; the other 3D/4 channels
+//           sign-flipped and Walsh–Hadamard-rotated in blocks of D/4, centred per (block, channel) and stored as sign
+//           bits with an fp16 mean and scale per (block, channel); values ternary γ·{−1,0,+1} (τ = 0.5·mean|x|,
+//           γ = mean |x| over the non-zero codes) per (block, channel), packed 5 trits per byte per token.
+//           Token blocks of 128. Per segment: a D-bit outlier-channel mask. Rotation signs are a fixed function of
+//           the channel index (no stored bits).                                                            1.5 / 1.75 at D=64
+//
+// Kernels (two per format, the contract of attention.cpp's segment kernels):
+//   scores:     S[r * ld + j] = scale * q_r · k̂_j for R query rows (the G query heads of a KV head and/or several
+//               tokens) against the first n tokens; each packed block is read once for all R rows; per-channel scales
+//               are folded into the query (a = q∘Δ per block), codes are dotted as integers / bit-planes.
+//   accumulate: out[r * D + c] += Σ_j P[r * ld + j] * v̂_j[c].
+// and a partial-attention helper returning (max, Σexp, Σexp·v) per row, mergeable across segments by log-sum-exp.
+#pragma once
+
+#include <cstddef>
+#include <cstdint>
+#include <string>
+#include <vector>
+
+namespace repokv {
+namespace quant {
+
+enum class Format : uint8_t { Q8 = 0, Kivi4 = 1, Kivi2 = 2, OneBit = 3 };
+
+const char *format_name(Format f);
+bool parse_format(const std::string &name, Format &out);
+
+// Token block of the per-channel formats (tokens sharing one scale per channel).
+int token_block(Format f);
+// Whether the format supports head dim D.
+bool supports_head_dim(Format f, int head_dim);
+
+// Exact bytes a segment of n tokens takes in format f (keys, values, per-segment metadata), the formula the
+// allocation follows byte for byte.
+struct ByteCount {
+    size_t key = 0, value = 0, meta = 0;
+    size_t total() const { return key + value + meta; }
+};
+ByteCount format_bytes(Format f, int head_dim, int32_t n);
+// Bits per element (keys and values together: 2·n·D elements) for n tokens: format_bytes(...).total() * 8 / (2 n D).
+double bits_per_element(Format f, int head_dim, int32_t n);
+// The same for whole blocks (n → ∞, per-segment metadata excluded): keys, values.
+double key_bits_per_element(Format f, int head_dim);
+double value_bits_per_element(Format f, int head_dim);
+
+struct QuantSegment {
+    Format format = Format::Q8;
+    int head_dim = 0;
+    int32_t n = 0;
+    std::vector<uint8_t> k;     // packed keys (layout per format, see quant.cpp)
+    std::vector<uint8_t> v;     // packed values
+    std::vector<uint8_t> meta;  // per-segment metadata (onebit: outlier-channel bit mask)
+
+    // Bytes actually allocated (vector capacities).
+    size_t bytes_allocated() const { return k.capacity() + v.capacity() + meta.capacity(); }
+    ByteCount bytes() const { return {k.capacity(), v.capacity(), meta.capacity()}; }
+};
+
+// Quantizes n tokens (K, V: n x head_dim floats, token-major, keys post-RoPE). Throws std::invalid_argument for an
+// unsupported head dim.
+QuantSegment quantize(Format f, int head_dim, int32_t n, const float *K, const float *V);
+// Reference dequantization (tests only): K, V: n x head_dim floats.
+void dequantize(const QuantSegment &seg, float *K, float *V);
+
+// Kernels (see above). n <= seg.n; R >= 1; q: R x head_dim; S has R rows of stride ld >= n; P likewise.
+void scores(const QuantSegment &seg, int32_t n, const float *q, int R, float scale, float *S, size_t ld);
+void accumulate(const QuantSegment &seg, int32_t n, const float *P, size_t ld, int R, float *out);
+
+// Partial attention of R rows over one segment: m[r] = max_j s_rj, l[r] = Σ_j exp(s_rj − m[r]),
+// acc[r * D + c] = Σ_j exp(s_rj − m[r]) v̂_j[c]. mask (optional, R x n, nonzero = visible) hides tokens.
+struct Partial {
+    int R = 0, head_dim = 0;
+    std::vector<float> m, l, acc;
+    void reset(int R, int head_dim);  // m = −inf, l = 0, acc = 0 (the identity of merge)
+};
+void partial_attention(const QuantSegment &seg, const float *q, int R, float scale, Partial &out, const uint8_t *mask = nullptr);
+// a ← merge(a, b): m = max(ma, mb), l = la·e^{ma−m} + lb·e^{mb−m}, acc likewise.
+void merge(Partial &a, const Partial &b);
+// out[r * D + c] = acc / l (0 where a row saw nothing).
+void finish(const Partial &p, float *out);
+
+// Walsh–Hadamard rotation used by onebit keys (exposed for tests): x (D floats) -> the D − D/4 rotated normal
+// channels, given the outlier mask.
+void onebit_rotate_normals(const uint8_t *mask, int head_dim, const float *x, float *out);
+
+}  // namespace quant
+}  // namespace repokv

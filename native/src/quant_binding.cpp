@@ -1,0 +1,248 @@
+// N-API test bindings of the KV quantizers (src/quant/quant.h): addon.quant.{formats, bytes, quantize, info,
+// dequantize, scores, accumulate, attention, dumpKv}. Used by test/native/quant*.test.mjs; not part of the typed
+// sidecar API. dumpKv runs the target model through a native session and reads the post-RoPE K/V back through the
+// public KvStore interface (read-only).
+#include <napi.h>
+
+#include <memory>
+
+#include "attention.h"
+#include "model.h"
+#include "quant/quant.h"
+#include "session.h"
+
+namespace repokv {
+
+namespace {
+
+using quant::Format;
+using quant::QuantSegment;
+
+Format format_arg(const Napi::Value &v) {
+    if (!v.IsString()) throw Napi::TypeError::New(v.Env(), "format must be a string");
+    Format f;
+    if (!quant::parse_format(v.As<Napi::String>().Utf8Value(), f)) throw Napi::TypeError::New(v.Env(), "unknown format " + v.As<Napi::String>().Utf8Value());
+    return f;
+}
+
+Napi::Float32Array f32_arg(const Napi::Value &v, const char *what) {
+    if (!v.IsTypedArray() || v.As<Napi::TypedArray>().TypedArrayType() != napi_float32_array)
+        throw Napi::TypeError::New(v.Env(), std::string(what) + " must be a Float32Array");
+    return v.As<Napi::Float32Array>();
+}
+
+QuantSegment &seg_arg(const Napi::Value &v) {
+    if (!v.IsExternal()) throw Napi::TypeError::New(v.Env(), "expected a quantized segment (from quant.quantize)");
+    return *v.As<Napi::External<QuantSegment>>().Data();
+}
+
+Napi::Object bytes_obj(Napi::Env env, const quant::ByteCount &b) {
+    Napi::Object o = Napi::Object::New(env);
+    o.Set("key", (double)b.key);
+    o.Set("value", (double)b.value);
+    o.Set("meta", (double)b.meta);
+    o.Set("total", (double)b.total());
+    return o;
+}
+
+Napi::Value Formats(const Napi::CallbackInfo &info) {
+    Napi::Env env = info.Env();
+    const int D = info.Length() > 0 && info[0].IsNumber() ? info[0].As<Napi::Number>().Int32Value() : 64;
+    Napi::Array a = Napi::Array::New(env);
+    uint32_t i = 0;
+    for (Format f : {Format::Q8, Format::Kivi4, Format::Kivi2, Format::OneBit}) {
+        Napi::Object o = Napi::Object::New(env);
+        o.Set("name", quant::format_name(f));
+        o.Set("tokenBlock", quant::token_block(f));
+        o.Set("supported", quant::supports_head_dim(f, D));
+        if (quant::supports_head_dim(f, D)) {
+            o.Set("keyBits", quant::key_bits_per_element(f, D));
+            o.Set("valueBits", quant::value_bits_per_element(f, D));
+        }
+        a.Set(i++, o);
+    }
+    return a;
+}
+
+// bytes(format, headDim, n) -> { key, value, meta, total, bitsPerElement }
+Napi::Value Bytes(const Napi::CallbackInfo &info) {
+    const Format f = format_arg(info[0]);
+    const int D = info[1].As<Napi::Number>().Int32Value();
+    const int32_t n = info[2].As<Napi::Number>().Int32Value();
+    Napi::Object o = bytes_obj(info.Env(), quant::format_bytes(f, D, n));
+    o.Set("bitsPerElement", quant::bits_per_element(f, D, n));
+    return o;
+}
+
+// quantize(format, headDim, K, V) -> External segment (K, V: n x headDim, token-major)
+Napi::Value Quantize(const Napi::CallbackInfo &info) {
+    Napi::Env env = info.Env();
+    const Format f = format_arg(info[0]);
+    const int D = info[1].As<Napi::Number>().Int32Value();
+    auto K = f32_arg(info[2], "K"), V = f32_arg(info[3], "V");
+    if (D <= 0 || K.ElementLength() % D || K.ElementLength() != V.ElementLength()) throw Napi::RangeError::New(env, "K and V must be n x headDim");
+    const int32_t n = (int32_t)(K.ElementLength() / D);
+    try {
+        auto *seg = new QuantSegment(quant::quantize(f, D, n, K.Data(), V.Data()));
+        return Napi::External<QuantSegment>::New(env, seg, [](Napi::Env, QuantSegment *s) { delete s; });
+    } catch (const std::exception &e) {
+        throw Napi::Error::New(env, e.what());
+    }
+}
+
+Napi::Value Info(const Napi::CallbackInfo &info) {
+    Napi::Env env = info.Env();
+    const QuantSegment &s = seg_arg(info[0]);
+    Napi::Object o = Napi::Object::New(env);
+    o.Set("format", quant::format_name(s.format));
+    o.Set("tokens", s.n);
+    o.Set("headDim", s.head_dim);
+    o.Set("allocated", bytes_obj(env, s.bytes()));
+    o.Set("accounted", bytes_obj(env, quant::format_bytes(s.format, s.head_dim, s.n)));
+    o.Set("bitsPerElement", quant::bits_per_element(s.format, s.head_dim, s.n));
+    if (s.format == Format::OneBit) {
+        Napi::Array outl = Napi::Array::New(env);
+        uint32_t j = 0;
+        for (int c = 0; c < s.head_dim; c++)
+            if (s.meta[c / 8] >> (c % 8) & 1) outl.Set(j++, c);
+        o.Set("outlierChannels", outl);
+    }
+    return o;
+}
+
+Napi::Value Dequantize(const Napi::CallbackInfo &info) {
+    Napi::Env env = info.Env();
+    const QuantSegment &s = seg_arg(info[0]);
+    auto K = Napi::Float32Array::New(env, (size_t)s.n * s.head_dim), V = Napi::Float32Array::New(env, (size_t)s.n * s.head_dim);
+    quant::dequantize(s, K.Data(), V.Data());
+    Napi::Object o = Napi::Object::New(env);
+    o.Set("k", K);
+    o.Set("v", V);
+    return o;
+}
+
+// scores(seg, q (R x D), R, scale) -> Float32Array R x n
+Napi::Value Scores(const Napi::CallbackInfo &info) {
+    Napi::Env env = info.Env();
+    const QuantSegment &s = seg_arg(info[0]);
+    auto q = f32_arg(info[1], "q");
+    const int R = info[2].As<Napi::Number>().Int32Value();
+    const float scale = info[3].As<Napi::Number>().FloatValue();
+    if (R < 1 || q.ElementLength() != (size_t)R * s.head_dim) throw Napi::RangeError::New(env, "q must be R x headDim");
+    auto S = Napi::Float32Array::New(env, (size_t)R * s.n);
+    quant::scores(s, s.n, q.Data(), R, scale, S.Data(), s.n);
+    return S;
+}
+
+// accumulate(seg, P (R x n), R) -> Float32Array R x D
+Napi::Value Accumulate(const Napi::CallbackInfo &info) {
+    Napi::Env env = info.Env();
+    const QuantSegment &s = seg_arg(info[0]);
+    auto P = f32_arg(info[1], "P");
+    const int R = info[2].As<Napi::Number>().Int32Value();
+    if (R < 1 || P.ElementLength() != (size_t)R * s.n) throw Napi::RangeError::New(env, "P must be R x n");
+    auto out = Napi::Float32Array::New(env, (size_t)R * s.head_dim);
+    quant::accumulate(s, s.n, P.Data(), s.n, R, out.Data());
+    return out;
+}
+
+// attention([seg...], q (R x D), R, scale) -> { out: R x D, partials: [{ m, l }] }: partial attention per segment,
+// merged by log-sum-exp.
+Napi::Value Attention(const Napi::CallbackInfo &info) {
+    Napi::Env env = info.Env();
+    if (!info[0].IsArray()) throw Napi::TypeError::New(env, "segments must be an array");
+    auto arr = info[0].As<Napi::Array>();
+    auto q = f32_arg(info[1], "q");
+    const int R = info[2].As<Napi::Number>().Int32Value();
+    const float scale = info[3].As<Napi::Number>().FloatValue();
+    if (arr.Length() == 0) throw Napi::RangeError::New(env, "no segments");
+    const int D = seg_arg(arr.Get(0u)).head_dim;
+    if (R < 1 || q.ElementLength() != (size_t)R * D) throw Napi::RangeError::New(env, "q must be R x headDim");
+    quant::Partial total, part;
+    total.reset(R, D);
+    Napi::Array parts = Napi::Array::New(env, arr.Length());
+    for (uint32_t i = 0; i < arr.Length(); i++) {
+        const QuantSegment &s = seg_arg(arr.Get(i));
+        if (s.head_dim != D) throw Napi::RangeError::New(env, "segments differ in head dim");
+        quant::partial_attention(s, q.Data(), R, scale, part);
+        Napi::Object po = Napi::Object::New(env);
+        auto m = Napi::Float32Array::New(env, R), l = Napi::Float32Array::New(env, R);
+        std::copy(part.m.begin(), part.m.end(), m.Data());
+        std::copy(part.l.begin(), part.l.end(), l.Data());
+        po.Set("m", m);
+        po.Set("l", l);
+        parts.Set(i, po);
+        quant::merge(total, part);
+    }
+    auto out = Napi::Float32Array::New(env, (size_t)R * D);
+    quant::finish(total, out.Data());
+    Napi::Object o = Napi::Object::New(env);
+    o.Set("out", out);
+    o.Set("partials", parts);
+    return o;
+}
+
+// dumpKv(modelPath, tokens Int32Array, { threads, contextSize }) -> { nLayer, nHeadKv, headDim, tokens,
+// k: Float32Array[layer * nHeadKv + head] (tokens x headDim), v: likewise }
+Napi::Value DumpKv(const Napi::CallbackInfo &info) {
+    Napi::Env env = info.Env();
+    if (!info[0].IsString()) throw Napi::TypeError::New(env, "dumpKv(modelPath, tokens) needs a path");
+    if (!info[1].IsTypedArray() || info[1].As<Napi::TypedArray>().TypedArrayType() != napi_int32_array) throw Napi::TypeError::New(env, "tokens must be an Int32Array");
+    auto toks = info[1].As<Napi::Int32Array>();
+    int threads = 1;
+    if (info.Length() > 2 && info[2].IsObject() && info[2].As<Napi::Object>().Has("threads")) threads = info[2].As<Napi::Object>().Get("threads").As<Napi::Number>().Int32Value();
+    try {
+        auto model = std::make_shared<Model>(info[0].As<Napi::String>().Utf8Value(), threads);
+        Session session(model, (int32_t)toks.ElementLength() + 8, 512);
+        session.eval(toks.Data(), (int)toks.ElementLength(), false);
+        const KvStore &kv = session.kv();
+        const int D = kv.head_dim();
+        Napi::Array ks = Napi::Array::New(env), vs = Napi::Array::New(env);
+        std::vector<float> kt(D), vt(D);
+        for (int l = 0; l < kv.n_layer(); l++)
+            for (int h = 0; h < kv.n_head_kv(); h++) {
+                const HeadCache &hc = kv.head(l, h);
+                const int32_t n = hc.n_tokens();
+                auto K = Napi::Float32Array::New(env, (size_t)n * D), V = Napi::Float32Array::New(env, (size_t)n * D);
+                for (const Segment &seg : hc.segments)
+                    for (int32_t t = 0; t < seg.n; t++) {
+                        segment_token(seg, t, kt.data(), vt.data());
+                        const int32_t p = seg.pos[t];
+                        if (p < 0 || p >= n) continue;
+                        std::copy(kt.begin(), kt.end(), K.Data() + (size_t)p * D);
+                        std::copy(vt.begin(), vt.end(), V.Data() + (size_t)p * D);
+                    }
+                ks.Set((uint32_t)(l * kv.n_head_kv() + h), K);
+                vs.Set((uint32_t)(l * kv.n_head_kv() + h), V);
+            }
+        Napi::Object o = Napi::Object::New(env);
+        o.Set("nLayer", kv.n_layer());
+        o.Set("nHeadKv", kv.n_head_kv());
+        o.Set("nHead", model->hparams().n_head);
+        o.Set("headDim", D);
+        o.Set("tokens", (double)toks.ElementLength());
+        o.Set("k", ks);
+        o.Set("v", vs);
+        return o;
+    } catch (const std::exception &e) {
+        throw Napi::Error::New(env, e.what());
+    }
+}
+
+}  // namespace
+
+void register_quant_bindings(Napi::Env env, Napi::Object exports) {
+    Napi::Object q = Napi::Object::New(env);
+    q.Set("formats", Napi::Function::New(env, Formats));
+    q.Set("bytes", Napi::Function::New(env, Bytes));
+    q.Set("quantize", Napi::Function::New(env, Quantize));
+    q.Set("info", Napi::Function::New(env, Info));
+    q.Set("dequantize", Napi::Function::New(env, Dequantize));
+    q.Set("scores", Napi::Function::New(env, Scores));
+    q.Set("accumulate", Napi::Function::New(env, Accumulate));
+    q.Set("attention", Napi::Function::New(env, Attention));
+    q.Set("dumpKv", Napi::Function::New(env, DumpKv));
+    exports.Set("quant", q);
+}
+
+}  // namespace repokv
