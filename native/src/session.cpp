@@ -44,7 +44,7 @@ void Session::set_store(KvStore *store) {
 void Session::truncate(int32_t position) {
     if (position < 0) position = 0;
     if (position >= n_past_) return;
-    if (active_ && position >= master_len_) {
+    if (active_ && position > master_len_) {
         active_->truncate(position);
     } else {
         if (active_) decompress();

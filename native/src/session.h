@@ -31,8 +31,8 @@ public:
     const std::vector<float> &logits() const { return logits_; }
     int n_logit_rows() const { return n_logit_rows_; }
     int32_t n_past() const { return n_past_; }
-    // Drops every token at `position` and after. In compressed mode a position before the compressed prefix's end
-    // drops the compressed store and truncates the master copy.
+    // Drops every token at `position` and after. In compressed mode a position <= the master length
+    // drops the compressed store and truncates the master copy (back to uncompressed mode).
     void truncate(int32_t position);
 
     // Importance observation for the next evaluations (see ScoreCollector); resets the accumulators.

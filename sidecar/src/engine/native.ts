@@ -298,7 +298,7 @@ export class NativeSession {
 	/**
 	 * Compressed mode: attention reads a compacted copy of the entries in `keep` (per layer * nHeadKv + head: kept
 	 * positions) with room for `extraTokens` new ones; the master copy stays for the next request unless `dropMaster`.
-	 * `truncate` to a position before the compressed end, or `decompress`, returns to the master copy.
+	 * `truncate` to a position <= the master length, or `decompress`, returns to the master copy.
 	 */
 	compress(keep: Int32Array[], options: { extraTokens: number; policy: string; dropMaster?: boolean }): void {
 		this.handle.compress(keep, options.extraTokens, options.policy, options.dropMaster === true);
