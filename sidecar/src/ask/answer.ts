@@ -28,6 +28,12 @@ export interface AskInput {
 	readonly onStage?: (message: string, percentage?: number) => void;
 	/** Reuse the KV of a matching prompt prefix (the server's engine holds the previous request's cache). */
 	readonly reusePrefix?: boolean;
+	/**
+	 * Keep `files` in the given order in whole-workspace mode (the server passes the last completion's repository
+	 * block order, so an answer reuses its KV and the next completion reuses the answer's). Default: cited files are
+	 * moved last, nearest the question.
+	 */
+	readonly keepOrder?: boolean;
 }
 
 /** Most citations returned. */
@@ -50,7 +56,7 @@ export async function answerQuestion(input: AskInput): Promise<AskResult & { rea
 
 	// Whole workspace if it fits; cited files go last, nearest the question.
 	const cited = new Set(citations.map((citation) => citation.file));
-	const ordered = [...input.files.filter((file) => !cited.has(file.path)), ...[...cited].reverse().flatMap((path) => input.files.filter((file) => file.path === path))];
+	const ordered = input.keepOrder === true ? input.files : [...input.files.filter((file) => !cited.has(file.path)), ...[...cited].reverse().flatMap((path) => input.files.filter((file) => file.path === path))];
 	const wholePieces = ordered.map((file) => {
 		const text = repoPieceText(file, special);
 		return { path: file.path, text, tokens: counter.countTokens(text) };

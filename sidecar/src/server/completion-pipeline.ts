@@ -82,6 +82,8 @@ export class CompletionPipeline {
 	private readonly cache: LruCache<string, string>;
 	private latest: AbortController | undefined;
 	private lastServed: Served | undefined;
+	/** The document of the last computed completion: repository Q&A orders its context the same way. */
+	lastActivePath: string | undefined;
 	/** Bumped whenever context outside the active document changes (mirror edits): part of the cache key. */
 	private contextGeneration = 0;
 
@@ -200,6 +202,7 @@ export class CompletionPipeline {
 			return undefined;
 		}
 		this.counters.computed++;
+		this.lastActivePath = input.path;
 		const started = performance.now();
 		const { model, counter, settings } = engine;
 		const maxTokens = settings.completion.maxTokens;

@@ -321,7 +321,11 @@ export function startServer(options: ServeOptions): Promise<void> {
 		workDone?.begin('repokv: asking the repository', 0, 'retrieving', true);
 		try {
 			const engine = await engines.get(settings);
-			const files = orderStableFirst(mirror.files(), '', '');
+			// The last completion's repository block order, then its active file: the answer's prompt starts with the
+			// completion's prefix, so each reuses the other's KV.
+			const all = mirror.files();
+			const active = pipeline.lastActivePath === undefined ? undefined : all.find((file) => file.path === pipeline.lastActivePath);
+			const files = active === undefined ? orderStableFirst(all, '', '') : [...orderStableFirst(all, active.path, active.text), active];
 			const result = await engines.queue.run(
 				() =>
 					answerQuestion({
@@ -333,6 +337,7 @@ export function startServer(options: ServeOptions): Promise<void> {
 						maxTokens: typeof params.maxTokens === 'number' && params.maxTokens > 0 ? Math.min(params.maxTokens, 2048) : settings.ask.maxTokens,
 						maxChunks: settings.ask.maxChunks,
 						reusePrefix: true,
+						keepOrder: active !== undefined,
 						signal: controller.signal,
 						...(typeof params.activeFile === 'string' ? { activeFile: params.activeFile } : {}),
 						onPartial: (partial) => {

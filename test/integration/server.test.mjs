@@ -1,0 +1,283 @@
+// The language server end to end: `node bin/repokv.js serve --stdio` spawned and driven over real stdio LSP with
+// vscode-jsonrpc (the library vscode-languageclient uses), on the bundled models and the needle workspace.
+import assert from 'node:assert/strict';
+import { spawnSync } from 'node:child_process';
+import { readFileSync, writeFileSync } from 'node:fs';
+import path from 'node:path';
+import { after, before, describe, test } from 'node:test';
+
+import { CancellationTokenSource } from 'vscode-jsonrpc/node';
+
+import { startServer, workspaceFiles } from '../support/lsp-client.mjs';
+import { needleWorkspace, tempFolder } from '../support/sidecar.mjs';
+
+const mainText = readFileSync(path.join(needleWorkspace, 'src/main.ts'), 'utf8');
+/** `src/main.ts` line 10, column 32 (1-based) as an LSP position (0-based). */
+const needlePosition = { line: 9, character: 31 };
+
+function inlineParams(server, relative, position, triggerKind = 1) {
+	return { textDocument: { uri: server.uri(relative) }, position, context: { triggerKind } };
+}
+
+/** Process ids of a process's children ('' when none). */
+function childrenOf(pid) {
+	return spawnSync('ps', ['-o', 'pid=', '--ppid', String(pid)], { encoding: 'utf8' }).stdout.trim();
+}
+
+function firstInsertText(result) {
+	return result?.items?.[0]?.insertText ?? '';
+}
+
+describe('repokv serve --stdio (bundled models, needle workspace)', () => {
+	let server;
+	let version = 1;
+	const open = (relative, text) => server.connection.sendNotification('textDocument/didOpen', { textDocument: { uri: server.uri(relative), languageId: 'typescript', version: version++, text } });
+	const change = (relative, text) => server.connection.sendNotification('textDocument/didChange', { textDocument: { uri: server.uri(relative), version: version++ }, contentChanges: [{ text }] });
+	const status = () => server.connection.sendRequest('repokv/status');
+
+	before(async () => {
+		server = await startServer({ settings: { threads: 1, completion: { debounceMinMs: 10, debounceMaxMs: 50 } } });
+		await server.waitForStatus((s) => s.state === 'ready' || s.state === 'error');
+		// Every file of the folder, .env and the git-ignored token included: the server must apply the rules itself.
+		const files = await workspaceFiles(needleWorkspace);
+		const half = Math.ceil(files.length / 2);
+		await server.connection.sendNotification('repokv/workspace/didChangeFiles', { changed: files.slice(0, half), batch: { index: 0, count: 2, totalFiles: files.length }, reset: true });
+		await server.connection.sendNotification('repokv/workspace/didChangeFiles', { changed: files.slice(half), batch: { index: 1, count: 2, totalFiles: files.length }, reset: true });
+		await open('src/main.ts', mainText);
+	});
+	after(() => server?.stop());
+
+	test('initialize advertises inline completion and incremental document sync', () => {
+		assert.equal(server.initialize.capabilities.inlineCompletionProvider, true);
+		assert.equal(server.initialize.capabilities.textDocumentSync.change, 2);
+		assert.equal(server.initialize.serverInfo.name, 'repokv');
+	});
+
+	test('status: starting → loadingModel → ready; the mirror refused the secret and the ignored file', async () => {
+		const states = server.statuses.map((s) => s.state);
+		assert.equal(states[0], 'starting');
+		assert.ok(states.indexOf('loadingModel') > 0 && states.lastIndexOf('ready') > states.indexOf('loadingModel'), states.join(' → '));
+		const current = await status();
+		assert.equal(current.engine.name, 'llama');
+		assert.equal(current.engine.threads, 1);
+		assert.equal(current.engine.contextSize, 4096);
+		assert.equal(current.workspace.skipped.secret, 1, '.env');
+		assert.equal(current.workspace.skipped.ignored, 1, 'deploy-token.json (.gitignore)');
+		assert.equal(current.workspace.files, 9);
+	});
+
+	let first;
+	test('an inline completion at src/main.ts:10:32 begins with 4817 (defined only in src/config.ts)', async () => {
+		const result = await server.connection.sendRequest('textDocument/inlineCompletion', inlineParams(server, 'src/main.ts', needlePosition));
+		const text = firstInsertText(result);
+		assert.match(text, /^4817/, JSON.stringify(result));
+		assert.deepEqual(result.items[0].range, { start: needlePosition, end: needlePosition });
+		first = (await status()).latencies;
+		assert.ok(first.lastPrefillTokens > 2000, `the first request prefills the whole prompt (${first.lastPrefillTokens} tokens)`);
+	});
+
+	test('the next request reuses the KV of the repository block: far fewer prefill tokens', async () => {
+		// An edit above the cursor: the FIM prompt changes, the repository block before it does not.
+		const edited = mainText.replace('function checkRetryPolicy', '// checked at start-up\nfunction checkRetryPolicy');
+		await change('src/main.ts', edited);
+		const result = await server.connection.sendRequest('textDocument/inlineCompletion', inlineParams(server, 'src/main.ts', { line: 10, character: 31 }));
+		assert.match(firstInsertText(result), /^4817/);
+		const second = (await status()).latencies;
+		assert.ok(second.lastReusedTokens > 2000, `reused ${second.lastReusedTokens} tokens`);
+		assert.ok(second.lastPrefillTokens * 4 < first.lastPrefillTokens, `prefill ${first.lastPrefillTokens} → ${second.lastPrefillTokens} tokens`);
+		assert.ok(second.lastCompletionMs < first.lastCompletionMs, `latency ${first.lastCompletionMs} → ${second.lastCompletionMs} ms`);
+		await change('src/main.ts', mainText);
+	});
+
+	test('the completion respects the suffix: no second `);`', async () => {
+		const withSuffix = mainText.replace('assert.equal(RETRY_LIMIT_MS, ', 'assert.equal(RETRY_LIMIT_MS, );');
+		await change('src/main.ts', withSuffix);
+		const result = await server.connection.sendRequest('textDocument/inlineCompletion', inlineParams(server, 'src/main.ts', needlePosition));
+		const text = firstInsertText(result);
+		assert.match(text, /^4817/);
+		assert.ok(!text.endsWith(');'), JSON.stringify(text));
+		await change('src/main.ts', mainText);
+	});
+
+	test('editing a streamed file changes the next completion', async () => {
+		const config = readFileSync(path.join(needleWorkspace, 'src/config.ts'), 'utf8');
+		await server.connection.sendNotification('repokv/workspace/didChangeFiles', { changed: [{ path: 'src/config.ts', text: config.replace('4817', '6392'), version: 2 }] });
+		const result = await server.connection.sendRequest('textDocument/inlineCompletion', inlineParams(server, 'src/main.ts', needlePosition));
+		assert.match(firstInsertText(result), /^6392/, JSON.stringify(result));
+		await server.connection.sendNotification('repokv/workspace/didChangeFiles', { changed: [{ path: 'src/config.ts', text: config, version: 3 }] });
+	});
+
+	test('$/cancelRequest of an in-flight completion reaches the engine and answers empty at once', async () => {
+		// Another active file reorders the repository block (its neighbours go last): a long prefill to interrupt.
+		await open('src/orders.ts', readFileSync(path.join(needleWorkspace, 'src/orders.ts'), 'utf8'));
+		const before = await status();
+		const source = new CancellationTokenSource();
+		const pending = server.connection.sendRequest('textDocument/inlineCompletion', inlineParams(server, 'src/orders.ts', { line: 3, character: 0 }), source.token);
+		await new Promise((resolve) => setTimeout(resolve, 400));
+		const started = Date.now();
+		source.cancel();
+		const result = await pending.catch((error) => ({ cancelledError: error.message }));
+		const after = await status();
+		assert.ok(Date.now() - started < 2000, `answered ${Date.now() - started} ms after the cancel`);
+		assert.equal(after.completions.cancelled, before.completions.cancelled + 1, JSON.stringify(result));
+		assert.equal(firstInsertText(result), '');
+	});
+
+	test('a storm of 200 requests in 2 s with cancellations computes at most a few and answers the last', async () => {
+		const before = await status();
+		const pending = [];
+		let text = mainText;
+		for (let index = 0; index < 200; index++) {
+			// Typing: each request a new version; most are cancelled by the client as the next keystroke comes.
+			text = mainText.replace('assert.equal(RETRY_LIMIT_MS, ', `assert.equal(RETRY_LIMIT_MS, ${' '.repeat(index % 2)}`);
+			await change('src/main.ts', text);
+			const source = new CancellationTokenSource();
+			const position = { line: 9, character: 31 + (index % 2) };
+			pending.push(server.connection.sendRequest('textDocument/inlineCompletion', inlineParams(server, 'src/main.ts', position, 2), source.token).catch(() => null));
+			if (index < 199 && index % 3 !== 0) {
+				source.cancel();
+			}
+			await new Promise((resolve) => setTimeout(resolve, 10));
+		}
+		const results = await Promise.all(pending);
+		const after = await status();
+		const computed = after.completions.computed - before.completions.computed;
+		assert.ok(computed <= 6, `computed ${computed} of 200`);
+		assert.match(firstInsertText(results.at(-1)), /^4817/, 'the last request is answered');
+		assert.ok(after.completions.requested - before.completions.requested <= 200);
+		await change('src/main.ts', mainText);
+	});
+
+	test('repokv/repo/ask streams partial results through $/progress and cites lines that exist', async () => {
+		const token = 'ask-1';
+		const result = await server.connection.sendRequest('repokv/repo/ask', { question: 'Where is RETRY_LIMIT_MS defined?', partialResultToken: token, workDoneToken: 'ask-work', maxTokens: 16 });
+		assert.ok(result.citations.length > 0);
+		for (const citation of result.citations) {
+			const lines = readFileSync(path.join(needleWorkspace, citation.file), 'utf8').split('\n');
+			assert.ok(citation.line >= 1 && citation.line <= lines.length, `${citation.file}:${citation.line}`);
+			assert.equal(citation.preview, lines[citation.line - 1].trim().slice(0, 200));
+		}
+		assert.ok(result.citations.some((c) => c.file === 'src/config.ts' && /RETRY_LIMIT_MS = 4817/.test(c.preview)), JSON.stringify(result.citations));
+		assert.equal(result.context.mode, 'whole');
+		const partials = server.progress.get(token) ?? [];
+		assert.deepEqual(partials[0]?.citations, result.citations, 'citations stream first');
+		assert.equal(partials.map((p) => p.textDelta ?? '').join(''), result.answer, 'the deltas add up to the answer');
+		// The answer's prompt starts with the last completion's repository block: its KV is reused.
+		const snapshot = await server.connection.sendRequest('repokv/cache/snapshot', {});
+		assert.equal(snapshot.request, 'ask');
+		assert.ok(snapshot.latency.reusedTokens > 2000, `ask reused ${snapshot.latency.reusedTokens} tokens`);
+		const workDone = server.progress.get('ask-work') ?? [];
+		assert.equal(workDone[0]?.kind, 'begin');
+		assert.equal(workDone.at(-1)?.kind, 'end');
+	});
+
+	test('cache snapshot: full-KV numbers from the model shape, files and token ranges, latency split', async () => {
+		await server.connection.sendRequest('textDocument/inlineCompletion', inlineParams(server, 'src/main.ts', needlePosition));
+		await change('src/main.ts', `${mainText}\n`);
+		await server.connection.sendRequest('textDocument/inlineCompletion', inlineParams(server, 'src/main.ts', needlePosition));
+		const snapshot = await server.connection.sendRequest('repokv/cache/snapshot', {});
+		assert.equal(snapshot.request, 'completion');
+		assert.equal(snapshot.source, 'modelShape');
+		assert.deepEqual(snapshot.model, { path: snapshot.model.path, architecture: 'llama', contextSize: 4096, layers: 6, kvHeads: 2, headDim: 64 });
+		assert.equal(snapshot.layers.length, 6);
+		assert.equal(snapshot.layers[5].heads.length, 2);
+		const tokens = snapshot.totals.contextTokens;
+		assert.equal(snapshot.totals.kvBytes, tokens * 2 * 64 * 2 * 2 * 6);
+		assert.equal(snapshot.totals.compressionRatio, 1);
+		assert.equal(snapshot.totals.bitsPerElement, 16);
+		assert.equal(snapshot.files.at(-1).path, 'src/main.ts');
+		assert.equal(snapshot.files.at(-1).role, 'active');
+		assert.ok(snapshot.files.some((f) => f.path === 'src/config.ts'));
+		for (let index = 1; index < snapshot.files.length; index++) {
+			assert.equal(snapshot.files[index].startToken, snapshot.files[index - 1].endToken, 'contiguous token ranges');
+		}
+		assert.ok(snapshot.latency.reusedTokens > 2000);
+		const summary = await server.connection.sendRequest('repokv/cache/snapshot', { summaryOnly: true });
+		assert.deepEqual(summary.layers[0].heads, []);
+		await new Promise((resolve) => setTimeout(resolve, 600));
+		assert.ok(server.snapshots.length > 0 && server.snapshots.at(-1).sequence === snapshot.sequence, 'pushed as repokv/cache/didChange');
+		await change('src/main.ts', mainText);
+	});
+
+	test('bad input gets an error or is refused, and the server stays up', async () => {
+		await assert.rejects(server.connection.sendRequest('repokv/repo/ask', { question: '' }), /non-empty question/);
+		await assert.rejects(server.connection.sendRequest('repokv/no/such/method', {}), /Unhandled method|not found/i);
+		const big = 'x'.repeat(50 * 1024 * 1024);
+		await server.connection.sendNotification('repokv/workspace/didChangeFiles', { changed: [{ path: 'huge.js', text: big }, { path: 'bin.dat', text: 'a\u0000b' }, { path: '../escape.ts', text: 'x' }] });
+		const current = await status();
+		assert.equal(current.workspace.skipped.tooLarge, 1);
+		assert.equal(current.workspace.skipped.binary, 1);
+		assert.equal(current.workspace.skipped.invalidPath, 1);
+		assert.equal(current.workspace.files, 9);
+		// A completion for a document the server never saw: empty, not an error.
+		const unknown = await server.connection.sendRequest('textDocument/inlineCompletion', inlineParams(server, 'nope.ts', { line: 0, character: 0 }));
+		assert.deepEqual(unknown, { items: [] });
+		// A position past the end of the document is clamped, not a crash.
+		const clamped = await server.connection.sendRequest('textDocument/inlineCompletion', inlineParams(server, 'src/main.ts', { line: 999, character: 999 }));
+		assert.ok(Array.isArray(clamped.items));
+		assert.equal((await status()).state, 'ready');
+	});
+});
+
+describe('repokv serve --stdio: failures', () => {
+	test('a broken GGUF: status error with a fix hint, completions answer empty, the server stays up', async (t) => {
+		const folder = await tempFolder(t);
+		const broken = path.join(folder, 'broken.gguf');
+		writeFileSync(broken, 'GGUF but not really, just text');
+		const server = await startServer({ settings: { threads: 1, model: { target: broken } } });
+		t.after(() => server.stop());
+		const error = await server.waitForStatus((s) => s.state === 'error');
+		assert.match(error.message, /broken\.gguf/);
+		assert.ok(error.fixHint.length > 0);
+		await server.connection.sendNotification('textDocument/didOpen', { textDocument: { uri: server.uri('src/main.ts'), languageId: 'typescript', version: 1, text: mainText } });
+		const result = await server.connection.sendRequest('textDocument/inlineCompletion', inlineParams(server, 'src/main.ts', needlePosition));
+		assert.deepEqual(result, { items: [] });
+		assert.equal((await server.connection.sendRequest('repokv/status')).state, 'error');
+	});
+
+	test('a malformed message does not crash the server', async (t) => {
+		const server = await startServer({ settings: { threads: 1 }, lazyModelLoad: true });
+		t.after(() => server.stop());
+		await server.waitForStatus((s) => s.state === 'ready');
+		const body = '{"jsonrpc":"2.0","id":99,"method":';
+		server.child.stdin.write(`Content-Length: ${Buffer.byteLength(body)}\r\n\r\n${body}`);
+		const reply = await server.connection.sendRequest('repokv/status');
+		assert.equal(reply.state, 'ready');
+		assert.equal(server.child.exitCode, null);
+	});
+
+	test('killing the client (closing stdio) ends the server, leaving no process behind', async (t) => {
+		const server = await startServer({ settings: { threads: 1 } });
+		t.after(() => server.child.kill('SIGKILL'));
+		await server.waitForStatus((s) => s.state === 'ready' || s.state === 'error');
+		await server.connection.sendNotification('textDocument/didOpen', { textDocument: { uri: server.uri('src/main.ts'), languageId: 'typescript', version: 1, text: mainText } });
+		// A request in flight, then the client vanishes without shutdown/exit.
+		void server.connection.sendRequest('textDocument/inlineCompletion', inlineParams(server, 'src/main.ts', needlePosition)).catch(() => undefined);
+		await new Promise((resolve) => setTimeout(resolve, 200));
+		const pid = server.child.pid;
+		server.connection.dispose();
+		server.child.stdin.end();
+		const timer = setTimeout(() => server.child.kill('SIGKILL'), 10_000);
+		const { code, signal } = await server.exited;
+		clearTimeout(timer);
+		assert.equal(signal, null, 'exited on its own, not killed');
+		// LSP: exit code 1 when the connection ends without shutdown/exit.
+		assert.equal(code, 1);
+		assert.equal(childrenOf(pid), '', 'no orphaned child processes');
+	});
+
+	test('SIGKILL mid-request leaves no child process of the server', async (t) => {
+		const server = await startServer({ settings: { threads: 1 } });
+		t.after(() => server.child.kill('SIGKILL'));
+		await server.waitForStatus((s) => s.state === 'ready' || s.state === 'error');
+		await server.connection.sendNotification('textDocument/didOpen', { textDocument: { uri: server.uri('src/main.ts'), languageId: 'typescript', version: 1, text: mainText } });
+		void server.connection.sendRequest('textDocument/inlineCompletion', inlineParams(server, 'src/main.ts', needlePosition)).catch(() => undefined);
+		await new Promise((resolve) => setTimeout(resolve, 300));
+		const pid = server.child.pid;
+		const before = childrenOf(pid);
+		server.child.kill('SIGKILL');
+		await server.exited;
+		server.connection.dispose();
+		assert.equal(before, '', 'the server runs no child processes while serving');
+	});
+});
