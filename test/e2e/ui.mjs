@@ -149,7 +149,19 @@ export class Ui {
 		assert.equal(shown, expected, 'the inspector shows the last completion\'s context tokens');
 		const latency = await frame.locator('#latency-text').textContent();
 		const shot = await this.shot('05-inspector');
-		return `inspector shows ${shown} context tokens (= last completion's snapshot #${snapshot.sequence}); ${latency.trim().slice(0, 90)}; ${shot}`;
+		// Live update: another completion (end of the file) pushes repokv/cache/didChange into the open panel.
+		await key(this.page, 'Control+1');
+		await key(this.page, 'Control+End');
+		let live = 'no';
+		await waitFor(async () => {
+			await key(this.page, 'Alt+Backslash');
+			const sequence = Number(await frame.locator('.meta').getAttribute('data-sequence', { timeout: 5000 }).catch(() => '0'));
+			live = `#${snapshot.sequence} → #${sequence}`;
+			return sequence > snapshot.sequence;
+		}, { timeoutMs: 60000, intervalMs: 3000, what: `the open inspector to update after another completion (still ${live})` });
+		await key(this.page, 'Escape');
+		await this.shot('05b-inspector-live-update');
+		return `inspector shows ${shown} context tokens (= last completion's snapshot #${snapshot.sequence}); ${latency.trim().slice(0, 90)}; live update ${live}; ${shot}`;
 	}
 
 	async ask() {

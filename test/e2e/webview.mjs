@@ -61,6 +61,7 @@ window.acquireVsCodeApi = () => ({
 		await tab.mouse.move(300, (await tab.locator('canvas.layers').boundingBox()).y + 30);
 		await tab.screenshot({ path: path.join(dir, 'inspector-64x32.png'), fullPage: true });
 		await tab.screenshot({ path: path.join(dir, 'inspector-64x32-top.png') });
+		await tab.locator('table.files').screenshot({ path: path.join(dir, 'inspector-files.png') });
 
 		// Live update: a newer snapshot replaces the numbers; an older one is ignored.
 		const newer = syntheticSnapshot({ contextTokens: 20000, sequence: 2, seed: 3 });

@@ -198,6 +198,8 @@ export function startInspector(root: HTMLElement): void {
 		}
 		const t = snapshot.totals;
 		const meta = el('div', 'meta', `last ${snapshot.request} · ${new Date(snapshot.time).toLocaleTimeString()} · engine ${snapshot.engine} · ${snapshot.model.architecture}, ${snapshot.model.layers} layers × ${snapshot.model.kvHeads} KV heads × ${snapshot.model.headDim} · ${snapshot.source === 'modelShape' ? 'full cache computed from the model shape' : "engine's own accounting"} · #${snapshot.sequence} `);
+		meta.dataset['sequence'] = String(snapshot.sequence);
+		meta.dataset['request'] = snapshot.request;
 		meta.append(refresh);
 		nodes.push(meta);
 		const cards = el('div', 'cards');
