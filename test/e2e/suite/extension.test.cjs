@@ -102,6 +102,23 @@ suite('repokv extension host', () => {
 			subscription.dispose();
 		}
 	});
+	test('a crashed sidecar comes back by itself, after a visible backoff', async function () {
+		this.timeout(180000);
+		const seen = [];
+		const subscription = api.sidecar.onDidChangeView((view) => seen.push(view.kind === 'running' ? `running:${view.status.state}` : view.kind === 'restarting' ? `restarting:${view.inSeconds}s` : view.kind));
+		try {
+			const { client } = api.sidecar.running();
+			const pid = client.serverProcess?.pid;
+			assert.ok(pid, 'the sidecar has a process');
+			process.kill(pid, 'SIGKILL');
+			await until(() => seen.some((kind) => kind.startsWith('restarting:')), 15000, 'the restarting state');
+			assert.match(api.statusText().text, /restarting in/);
+			await until(() => api.sidecar.view.kind === 'running' && api.sidecar.view.status.state === 'ready', 150000, `ready again (views: ${seen.join(' → ')})`);
+			assert.notEqual(api.sidecar.running().client.serverProcess?.pid, pid, 'a new process');
+		} finally {
+			subscription.dispose();
+		}
+	});
 });
 
 suite('repokv workspace feed', () => {
