@@ -6,6 +6,7 @@
 //   webview   the cache inspector in Chromium at 64 layers × 32 heads, screenshots
 //   ui        code-server + the installed .vsix on the needle fixture: ghost text `4817` accepted with Tab and saved,
 //             the inspector with the last completion's numbers, Ask the Repository with a citation; screenshots
+//   restricted the .vsix in an untrusted workspace: nothing streamed, and the status bar and log say so
 //   exthost   the mocha suite (test/e2e/suite) inside code-server's extension host: commands, settings, restart
 //   electron  the same suite under @vscode/test-electron, which needs to download VS Code (skipped offline)
 // Screenshots and logs: .test-output/e2e/ (gitignored).
@@ -19,7 +20,7 @@ import { runElectron } from './electron.mjs';
 import { runExtensionHostSuite } from './exthost.mjs';
 import { CodeServer } from './lib/code-server.mjs';
 import { ensureTools } from './lib/setup.mjs';
-import { Skip, Steps } from './lib/steps.mjs';
+import { Skip, Steps, waitFor } from './lib/steps.mjs';
 import { Ui } from './ui.mjs';
 import { testWebview } from './webview.mjs';
 
@@ -86,6 +87,36 @@ if (want('ui')) {
 		await steps.run('ui: Ask the Repository answers with a clickable citation', () => ui.ask(), { timeoutMs: 300000 });
 	}
 	await server?.stop();
+}
+
+if (want('restricted')) {
+	await steps.run('restricted mode: an untrusted workspace streams nothing and the status bar says so', async () => {
+		if (!tools) throw new Skip('setup failed');
+		if (!fs.existsSync(vsix)) throw new Error(`${path.relative(root, vsix)} is missing (npm run package)`);
+		const runDir = path.join(outDir, 'restricted');
+		const stateFile = path.join(runDir, 'state.json');
+		const server = new CodeServer({ tools, runDir, env: { REPOKV_E2E_STATE_FILE: stateFile }, settings: { 'security.workspace.trust.enabled': true, 'security.workspace.trust.startupPrompt': 'never', 'security.workspace.trust.emptyWindow': false } });
+		try {
+			server.installExtension(vsix);
+			await server.start({ folder: copyFixture(path.join(runDir, 'ws')), trust: true });
+			const browser = await server.openBrowser(path.join(runDir, 'chromium'));
+			const page = browser.pages()[0] ?? await browser.newPage();
+			await page.setViewportSize({ width: 1400, height: 900 });
+			const ui = new Ui({ server, page, workspace: path.join(runDir, 'ws'), stateFile, shots: runDir, root });
+			await ui.openWorkbench();
+			const state = await waitFor(() => {
+				const current = ui.state();
+				return current?.view?.kind === 'running' ? current : false;
+			}, { timeoutMs: 60000, what: 'the sidecar to run' });
+			const shot = await ui.shot('restricted');
+			if (state.feed !== null) throw new Error(`the feed ran in restricted mode: ${JSON.stringify(state.feed)}`);
+			if (!state.status.text.includes('$(shield)') || !/Restricted mode/.test(state.status.tooltip)) throw new Error(`the status bar does not say so: ${state.status.text} / ${state.status.tooltip}`);
+			if (!/restricted mode/.test(ui.logTail(40))) throw new Error('the log does not say so');
+			return `no file fed; status "${state.status.text}"; ${shot}`;
+		} finally {
+			await server.stop();
+		}
+	}, { timeoutMs: 180000 });
 }
 
 if (want('exthost')) {

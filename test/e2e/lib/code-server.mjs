@@ -20,7 +20,7 @@ async function freePort() {
 }
 
 export class CodeServer {
-	constructor({ tools, runDir, env = {} }) {
+	constructor({ tools, runDir, env = {}, settings = {} }) {
 		this.tools = tools;
 		this.runDir = runDir;
 		this.env = env;
@@ -44,6 +44,7 @@ export class CodeServer {
 			// VS Code 1.139 opens an empty secondary side bar (chat) on first start; screenshots want the room.
 			'workbench.secondarySideBar.defaultVisibility': 'hidden',
 			'workbench.secondarySideBar.showLabels': false,
+			...settings,
 		}, null, 1));
 		this.log = path.join(runDir, 'code-server.log');
 	}
@@ -60,12 +61,12 @@ export class CodeServer {
 		return execFileSync(this.tools.node24Bin, [...this.baseArgs(), '--install-extension', vsix, '--force'], { env: this.childEnv(), encoding: 'utf8', stdio: ['ignore', 'pipe', 'pipe'], timeout: 120000 });
 	}
 
-	async start({ folder, extraArgs = [] }) {
+	async start({ folder, extraArgs = [], trust = false }) {
 		this.port = await freePort();
 		const out = fs.openSync(this.log, 'a');
 		this.child = spawn(this.tools.node24Bin, [
 			...this.baseArgs(), '--bind-addr', `127.0.0.1:${this.port}`, '--auth', 'none', '--disable-telemetry', '--disable-update-check',
-			'--disable-workspace-trust', '--disable-getting-started-override', ...extraArgs, folder,
+			...(trust ? [] : ['--disable-workspace-trust']), '--disable-getting-started-override', ...extraArgs, folder,
 		], { env: this.childEnv(), detached: true, stdio: ['ignore', out, out] });
 		this.child.unref();
 		const exited = new Promise((resolve) => this.child.once('exit', resolve));
