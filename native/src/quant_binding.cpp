@@ -4,7 +4,12 @@
 // public KvStore interface (read-only).
 #include <napi.h>
 
+#include <immintrin.h>
+
+#include <cmath>
 #include <memory>
+
+#include "ggml-backend.h"
 
 #include "attention.h"
 #include "model.h"
@@ -182,8 +187,126 @@ Napi::Value Attention(const Napi::CallbackInfo &info) {
     return o;
 }
 
-// dumpKv(modelPath, tokens Int32Array, { threads, contextSize }) -> { nLayer, nHeadKv, headDim, tokens,
-// k: Float32Array[layer * nHeadKv + head] (tokens x headDim), v: likewise }
+// ---- a plain fp32 forward pass of llama/qwen2 (tests only): real post-RoPE queries for the attention tests --------
+
+std::vector<float> weights_f32(const ggml_tensor *t) {
+    if (!t) return {};
+    std::vector<uint8_t> raw(ggml_nbytes(t));
+    ggml_backend_tensor_get(t, raw.data(), 0, raw.size());
+    std::vector<float> out((size_t)ggml_nelements(t));
+    if (t->type == GGML_TYPE_F32) memcpy(out.data(), raw.data(), out.size() * 4);
+    else if (ggml_get_type_traits(t->type)->to_float) ggml_get_type_traits(t->type)->to_float(raw.data(), out.data(), (int64_t)out.size());
+    else throw std::runtime_error(std::string("reference forward: unsupported weight type ") + ggml_type_name(t->type));
+    return out;
+}
+
+__attribute__((target("avx2,fma"))) float dot_avx2(const float *a, const float *b, int n) {
+    __m256 acc0 = _mm256_setzero_ps(), acc1 = _mm256_setzero_ps();
+    int i = 0;
+    for (; i + 15 < n; i += 16) {
+        acc0 = _mm256_fmadd_ps(_mm256_loadu_ps(a + i), _mm256_loadu_ps(b + i), acc0);
+        acc1 = _mm256_fmadd_ps(_mm256_loadu_ps(a + i + 8), _mm256_loadu_ps(b + i + 8), acc1);
+    }
+    alignas(32) float l[8];
+    _mm256_store_ps(l, _mm256_add_ps(acc0, acc1));
+    float s = ((l[0] + l[4]) + (l[1] + l[5])) + ((l[2] + l[6]) + (l[3] + l[7]));
+    for (; i < n; i++) s += a[i] * b[i];
+    return s;
+}
+
+float dot(const float *a, const float *b, int n) {
+    static const bool avx2 = __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma");
+    if (avx2) return dot_avx2(a, b, n);
+    float s = 0;
+    for (int i = 0; i < n; i++) s += a[i] * b[i];
+    return s;
+}
+
+// y[o] = W[o] . x (+ b[o]); W: out x in, row-major (ggml's [in, out])
+void matvec(const std::vector<float> &W, const std::vector<float> &b, const float *x, int in, int out, float *y) {
+    for (int o = 0; o < out; o++) y[o] = dot(W.data() + (size_t)o * in, x, in) + (b.empty() ? 0.0f : b[o]);
+}
+
+void rms_norm(const float *x, const std::vector<float> &w, int n, float eps, float *y) {
+    double ss = 0;
+    for (int i = 0; i < n; i++) ss += (double)x[i] * x[i];
+    const float r = 1.0f / std::sqrt((float)(ss / n) + eps);
+    for (int i = 0; i < n; i++) y[i] = x[i] * r * w[i];
+}
+
+void rope(float *x, int n_head, int D, int n_rot, int pos, const Hparams &hp, const std::vector<float> &factors) {
+    for (int h = 0; h < n_head; h++) {
+        float *v = x + (size_t)h * D;
+        for (int i = 0; i < n_rot / 2; i++) {
+            float theta = (float)pos * hp.rope_freq_scale * std::pow(hp.rope_freq_base, -2.0f * i / n_rot);
+            if (!factors.empty()) theta /= factors[i];
+            const float c = std::cos(theta), s = std::sin(theta);
+            const int a = hp.rope_type == GGML_ROPE_TYPE_NEOX ? i : 2 * i, b = hp.rope_type == GGML_ROPE_TYPE_NEOX ? i + n_rot / 2 : 2 * i + 1;
+            const float x0 = v[a], x1 = v[b];
+            v[a] = x0 * c - x1 * s;
+            v[b] = x0 * s + x1 * c;
+        }
+    }
+}
+
+// Q and K (post-RoPE) of every layer: q[layer]: n x n_head x D, k[layer]: n x n_head_kv x D.
+void reference_qk(const Model &m, const int32_t *tokens, int n, std::vector<std::vector<float>> &Qs, std::vector<std::vector<float>> &Ks) {
+    const Hparams &hp = m.hparams();
+    const int E = (int)hp.n_embd, H = (int)hp.n_head, HK = (int)hp.n_head_kv, D = (int)hp.head_dim, F = (int)hp.n_ff, G = H / HK;
+    const float scale = hp.kq_scale != 0 ? hp.kq_scale : 1.0f / std::sqrt((float)D);
+    const std::vector<float> emb = weights_f32(m.tok_embd), factors = weights_f32(m.rope_freqs);
+    std::vector<float> X((size_t)n * E);
+    for (int t = 0; t < n; t++) memcpy(X.data() + (size_t)t * E, emb.data() + (size_t)tokens[t] * E, E * 4);
+    std::vector<float> xn(E), q((size_t)n * H * D), k((size_t)n * HK * D), v((size_t)n * HK * D), att(H * D), o(E), g(F), u(F), p(n);
+    Qs.assign(hp.n_layer, {});
+    Ks.assign(hp.n_layer, {});
+    for (int l = 0; l < hp.n_layer; l++) {
+        const Layer &L = m.layers[l];
+        const auto an = weights_f32(L.attn_norm), wq = weights_f32(L.wq), wk = weights_f32(L.wk), wv = weights_f32(L.wv), wo = weights_f32(L.wo);
+        const auto bq = weights_f32(L.bq), bk = weights_f32(L.bk), bv = weights_f32(L.bv), bo = weights_f32(L.bo);
+        const auto fn = weights_f32(L.ffn_norm), wg = weights_f32(L.ffn_gate), wu = weights_f32(L.ffn_up), wd = weights_f32(L.ffn_down);
+        for (int t = 0; t < n; t++) {
+            rms_norm(X.data() + (size_t)t * E, an, E, hp.rms_eps, xn.data());
+            matvec(wq, bq, xn.data(), E, H * D, q.data() + (size_t)t * H * D);
+            matvec(wk, bk, xn.data(), E, HK * D, k.data() + (size_t)t * HK * D);
+            matvec(wv, bv, xn.data(), E, HK * D, v.data() + (size_t)t * HK * D);
+            rope(q.data() + (size_t)t * H * D, H, D, (int)hp.n_rot, t, hp, factors);
+            rope(k.data() + (size_t)t * HK * D, HK, D, (int)hp.n_rot, t, hp, factors);
+        }
+        Qs[l] = q;
+        Ks[l] = k;
+        for (int t = 0; t < n; t++) {
+            for (int h = 0; h < H; h++) {
+                const float *qh = q.data() + ((size_t)t * H + h) * D;
+                float mx = -INFINITY;
+                for (int j = 0; j <= t; j++) mx = std::max(mx, p[j] = dot(qh, k.data() + ((size_t)j * HK + h / G) * D, D) * scale);
+                double sum = 0;
+                for (int j = 0; j <= t; j++) sum += (p[j] = std::exp(p[j] - mx));
+                float *a = att.data() + (size_t)h * D;
+                std::fill(a, a + D, 0.0f);
+                for (int j = 0; j <= t; j++) {
+                    const float w = (float)(p[j] / sum);
+                    const float *vj = v.data() + ((size_t)j * HK + h / G) * D;
+                    for (int c = 0; c < D; c++) a[c] += w * vj[c];
+                }
+            }
+            matvec(wo, bo, att.data(), H * D, E, o.data());
+            float *x = X.data() + (size_t)t * E;
+            for (int i = 0; i < E; i++) x[i] += o[i];
+            rms_norm(x, fn, E, hp.rms_eps, xn.data());
+            matvec(wg, {}, xn.data(), E, F, g.data());
+            matvec(wu, {}, xn.data(), E, F, u.data());
+            for (int i = 0; i < F; i++) g[i] = g[i] / (1.0f + std::exp(-g[i])) * u[i];
+            matvec(wd, {}, g.data(), F, E, o.data());
+            for (int i = 0; i < E; i++) x[i] += o[i];
+        }
+    }
+}
+
+// dumpKv(modelPath, tokens Int32Array, { threads, queries }) -> { nLayer, nHeadKv, nHead, headDim, tokens,
+// k: Float32Array[layer * nHeadKv + head] (tokens x headDim, the engine's fp16 store), v: likewise,
+// with queries: q[layer] (tokens x nHead x headDim) and kRef[layer] (tokens x nHeadKv x headDim) from an fp32
+// reference forward pass }
 Napi::Value DumpKv(const Napi::CallbackInfo &info) {
     Napi::Env env = info.Env();
     if (!info[0].IsString()) throw Napi::TypeError::New(env, "dumpKv(modelPath, tokens) needs a path");
@@ -216,6 +339,21 @@ Napi::Value DumpKv(const Napi::CallbackInfo &info) {
                 vs.Set((uint32_t)(l * kv.n_head_kv() + h), V);
             }
         Napi::Object o = Napi::Object::New(env);
+        if (info.Length() > 2 && info[2].IsObject() && info[2].As<Napi::Object>().Get("queries").ToBoolean()) {
+            // real post-RoPE queries from an fp32 reference forward pass (and its keys, to check it against the engine)
+            std::vector<std::vector<float>> Qs, Ks;
+            reference_qk(*model, toks.Data(), (int)toks.ElementLength(), Qs, Ks);
+            Napi::Array qa = Napi::Array::New(env), ka = Napi::Array::New(env);
+            for (size_t l = 0; l < Qs.size(); l++) {
+                auto qf = Napi::Float32Array::New(env, Qs[l].size()), kf = Napi::Float32Array::New(env, Ks[l].size());
+                std::copy(Qs[l].begin(), Qs[l].end(), qf.Data());
+                std::copy(Ks[l].begin(), Ks[l].end(), kf.Data());
+                qa.Set((uint32_t)l, qf);
+                ka.Set((uint32_t)l, kf);
+            }
+            o.Set("q", qa);
+            o.Set("kRef", ka);
+        }
         o.Set("nLayer", kv.n_layer());
         o.Set("nHeadKv", kv.n_head_kv());
         o.Set("nHead", model->hparams().n_head);
