@@ -315,13 +315,18 @@ inline void unpack_codes(const uint8_t *row, int D, int b, float *out) {
     }
 }
 
+// 8 lane accumulators (n % 8 == 0), so the compiler vectorises it without reassociating a single sum
 inline float dot(const float *a, const float *b, int n) {
-    float s = 0;
-    for (int i = 0; i < n; i++) s += a[i] * b[i];
-    return s;
+    float acc[8] = {0, 0, 0, 0, 0, 0, 0, 0};
+    for (int i = 0; i < n; i += 8)
+        for (int l = 0; l < 8; l++) acc[l] += a[i + l] * b[i + l];
+    return ((acc[0] + acc[4]) + (acc[2] + acc[6])) + ((acc[1] + acc[5]) + (acc[3] + acc[7]));
 }
 
-void scores_q8(const QuantSegment &seg, int32_t n, const float *q, int R, float scale, float *S, size_t ld) {
+// The hot kernels are compiled twice, for x86-64-v3 (AVX2/FMA) and baseline x86-64, chosen at load time (ifunc).
+#define QUANT_KERNEL __attribute__((target_clones("arch=haswell", "default")))
+
+QUANT_KERNEL void scores_q8(const QuantSegment &seg, int32_t n, const float *q, int R, float scale, float *S, size_t ld) {
     const int D = seg.head_dim, NG = D / 32;
     float x[32];
     for (int32_t t = 0; t < n; t++) {
@@ -340,7 +345,7 @@ void scores_q8(const QuantSegment &seg, int32_t n, const float *q, int R, float 
     }
 }
 
-void accumulate_q8(const QuantSegment &seg, int32_t n, const float *P, size_t ld, int R, float *out) {
+QUANT_KERNEL void accumulate_q8(const QuantSegment &seg, int32_t n, const float *P, size_t ld, int R, float *out) {
     const int D = seg.head_dim, NG = D / 32;
     float x[32];
     for (int32_t t = 0; t < n; t++) {
@@ -359,7 +364,7 @@ void accumulate_q8(const QuantSegment &seg, int32_t n, const float *P, size_t ld
     }
 }
 
-void scores_kivi(const QuantSegment &seg, int32_t n, const float *q, int R, float scale, float *S, size_t ld) {
+QUANT_KERNEL void scores_kivi(const QuantSegment &seg, int32_t n, const float *q, int R, float scale, float *S, size_t ld) {
     const int D = seg.head_dim, b = code_bits(seg.format);
     std::vector<float> a((size_t)R * D), bias(R), x(D);
     const uint8_t *p = seg.k.data();
@@ -386,7 +391,7 @@ void scores_kivi(const QuantSegment &seg, int32_t n, const float *q, int R, floa
     }
 }
 
-void accumulate_kivi(const QuantSegment &seg, int32_t n, const float *P, size_t ld, int R, float *out) {
+QUANT_KERNEL void accumulate_kivi(const QuantSegment &seg, int32_t n, const float *P, size_t ld, int R, float *out) {
     const int D = seg.head_dim, b = code_bits(seg.format), NG = D / 32;
     std::vector<float> x(D);
     const size_t tb = kivi_v_token_bytes(D, b);
@@ -411,7 +416,7 @@ void accumulate_kivi(const QuantSegment &seg, int32_t n, const float *P, size_t 
     }
 }
 
-void scores_onebit(const QuantSegment &seg, int32_t n, const float *q, int R, float scale, float *S, size_t ld) {
+QUANT_KERNEL void scores_onebit(const QuantSegment &seg, int32_t n, const float *q, int R, float scale, float *S, size_t ld) {
     const int D = seg.head_dim, Do = ob_do(D), Dn = ob_dn(D);
     const int nbo = Do / 4, nbn = Dn / 8;  // bytes per token: outlier codes, sign bits
     std::vector<int> outl(Do), norm(Dn);
@@ -481,7 +486,7 @@ void scores_onebit(const QuantSegment &seg, int32_t n, const float *q, int R, fl
     }
 }
 
-void accumulate_onebit(const QuantSegment &seg, int32_t n, const float *P, size_t ld, int R, float *out) {
+QUANT_KERNEL void accumulate_onebit(const QuantSegment &seg, int32_t n, const float *P, size_t ld, int R, float *out) {
     const int D = seg.head_dim;
     const size_t tb = ob_v_token_bytes(D);
     std::vector<float> blk((size_t)R * D), x(tb * 5);
