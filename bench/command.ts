@@ -8,12 +8,15 @@ import { bundledModelPath } from '../sidecar/src/models/bundled';
 import { runParity } from './parity';
 import { runSpeed } from './speed';
 
-const usage = `usage: repokv bench <parity|speed> [options]
+const usage = `usage: repokv bench <parity|speed|fidelity> [options]
 
   parity   the native engine (policy full) against llama.cpp's raw logits: every position of a code prompt, then
            greedy tokens
   speed    prefill and decode speed of the native engine and node-llama-cpp (f16 K/V, flash attention off and on)
            on the same model, prompt and threads, in one process; min/median/max over repeats
+  fidelity every KV policy (full, window, h2o, snapkv, pyramidkv, adakv, speckv) at 3/6/12/25% of the fp16 cache
+           on deterministic tasks (repo needle, next line, FIM; teacher-forced top-1 and KL against full); writes
+           bench/results/fidelity[-quick].{md,json}
 
 options:
   --model PATH        GGUF model (default: the bundled models/target.gguf)
@@ -26,6 +29,12 @@ options:
   --contexts LIST     context lengths (default 1024), e.g. 1024,4096,16384
   --repeats N         repeats per configuration (default 3)
   --decode-tokens N   tokens decoded after the prompt (default 32)
+  fidelity:
+  --quick             contexts 1024 and 4096, 2 prompts per task (under 5 minutes on 2 cores)
+  --contexts LIST     context lengths (default 1024,2048,4096)
+  --n N               prompts per task and context (default 10; quick 2)
+  --seed N            task seed
+  --draft PATH        draft model for speckv (default: the bundled models/draft.gguf)
 
 Run speed benchmarks on a quiet machine: with other processes on the same cores ggml's thread pool collapses.`;
 
@@ -55,6 +64,10 @@ export const benchCommand: Command = {
 			contexts: { type: 'string' },
 			repeats: { type: 'string' },
 			'decode-tokens': { type: 'string' },
+			quick: { type: 'boolean' },
+			n: { type: 'string' },
+			seed: { type: 'string' },
+			draft: { type: 'string' },
 			help: { type: 'boolean', short: 'h' },
 		});
 		if (values.help === true) {
@@ -81,6 +94,34 @@ export const benchCommand: Command = {
 				console.log(`${result.model}: max |logit diff| ${result.maxAbsLogitDiff.toExponential(3)} (max |logit| ${result.maxAbsRefLogit}), top-1 agreement ${(result.top1Agreement * 100).toFixed(1)}%, greedy ${result.greedyMatch}`);
 			}
 			return result.greedyMatch.split('/')[0] === result.greedyMatch.split('/')[1] ? 0 : 1;
+		}
+		if (which === 'fidelity') {
+			const { runFidelity } = await import('./fidelity');
+			const draftPath = path.resolve(values.draft ?? bundledModelPath('draft'));
+			if (!existsSync(draftPath)) {
+				throw new UserError(`draft model file not found: ${draftPath}`);
+			}
+			const contexts = listOption(values.contexts, 'contexts');
+			const n = integerOption(values.n, 'n', 1);
+			const seed = integerOption(values.seed, 'seed', 0);
+			const result = await runFidelity({
+				modelPath,
+				draftPath,
+				quick: values.quick === true,
+				threads: threads[0] ?? 1,
+				...(contexts === undefined ? {} : { contexts }),
+				...(n === undefined ? {} : { n }),
+				...(seed === undefined ? {} : { seed }),
+				onProgress: (line) => {
+					console.error(line);
+				},
+			});
+			if (values.json === true) {
+				console.log(JSON.stringify(result, null, 2));
+			} else {
+				console.log(`${result.markdownFile}: ${result.rows.length} rows in ${result.wallSeconds} s; needle means ${JSON.stringify(result.checks.needleMeans)}`);
+			}
+			return 0;
 		}
 		if (which === 'speed') {
 			const result = await runSpeed({

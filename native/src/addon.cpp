@@ -209,11 +209,11 @@ public:
         s.truncate(info[0].As<Napi::Number>().Int32Value());
         return Napi::Number::New(info.Env(), s.n_past());
     }
-    // observe(allRows, winFrom, specFrom)
+    // observe(allRows, winFrom, specFrom, clear = true)
     Napi::Value Observe(const Napi::CallbackInfo &info) {
         Session &s = get(info.Env());
         if (info.Length() < 3 || !info[1].IsNumber() || !info[2].IsNumber()) throw Napi::TypeError::New(info.Env(), "observe(allRows, winFrom, specFrom)");
-        s.observe(info[0].ToBoolean(), info[1].As<Napi::Number>().Int32Value(), info[2].As<Napi::Number>().Int32Value());
+        s.observe(info[0].ToBoolean(), info[1].As<Napi::Number>().Int32Value(), info[2].As<Napi::Number>().Int32Value(), info.Length() < 4 || info[3].ToBoolean());
         return info.Env().Undefined();
     }
     Napi::Value StopObserving(const Napi::CallbackInfo &info) {

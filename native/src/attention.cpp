@@ -425,11 +425,12 @@ void ScoreCollector::init(int nl, int nh, int32_t c) {
     locks.reset(new std::mutex[(size_t)nl * nh]);
 }
 
-void ScoreCollector::reset(bool all, int32_t wf, int32_t sf) {
+void ScoreCollector::reset(bool all, int32_t wf, int32_t sf, bool clear) {
     enabled = true;
-    all_rows = all;
+    all_rows = all && (clear || !all_sum.empty());
     win_from = wf;
     spec_from = sf;
+    if (!clear && !win_sum.empty()) return;
     const size_t n = (size_t)n_layer * n_head_kv * cap;
     if (all) all_sum.assign(n, 0.0f); else all_sum.clear();
     win_sum.assign(n, 0.0f);

@@ -37,7 +37,8 @@ struct ScoreCollector {
     std::unique_ptr<std::mutex[]> locks;
 
     void init(int n_layer, int n_head_kv, int32_t cap);
-    void reset(bool all_rows, int32_t win_from, int32_t spec_from);
+    // Starts observing; `clear` zeroes the accumulators (else only the row ranges change).
+    void reset(bool all_rows, int32_t win_from, int32_t spec_from, bool clear = true);
     size_t index(int layer, int h) const { return ((size_t)layer * n_head_kv + h) * (size_t)cap; }
 };
 

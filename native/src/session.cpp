@@ -56,7 +56,7 @@ void Session::truncate(int32_t position) {
     n_logit_rows_ = 0;
 }
 
-void Session::observe(bool all_rows, int32_t win_from, int32_t spec_from) { obs_.reset(all_rows, win_from, spec_from); }
+void Session::observe(bool all_rows, int32_t win_from, int32_t spec_from, bool clear) { obs_.reset(all_rows, win_from, spec_from, clear); }
 
 void Session::compress(const std::vector<std::vector<int32_t>> &keep, int32_t extra_tokens, const std::string &policy, bool drop_master) {
     auto t0 = std::chrono::steady_clock::now();

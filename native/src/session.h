@@ -36,7 +36,7 @@ public:
     void truncate(int32_t position);
 
     // Importance observation for the next evaluations (see ScoreCollector); resets the accumulators.
-    void observe(bool all_rows, int32_t win_from, int32_t spec_from);
+    void observe(bool all_rows, int32_t win_from, int32_t spec_from, bool clear = true);
     void stop_observing() { obs_.enabled = false; }
     const ScoreCollector &observed() const { return obs_; }
 

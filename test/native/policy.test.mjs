@@ -200,8 +200,9 @@ describe('compressed sessions (bundled target)', () => {
 
 	test('keeping every entry is bit-identical to full; dropping frees real bytes per layer and head; the master copy is reused', async () => {
 		const s = model.createSession({ contextSize: 1024 });
-		s.observe(P.observationFor('snapkv', m));
-		await s.prefill(tokens.subarray(0, m));
+		s.observe(P.observationFor('snapkv', tokens.length));
+		await s.prefill(tokens);
+		s.truncate(m);
 		await s.decode(tokens[m]);
 		const full = s.logits();
 		s.truncate(m);
@@ -248,8 +249,9 @@ describe('compressed sessions (bundled target)', () => {
 
 	test('speckv: the scoring pass leaves the cache as it was and changes the speckv scores only', async () => {
 		const s = model.createSession({ contextSize: 1024 });
-		s.observe(P.observationFor('speckv', m));
-		await s.prefill(tokens.subarray(0, m));
+		s.observe(P.observationFor('speckv', tokens.length));
+		await s.prefill(tokens);
+		s.truncate(m);
 		const before = s.scores('speckv', m);
 		const snap = s.scores('snapkv', m);
 		await P.scoringPass(s, tokens[m], [5, 6, 7, 8]);

@@ -200,7 +200,7 @@ void quantize_kivi_values(int D, int b, int32_t n, const float *V, uint8_t *out)
     }
 }
 
-void onebit_mask(int D, int32_t n, const float *K, uint8_t *mask) {
+void onebit_mask_of(int D, int32_t n, const float *K, uint8_t *mask) {
     std::vector<float> range(D);
     for (int c = 0; c < D; c++) {
         float lo = std::numeric_limits<float>::infinity(), hi = -lo;
@@ -593,7 +593,7 @@ double value_bits_per_element(Format f, int D) {
     return (double)(format_bytes(f, D, B).value) * 8.0 / ((double)B * D);
 }
 
-QuantSegment quantize(Format f, int D, int32_t n, const float *K, const float *V) {
+QuantSegment quantize(Format f, int D, int32_t n, const float *K, const float *V, const uint8_t *onebit_mask) {
     if (!supports_head_dim(f, D)) throw std::invalid_argument(std::string(format_name(f)) + ": unsupported head dim " + std::to_string(D));
     if (n < 0) throw std::invalid_argument("negative token count");
     QuantSegment s;
@@ -616,12 +616,37 @@ QuantSegment quantize(Format f, int D, int32_t n, const float *K, const float *V
             quantize_kivi_values(D, code_bits(f), n, V, s.v.data());
             break;
         case Format::OneBit:
-            onebit_mask(D, n, K, s.meta.data());
+            if (onebit_mask) memcpy(s.meta.data(), onebit_mask, bc.meta);
+            else onebit_mask_of(D, n, K, s.meta.data());
             quantize_onebit_keys(D, n, K, s.meta.data(), s.k.data());
             quantize_onebit_values(D, n, V, s.v.data());
             break;
     }
     return s;
+}
+
+namespace {
+void append_exact(std::vector<uint8_t> &a, const std::vector<uint8_t> &b) {
+    std::vector<uint8_t> out;
+    out.reserve(a.size() + b.size());
+    out.insert(out.end(), a.begin(), a.end());
+    out.insert(out.end(), b.begin(), b.end());
+    a.swap(out);
+}
+}  // namespace
+
+void append(QuantSegment &seg, const QuantSegment &more) {
+    if (more.format != seg.format || more.head_dim != seg.head_dim) throw std::invalid_argument("append: format or head dim differs");
+    if (seg.n % token_block(seg.format)) throw std::invalid_argument("append: the segment does not end on a whole token block");
+    if (seg.format == Format::OneBit && seg.n > 0 && more.n > 0 && seg.meta != more.meta) throw std::invalid_argument("append: onebit outlier masks differ");
+    if (more.n == 0) return;
+    if (seg.n == 0) {
+        seg = more;
+        return;
+    }
+    append_exact(seg.k, more.k);
+    append_exact(seg.v, more.v);
+    seg.n += more.n;
 }
 
 void dequantize(const QuantSegment &seg, float *K, float *V) {

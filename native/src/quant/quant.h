@@ -70,8 +70,13 @@ struct QuantSegment {
 };
 
 // Quantizes n tokens (K, V: n x head_dim floats, token-major, keys post-RoPE). Throws std::invalid_argument for an
-// unsupported head dim.
-QuantSegment quantize(Format f, int head_dim, int32_t n, const float *K, const float *V);
+// unsupported head dim. onebit_mask (D/8 bytes, optional): use these outlier channels instead of choosing them from K
+// (blocks appended to an existing onebit segment must use its mask).
+QuantSegment quantize(Format f, int head_dim, int32_t n, const float *K, const float *V, const uint8_t *onebit_mask = nullptr);
+// Appends the tokens of `more` (same format and head dim; onebit: same mask) to seg, which must hold whole token blocks
+// (seg.n % token_block == 0): the store transcodes its fp16 residual window block by block. The result is
+// byte-identical to quantizing all tokens at once, and its allocation stays exact (capacity == accounted bytes).
+void append(QuantSegment &seg, const QuantSegment &more);
 // Reference dequantization (tests only): K, V: n x head_dim floats.
 void dequantize(const QuantSegment &seg, float *K, float *V);
 

@@ -3,20 +3,45 @@ import { performance } from 'node:perf_hooks';
 import type { LlamaModel, Token } from 'node-llama-cpp';
 
 import { errorMessage, UserError } from '../errors';
+import { bundledModelPath } from '../models/bundled';
 import { argmax, NativeModel, type NativeSession } from './native';
+import { DraftModel } from './native-draft';
+import { compressSession, isKvPolicy, layerSplits, observationFor, scoringPass, selectionDefaults, type KvBudget, type LayerSplit, type SelectionOptions } from './native-policy';
 import {
 	defaultSpecialTokenTexts,
 	type CompletionRequest,
 	type CompletionResult,
 	type Engine,
+	type EngineKvStats,
+	type KvCacheOptions,
 	type LoadedModel,
 	type LoadModelOptions,
 	type SpecialTokenTexts,
 	type StopReason,
 } from './types';
 
-// The `native` engine: repokv's own forward pass (native/ addon, policy `full` for now) for the target model, with
+// The `native` engine: repokv's own forward pass (native/ addon) for the target model, over a KV cache that a policy
+// compresses after the prefill (native-policy.ts; SpecKV's draft runs in node-llama-cpp, native-draft.ts), with
 // node-llama-cpp kept for what it does exactly: tokenization (a vocab-only model: no weights, no context).
+//
+// Per request (DESIGN.md §4): the prompt's longest prefix already in the master copy is kept (the observation window
+// is always re-evaluated; H2O needs every row, so it re-prefills), the rest is prefilled with importance observation,
+// then SpecKV's draft lookahead and scoring pass, then selection from the master copy into a compacted store that
+// decoding reads. The master copy stays for the next request.
+
+function selectionOf(kv: KvCacheOptions | undefined): SelectionOptions | undefined {
+	if (kv === undefined || kv.policy === 'full') {
+		return undefined;
+	}
+	if (!isKvPolicy(kv.policy)) {
+		throw new UserError(`unknown KV policy '${kv.policy}'; available: full, window, h2o, snapkv, pyramidkv, adakv, speckv`, 2);
+	}
+	if (kv.split !== undefined && !(layerSplits as readonly string[]).includes(kv.split)) {
+		throw new UserError(`unknown layer split '${kv.split}'; available: ${layerSplits.join(', ')}`, 2);
+	}
+	const budget: KvBudget = kv.budgetTokens !== undefined ? { tokens: kv.budgetTokens } : { percent: kv.budgetPercent ?? 12 };
+	return { policy: kv.policy, budget, ...(kv.split === undefined ? {} : { split: kv.split as LayerSplit }) };
+}
 
 async function loadVocab(modelPath: string, options: LoadModelOptions): Promise<LlamaModel> {
 	const { getLlama, LlamaLogLevel } = await import('node-llama-cpp');
@@ -62,7 +87,17 @@ export const nativeEngine: Engine = {
 		}
 		const trainContextSize = model.info.contextLength;
 		const contextSize = Math.min(options.contextSize ?? trainContextSize, trainContextSize);
-		return new NativeLoadedModel(model, vocab, model.createSession({ contextSize }), modelPath, options.threads, contextSize);
+		let selection: SelectionOptions | undefined;
+		try {
+			selection = selectionOf(options.kvCache);
+		} catch (error) {
+			model.dispose();
+			await vocab.dispose();
+			throw error;
+		}
+		// room for SpecKV's scoring pass after a full context
+		const session = model.createSession({ contextSize: contextSize + (selection?.policy === 'speckv' ? 256 : 0) });
+		return new NativeLoadedModel(model, vocab, session, modelPath, options.threads, contextSize, selection, options.kvCache);
 	},
 };
 
@@ -70,14 +105,19 @@ class NativeLoadedModel implements LoadedModel {
 	readonly info: LoadedModel['info'];
 	readonly specialTokens: SpecialTokenTexts;
 	private readonly stopTokens: ReadonlySet<Token>;
+	/** Tokens of the master copy (the cache before selection), for prefix reuse. */
+	private masterTokens: number[] = [];
+	private draft: DraftModel | undefined;
 
 	constructor(
 		private readonly model: NativeModel,
 		private readonly vocab: LlamaModel,
 		private readonly session: NativeSession,
 		modelPath: string,
-		threads: number,
+		private readonly threads: number,
 		contextSize: number,
+		private readonly selection: SelectionOptions | undefined,
+		private readonly kvOptions: KvCacheOptions | undefined,
 	) {
 		const { infill } = vocab.tokens;
 		this.specialTokens = {
@@ -119,12 +159,54 @@ class NativeLoadedModel implements LoadedModel {
 		if (promptTokens.length + request.maxTokens > this.info.contextSize) {
 			throw new UserError(`the prompt (${promptTokens.length} tokens) plus ${request.maxTokens} generated tokens do not fit the context of ${this.info.contextSize} tokens`);
 		}
-		// Each request starts from an empty cache (as the llama engine does), so timings are comparable.
-		this.session.truncate(0);
-		if (promptTokens.length > 1) {
-			await this.session.prefill(promptTokens.slice(0, -1));
+		// By default each request starts from an empty cache (as the llama engine does), so timings are comparable;
+		// with reusePrefix the master copy's common prefix is kept.
+		const n = promptTokens.length;
+		const m = n - 1;
+		const policy = this.selection?.policy ?? 'full';
+		let reused = 0;
+		if (request.reusePrefix === true && policy !== 'h2o') {
+			while (reused < Math.min(m, this.masterTokens.length) && this.masterTokens[reused] === promptTokens[reused]) {
+				reused++;
+			}
+			if (policy !== 'full') {
+				reused = Math.min(reused, Math.max(0, n - selectionDefaults.window));
+			}
 		}
+		this.session.truncate(reused);
+		this.masterTokens = this.masterTokens.slice(0, reused);
+		if (policy === 'full') {
+			this.session.stopObserving();
+			if (m > reused) {
+				await this.session.prefill(promptTokens.slice(reused, m));
+			}
+		} else {
+			// the whole prompt, observed (the window ends with the last token), then cut to m: decoding re-feeds it
+			this.session.observe(observationFor(policy, n));
+			await this.session.prefill(promptTokens.slice(reused));
+			this.session.truncate(m);
+		}
+		this.masterTokens = promptTokens.slice(0, m);
 		const prefilled = performance.now();
+		let draftMs: number | undefined;
+		let scoringMs: number | undefined;
+		let compressMs: number | undefined;
+		if (this.selection !== undefined) {
+			if (policy === 'speckv') {
+				this.draft ??= await DraftModel.load(this.kvOptions?.draftPath ?? bundledModelPath('draft'), { threads: this.threads, contextSize: this.session.stats().contextSize + 64 });
+				const lookahead = await this.draft.lookahead(promptTokens, this.kvOptions?.lookahead ?? Math.min(64, request.maxTokens));
+				const drafted = performance.now();
+				draftMs = drafted - prefilled;
+				await scoringPass(this.session, last, lookahead);
+				scoringMs = performance.now() - drafted;
+			}
+			this.session.stopObserving();
+			const t = performance.now();
+			const { nLayer, nHeadKv } = this.model.info;
+			compressSession(this.session, nLayer, nHeadKv, this.selection, request.maxTokens + 1);
+			compressMs = performance.now() - t;
+		}
+		const decodeFrom = performance.now();
 
 		const generated: Token[] = [];
 		let text = '';
@@ -163,12 +245,24 @@ class NativeLoadedModel implements LoadedModel {
 		return {
 			text,
 			stopReason,
-			tokens: { prompt: promptTokens.length, generated: generated.length },
-			timings: { tokenizeMs: tokenized - started, prefillMs: prefilled - tokenized, decodeMs: finished - prefilled },
+			tokens: { prompt: promptTokens.length, reused, generated: generated.length },
+			timings: {
+				tokenizeMs: tokenized - started,
+				prefillMs: prefilled - tokenized,
+				decodeMs: finished - decodeFrom,
+				...(draftMs === undefined ? {} : { draftMs }),
+				...(scoringMs === undefined ? {} : { scoringMs }),
+				...(compressMs === undefined ? {} : { compressMs }),
+			},
 		};
 	}
 
+	kvStats(): EngineKvStats {
+		return this.session.stats();
+	}
+
 	async dispose(): Promise<void> {
+		await this.draft?.dispose();
 		this.session.dispose();
 		this.model.dispose();
 		await this.vocab.dispose();

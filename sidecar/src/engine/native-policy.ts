@@ -39,6 +39,8 @@ export interface SelectionOptions {
 	readonly adaFloor?: number;
 	/** PyramidKV β: 20. */
 	readonly pyramidBeta?: number;
+	/** Rank by another observed score (ablations, e.g. `window-max`: SpecKV's aggregation without the draft). */
+	readonly scoreKind?: 'h2o' | 'snapkv' | 'window-max' | 'speckv';
 }
 
 export const selectionDefaults = { sinks: 4, window: 32, poolKernel: 7, adaFloor: 0.2, pyramidBeta: 20 } as const;
@@ -205,7 +207,7 @@ export function selectKeep(m: number, nLayer: number, nHeadKv: number, options: 
 		}
 		return { keep, budgetTokens: C, recent: C - s, picked };
 	}
-	const kind = scoreKind(options.policy);
+	const kind = options.scoreKind ?? scoreKind(options.policy);
 	if (kind === undefined || scores === undefined) {
 		throw new Error(`policy ${options.policy} needs observed scores`);
 	}
@@ -243,17 +245,22 @@ export function selectKeep(m: number, nLayer: number, nHeadKv: number, options: 
 	return { keep, budgetTokens: C, recent: r, picked };
 }
 
-/** Observation settings for a cache that will hold m tokens before selection. */
-export function observationFor(policy: KvPolicy, m: number, window: number = selectionDefaults.window): { allRows: boolean; winFrom: number; specFrom: number } {
-	return { allRows: policy === 'h2o', winFrom: Math.max(0, m - window), specFrom: m };
+/**
+ * Observation settings for prefilling a whole prompt of n tokens: the window is its last `window` tokens (the last
+ * one included: it is the query that asks); after the prefill the cache is cut to n - 1, and decoding re-feeds the
+ * last token (as SpecKV's release does).
+ */
+export function observationFor(policy: KvPolicy, n: number, window: number = selectionDefaults.window): { allRows: boolean; winFrom: number; specFrom: number } {
+	return { allRows: policy === 'h2o', winFrom: Math.max(0, n - window), specFrom: n };
 }
 
 /**
- * SpecKV's scoring pass: the target evaluates the prompt's last token and the draft tokens after the m cached ones
- * (their queries fold into the observed max), then the cache is cut back to m.
+ * SpecKV's scoring pass, on a cache of m = n - 1 prompt tokens: the target evaluates the prompt's last token and the
+ * draft tokens (their queries fold into the observed max only), then the cache is cut back to m.
  */
 export async function scoringPass(session: NativeSession, lastToken: number, draftTokens: readonly number[]): Promise<void> {
 	const m = session.length;
+	session.observe({ allRows: false, winFrom: m, specFrom: m, clear: false });
 	await session.prefill([lastToken, ...draftTokens]);
 	session.truncate(m);
 }
@@ -261,7 +268,7 @@ export async function scoringPass(session: NativeSession, lastToken: number, dra
 /** Selects per `options` from the session's (master) cache and compacts it; `undefined` when nothing was dropped. */
 export function compressSession(session: NativeSession, nLayer: number, nHeadKv: number, options: SelectionOptions, extraTokens: number): Selection | undefined {
 	const m = session.length;
-	const kind = scoreKind(options.policy);
+	const kind = options.scoreKind ?? scoreKind(options.policy);
 	const needed = options.policy !== 'full' && options.policy !== 'window' && m > budgetTokens(m, options.budget);
 	const flat = needed && kind !== undefined ? session.scores(kind, m) : undefined;
 	const selection = selectKeep(m, nLayer, nHeadKv, options, flat === undefined ? undefined : (l, h) => flat.subarray((l * nHeadKv + h) * m, (l * nHeadKv + h + 1) * m));

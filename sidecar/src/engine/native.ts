@@ -78,7 +78,7 @@ interface AddonSession {
 	nPast(): number;
 	truncate(position: number): number;
 	stats(): NativeCacheStats;
-	observe(allRows: boolean, winFrom: number, specFrom: number): void;
+	observe(allRows: boolean, winFrom: number, specFrom: number, clear: boolean): void;
 	stopObserving(): void;
 	scores(kind: ScoreKind, length: number): Float32Array;
 	compress(keep: Int32Array[], extraTokens: number, policy: string, dropMaster: boolean): number;
@@ -280,10 +280,10 @@ export class NativeSession {
 	/**
 	 * Observe importance scores during the next evaluations (resets them): rows at positions >= `specFrom` (SpecKV's
 	 * scoring pass) fold into a max, rows in [`winFrom`, `specFrom`) into window sums and max, and with `allRows` every
-	 * row before `specFrom` into column sums (H2O).
+	 * row before `specFrom` into column sums (H2O). `clear: false` keeps what was observed and changes the ranges only.
 	 */
-	observe(options: { allRows: boolean; winFrom: number; specFrom: number }): void {
-		this.handle.observe(options.allRows, options.winFrom, options.specFrom);
+	observe(options: { allRows: boolean; winFrom: number; specFrom: number; clear?: boolean }): void {
+		this.handle.observe(options.allRows, options.winFrom, options.specFrom, options.clear !== false);
 	}
 
 	stopObserving(): void {

@@ -45,6 +45,22 @@ export interface LoadModelOptions {
 	/** Receives the runtime's own log lines (already filtered to warnings and errors unless `verbose`). */
 	readonly onLog?: (level: 'debug' | 'info' | 'warn' | 'error', message: string) => void;
 	readonly verbose?: boolean;
+	/** KV cache policy (native engine only; the llama engine always keeps the full cache). */
+	readonly kvCache?: KvCacheOptions;
+}
+
+/** The native engine's KV policy (KV-METHODS.md): which entries each layer and KV head keeps after the prefill. */
+export interface KvCacheOptions {
+	/** full, window, h2o, snapkv, pyramidkv, adakv, speckv. */
+	readonly policy: string;
+	/** Budget: percent of the fp16 cache's bytes, or tokens per KV head. */
+	readonly budgetPercent?: number;
+	readonly budgetTokens?: number;
+	/** Layer/head split: uniform, pyramid, adaptive (default per policy). */
+	readonly split?: string;
+	/** SpecKV's draft model (default: the bundled draft) and lookahead tokens (default: the request's maxTokens). */
+	readonly draftPath?: string;
+	readonly lookahead?: number;
 }
 
 export interface Engine {
@@ -139,5 +155,9 @@ export interface CompletionResult {
 		readonly prefillMs: number;
 		/** Evaluating the prompt's last token and every generated token, sampling included. */
 		readonly decodeMs: number;
+		/** Native engine, KV policies: the draft's lookahead, the target's scoring pass, selection + compaction. */
+		readonly draftMs?: number;
+		readonly scoringMs?: number;
+		readonly compressMs?: number;
 	};
 }
