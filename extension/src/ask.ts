@@ -22,7 +22,11 @@ export async function askRepository(context: vscode.ExtensionContext, sidecar: S
 	const question = preset ?? await vscode.window.showInputBox({ title: 'repokv: Ask the Repository', prompt: 'A question about this workspace', placeHolder: 'Where is RETRY_LIMIT_MS defined?', ignoreFocusOut: true });
 	if (!question?.trim()) return;
 	const { client } = running;
-	const panel = vscode.window.createWebviewPanel(askViewType, `Ask: ${question.slice(0, 40)}`, vscode.ViewColumn.Beside, webviewOptions(context.extensionUri));
+	const panel = vscode.window.createWebviewPanel(askViewType, `Ask: ${question.slice(0, 40)}`, vscode.ViewColumn.Beside, {
+		...webviewOptions(context.extensionUri),
+		// A small page, and a hidden webview drops messages: keep it alive so a streaming answer is not lost.
+		retainContextWhenHidden: true,
+	});
 	panel.webview.html = webviewHtml(panel.webview, context.extensionUri, 'ask', 'repokv: Ask the Repository');
 	const cancel = new vscode.CancellationTokenSource();
 	const queue: ToAsk[] = [{ type: 'question', question }];

@@ -189,8 +189,10 @@ export class Sidecar implements vscode.Disposable {
 	private startFeed(client: LanguageClient): void {
 		this.feed?.dispose();
 		this.feed = undefined;
-		const folder = vscode.workspace.workspaceFolders?.[0];
+		const folders = vscode.workspace.workspaceFolders ?? [];
+		const folder = folders[0];
 		if (!folder) return;
+		if (folders.length > 1) this.log.warn(`workspace feed: only the first folder (${folder.name}) is sent; ${folders.length - 1} more are not (yet) supported`);
 		if (!vscode.workspace.isTrusted) {
 			this.log.info('workspace feed: restricted mode (workspace not trusted): no file is streamed to the sidecar');
 			return;
