@@ -79,7 +79,8 @@ Napi::Value Bytes(const Napi::CallbackInfo &info) {
     return o;
 }
 
-// quantize(format, headDim, K, V) -> External segment (K, V: n x headDim, token-major)
+// quantize(format, headDim, K, V, { maskOf }) -> External segment (K, V: n x headDim, token-major); maskOf: a onebit
+// segment whose outlier channels to use
 Napi::Value Quantize(const Napi::CallbackInfo &info) {
     Napi::Env env = info.Env();
     const Format f = format_arg(info[0]);
@@ -87,12 +88,29 @@ Napi::Value Quantize(const Napi::CallbackInfo &info) {
     auto K = f32_arg(info[2], "K"), V = f32_arg(info[3], "V");
     if (D <= 0 || K.ElementLength() % D || K.ElementLength() != V.ElementLength()) throw Napi::RangeError::New(env, "K and V must be n x headDim");
     const int32_t n = (int32_t)(K.ElementLength() / D);
+    const uint8_t *mask = nullptr;
+    if (info.Length() > 4 && info[4].IsObject() && info[4].As<Napi::Object>().Has("maskOf")) {
+        const QuantSegment &other = seg_arg(info[4].As<Napi::Object>().Get("maskOf"));
+        if (other.format != Format::OneBit || other.head_dim != D) throw Napi::TypeError::New(env, "maskOf must be a onebit segment of the same head dim");
+        mask = other.meta.data();
+    }
     try {
-        auto *seg = new QuantSegment(quant::quantize(f, D, n, K.Data(), V.Data()));
+        auto *seg = new QuantSegment(quant::quantize(f, D, n, K.Data(), V.Data(), mask));
         return Napi::External<QuantSegment>::New(env, seg, [](Napi::Env, QuantSegment *s) { delete s; });
     } catch (const std::exception &e) {
         throw Napi::Error::New(env, e.what());
     }
+}
+
+// append(seg, more): seg += more (whole blocks, see quant.h)
+Napi::Value Append(const Napi::CallbackInfo &info) {
+    QuantSegment &s = seg_arg(info[0]);
+    try {
+        quant::append(s, seg_arg(info[1]));
+    } catch (const std::exception &e) {
+        throw Napi::Error::New(info.Env(), e.what());
+    }
+    return info.Env().Undefined();
 }
 
 Napi::Value Info(const Napi::CallbackInfo &info) {
@@ -374,6 +392,7 @@ void register_quant_bindings(Napi::Env env, Napi::Object exports) {
     q.Set("formats", Napi::Function::New(env, Formats));
     q.Set("bytes", Napi::Function::New(env, Bytes));
     q.Set("quantize", Napi::Function::New(env, Quantize));
+    q.Set("append", Napi::Function::New(env, Append));
     q.Set("info", Napi::Function::New(env, Info));
     q.Set("dequantize", Napi::Function::New(env, Dequantize));
     q.Set("scores", Napi::Function::New(env, Scores));

@@ -115,6 +115,32 @@ describe('KV quantizers: bit accounting', () => {
 		}
 	});
 
+	test('appending whole blocks (the store transcoding its fp16 window) = quantizing at once, allocation stays exact', () => {
+		const rand = rng(5);
+		const D = 64, n = 700;
+		const K = Float32Array.from({ length: n * D }, (_, i) => gaussian(rand) * (i % 7 === 0 ? 5 : 1));
+		const V = Float32Array.from({ length: n * D }, () => gaussian(rand));
+		for (const f of FORMATS) {
+			const B = Q.formats(D).find((x) => x.name === f).tokenBlock;
+			const whole = Q.quantize(f, D, K, V);
+			const opts = f === 'onebit' ? { maskOf: whole } : {};
+			const seg = Q.quantize(f, D, new Float32Array(0), new Float32Array(0), opts);
+			const step = B * 2;
+			for (let t = 0; t < n; t += step) Q.append(seg, Q.quantize(f, D, K.slice(t * D, Math.min(n, t + step) * D), V.slice(t * D, Math.min(n, t + step) * D), opts));
+			const info = Q.info(seg);
+			assert.equal(info.tokens, n);
+			assert.deepEqual(info.allocated, info.accounted, f);
+			assert.deepEqual(info.accounted, Q.info(whole).accounted, f);
+			const a = Q.dequantize(seg), b = Q.dequantize(whole);
+			assert.deepEqual(a.k, b.k, `${f} keys`);
+			assert.deepEqual(a.v, b.v, `${f} values`);
+			if (f !== 'q8') assert.throws(() => Q.append(seg, Q.quantize(f, D, K.slice(0, D), V.slice(0, D), opts)), /whole token block/);
+		}
+		const ob = Q.quantize('onebit', D, K.slice(0, 128 * D), V.slice(0, 128 * D));
+		const other = Q.quantize('onebit', D, V.slice(0, 128 * D), K.slice(0, 128 * D));
+		if (Q.info(ob).outlierChannels.join() !== Q.info(other).outlierChannels.join()) assert.throws(() => Q.append(ob, other), /masks differ/);
+	});
+
 	test('unsupported head dims are errors', () => {
 		assert.throws(() => Q.quantize('q8', 48, new Float32Array(48), new Float32Array(48)), /unsupported head dim/);
 		assert.throws(() => Q.quantize('onebit', 96, new Float32Array(96), new Float32Array(96)), /unsupported head dim/);

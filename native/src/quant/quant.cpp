@@ -641,7 +641,8 @@ void append(QuantSegment &seg, const QuantSegment &more) {
     if (seg.format == Format::OneBit && seg.n > 0 && more.n > 0 && seg.meta != more.meta) throw std::invalid_argument("append: onebit outlier masks differ");
     if (more.n == 0) return;
     if (seg.n == 0) {
-        seg = more;
+        QuantSegment copy(more);  // copy-constructed vectors: capacity == size
+        seg = std::move(copy);
         return;
     }
     append_exact(seg.k, more.k);
