@@ -77,6 +77,12 @@ export interface RepokvSettings {
 		readonly timeoutMs?: number;
 		/** Entries in the completion LRU cache. Default 64. */
 		readonly cacheSize?: number;
+		/**
+		 * Prefill the repository block into the KV cache while idle (after a document opens or the feed changes), so
+		 * the first completion only evaluates its FIM prompt. Aborted as soon as a real request arrives; what it
+		 * evaluated by then is kept. Default `true`.
+		 */
+		readonly prewarm?: boolean;
 	};
 	readonly ask?: {
 		/** Most tokens generated for one answer. Default 128. */

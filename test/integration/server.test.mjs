@@ -36,7 +36,8 @@ describe('repokv serve --stdio (bundled models, needle workspace)', () => {
 	const status = () => server.connection.sendRequest('repokv/status');
 
 	before(async () => {
-		server = await startServer({ settings: { threads: 1, completion: { debounceMinMs: 10, debounceMaxMs: 50 } } });
+		// No idle warm-up here: these tests measure the first request's prefill against the next one's.
+		server = await startServer({ settings: { threads: 1, completion: { debounceMinMs: 10, debounceMaxMs: 50, prewarm: false } } });
 		await server.waitForStatus((s) => s.state === 'ready' || s.state === 'error');
 		// Every file of the folder, .env and the git-ignored token included: the server must apply the rules itself.
 		const files = await workspaceFiles(needleWorkspace);
@@ -216,6 +217,29 @@ describe('repokv serve --stdio (bundled models, needle workspace)', () => {
 		const clamped = await server.connection.sendRequest('textDocument/inlineCompletion', inlineParams(server, 'src/main.ts', { line: 999, character: 999 }));
 		assert.ok(Array.isArray(clamped.items));
 		assert.equal((await status()).state, 'ready');
+	});
+});
+
+describe('repokv serve --stdio: cache warm-up', () => {
+	test('opening a document prefills the repository block while idle; the first completion only evaluates its FIM prompt', async (t) => {
+		const server = await startServer({ settings: { threads: 1 } });
+		t.after(() => server.stop());
+		await server.waitForStatus((s) => s.state === 'ready' || s.state === 'error');
+		const files = await workspaceFiles(needleWorkspace);
+		await server.connection.sendNotification('repokv/workspace/didChangeFiles', { changed: files, batch: { index: 0, count: 1, totalFiles: files.length } });
+		await server.connection.sendNotification('textDocument/didOpen', { textDocument: { uri: server.uri('src/main.ts'), languageId: 'typescript', version: 1, text: mainText } });
+		await server.waitForStatus((s) => s.state === 'prefilling' && /warming/.test(s.message));
+		// Ready again after the last warm-up status.
+		const deadline = Date.now() + 60_000;
+		while (server.statuses.at(-1).state !== 'ready' || !server.logs.some((line) => line.startsWith('prewarm src/main.ts') && !line.includes('interrupted'))) {
+			assert.ok(Date.now() < deadline, `warm-up did not finish: ${server.logs.join('\n')}`);
+			await new Promise((resolve) => setTimeout(resolve, 50));
+		}
+		const result = await server.connection.sendRequest('textDocument/inlineCompletion', inlineParams(server, 'src/main.ts', needlePosition));
+		assert.match(firstInsertText(result), /^4817/);
+		const { latencies } = await server.connection.sendRequest('repokv/status');
+		assert.ok(latencies.lastReusedTokens > 2000, `reused ${latencies.lastReusedTokens}`);
+		assert.ok(latencies.lastPrefillTokens < 300, `prefilled ${latencies.lastPrefillTokens}`);
 	});
 });
 

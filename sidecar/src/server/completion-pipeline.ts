@@ -81,6 +81,7 @@ export class CompletionPipeline {
 	private readonly debouncer: AdaptiveDebouncer;
 	private readonly cache: LruCache<string, string>;
 	private latest: AbortController | undefined;
+	private warming: AbortController | undefined;
 	private lastServed: Served | undefined;
 	/** The document of the last computed completion: repository Q&A orders its context the same way. */
 	lastActivePath: string | undefined;
@@ -107,6 +108,8 @@ export class CompletionPipeline {
 
 	async complete(input: CompletionInput, cancel?: AbortSignal): Promise<CompletionOutcome> {
 		this.counters.requested++;
+		// A real request outranks warming the cache; what the warm-up evaluated so far stays reusable.
+		this.warming?.abort(new Error('a request arrived'));
 		const settings = this.deps.settings();
 		if (!settings.completion.enabled) {
 			return { text: '', source: 'disabled' };
@@ -164,6 +167,68 @@ export class CompletionPipeline {
 				this.latest = undefined;
 			}
 		}
+	}
+
+	/**
+	 * Prefill the repository block the next completion in `path` will start with, while idle (llama.vscode warms its
+	 * cache the same way). Aborted by the next real request; the chunks evaluated by then are kept.
+	 */
+	prewarm(path: string, text: string): void {
+		const settings = this.deps.settings();
+		if (!settings.completion.prewarm || !settings.completion.enabled) {
+			return;
+		}
+		this.warming?.abort(new Error('superseded'));
+		const controller = new AbortController();
+		this.warming = controller;
+		void (async () => {
+			try {
+				const engine = await this.deps.engines.get(settings);
+				await this.deps.engines.queue.run(async () => {
+					const { model, counter } = engine;
+					const files = this.deps.mirror.files().filter((file) => file.path !== path);
+					const prompt = buildCompletionPrompt({
+						files,
+						activePath: path,
+						activeText: text,
+						cursorOffset: 0,
+						specialTokens: model.specialTokens,
+						counter,
+						budgetTokens: model.info.contextSize - settings.completion.maxTokens - (model.info.addsBos ? 1 : 0),
+						orderFiles: orderStableFirst,
+					});
+					const repoBlock = prompt.text.slice(0, prompt.text.length - prompt.fimPrompt.length);
+					if (repoBlock === '') {
+						return;
+					}
+					const shown = { prefilling: false };
+					const result = await model.complete({
+						prompt: repoBlock,
+						maxTokens: 0,
+						reusePrefix: true,
+						signal: controller.signal,
+						onPrefillProgress: (done, total) => {
+							if (total - done > 512 || shown.prefilling) {
+								shown.prefilling = done < total;
+								if (this.deps.status.state === 'ready' || this.deps.status.state === 'prefilling') {
+									this.deps.status.set(shown.prefilling ? 'prefilling' : 'ready', shown.prefilling ? `warming the cache: ${done}/${total} tokens` : 'ready', shown.prefilling ? { progress: { done, total, unit: 'tokens' } } : {});
+								}
+							}
+						},
+					});
+					if (this.deps.status.state === 'prefilling') {
+						this.deps.status.set('ready', 'ready');
+					}
+					this.deps.log(`prewarm ${path}: ${result.tokens.prompt} tokens (${result.tokens.reused ?? 0} already cached), ${result.timings.prefillMs.toFixed(0)} ms${result.stopReason === 'aborted' ? ', interrupted by a request' : ''}`);
+				}, controller.signal);
+			} catch (error) {
+				this.deps.log(`prewarm failed: ${errorMessage(error)}`);
+			} finally {
+				if (this.warming === controller) {
+					this.warming = undefined;
+				}
+			}
+		})();
 	}
 
 	private cancelled(): CompletionOutcome {

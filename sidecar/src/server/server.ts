@@ -37,6 +37,7 @@ import {
 import { summarise } from './cache-snapshot';
 import { CompletionPipeline } from './completion-pipeline';
 import { EngineHost } from './engine-host';
+import { Indexer } from './indexer';
 import { WorkspaceMirror } from './mirror';
 import { resolveSettings, type ResolvedSettings } from './settings';
 import { SnapshotStore } from './snapshots';
@@ -119,6 +120,23 @@ export function startServer(options: ServeOptions): Promise<void> {
 		},
 	});
 
+	/** The document the user last opened or completed in: what a cache warm-up prepares for. */
+	let focusUri: string | undefined;
+	const indexer = new Indexer({
+		mirror,
+		engines,
+		retrieval,
+		status,
+		settings: () => settings,
+		log,
+		onIndexed: () => {
+			const document = focusUri === undefined ? undefined : documents.get(focusUri);
+			if (document !== undefined) {
+				pipeline.prewarm(relativePath(document.uri) ?? path.posix.basename(document.uri), document.getText());
+			}
+		},
+	});
+
 	const publishWorkspace = (): void => {
 		status.annotate({ workspace: { files: mirror.size, bytes: mirror.bytes, skipped: mirror.skipped() } });
 	};
@@ -149,6 +167,7 @@ export function startServer(options: ServeOptions): Promise<void> {
 			if (status.state === 'loadingModel' || status.state === 'error') {
 				status.set('ready', 'ready');
 			}
+			indexer.schedule();
 		} catch (error) {
 			log(`model load failed: ${errorMessage(error)}`);
 		}
@@ -233,6 +252,7 @@ export function startServer(options: ServeOptions): Promise<void> {
 				log(`workspace: skipped ${skipped.path} (${skipped.reason})`);
 			}
 			publishWorkspace();
+			indexer.schedule();
 			const batch = params?.batch;
 			if (batch !== undefined && Number.isInteger(batch.index) && Number.isInteger(batch.count)) {
 				const last = batch.index >= batch.count - 1;
@@ -258,6 +278,10 @@ export function startServer(options: ServeOptions): Promise<void> {
 			pipeline.contextChanged();
 		}
 	});
+	documents.onDidOpen((event) => {
+		focusUri = event.document.uri;
+		pipeline.prewarm(relativePath(event.document.uri) ?? path.posix.basename(event.document.uri), event.document.getText());
+	});
 	documents.onDidClose((event) => {
 		const relative = relativePath(event.document.uri);
 		if (relative !== undefined) {
@@ -279,6 +303,7 @@ export function startServer(options: ServeOptions): Promise<void> {
 			if (token.isCancellationRequested) {
 				controller.abort();
 			}
+			focusUri = document.uri;
 			try {
 				const text = document.getText();
 				const outcome = await pipeline.complete(
@@ -395,6 +420,7 @@ export function startServer(options: ServeOptions): Promise<void> {
 	connection.onRequest(StatusRequest.type, () => ({ ...status.status, completions: { ...pipeline.counters } }));
 
 	connection.onShutdown(async () => {
+		indexer.dispose();
 		status.dispose();
 		snapshots.dispose();
 		await engines.dispose();

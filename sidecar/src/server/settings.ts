@@ -20,6 +20,7 @@ export interface ResolvedSettings {
 		readonly debounceMaxMs: number;
 		readonly timeoutMs: number;
 		readonly cacheSize: number;
+		readonly prewarm: boolean;
 	};
 	readonly ask: { readonly maxTokens: number; readonly maxChunks: number };
 	readonly limits: MirrorLimits;
@@ -58,6 +59,7 @@ export function resolveSettings(raw: unknown): ResolvedSettings {
 			debounceMaxMs: Math.max(debounceMinMs, int(completion['debounceMaxMs'], 300, 0, 10_000)),
 			timeoutMs: int(completion['timeoutMs'], 10_000, 100, 600_000),
 			cacheSize: int(completion['cacheSize'], 64, 0, 10_000),
+			prewarm: typeof completion['prewarm'] === 'boolean' ? completion['prewarm'] : true,
 		},
 		ask: { maxTokens: int(ask['maxTokens'], 128, 1, 2048), maxChunks: int(ask['maxChunks'], 24, 1, 1000) },
 		limits: {
