@@ -22,6 +22,8 @@
 #include <numeric>
 #include <stdexcept>
 
+#include <immintrin.h>
+
 #include "ggml.h"
 
 namespace repokv {
@@ -117,6 +119,15 @@ struct TritTable {
     }
 };
 const TritTable g_trits;
+// the same as floats, 8 per byte (5 used), so a token row decodes with one 8-float copy per byte
+struct TritTableF {
+    alignas(32) float t[256][8];
+    TritTableF() {
+        for (int b = 0; b < 256; b++)
+            for (int i = 0; i < 8; i++) t[b][i] = i < 5 ? (float)g_trits.t[b][i] : 0.0f;
+    }
+};
+const TritTableF g_tritsf;
 
 // ---- asymmetric b-bit quantization of one group ----------------------------------------------------------------------
 
@@ -239,7 +250,7 @@ void quantize_onebit_keys(int D, int32_t n, const float *K, const uint8_t *mask,
             asym_params(Xo.data() + j, nt, Do, 2, dl, mn);
             put_h(meta + 2 * j, dl);
             put_h(meta + 2 * Do + 2 * j, mn);
-            for (int i = 0; i < nt; i++) put_code(rows + (size_t)i * tb, j, 2, asym_code(Xo[(size_t)i * Do + j], dl, mn, 2));
+            for (int i = 0; i < nt; i++) rows[(size_t)(j / 4) * nt + i] |= (uint8_t)(asym_code(Xo[(size_t)i * Do + j], dl, mn, 2) << (2 * (j % 4)));
         }
         uint8_t *mmeta = meta + 4 * Do;
         for (int j = 0; j < Dn; j++) {
@@ -259,7 +270,7 @@ void quantize_onebit_keys(int D, int32_t n, const float *K, const uint8_t *mask,
             put_h(mmeta + 2 * j, mu);
             put_h(mmeta + 2 * Dn + 2 * j, al);
             for (int i = 0; i < nt; i++)
-                if (Y[(size_t)i * Dn + j] >= mu) rows[(size_t)i * tb + Do / 4 + j / 8] |= (uint8_t)(1 << (j % 8));
+                if (Y[(size_t)i * Dn + j] >= mu) rows[(size_t)(Do / 4 + j / 8) * nt + i] |= (uint8_t)(1 << (j % 8));
         }
         p = rows + (size_t)nt * tb;
     }
@@ -416,6 +427,40 @@ QUANT_KERNEL void accumulate_kivi(const QuantSegment &seg, int32_t n, const floa
     }
 }
 
+inline void build_lut(float *T, const float *lo, const float *hi) {
+    for (int h = 0; h < 16; h++)
+        for (int l = 0; l < 16; l++) T[h * 16 + l] = lo[l] + hi[h];
+}
+
+const bool g_avx2 = __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma");
+
+// 8 tokens at a time: one gather per byte plane and row. Returns the tokens done (a multiple of 8).
+__attribute__((target("avx2,fma"))) int onebit_lookup_avx2(const uint8_t *rows, int nt, int lim, int nb, const float *lut, const float *bias, int R,
+                                                         float scale, float *S, size_t ld) {
+    int i = 0;
+    const __m256 vs = _mm256_set1_ps(scale);
+    for (; i + 8 <= lim; i += 8) {
+        __m256i idx[40];
+        for (int k = 0; k < nb; k++) {
+            int64_t b8;
+            memcpy(&b8, rows + (size_t)k * nt + i, 8);
+            idx[k] = _mm256_add_epi32(_mm256_cvtepu8_epi32(_mm_cvtsi64_si128(b8)), _mm256_set1_epi32(k * 256));
+        }
+        for (int r = 0; r < R; r++) {
+            const float *L = lut + (size_t)r * nb * 256;
+            __m256 acc0 = _mm256_set1_ps(bias[r]), acc1 = _mm256_setzero_ps();
+            int k = 0;
+            for (; k + 1 < nb; k += 2) {
+                acc0 = _mm256_add_ps(acc0, _mm256_i32gather_ps(L, idx[k], 4));
+                acc1 = _mm256_add_ps(acc1, _mm256_i32gather_ps(L, idx[k + 1], 4));
+            }
+            if (k < nb) acc0 = _mm256_add_ps(acc0, _mm256_i32gather_ps(L, idx[k], 4));
+            _mm256_storeu_ps(S + r * ld + i, _mm256_mul_ps(_mm256_add_ps(acc0, acc1), vs));
+        }
+    }
+    return i;
+}
+
 QUANT_KERNEL void scores_onebit(const QuantSegment &seg, int32_t n, const float *q, int R, float scale, float *S, size_t ld) {
     const int D = seg.head_dim, Do = ob_do(D), Dn = ob_dn(D);
     const int nbo = Do / 4, nbn = Dn / 8;  // bytes per token: outlier codes, sign bits
@@ -446,16 +491,12 @@ QUANT_KERNEL void scores_onebit(const QuantSegment &seg, int32_t n, const float 
                 a[j] = qj * get_h(meta + 2 * j);
                 bs += qj * get_h(meta + 2 * Do + 2 * j);
             }
+            // a byte x = lo + 16 hi: T[x] = lo-table[lo] + hi-table[hi] (16-wide adds)
             for (int k = 0; k < nbo; k++) {
-                float *T = L + (size_t)k * 256;
                 const float *ak = a.data() + 4 * k;
-                float t1[4], t2[4];
-                for (int c = 0; c < 4; c++) t1[c] = ak[0] * c, t2[c] = ak[1] * c;
-                float t12[16];
-                for (int x = 0; x < 16; x++) t12[x] = t1[x & 3] + t2[x >> 2];
-                float t3[4], t4[4];
-                for (int c = 0; c < 4; c++) t3[c] = ak[2] * c, t4[c] = ak[3] * c;
-                for (int x = 0; x < 256; x++) T[x] = t12[x & 15] + (t3[x >> 4 & 3] + t4[x >> 6]);
+                float lo[16], hi[16];
+                for (int x = 0; x < 16; x++) lo[x] = ak[0] * (x & 3) + ak[1] * (x >> 2), hi[x] = ak[2] * (x & 3) + ak[3] * (x >> 2);
+                build_lut(L + (size_t)k * 256, lo, hi);
             }
             // normals: ŷ = μ + α·σ, σ = ±1: Σ b_c σ_c = 2 Σ_{bit set} b_c − Σ b_c with b = q'∘α
             float sb = 0;
@@ -467,21 +508,26 @@ QUANT_KERNEL void scores_onebit(const QuantSegment &seg, int32_t n, const float 
             }
             bs -= sb;
             for (int k = 0; k < nbn; k++) {
-                float *T = L + (size_t)(nbo + k) * 256;
-                T[0] = 0;
-                for (int x = 1; x < 256; x++) T[x] = T[x & (x - 1)] + 2 * a[8 * k + __builtin_ctz(x)];
+                const float *bk = a.data() + 8 * k;
+                float lo[16], hi[16];
+                for (int x = 0; x < 16; x++) {
+                    lo[x] = 2 * ((x & 1 ? bk[0] : 0) + (x & 2 ? bk[1] : 0) + (x & 4 ? bk[2] : 0) + (x & 8 ? bk[3] : 0));
+                    hi[x] = 2 * ((x & 1 ? bk[4] : 0) + (x & 2 ? bk[5] : 0) + (x & 4 ? bk[6] : 0) + (x & 8 ? bk[7] : 0));
+                }
+                build_lut(L + (size_t)(nbo + k) * 256, lo, hi);
             }
             bias[r] = bs;
         }
-        for (int i = 0; i < lim; i++) {
-            const uint8_t *row = rows + (size_t)i * tb;
+        // tokens: byte plane k of the block holds byte k of every token (rows[k * nt + i])
+        int i = 0;
+        if (g_avx2 && nbo + nbn <= 40) i = onebit_lookup_avx2(rows, nt, lim, nbo + nbn, lut.data(), bias.data(), R, scale, S + t0, ld);
+        for (; i < lim; i++)
             for (int r = 0; r < R; r++) {
                 const float *L = lut.data() + (size_t)r * (nbo + nbn) * 256;
                 float s = bias[r];
-                for (int k = 0; k < nbo + nbn; k++) s += L[(size_t)k * 256 + row[k]];
+                for (int k = 0; k < nbo + nbn; k++) s += L[(size_t)k * 256 + rows[(size_t)k * nt + i]];
                 S[r * ld + t0 + i] = s * scale;
             }
-        }
         p = rows + (size_t)nt * tb;
     }
 }
@@ -489,7 +535,7 @@ QUANT_KERNEL void scores_onebit(const QuantSegment &seg, int32_t n, const float 
 QUANT_KERNEL void accumulate_onebit(const QuantSegment &seg, int32_t n, const float *P, size_t ld, int R, float *out) {
     const int D = seg.head_dim;
     const size_t tb = ob_v_token_bytes(D);
-    std::vector<float> blk((size_t)R * D), x(tb * 5);
+    std::vector<float> blk((size_t)R * D), x(tb * 5 + 3);
     const uint8_t *p = seg.v.data();
     for (int32_t t0 = 0; t0 < seg.n && t0 < n; t0 += kOneBitBlock) {
         const int nt = std::min<int32_t>(kOneBitBlock, seg.n - t0);
@@ -502,8 +548,7 @@ QUANT_KERNEL void accumulate_onebit(const QuantSegment &seg, int32_t n, const fl
             for (int r = 0; r < R; r++) any |= P[r * ld + t0 + i] != 0;
             if (!any) continue;
             const uint8_t *row = rows + (size_t)i * tb;
-            for (size_t k = 0; k < tb; k++)
-                for (int j = 0; j < 5; j++) x[k * 5 + j] = (float)g_trits.t[row[k]][j];
+            for (size_t k = 0; k < tb; k++) memcpy(x.data() + k * 5, g_tritsf.t[row[k]], 8 * sizeof(float));  // overlapping tails
             for (int r = 0; r < R; r++) {
                 const float w = P[r * ld + t0 + i];
                 if (w == 0) continue;
@@ -697,11 +742,10 @@ void dequantize(const QuantSegment &seg, float *K, float *V) {
                 const int nt = std::min<int32_t>(kOneBitBlock, n - t0);
                 const uint8_t *meta = p, *rows = p + ob_k_block_meta(D), *mmeta = meta + 4 * Do;
                 for (int i = 0; i < nt; i++) {
-                    const uint8_t *row = rows + (size_t)i * tb;
                     float *k = K + (size_t)(t0 + i) * D;
-                    for (int j = 0; j < Do; j++) k[outl[j]] = get_h(meta + 2 * Do + 2 * j) + get_h(meta + 2 * j) * (float)get_code(row, j, 2);
+                    for (int j = 0; j < Do; j++) k[outl[j]] = get_h(meta + 2 * Do + 2 * j) + get_h(meta + 2 * j) * (float)(rows[(size_t)(j / 4) * nt + i] >> (2 * (j % 4)) & 3);
                     for (int j = 0; j < Dn; j++) {
-                        const bool bit = row[Do / 4 + j / 8] >> (j % 8) & 1;
+                        const bool bit = rows[(size_t)(Do / 4 + j / 8) * nt + i] >> (j % 8) & 1;
                         y[j] = get_h(mmeta + 2 * j) + get_h(mmeta + 2 * Dn + 2 * j) * (bit ? 1.0f : -1.0f);
                     }
                     unrotate_normals(norm.data(), D, y.data(), k);
