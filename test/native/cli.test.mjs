@@ -63,4 +63,25 @@ describe('repokv complete --engine native', { skip: !fs.existsSync(target) && 'm
 		assert.equal(native.completion, llama.completion);
 		assert.equal(native.tokens.generated, llama.tokens.generated);
 	});
+
+	test('--policy speckv --budget 12 reports kept tokens and bytes per layer and KV head, and the draft/scoring timings', async () => {
+		const args = ['complete', '--workspace', path.join(root, 'test', 'fixtures', 'workspace-needle'), '--file', 'src/main.ts', '--line', '10', '--column', '32', '--threads', '1', '--json'];
+		const r = JSON.parse((await run(process.execPath, [cli, ...args, '--engine', 'native', '--policy', 'speckv', '--budget', '12'])).stdout);
+		assert.equal(r.cache.policy, 'speckv');
+		assert.equal(r.cache.layers.length, 6);
+		const m = r.tokens.context - 1;
+		const C = Math.round(0.12 * m);
+		for (const layer of r.cache.layers) {
+			assert.equal(layer.heads.length, 2);
+			for (const head of layer.heads) {
+				// C kept + the generated tokens (the last prompt token is re-fed, the last generated one is not evaluated)
+				assert.equal(head.tokens, C + r.tokens.generated);
+				assert.equal(head.bytes, head.tokens * (64 * 4 + 4));
+			}
+		}
+		assert.equal(r.cache.masterTokens, m);
+		assert.ok(r.cache.bytes < 0.2 * r.cache.masterBytes);
+		for (const key of ['prefillMs', 'draftMs', 'scoringMs', 'compressMs', 'decodeMs']) assert.ok(r.timings[key] >= 0, key);
+		await assert.rejects(run(process.execPath, [cli, ...args, '--policy', 'speckv']), /needs --engine native/);
+	});
 });

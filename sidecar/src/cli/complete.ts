@@ -26,6 +26,11 @@ Complete the code at a cursor, with the whole workspace as context, and print th
                       cursor on its line, multi otherwise
   --model PATH        GGUF model (default: the bundled models/target.gguf)
   --engine NAME       inference engine: ${availableEngines().join(', ')} (default llama)
+  --policy NAME       KV cache policy (native engine): full, window, h2o, snapkv, pyramidkv, adakv, speckv
+                      (default full)
+  --budget PCT        KV budget in percent of the fp16 cache's bytes (default 12); or --budget-tokens N per head
+  --split NAME        budget split over layers/heads: uniform, pyramid, adaptive (default per policy)
+  --draft PATH        SpecKV's draft model (default: the bundled models/draft.gguf)
   --show-prompt       also print the prompt the model saw (a "prompt" field with --json)
   --verbose           show the engine's log on stderr`;
 
@@ -45,6 +50,11 @@ export const completeCommand: Command = {
 			mode: { type: 'string' },
 			model: { type: 'string' },
 			engine: { type: 'string' },
+			policy: { type: 'string' },
+			budget: { type: 'string' },
+			'budget-tokens': { type: 'string' },
+			split: { type: 'string' },
+			draft: { type: 'string' },
 			verbose: { type: 'boolean' },
 			'show-prompt': { type: 'boolean' },
 			help: { type: 'boolean', short: 'h' },
@@ -58,6 +68,24 @@ export const completeCommand: Command = {
 			throw new UserError(`unknown engine '${engine}'; available: ${availableEngines().join(', ')}`, 2);
 		}
 		const mode = parseMode(values.mode);
+		if (values.policy !== undefined && values.policy !== 'full' && engine !== 'native') {
+			throw new UserError(`--policy ${values.policy} needs --engine native (the llama engine keeps the full cache)`, 2);
+		}
+		const budgetPercent = values.budget === undefined ? undefined : Number(values.budget);
+		if (budgetPercent !== undefined && !(budgetPercent > 0 && budgetPercent <= 100)) {
+			throw new UserError(`--budget must be a percentage in (0, 100] (got '${values.budget}')`, 2);
+		}
+		const budgetTokens = integerOption(values['budget-tokens'], 'budget-tokens', 1);
+		const kvCache =
+			values.policy === undefined
+				? undefined
+				: {
+						policy: values.policy,
+						...(budgetPercent === undefined ? {} : { budgetPercent }),
+						...(budgetTokens === undefined ? {} : { budgetTokens }),
+						...(values.split === undefined ? {} : { split: values.split }),
+						...(values.draft === undefined ? {} : { draftPath: path.resolve(values.draft) }),
+					};
 		const contextSize = integerOption(values.context, 'context', 16);
 		const verbose = values.verbose === true;
 		const report = await completeInWorkspace({
@@ -73,6 +101,7 @@ export const completeCommand: Command = {
 			maxTokens: integerOption(values['max-tokens'], 'max-tokens', 1) ?? 64,
 			...(contextSize === undefined ? {} : { contextSize }),
 			...(mode === undefined ? {} : { mode }),
+			...(kvCache === undefined ? {} : { kvCache }),
 			verbose,
 			// stderr, so that --json output on stdout stays parseable.
 			onLog: (level, message) => {
@@ -122,8 +151,22 @@ function toJson(report: WorkspaceCompletionReport): object {
 			tokenizeMs: round(timings.tokenizeMs),
 			prefillMs: round(timings.prefillMs),
 			decodeMs: round(timings.decodeMs),
+			...(timings.draftMs === undefined ? {} : { draftMs: round(timings.draftMs) }),
+			...(timings.scoringMs === undefined ? {} : { scoringMs: round(timings.scoringMs) }),
+			...(timings.compressMs === undefined ? {} : { compressMs: round(timings.compressMs) }),
 			totalMs: round(timings.totalMs),
 		},
+		...(report.cache === undefined
+			? {}
+			: {
+					cache: {
+						policy: report.cache.policy,
+						tokens: report.cache.tokens,
+						bytes: report.cache.bytes,
+						...(report.cache.masterBytes === undefined ? {} : { masterBytes: report.cache.masterBytes, masterTokens: report.cache.masterTokens }),
+						layers: report.cache.layers.map((l) => ({ heads: l.heads.map((h) => ({ tokens: h.tokens, bytes: h.bytes })) })),
+					},
+				}),
 		model: report.model,
 		files: report.files,
 	};

@@ -5,7 +5,7 @@ import { performance } from 'node:perf_hooks';
 import { buildCompletionPrompt, ContextBudgetError } from '../context/builder';
 import { offsetAt, PositionOutOfRangeError, type EditorPosition } from '../context/position';
 import { loadEngine } from '../engine';
-import type { EngineName, LoadedModel, StopReason } from '../engine/types';
+import type { EngineKvStats, EngineName, KvCacheOptions, LoadedModel, StopReason } from '../engine/types';
 import { errorCode, errorMessage, UserError } from '../errors';
 import { readWorkspace, decodeText } from '../workspace/reader';
 import { isSecretPath } from '../workspace/secrets';
@@ -31,6 +31,8 @@ export interface WorkspaceCompletionOptions {
 	readonly onLog?: (level: 'debug' | 'info' | 'warn' | 'error', message: string) => void;
 	readonly verbose?: boolean;
 	readonly signal?: AbortSignal;
+	/** KV cache policy (native engine). */
+	readonly kvCache?: KvCacheOptions;
 }
 
 export interface WorkspaceCompletionReport {
@@ -53,8 +55,14 @@ export interface WorkspaceCompletionReport {
 		readonly tokenizeMs: number;
 		readonly prefillMs: number;
 		readonly decodeMs: number;
+		/** Native engine with a KV policy: SpecKV's draft lookahead and scoring pass, selection + compaction. */
+		readonly draftMs?: number;
+		readonly scoringMs?: number;
+		readonly compressMs?: number;
 		readonly totalMs: number;
 	};
+	/** The engine's KV cache after the completion (native engine): per layer and KV head, kept tokens and real bytes. */
+	readonly cache?: EngineKvStats;
 	readonly model: {
 		readonly path: string;
 		readonly engine: EngineName;
@@ -89,6 +97,7 @@ export async function completeInWorkspace(options: WorkspaceCompletionOptions): 
 		...(options.contextSize === undefined ? {} : { contextSize: options.contextSize }),
 		...(options.onLog === undefined ? {} : { onLog: options.onLog }),
 		...(options.verbose === undefined ? {} : { verbose: options.verbose }),
+		...(options.kvCache === undefined ? {} : { kvCache: options.kvCache }),
 	});
 	const loaded = performance.now();
 	try {
@@ -159,8 +168,12 @@ async function completeWithModel(
 			tokenizeMs: result.timings.tokenizeMs,
 			prefillMs: result.timings.prefillMs,
 			decodeMs: result.timings.decodeMs,
+			...(result.timings.draftMs === undefined ? {} : { draftMs: result.timings.draftMs }),
+			...(result.timings.scoringMs === undefined ? {} : { scoringMs: result.timings.scoringMs }),
+			...(result.timings.compressMs === undefined ? {} : { compressMs: result.timings.compressMs }),
 			totalMs: performance.now() - clock.started,
 		},
+		...(model.kvStats === undefined ? {} : { cache: model.kvStats() }),
 		model: {
 			path: model.info.path,
 			engine: options.engine,

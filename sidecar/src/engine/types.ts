@@ -97,6 +97,9 @@ export interface EngineKvStats {
 	/** `layers[l].heads[h]`: per layer, per KV head. */
 	readonly layers: readonly { readonly heads: readonly { readonly tokens: number; readonly bytes: number; readonly segments: readonly EngineKvSegment[] }[] }[];
 	readonly bytes: number;
+	/** The retained uncompressed master copy the policy selected from (native engine), for reuse by the next request. */
+	readonly masterTokens?: number;
+	readonly masterBytes?: number;
 }
 
 export interface LoadedModel extends TokenCounter {
