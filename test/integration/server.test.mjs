@@ -9,7 +9,7 @@ import { after, before, describe, test } from 'node:test';
 import { CancellationTokenSource } from 'vscode-jsonrpc/node';
 
 import { startServer, workspaceFiles } from '../support/lsp-client.mjs';
-import { needleWorkspace, tempFolder } from '../support/sidecar.mjs';
+import { cliPath, needleWorkspace, tempFolder } from '../support/sidecar.mjs';
 
 const mainText = readFileSync(path.join(needleWorkspace, 'src/main.ts'), 'utf8');
 /** `src/main.ts` line 10, column 32 (1-based) as an LSP position (0-based). */
@@ -259,6 +259,17 @@ describe('repokv serve --stdio: failures', () => {
 		assert.equal((await server.connection.sendRequest('repokv/status')).state, 'error');
 	});
 
+	test('an hf: model that cannot be downloaded: a clear error within the time-out, not a hang', async (t) => {
+		const folder = await tempFolder(t);
+		const server = await startServer({ settings: { threads: 1, model: { target: 'hf:repokv-test/missing/missing.gguf', downloadTimeoutSeconds: 3, downloadFolder: folder } } });
+		t.after(() => server.stop());
+		const started = Date.now();
+		const error = await server.waitForStatus((s) => s.state === 'error', 20_000);
+		assert.match(error.message, /download/);
+		assert.match(error.fixHint, /download|network/);
+		assert.ok(Date.now() - started < 15_000);
+	});
+
 	test('a malformed message does not crash the server', async (t) => {
 		const server = await startServer({ settings: { threads: 1 }, lazyModelLoad: true });
 		t.after(() => server.stop());
@@ -303,5 +314,32 @@ describe('repokv serve --stdio: failures', () => {
 		await server.exited;
 		server.connection.dispose();
 		assert.equal(before, '', 'the server runs no child processes while serving');
+	});
+});
+
+describe('repokv ask (CLI)', () => {
+	test('--json: retrieval picks the context when the workspace exceeds it, and citations exist', () => {
+		const run = spawnSync(process.execPath, [cliPath, 'ask', '--workspace', needleWorkspace, '--question', 'What is RETRY_LIMIT_MS?', '--json', '--threads', '1', '--max-tokens', '8', '--context', '1024'], { encoding: 'utf8', timeout: 120_000 });
+		assert.equal(run.status, 0, run.stderr);
+		const result = JSON.parse(run.stdout);
+		assert.equal(result.context.mode, 'retrieved');
+		assert.ok(result.context.tokens <= 1024);
+		assert.ok(result.context.chunksSearched > 0);
+		assert.ok(result.citations.some((c) => c.file === 'src/config.ts' && /4817/.test(c.preview)), JSON.stringify(result.citations));
+		for (const citation of result.citations) {
+			const lines = readFileSync(path.join(needleWorkspace, citation.file), 'utf8').split('\n');
+			assert.equal(citation.preview, lines[citation.line - 1].trim().slice(0, 200));
+		}
+		assert.equal(typeof result.answer, 'string');
+		assert.ok(result.timings.totalMs > 0);
+	});
+
+	test('usage errors: a missing question exits 2; serve without --stdio exits 2', () => {
+		const ask = spawnSync(process.execPath, [cliPath, 'ask', '--workspace', needleWorkspace], { encoding: 'utf8' });
+		assert.equal(ask.status, 2);
+		assert.match(ask.stderr, /--question/);
+		const serve = spawnSync(process.execPath, [cliPath, 'serve'], { encoding: 'utf8' });
+		assert.equal(serve.status, 2);
+		assert.match(serve.stderr, /--stdio/);
 	});
 });

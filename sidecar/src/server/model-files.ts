@@ -30,24 +30,33 @@ export async function resolveModelPath(setting: string, options: ResolveModelOpt
 	}
 	const { resolveModelFile } = await import('node-llama-cpp');
 	const controller = new AbortController();
-	const timer = setTimeout(() => {
-		controller.abort(new Error('timed out'));
-	}, options.timeoutMs);
+	let timer: NodeJS.Timeout | undefined;
+	// Raced, not only signalled: resolving a URI fetches metadata before the download honours the signal, and a
+	// machine without network can hang there far longer than the time-out.
+	const timedOut = new Promise<never>((_resolve, reject) => {
+		timer = setTimeout(() => {
+			controller.abort(new Error('timed out'));
+			reject(new UserError(`downloading ${setting} timed out after ${Math.round(options.timeoutMs / 1000)} s; if this machine is offline, download the model elsewhere and set repokv.model.target to its local path`));
+		}, options.timeoutMs);
+	});
 	const onOuterAbort = (): void => {
 		controller.abort(new Error('cancelled'));
 	};
 	options.signal?.addEventListener('abort', onOuterAbort, { once: true });
 	try {
-		return await resolveModelFile(setting, {
-			...(options.downloadFolder === undefined ? {} : { directory: options.downloadFolder }),
-			download: 'auto',
-			cli: false,
-			signal: controller.signal,
-			onProgress: ({ downloadedSize, totalSize }) => options.onProgress?.(downloadedSize, totalSize),
-		});
+		return await Promise.race([
+			resolveModelFile(setting, {
+				...(options.downloadFolder === undefined ? {} : { directory: options.downloadFolder }),
+				download: 'auto',
+				cli: false,
+				signal: controller.signal,
+				onProgress: ({ downloadedSize, totalSize }) => options.onProgress?.(downloadedSize, totalSize),
+			}),
+			timedOut,
+		]);
 	} catch (error) {
-		if (controller.signal.aborted) {
-			throw new UserError(`downloading ${setting} ${controller.signal.reason instanceof Error ? controller.signal.reason.message : 'stopped'} after ${Math.round(options.timeoutMs / 1000)} s`);
+		if (error instanceof UserError) {
+			throw error;
 		}
 		const message = errorMessage(error);
 		if (/ENOTFOUND|EAI_AGAIN|ECONNREFUSED|ENETUNREACH|ETIMEDOUT|fetch failed|getaddrinfo/i.test(message)) {
