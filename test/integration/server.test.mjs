@@ -243,6 +243,30 @@ describe('repokv serve --stdio: cache warm-up', () => {
 	});
 });
 
+describe('repokv serve --stdio: native engine', () => {
+	test('completes through the native addon, reuses the prefix, and snapshots its real per-head KV bytes', async (t) => {
+		const server = await startServer({ settings: { threads: 1, engine: 'native', completion: { prewarm: false } } });
+		t.after(() => server.stop());
+		const ready = await server.waitForStatus((s) => s.state === 'ready' || s.state === 'error');
+		assert.equal(ready.state, 'ready', JSON.stringify(ready));
+		await server.connection.sendNotification('repokv/workspace/didChangeFiles', { changed: await workspaceFiles(needleWorkspace) });
+		await server.connection.sendNotification('textDocument/didOpen', { textDocument: { uri: server.uri('src/main.ts'), languageId: 'typescript', version: 1, text: mainText } });
+		assert.match(firstInsertText(await server.connection.sendRequest('textDocument/inlineCompletion', inlineParams(server, 'src/main.ts', needlePosition))), /^4817/);
+		await server.connection.sendNotification('textDocument/didChange', { textDocument: { uri: server.uri('src/main.ts'), version: 2 }, contentChanges: [{ text: `${mainText}\n` }] });
+		assert.match(firstInsertText(await server.connection.sendRequest('textDocument/inlineCompletion', inlineParams(server, 'src/main.ts', needlePosition))), /^4817/);
+		const snapshot = await server.connection.sendRequest('repokv/cache/snapshot', {});
+		assert.equal(snapshot.engine, 'native');
+		assert.equal(snapshot.source, 'engineStats');
+		assert.ok(snapshot.latency.reusedTokens > 2000, `reused ${snapshot.latency.reusedTokens}`);
+		const headBytes = snapshot.layers.flatMap((layer) => layer.heads).reduce((sum, head) => sum + head.bytes, 0);
+		assert.equal(headBytes, snapshot.totals.kvBytes, 'totals are the sum of the engine-reported heads');
+		if (snapshot.budget.policy === 'full') {
+			// fp16 keys and values plus the engine's per-token metadata (positions): within 5 % of the fp16 estimate.
+			assert.ok(Math.abs(snapshot.totals.kvBytes / snapshot.totals.fp16Bytes - 1) < 0.05, JSON.stringify(snapshot.totals));
+		}
+	});
+});
+
 describe('repokv serve --stdio: failures', () => {
 	test('a broken GGUF: status error with a fix hint, completions answer empty, the server stays up', async (t) => {
 		const folder = await tempFolder(t);
