@@ -337,8 +337,62 @@ inline float dot(const float *a, const float *b, int n) {
 // The hot kernels are compiled twice, for x86-64-v3 (AVX2/FMA) and baseline x86-64, chosen at load time (ifunc).
 #define QUANT_KERNEL __attribute__((target_clones("arch=haswell", "default")))
 
+// REPOKV_NATIVE_SCALAR=1 forces the portable kernels (as in attention.cpp; test/native/quant-scalar.test.mjs)
+const bool g_avx2 = !getenv("REPOKV_NATIVE_SCALAR") && __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma");
+
+// 8 b-bit codes (channels c..c+7 of a row) as floats: broadcast, per-lane shift, mask
+template <int b>
+__attribute__((target("avx2,fma"))) inline __m256 codes8_avx2(const uint8_t *row, int c, __m256i sh, __m256i mask) {
+    uint32_t w = 0;
+    if (b == 4) memcpy(&w, row + c / 2, 4);  // 8 codes of b bits = b bytes
+    else {
+        uint16_t h;
+        memcpy(&h, row + c / 4, 2);
+        w = h;
+    }
+    return _mm256_cvtepi32_ps(_mm256_and_si256(_mm256_srlv_epi32(_mm256_set1_epi32((int)w), sh), mask));
+}
+__attribute__((target("avx2,fma"))) inline float hsum_avx2(__m256 x) {
+    __m128 v = _mm_add_ps(_mm256_extractf128_ps(x, 1), _mm256_castps256_ps128(x));
+    v = _mm_add_ps(v, _mm_movehl_ps(v, v));
+    v = _mm_add_ss(v, _mm_movehdup_ps(v));
+    return _mm_cvtss_f32(v);
+}
+
+// q8 scores: per token and group, d_t,g · (q_g · codes), int8 codes widened 8 at a time; rows in chunks of 8
+__attribute__((target("avx2,fma"))) void q8_scores_avx2(const uint8_t *k, int32_t n, int D, const float *q, int R, float scale, float *S, size_t ld) {
+    const int NG = D / 32;
+    const size_t tb = (size_t)NG * 34;
+    for (int r0 = 0; r0 < R; r0 += 8) {
+        const int rn = std::min(8, R - r0);
+        for (int32_t t = 0; t < n; t++) {
+            const uint8_t *row = k + (size_t)t * tb;
+            __m256 tot[8];
+            for (int r = 0; r < rn; r++) tot[r] = _mm256_setzero_ps();
+            for (int g = 0; g < NG; g++) {
+                const uint8_t *p = row + g * 34;
+                const __m256 d = _mm256_set1_ps(get_h(p));
+                __m256 x[4];
+                for (int j = 0; j < 4; j++) {
+                    int64_t b8;
+                    memcpy(&b8, p + 2 + 8 * j, 8);
+                    x[j] = _mm256_mul_ps(_mm256_cvtepi32_ps(_mm256_cvtepi8_epi32(_mm_cvtsi64_si128(b8))), d);
+                }
+                for (int r = 0; r < rn; r++) {
+                    const float *qr = q + (size_t)(r0 + r) * D + g * 32;
+                    __m256 acc = tot[r];
+                    for (int j = 0; j < 4; j++) acc = _mm256_fmadd_ps(x[j], _mm256_loadu_ps(qr + 8 * j), acc);
+                    tot[r] = acc;
+                }
+            }
+            for (int r = 0; r < rn; r++) S[(size_t)(r0 + r) * ld + t] = hsum_avx2(tot[r]) * scale;
+        }
+    }
+}
+
 QUANT_KERNEL void scores_q8(const QuantSegment &seg, int32_t n, const float *q, int R, float scale, float *S, size_t ld) {
     const int D = seg.head_dim, NG = D / 32;
+    if (g_avx2) return q8_scores_avx2(seg.k.data(), n, D, q, R, scale, S, ld);
     float x[32];
     for (int32_t t = 0; t < n; t++) {
         const uint8_t *row = seg.k.data() + (size_t)t * q8_token_bytes(D);
@@ -375,28 +429,80 @@ QUANT_KERNEL void accumulate_q8(const QuantSegment &seg, int32_t n, const float 
     }
 }
 
+
+// kivi scores of tokens [0, lim) of a block: S[r * ld + i] = (bias_r + a_r · codes_i) * scale, rows in chunks of 8
+template <int b>
+__attribute__((target("avx2,fma"))) void kivi_scores_avx2(const uint8_t *codes, int lim, size_t tb, int D, const float *a, const float *bias, int R, float scale,
+                                                        float *S, size_t ld) {
+    const __m256i sh = b == 4 ? _mm256_setr_epi32(0, 4, 8, 12, 16, 20, 24, 28) : _mm256_setr_epi32(0, 2, 4, 6, 8, 10, 12, 14);
+    const __m256i mask = _mm256_set1_epi32((1 << b) - 1);
+    for (int r0 = 0; r0 < R; r0 += 8) {
+        const int rn = std::min(8, R - r0);
+        for (int i = 0; i < lim; i++) {
+            const uint8_t *row = codes + (size_t)i * tb;
+            __m256 acc[8];
+            for (int r = 0; r < rn; r++) acc[r] = _mm256_setzero_ps();
+            for (int c = 0; c < D; c += 8) {
+                const __m256 x = codes8_avx2<b>(row, c, sh, mask);
+                for (int r = 0; r < rn; r++) acc[r] = _mm256_fmadd_ps(x, _mm256_loadu_ps(a + (size_t)(r0 + r) * D + c), acc[r]);
+            }
+            for (int r = 0; r < rn; r++) S[(size_t)(r0 + r) * ld + i] = (bias[r0 + r] + hsum_avx2(acc[r])) * scale;
+        }
+    }
+}
+
+// kivi values of token rows [0, n): out_r += Σ_t p_rt (Δ_t,g code_t + min_t,g)
+template <int b>
+__attribute__((target("avx2,fma"))) void kivi_accumulate_avx2(const uint8_t *v, int32_t n, size_t tb, int D, const float *P, size_t ld, int R, float *out) {
+    const __m256i sh = b == 4 ? _mm256_setr_epi32(0, 4, 8, 12, 16, 20, 24, 28) : _mm256_setr_epi32(0, 2, 4, 6, 8, 10, 12, 14);
+    const __m256i mask = _mm256_set1_epi32((1 << b) - 1);
+    const int NG = D / 32;
+    for (int32_t t = 0; t < n; t++) {
+        const uint8_t *row = v + (size_t)t * tb;
+        const uint8_t *meta = row + (size_t)D * b / 8;
+        for (int g = 0; g < NG; g++) {
+            const float dl = get_h(meta + 2 * g), mn = get_h(meta + 2 * NG + 2 * g);
+            __m256 x[4];
+            for (int j = 0; j < 4; j++) x[j] = codes8_avx2<b>(row, g * 32 + 8 * j, sh, mask);
+            for (int r = 0; r < R; r++) {
+                const float p = P[r * ld + t];
+                if (p == 0) continue;
+                const __m256 w = _mm256_set1_ps(p * dl), w0 = _mm256_set1_ps(p * mn);
+                float *o = out + (size_t)r * D + g * 32;
+                for (int j = 0; j < 4; j++) _mm256_storeu_ps(o + 8 * j, _mm256_add_ps(_mm256_fmadd_ps(x[j], w, _mm256_loadu_ps(o + 8 * j)), w0));
+            }
+        }
+    }
+}
+
 QUANT_KERNEL void scores_kivi(const QuantSegment &seg, int32_t n, const float *q, int R, float scale, float *S, size_t ld) {
     const int D = seg.head_dim, b = code_bits(seg.format);
-    std::vector<float> a((size_t)R * D), bias(R), x(D);
+    std::vector<float> a((size_t)R * D), bias(R), x(D), dl(D), mn(D);
     const uint8_t *p = seg.k.data();
     const size_t tb = kivi_k_token_bytes(D, b);
     for (int32_t t0 = 0; t0 < seg.n && t0 < n; t0 += kKiviBlock) {
         const int nt = std::min<int32_t>(kKiviBlock, seg.n - t0);
         const uint8_t *meta = p, *codes = p + kivi_k_block_meta(D);
+        for (int c = 0; c < D; c++) dl[c] = get_h(meta + 2 * c), mn[c] = get_h(meta + 2 * D + 2 * c);
         // fold the block's per-channel Δ into the query, min into a bias
         for (int r = 0; r < R; r++) {
             const float *qr = q + (size_t)r * D;
             float bs = 0;
             for (int c = 0; c < D; c++) {
-                a[(size_t)r * D + c] = qr[c] * get_h(meta + 2 * c);
-                bs += qr[c] * get_h(meta + 2 * D + 2 * c);
+                a[(size_t)r * D + c] = qr[c] * dl[c];
+                bs += qr[c] * mn[c];
             }
             bias[r] = bs;
         }
         const int lim = std::min<int32_t>(nt, n - t0);
-        for (int i = 0; i < lim; i++) {
-            unpack_codes(codes + (size_t)i * tb, D, b, x.data());
-            for (int r = 0; r < R; r++) S[r * ld + t0 + i] = (bias[r] + dot(a.data() + (size_t)r * D, x.data(), D)) * scale;
+        if (g_avx2) {
+            if (b == 4) kivi_scores_avx2<4>(codes, lim, tb, D, a.data(), bias.data(), R, scale, S + t0, ld);
+            else kivi_scores_avx2<2>(codes, lim, tb, D, a.data(), bias.data(), R, scale, S + t0, ld);
+        } else {
+            for (int i = 0; i < lim; i++) {
+                unpack_codes(codes + (size_t)i * tb, D, b, x.data());
+                for (int r = 0; r < R; r++) S[r * ld + t0 + i] = (bias[r] + dot(a.data() + (size_t)r * D, x.data(), D)) * scale;
+            }
         }
         p = codes + (size_t)nt * tb;
     }
@@ -406,6 +512,8 @@ QUANT_KERNEL void accumulate_kivi(const QuantSegment &seg, int32_t n, const floa
     const int D = seg.head_dim, b = code_bits(seg.format), NG = D / 32;
     std::vector<float> x(D);
     const size_t tb = kivi_v_token_bytes(D, b);
+    if (g_avx2 && b == 4) return kivi_accumulate_avx2<4>(seg.v.data(), n, tb, D, P, ld, R, out);
+    if (g_avx2) return kivi_accumulate_avx2<2>(seg.v.data(), n, tb, D, P, ld, R, out);
     for (int32_t t = 0; t < n; t++) {
         const uint8_t *row = seg.v.data() + (size_t)t * tb;
         const uint8_t *meta = row + (size_t)D * b / 8;
@@ -431,8 +539,6 @@ inline void build_lut(float *T, const float *lo, const float *hi) {
     for (int h = 0; h < 16; h++)
         for (int l = 0; l < 16; l++) T[h * 16 + l] = lo[l] + hi[h];
 }
-
-const bool g_avx2 = __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma");
 
 // 8 tokens at a time: one gather per byte plane and row. Returns the tokens done (a multiple of 8).
 __attribute__((target("avx2,fma"))) int onebit_lookup_avx2(const uint8_t *rows, int nt, int lim, int nb, const float *lut, const float *bias, int R,
