@@ -35,7 +35,7 @@ export class EngineHost {
 		if (this.current?.key !== key) {
 			const previous = this.current?.promise;
 			const promise = (async () => {
-				await previous?.then((engine) => engine.model.dispose()).catch(() => undefined);
+				await this.disposeQueued(previous);
 				return this.load(settings);
 			})();
 			this.current = { key, promise };
@@ -50,7 +50,15 @@ export class EngineHost {
 		const current = this.current;
 		this.current = undefined;
 		this.log(`engine reset: ${reason}`);
-		await current?.promise.then((engine) => engine.model.dispose()).catch(() => undefined);
+		await this.disposeQueued(current?.promise);
+	}
+
+	/** Dispose a model after the jobs already queued on it (an in-flight completion must not lose its model). */
+	private async disposeQueued(engine: Promise<LoadedEngine> | undefined): Promise<void> {
+		const loaded = await engine?.catch(() => undefined);
+		if (loaded !== undefined) {
+			await this.queue.run(() => loaded.model.dispose()).catch(() => undefined);
+		}
 	}
 
 	async dispose(): Promise<void> {
