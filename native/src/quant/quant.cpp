@@ -7,7 +7,8 @@
 //           V: per token: [D·b/8 bytes of codes][fp16 Δ x D/32][fp16 min x D/32] (groups of 32 channels).
 //   onebit  meta: D/8 bytes, bit c set = channel c is an outlier (D/4 of them, the highest max−min over the segment).
 //           K: blocks of 128 tokens: [fp16 Δ x Do][fp16 min x Do][fp16 μ x Dn][fp16 α x Dn] (Do = D/4, Dn = 3D/4), then
-//             per token [Do/4 bytes: 2-bit outlier codes][Dn/8 bytes: sign bits of the rotated normal channels].
+//             a token's row is [Do/4 bytes: 2-bit outlier codes][Dn/8 bytes: sign bits of the rotated normal channels],
+//             stored as byte planes: byte k of token i of a block of nt tokens at [k * nt + i].
 //             Normal channels (ascending channel order) are multiplied by fixed signs and Walsh–Hadamard-transformed
 //             in blocks of D/4 (orthonormal); ŷ = μ + α·(bit ? +1 : −1) (two-level Lloyd: μ ± α are the means of the
 //             values above / below the block mean).
