@@ -16,6 +16,8 @@ export interface RepokvApi {
 	statusText(): { text: string; tooltip: string };
 }
 
+let current: Sidecar | undefined;
+
 export function activate(context: vscode.ExtensionContext): RepokvApi {
 	const log = vscode.window.createOutputChannel('repokv', { log: true });
 	const manifest = context.extension.packageJSON as { version?: unknown };
@@ -23,6 +25,7 @@ export function activate(context: vscode.ExtensionContext): RepokvApi {
 	log.info(`repokv ${version} activated (VS Code ${vscode.version}, ${vscode.workspace.isTrusted ? 'trusted' : 'restricted mode'})`);
 
 	const sidecar = new Sidecar(context, log);
+	current = sidecar;
 	const statusBar = new StatusBar();
 	let status = { text: '', tooltip: '' };
 	// Test mode: the E2E driver waits on this file instead of sleeping (E2E.md: wait on signals the extension gives).
@@ -91,6 +94,8 @@ export function activate(context: vscode.ExtensionContext): RepokvApi {
 	return { sidecar, statusText: () => status };
 }
 
-export function deactivate(): void {
-	// Everything created in activate() is disposed through context.subscriptions (the sidecar stops there).
+/** VS Code waits for this promise: the sidecar gets its LSP shutdown/exit instead of losing its stdin mid-request. */
+export async function deactivate(): Promise<void> {
+	await current?.stop('extension deactivated');
+	current = undefined;
 }
