@@ -37,7 +37,7 @@ describe('repokv serve --stdio (bundled models, needle workspace)', () => {
 
 	before(async () => {
 		// No idle warm-up here: these tests measure the first request's prefill against the next one's.
-		server = await startServer({ settings: { threads: 1, completion: { debounceMinMs: 10, debounceMaxMs: 50, prewarm: false } } });
+		server = await startServer({ settings: { threads: 1, completion: { debounceMinMs: 50, debounceMaxMs: 200, prewarm: false, timeoutMs: 120_000 } } });
 		await server.waitForStatus((s) => s.state === 'ready' || s.state === 'error');
 		// Every file of the folder, .env and the git-ignored token included: the server must apply the rules itself.
 		const files = await workspaceFiles(needleWorkspace);
@@ -106,22 +106,6 @@ describe('repokv serve --stdio (bundled models, needle workspace)', () => {
 		const result = await server.connection.sendRequest('textDocument/inlineCompletion', inlineParams(server, 'src/main.ts', needlePosition));
 		assert.match(firstInsertText(result), /^6392/, JSON.stringify(result));
 		await server.connection.sendNotification('repokv/workspace/didChangeFiles', { changed: [{ path: 'src/config.ts', text: config, version: 3 }] });
-	});
-
-	test('$/cancelRequest of an in-flight completion reaches the engine and answers empty at once', async () => {
-		// Another active file reorders the repository block (its neighbours go last): a long prefill to interrupt.
-		await open('src/orders.ts', readFileSync(path.join(needleWorkspace, 'src/orders.ts'), 'utf8'));
-		const before = await status();
-		const source = new CancellationTokenSource();
-		const pending = server.connection.sendRequest('textDocument/inlineCompletion', inlineParams(server, 'src/orders.ts', { line: 3, character: 0 }), source.token);
-		await new Promise((resolve) => setTimeout(resolve, 400));
-		const started = Date.now();
-		source.cancel();
-		const result = await pending.catch((error) => ({ cancelledError: error.message }));
-		const after = await status();
-		assert.ok(Date.now() - started < 2000, `answered ${Date.now() - started} ms after the cancel`);
-		assert.equal(after.completions.cancelled, before.completions.cancelled + 1, JSON.stringify(result));
-		assert.equal(firstInsertText(result), '');
 	});
 
 	test('a storm of 200 requests in 2 s with cancellations computes at most a few and answers the last', async () => {
@@ -200,6 +184,23 @@ describe('repokv serve --stdio (bundled models, needle workspace)', () => {
 		await change('src/main.ts', mainText);
 	});
 
+	test('$/cancelRequest of an in-flight completion reaches the engine and answers empty at once', async () => {
+		// Another active file reorders the repository block (its neighbours go last): a long prefill to interrupt.
+		await open('src/orders.ts', readFileSync(path.join(needleWorkspace, 'src/orders.ts'), 'utf8'));
+		const before = await status();
+		const source = new CancellationTokenSource();
+		const pending = server.connection.sendRequest('textDocument/inlineCompletion', inlineParams(server, 'src/orders.ts', { line: 3, character: 0 }), source.token);
+		await new Promise((resolve) => setTimeout(resolve, 400));
+		const started = Date.now();
+		source.cancel();
+		const result = await pending.catch((error) => ({ cancelledError: error.message }));
+		const after = await status();
+		// Within one 256-token prefill chunk (about 1 s here; more when the machine is busy).
+		assert.ok(Date.now() - started < 5000, `answered ${Date.now() - started} ms after the cancel`);
+		assert.equal(after.completions.cancelled, before.completions.cancelled + 1, JSON.stringify(result));
+		assert.equal(firstInsertText(result), '');
+	});
+
 	test('bad input gets an error or is refused, and the server stays up', async () => {
 		await assert.rejects(server.connection.sendRequest('repokv/repo/ask', { question: '' }), /non-empty question/);
 		await assert.rejects(server.connection.sendRequest('repokv/no/such/method', {}), /Unhandled method|not found/i);
@@ -214,7 +215,8 @@ describe('repokv serve --stdio (bundled models, needle workspace)', () => {
 		const unknown = await server.connection.sendRequest('textDocument/inlineCompletion', inlineParams(server, 'nope.ts', { line: 0, character: 0 }));
 		assert.deepEqual(unknown, { items: [] });
 		// A position past the end of the document is clamped, not a crash.
-		const clamped = await server.connection.sendRequest('textDocument/inlineCompletion', inlineParams(server, 'src/main.ts', { line: 999, character: 999 }));
+		// (src/orders.ts: the active file of the previous test, whose prompt prefix is still in the KV cache.)
+		const clamped = await server.connection.sendRequest('textDocument/inlineCompletion', inlineParams(server, 'src/orders.ts', { line: 999, character: 999 }));
 		assert.ok(Array.isArray(clamped.items));
 		assert.equal((await status()).state, 'ready');
 	});
