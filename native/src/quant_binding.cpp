@@ -129,6 +129,7 @@ Napi::Value Info(const Napi::CallbackInfo &info) {
         for (int c = 0; c < s.head_dim; c++)
             if (s.meta[c / 8] >> (c % 8) & 1) outl.Set(j++, c);
         o.Set("outlierChannels", outl);
+        o.Set("rotated", (bool)(s.meta[s.head_dim / 8] & 1));
     }
     return o;
 }

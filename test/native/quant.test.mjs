@@ -107,7 +107,8 @@ describe('KV quantizers: bit accounting', () => {
 			// onebit at D=64, per 128-token block: keys 16 outlier channels x 2 bit + 48 sign bits = 10 bytes/token, plus
 			// 4 fp16 (Δ, min | μ, α) per channel = 256 bytes; values ceil(64/5) = 13 bytes/token + 64 fp16 γ = 128 bytes
 			if (D === 64) {
-				assert.deepEqual(Q.bytes('onebit', 64, 128), { key: 10 * 128 + 256, value: 13 * 128 + 128, meta: 8, total: 1536 + 1792 + 8, bitsPerElement: (3336 * 8) / (2 * 128 * 64) });
+				// plus per segment the 64-bit outlier mask and a flags byte (rotated or not)
+				assert.deepEqual(Q.bytes('onebit', 64, 128), { key: 10 * 128 + 256, value: 13 * 128 + 128, meta: 9, total: 1536 + 1792 + 9, bitsPerElement: (3337 * 8) / (2 * 128 * 64) });
 				assert.deepEqual(Q.bytes('kivi2', 64, 32), { key: 16 * 32 + 256, value: (16 + 8) * 32, meta: 0, total: 768 + 768, bitsPerElement: 3 });
 				assert.deepEqual(Q.bytes('q8', 64, 1), { key: 68, value: 68, meta: 0, total: 136, bitsPerElement: 8.5 });
 			}
@@ -138,7 +139,8 @@ describe('KV quantizers: bit accounting', () => {
 		}
 		const ob = Q.quantize('onebit', D, K.slice(0, 128 * D), V.slice(0, 128 * D));
 		const other = Q.quantize('onebit', D, V.slice(0, 128 * D), K.slice(0, 128 * D));
-		if (Q.info(ob).outlierChannels.join() !== Q.info(other).outlierChannels.join()) assert.throws(() => Q.append(ob, other), /masks differ/);
+		const same = (a, b) => a.outlierChannels.join() === b.outlierChannels.join() && a.rotated === b.rotated;
+		if (!same(Q.info(ob), Q.info(other))) assert.throws(() => Q.append(ob, other), /masks or rotation flags differ/);
 	});
 
 	test('unsupported head dims are errors', () => {

@@ -5,12 +5,13 @@
 //   kivi-b  K: blocks of 32 tokens: [fp16 Δ x D][fp16 min x D] then, per token of the block, D·b/8 bytes of codes
 //             (channel c in byte c·b/8, bits (c·b) % 8 ...), x̂ = min + Δ·code. The last block holds only its tokens.
 //           V: per token: [D·b/8 bytes of codes][fp16 Δ x D/32][fp16 min x D/32] (groups of 32 channels).
-//   onebit  meta: D/8 bytes, bit c set = channel c is an outlier (D/4 of them, the highest max−min over the segment).
+//   onebit  meta: D/8 bytes, bit c set = channel c is an outlier (D/4 of them, the highest max−min over the segment),
+//             then a flags byte: bit 0 = the normal channels are rotated (chosen per segment by key reconstruction error).
 //           K: blocks of 128 tokens: [fp16 Δ x Do][fp16 min x Do][fp16 μ x Dn][fp16 α x Dn] (Do = D/4, Dn = 3D/4), then
 //             a token's row is [Do/4 bytes: 2-bit outlier codes][Dn/8 bytes: sign bits of the rotated normal channels],
 //             stored as byte planes: byte k of token i of a block of nt tokens at [k * nt + i].
-//             Normal channels (ascending channel order) are multiplied by fixed signs and Walsh–Hadamard-transformed
-//             in blocks of D/4 (orthonormal); ŷ = μ + α·(bit ? +1 : −1) (two-level Lloyd: μ ± α are the means of the
+//             Normal channels (ascending channel order) are, if the flag says so, multiplied by fixed signs and
+//             Walsh–Hadamard-transformed in blocks of D/4 (orthonormal); ŷ = μ + α·(bit ? +1 : −1) (two-level Lloyd: μ ± α are the means of the
 //             values above / below the block mean).
 //           V: blocks of 128 tokens: [fp16 γ x D], then per token ceil(D/5) bytes, 5 trits per byte (base 3,
 //             channel c in byte c/5, digit c%5, trit t ∈ {0,1,2} meaning t−1), x̂ = γ_c·(t−1).
@@ -92,18 +93,23 @@ void split_channels(const uint8_t *mask, int D, int *outl, int *norm) {
     }
 }
 
-// the rotated normal channels of x
-void rotate_normals(const int *norm, int D, const float *x, float *y) {
+// onebit segment metadata: D/8 bytes of outlier mask, then a flags byte (bit 0: the normal channels are rotated)
+inline bool ob_rotated(const uint8_t *meta, int D) { return meta[D / 8] & 1; }
+
+// the (rotated, if rot) normal channels of x
+void rotate_normals(const int *norm, int D, bool rot, const float *x, float *y) {
     const int Dn = ob_dn(D), B = D / 4;
-    for (int i = 0; i < Dn; i++) y[i] = x[norm[i]] * fixed_sign(i);
-    for (int b0 = 0; b0 < Dn; b0 += B) fwht(y + b0, B);
+    for (int i = 0; i < Dn; i++) y[i] = rot ? x[norm[i]] * fixed_sign(i) : x[norm[i]];
+    if (rot)
+        for (int b0 = 0; b0 < Dn; b0 += B) fwht(y + b0, B);
 }
 
-void unrotate_normals(const int *norm, int D, const float *y, float *x) {
+void unrotate_normals(const int *norm, int D, bool rot, const float *y, float *x) {
     const int Dn = ob_dn(D), B = D / 4;
     std::vector<float> t(y, y + Dn);
-    for (int b0 = 0; b0 < Dn; b0 += B) fwht(t.data() + b0, B);  // normalised WHT is its own inverse
-    for (int i = 0; i < Dn; i++) x[norm[i]] = t[i] * fixed_sign(i);
+    if (rot)
+        for (int b0 = 0; b0 < Dn; b0 += B) fwht(t.data() + b0, B);  // normalised WHT is its own inverse
+    for (int i = 0; i < Dn; i++) x[norm[i]] = rot ? t[i] * fixed_sign(i) : t[i];
 }
 
 // base-3 decoding table: byte -> 5 trits (as −1, 0, +1)
@@ -231,6 +237,7 @@ void onebit_mask_of(int D, int32_t n, const float *K, uint8_t *mask) {
 
 void quantize_onebit_keys(int D, int32_t n, const float *K, const uint8_t *mask, uint8_t *out) {
     const int Do = ob_do(D), Dn = ob_dn(D);
+    const bool rot = ob_rotated(mask, D);
     std::vector<int> outl(Do), norm(Dn);
     split_channels(mask, D, outl.data(), norm.data());
     std::vector<float> Y((size_t)kOneBitBlock * Dn), Xo((size_t)kOneBitBlock * Do);
@@ -239,7 +246,7 @@ void quantize_onebit_keys(int D, int32_t n, const float *K, const uint8_t *mask,
         const int nt = std::min<int32_t>(kOneBitBlock, n - t0);
         for (int i = 0; i < nt; i++) {
             const float *x = K + (size_t)(t0 + i) * D;
-            rotate_normals(norm.data(), D, x, Y.data() + (size_t)i * Dn);
+            rotate_normals(norm.data(), D, rot, x, Y.data() + (size_t)i * Dn);
             for (int j = 0; j < Do; j++) Xo[(size_t)i * Do + j] = x[outl[j]];
         }
         uint8_t *meta = p;
@@ -578,7 +585,7 @@ QUANT_KERNEL void scores_onebit(const QuantSegment &seg, int32_t n, const float 
     for (int r = 0; r < R; r++) {
         const float *qr = q + (size_t)r * D;
         for (int j = 0; j < Do; j++) qo[(size_t)r * Do + j] = qr[outl[j]];
-        rotate_normals(norm.data(), D, qr, qn.data() + (size_t)r * Dn);
+        rotate_normals(norm.data(), D, ob_rotated(seg.meta.data(), D), qr, qn.data() + (size_t)r * Dn);
     }
     // per block and row: byte lookup tables (T-MAC style): 256 partial sums per code byte
     std::vector<float> lut((size_t)R * (nbo + nbn) * 256), bias(R), a(std::max(Do, Dn));
@@ -669,6 +676,29 @@ QUANT_KERNEL void accumulate_onebit(const QuantSegment &seg, int32_t n, const fl
     }
 }
 
+void dequantize_onebit_keys(int D, int32_t n, const uint8_t *meta_seg, const uint8_t *kbuf, float *K) {
+    const int Do = ob_do(D), Dn = ob_dn(D);
+    std::vector<int> outl(Do), norm(Dn);
+    split_channels(meta_seg, D, outl.data(), norm.data());
+    std::vector<float> y(Dn);
+    const size_t tb = ob_k_token_bytes(D);
+    const uint8_t *p = kbuf;
+    for (int32_t t0 = 0; t0 < n; t0 += kOneBitBlock) {
+        const int nt = std::min<int32_t>(kOneBitBlock, n - t0);
+        const uint8_t *meta = p, *rows = p + ob_k_block_meta(D), *mmeta = meta + 4 * Do;
+        for (int i = 0; i < nt; i++) {
+            float *k = K + (size_t)(t0 + i) * D;
+            for (int j = 0; j < Do; j++) k[outl[j]] = get_h(meta + 2 * Do + 2 * j) + get_h(meta + 2 * j) * (float)(rows[(size_t)(j / 4) * nt + i] >> (2 * (j % 4)) & 3);
+            for (int j = 0; j < Dn; j++) {
+                const bool bit = rows[(size_t)(Do / 4 + j / 8) * nt + i] >> (j % 8) & 1;
+                y[j] = get_h(mmeta + 2 * j) + get_h(mmeta + 2 * Dn + 2 * j) * (bit ? 1.0f : -1.0f);
+            }
+            unrotate_normals(norm.data(), D, ob_rotated(meta_seg, D), y.data(), k);
+        }
+        p = rows + (size_t)nt * tb;
+    }
+}
+
 }  // namespace
 
 // ---- public API -----------------------------------------------------------------------------------------------------
@@ -723,7 +753,7 @@ ByteCount format_bytes(Format f, int D, int32_t n) {
             break;
         }
         case Format::OneBit:
-            c.meta = (size_t)D / 8;
+            c.meta = (size_t)D / 8 + 1;
             c.key = blocks * ob_k_block_meta(D) + (size_t)n * ob_k_token_bytes(D);
             c.value = blocks * ob_v_block_meta(D) + (size_t)n * ob_v_token_bytes(D);
             break;
@@ -745,7 +775,7 @@ double value_bits_per_element(Format f, int D) {
     return (double)(format_bytes(f, D, B).value) * 8.0 / ((double)B * D);
 }
 
-QuantSegment quantize(Format f, int D, int32_t n, const float *K, const float *V, const uint8_t *onebit_mask) {
+QuantSegment quantize(Format f, int D, int32_t n, const float *K, const float *V, const uint8_t *onebit_meta) {
     if (!supports_head_dim(f, D)) throw std::invalid_argument(std::string(format_name(f)) + ": unsupported head dim " + std::to_string(D));
     if (n < 0) throw std::invalid_argument("negative token count");
     QuantSegment s;
@@ -768,9 +798,27 @@ QuantSegment quantize(Format f, int D, int32_t n, const float *K, const float *V
             quantize_kivi_values(D, code_bits(f), n, V, s.v.data());
             break;
         case Format::OneBit:
-            if (onebit_mask) memcpy(s.meta.data(), onebit_mask, bc.meta);
-            else onebit_mask_of(D, n, K, s.meta.data());
-            quantize_onebit_keys(D, n, K, s.meta.data(), s.k.data());
+            if (onebit_meta) {
+                memcpy(s.meta.data(), onebit_meta, bc.meta);
+                quantize_onebit_keys(D, n, K, s.meta.data(), s.k.data());
+            } else {
+                // outlier channels from the data; rotate the normal channels or not, whichever reconstructs the
+                // keys better (the flag is part of the segment's metadata)
+                onebit_mask_of(D, n, K, s.meta.data());
+                double err[2];
+                std::vector<uint8_t> kb[2] = {std::vector<uint8_t>(bc.key, 0), std::vector<uint8_t>(bc.key, 0)};
+                std::vector<float> Kd((size_t)n * D);
+                for (int rot = 0; rot < 2; rot++) {
+                    s.meta[D / 8] = (uint8_t)rot;
+                    quantize_onebit_keys(D, n, K, s.meta.data(), kb[rot].data());
+                    dequantize_onebit_keys(D, n, s.meta.data(), kb[rot].data(), Kd.data());
+                    err[rot] = 0;
+                    for (size_t i = 0; i < Kd.size(); i++) err[rot] += (double)(Kd[i] - K[i]) * (Kd[i] - K[i]);
+                }
+                const int best = err[1] <= err[0] ? 1 : 0;
+                s.meta[D / 8] = (uint8_t)best;
+                memcpy(s.k.data(), kb[best].data(), bc.key);
+            }
             quantize_onebit_values(D, n, V, s.v.data());
             break;
     }
@@ -790,7 +838,7 @@ void append_exact(std::vector<uint8_t> &a, const std::vector<uint8_t> &b) {
 void append(QuantSegment &seg, const QuantSegment &more) {
     if (more.format != seg.format || more.head_dim != seg.head_dim) throw std::invalid_argument("append: format or head dim differs");
     if (seg.n % token_block(seg.format)) throw std::invalid_argument("append: the segment does not end on a whole token block");
-    if (seg.format == Format::OneBit && seg.n > 0 && more.n > 0 && seg.meta != more.meta) throw std::invalid_argument("append: onebit outlier masks differ");
+    if (seg.format == Format::OneBit && seg.n > 0 && more.n > 0 && seg.meta != more.meta) throw std::invalid_argument("append: onebit outlier masks or rotation flags differ");
     if (more.n == 0) return;
     if (seg.n == 0) {
         QuantSegment copy(more);  // copy-constructed vectors: capacity == size
@@ -839,26 +887,8 @@ void dequantize(const QuantSegment &seg, float *K, float *V) {
             return;
         }
         case Format::OneBit: {
-            const int Do = ob_do(D), Dn = ob_dn(D);
-            std::vector<int> outl(Do), norm(Dn);
-            split_channels(seg.meta.data(), D, outl.data(), norm.data());
-            std::vector<float> y(Dn);
-            const size_t tb = ob_k_token_bytes(D);
-            const uint8_t *p = seg.k.data();
-            for (int32_t t0 = 0; t0 < n; t0 += kOneBitBlock) {
-                const int nt = std::min<int32_t>(kOneBitBlock, n - t0);
-                const uint8_t *meta = p, *rows = p + ob_k_block_meta(D), *mmeta = meta + 4 * Do;
-                for (int i = 0; i < nt; i++) {
-                    float *k = K + (size_t)(t0 + i) * D;
-                    for (int j = 0; j < Do; j++) k[outl[j]] = get_h(meta + 2 * Do + 2 * j) + get_h(meta + 2 * j) * (float)(rows[(size_t)(j / 4) * nt + i] >> (2 * (j % 4)) & 3);
-                    for (int j = 0; j < Dn; j++) {
-                        const bool bit = rows[(size_t)(Do / 4 + j / 8) * nt + i] >> (j % 8) & 1;
-                        y[j] = get_h(mmeta + 2 * j) + get_h(mmeta + 2 * Dn + 2 * j) * (bit ? 1.0f : -1.0f);
-                    }
-                    unrotate_normals(norm.data(), D, y.data(), k);
-                }
-                p = rows + (size_t)nt * tb;
-            }
+            dequantize_onebit_keys(D, n, seg.meta.data(), seg.k.data(), K);
+            const uint8_t *p;
             const size_t vb = ob_v_token_bytes(D);
             p = seg.v.data();
             for (int32_t t0 = 0; t0 < n; t0 += kOneBitBlock) {
@@ -952,10 +982,10 @@ void finish(const Partial &p, float *out) {
         for (int c = 0; c < D; c++) out[(size_t)r * D + c] = p.l[r] > 0 ? p.acc[(size_t)r * D + c] / p.l[r] : 0.0f;
 }
 
-void onebit_rotate_normals(const uint8_t *mask, int D, const float *x, float *out) {
+void onebit_rotate_normals(const uint8_t *meta, int D, const float *x, float *out) {
     std::vector<int> outl(ob_do(D)), norm(ob_dn(D));
-    split_channels(mask, D, outl.data(), norm.data());
-    rotate_normals(norm.data(), D, x, out);
+    split_channels(meta, D, outl.data(), norm.data());
+    rotate_normals(norm.data(), D, ob_rotated(meta, D), x, out);
 }
 
 }  // namespace quant

@@ -11,11 +11,12 @@
 //           values per token in 32-channel groups (asym 4-bit, fp16 Δ and min per (token, group))           5.0 / 5.0
 //   kivi2   as kivi4 with 2-bit codes                                                                       3.0 / 3.0
 //   onebit  keys: the D/4 highest-range channels of the segment at 2-bit asym per channel; the other 3D/4 channels
-//           sign-flipped and Walsh–Hadamard-rotated in blocks of D/4, centred per (block, channel) and stored as sign
+//           sign-flipped and Walsh–Hadamard-rotated in blocks of D/4 (per segment: or not rotated), centred per (block, channel) and stored as sign
 //           bits with an fp16 mean and scale per (block, channel); values ternary γ·{−1,0,+1} (τ = 0.5·mean|x|,
 //           γ = mean |x| over the non-zero codes) per (block, channel), packed 5 trits per byte per token.
-//           Token blocks of 128. Per segment: a D-bit outlier-channel mask. Rotation signs are a fixed function of
-//           the channel index (no stored bits).                                                            1.5 / 1.75 at D=64
+//           Token blocks of 128. Per segment: a D-bit outlier-channel mask and a flags byte (whether the normal
+//           channels are rotated: quantize tries both and keeps the better key reconstruction). Rotation signs are a
+//           fixed function of the channel index (no stored bits).                                           1.5 / 1.75 at D=64
 //
 // Kernels (two per format, the contract of attention.cpp's segment kernels):
 //   scores:     S[r * ld + j] = scale * q_r · k̂_j for R query rows (the G query heads of a KV head and/or several
@@ -62,7 +63,7 @@ struct QuantSegment {
     int32_t n = 0;
     std::vector<uint8_t> k;     // packed keys (layout per format, see quant.cpp)
     std::vector<uint8_t> v;     // packed values
-    std::vector<uint8_t> meta;  // per-segment metadata (onebit: outlier-channel bit mask)
+    std::vector<uint8_t> meta;  // per-segment metadata (onebit: outlier-channel bit mask, D/8 bytes, + a flags byte)
 
     // Bytes actually allocated (vector capacities).
     size_t bytes_allocated() const { return k.capacity() + v.capacity() + meta.capacity(); }
@@ -70,9 +71,9 @@ struct QuantSegment {
 };
 
 // Quantizes n tokens (K, V: n x head_dim floats, token-major, keys post-RoPE). Throws std::invalid_argument for an
-// unsupported head dim. onebit_mask (D/8 bytes, optional): use these outlier channels instead of choosing them from K
-// (blocks appended to an existing onebit segment must use its mask).
-QuantSegment quantize(Format f, int head_dim, int32_t n, const float *K, const float *V, const uint8_t *onebit_mask = nullptr);
+// unsupported head dim. onebit_meta (the D/8 + 1 bytes of a onebit segment's `meta`, optional): use its outlier
+// channels and rotation flag instead of choosing them from K (blocks appended to an onebit segment must use its meta).
+QuantSegment quantize(Format f, int head_dim, int32_t n, const float *K, const float *V, const uint8_t *onebit_meta = nullptr);
 // Appends the tokens of `more` (same format and head dim; onebit: same mask) to seg, which must hold whole token blocks
 // (seg.n % token_block == 0): the store transcodes its fp16 residual window block by block. The result is
 // byte-identical to quantizing all tokens at once, and its allocation stays exact (capacity == accounted bytes).
@@ -97,9 +98,9 @@ void merge(Partial &a, const Partial &b);
 // out[r * D + c] = acc / l (0 where a row saw nothing).
 void finish(const Partial &p, float *out);
 
-// Walsh–Hadamard rotation used by onebit keys (exposed for tests): x (D floats) -> the D − D/4 rotated normal
-// channels, given the outlier mask.
-void onebit_rotate_normals(const uint8_t *mask, int head_dim, const float *x, float *out);
+// Walsh–Hadamard rotation used by onebit keys (exposed for tests): x (D floats) -> the D − D/4 (rotated) normal
+// channels, given a onebit segment's meta.
+void onebit_rotate_normals(const uint8_t *meta, int head_dim, const float *x, float *out);
 
 }  // namespace quant
 }  // namespace repokv
