@@ -166,8 +166,7 @@ describe('KV quantizers: kernels on packed data', () => {
 
 	test('scores and value sums on packed codes equal dequantize-then-dot (random data, G rows sharing each read)', () => {
 		const rand = rng(2);
-		const D = 64;
-		for (const n of [7, 100, 300]) {
+		for (const [D, n] of [[64, 7], [64, 100], [64, 300], [32, 130], [128, 130], [256, 130]]) {
 			const K = Float32Array.from({ length: n * D }, (_, i) => gaussian(rand) * (i % D < 8 ? 6 : 1) + (i % D === 9 ? 4 : 0));
 			const V = Float32Array.from({ length: n * D }, () => gaussian(rand));
 			for (const f of FORMATS) {
@@ -193,8 +192,8 @@ describe('KV quantizers: kernels on packed data', () => {
 							errO = Math.max(errO, Math.abs(d - O[r * D + c]));
 						}
 					}
-					assert.ok(errS <= 1e-5 * maxS, `${f} n=${n} R=${R}: scores ${errS} vs ${maxS}`);
-					assert.ok(errO <= 1e-5 * maxO, `${f} n=${n} R=${R}: values ${errO} vs ${maxO}`);
+					assert.ok(errS <= 1e-5 * maxS, `${f} D=${D} n=${n} R=${R}: scores ${errS} vs ${maxS}`);
+					assert.ok(errO <= 1e-5 * maxO, `${f} D=${D} n=${n} R=${R}: values ${errO} vs ${maxO}`);
 				}
 			}
 		}
