@@ -82,7 +82,8 @@ if (want('ui')) {
 	}, { timeoutMs: 180000 });
 	if (ok) {
 		await steps.run('ui: the sidecar starts, loads the bundled model and takes the workspace', () => ui.waitSidecarReady(150000), { timeoutMs: 160000 });
-		await steps.run('ui: ghost text at src/main.ts 10:32 begins with 4817; Tab accepts; saved to disk', () => ui.ghostText(), { timeoutMs: 200000 });
+		await steps.run('ui: typing at src/main.ts 10:32 shows ghost text beginning with 4817 (automatic trigger)', () => ui.typedGhostText(), { timeoutMs: 150000 });
+		await steps.run('ui: Alt+\\ at src/main.ts 10:32 shows ghost text beginning with 4817; Tab accepts; saved to disk', () => ui.ghostText(), { timeoutMs: 200000 });
 		await steps.run('ui: cache inspector shows the last completion', () => ui.inspector(), { timeoutMs: 90000 });
 		await steps.run('ui: Ask the Repository answers with a clickable citation', () => ui.ask(), { timeoutMs: 300000 });
 	}
