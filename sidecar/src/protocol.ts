@@ -73,7 +73,11 @@ export interface RepokvSettings {
 		readonly debounceMinMs?: number;
 		/** Largest debounce delay in milliseconds. Default 300. */
 		readonly debounceMaxMs?: number;
-		/** Hard time budget for one completion (prefill + decode) in milliseconds; the engine is aborted after it. Default 10000. */
+		/**
+		 * Time budget for generating one completion, in milliseconds, counted from the end of its prefill; the engine
+		 * is aborted after it. The prefill itself is stopped only by cancellation (or after 2 minutes): its KV is kept
+		 * and reused by the next request, so finishing it is never wasted. Default 10000.
+		 */
 		readonly timeoutMs?: number;
 		/** Entries in the completion LRU cache. Default 64. */
 		readonly cacheSize?: number;

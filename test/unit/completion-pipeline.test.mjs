@@ -8,7 +8,7 @@ import { fakeCounter, sidecar } from '../support/sidecar.mjs';
 const { CompletionPipeline, WorkspaceMirror, StatusReporter, JobQueue, LruCache, AdaptiveDebouncer, sleep, resolveSettings, defaultSpecialTokenTexts } = sidecar;
 
 /** A fake engine whose completions take `delayMs` (checking the abort signal as a real engine does). */
-function fakeEngine({ delayMs = 30, text = '4817);', fail = false, completion = {} } = {}) {
+function fakeEngine({ delayMs = 30, prefillMs = 0, text = '4817);', fail = false, completion = {} } = {}) {
 	const calls = [];
 	const settings = resolveSettings({ completion: { debounceMinMs: 5, debounceMaxMs: 40, ...completion } });
 	const model = {
@@ -20,6 +20,12 @@ function fakeEngine({ delayMs = 30, text = '4817);', fail = false, completion = 
 			if (fail) {
 				throw new Error('engine crashed');
 			}
+			request.onPrefillProgress?.(0, 10);
+			await new Promise((resolve) => setTimeout(resolve, prefillMs));
+			if (request.signal?.aborted) {
+				return { text: '', stopReason: 'aborted', tokens: { prompt: 10, reused: 0, generated: 0 }, timings: { tokenizeMs: 0, prefillMs, decodeMs: 0 } };
+			}
+			request.onPrefillProgress?.(9, 10);
 			const started = Date.now();
 			while (Date.now() - started < delayMs) {
 				if (request.signal?.aborted) {
@@ -128,6 +134,15 @@ describe('CompletionPipeline', () => {
 		await blocker;
 		assert.deepEqual(await pending, { text: '', source: 'cancelled' });
 		assert.equal(calls.length, 0);
+	});
+
+	test('the time budget counts from the end of the prefill: a long prefill finishes, a long generation is cut', async () => {
+		const slowPrefill = fakeEngine({ prefillMs: 300, delayMs: 20, completion: { timeoutMs: 100 } });
+		assert.deepEqual(await slowPrefill.pipeline.complete(input()), { text: '4817);', source: 'engine' });
+		const slowDecode = fakeEngine({ prefillMs: 0, delayMs: 5000, completion: { timeoutMs: 100 } });
+		const started = Date.now();
+		assert.equal((await slowDecode.pipeline.complete(input())).text, '');
+		assert.ok(Date.now() - started < 2000, 'cut at the budget');
 	});
 
 	test('an engine failure answers empty with the error and resets the engine', async () => {

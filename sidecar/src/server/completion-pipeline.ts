@@ -286,20 +286,37 @@ export class CompletionPipeline {
 		const built = performance.now();
 		// Whether the status shows `prefilling` (an object: the callback sets it, which flow analysis cannot see).
 		const shown = { prefilling: false };
-		const result = await model.complete({
-			prompt: prompt.text,
-			maxTokens,
-			stopStrings: stopStringsFor(context.mode),
-			reusePrefix: true,
-			signal: AbortSignal.any([signal, AbortSignal.timeout(settings.completion.timeoutMs)]),
-			onPrefillProgress: (done, total) => {
-				// Only long prefills are worth a status change (a first request, or an edit early in the prompt).
-				if (total - done > 512 || shown.prefilling) {
-					shown.prefilling = done < total;
-					this.deps.status.set(shown.prefilling ? 'prefilling' : 'ready', shown.prefilling ? `prefilling ${done}/${total} tokens` : 'ready', shown.prefilling ? { progress: { done, total, unit: 'tokens' } } : {});
-				}
-			},
-		});
+		// The time budget starts when the prefill ends: a long first prefill (a cold cache on a slow machine) is
+		// kept in the KV and reused, so it is allowed to finish; only a runaway generation is cut.
+		const budget = new AbortController();
+		let budgetTimer: NodeJS.Timeout | undefined;
+		const startBudget = (): void => {
+			budgetTimer ??= setTimeout(() => {
+				budget.abort(new Error('time budget'));
+			}, settings.completion.timeoutMs);
+		};
+		const result = await model
+			.complete({
+				prompt: prompt.text,
+				maxTokens,
+				stopStrings: stopStringsFor(context.mode),
+				reusePrefix: true,
+				signal: AbortSignal.any([signal, budget.signal, AbortSignal.timeout(Math.max(settings.completion.timeoutMs, prefillCapMs))]),
+				onText: startBudget,
+				onPrefillProgress: (done, total) => {
+					if (done >= total - 1) {
+						startBudget();
+					}
+					// Only long prefills are worth a status change (a first request, or an edit early in the prompt).
+					if (total - done > 512 || shown.prefilling) {
+						shown.prefilling = done < total - 1;
+						this.deps.status.set(shown.prefilling ? 'prefilling' : 'ready', shown.prefilling ? `prefilling ${done}/${total} tokens` : 'ready', shown.prefilling ? { progress: { done, total, unit: 'tokens' } } : {});
+					}
+				},
+			})
+			.finally(() => {
+				clearTimeout(budgetTimer);
+			});
 		if (shown.prefilling || this.deps.status.state === 'prefilling') {
 			this.deps.status.set('ready', 'ready');
 		}
@@ -330,6 +347,9 @@ export class CompletionPipeline {
 		return result.stopReason === 'aborted' ? undefined : text;
 	}
 }
+
+/** Longest a completion's prefill may run before it is aborted anyway (a stuck engine), in milliseconds. */
+const prefillCapMs = 120_000;
 
 function isAborted(signal: AbortSignal): boolean {
 	return signal.aborted;
