@@ -137,6 +137,12 @@ export async function runFidelity(options: FidelityOptions): Promise<FidelityRes
 
 	const scoreTask = (task: FidelityTask, generated: number[]): { name: string; score: number }[] => {
 		const text = tok.detokenize(generated);
+		if (task.task === 'multivalue') {
+			// the fraction of the values recovered, in order
+			const want = task.answer.split(', ');
+			const got = text.split(']')[0]?.split(',').map((v) => v.trim()) ?? [];
+			return [{ name: task.task, score: want.filter((v, i) => got[i] === v).length / want.length }];
+		}
 		if (task.suite === 'needle') {
 			return [{ name: task.task, score: text.trimStart().startsWith(task.answer) ? 1 : 0 }];
 		}
@@ -150,7 +156,7 @@ export async function runFidelity(options: FidelityOptions): Promise<FidelityRes
 	for (const context of contexts) {
 		const tasks: FidelityTask[] = [];
 		for (let i = 0; i < perTask; i++) {
-			for (const t of ['single', 'multikey', 'vt'] as const) tasks.push(builder.needle(t, context, i, seed));
+			for (const t of ['single', 'multikey', 'multivalue', 'vt'] as const) tasks.push(builder.needle(t, context, i, seed));
 			for (const t of ['nextline', 'fim'] as const) tasks.push(builder.code(t, context, i, seed));
 		}
 		for (const task of tasks) {
@@ -297,6 +303,7 @@ function markdown(r: Omit<FidelityResult, 'markdownFile'>): string {
 	const cols: [string, string][] = [
 		['needle', 'single'],
 		['needle', 'multikey'],
+		['needle', 'multivalue'],
 		['needle', 'vt'],
 		['code', 'nextline-exact'],
 		['code', 'nextline-edit'],
@@ -329,7 +336,7 @@ function markdown(r: Omit<FidelityResult, 'markdownFile'>): string {
 		`|---|---|---|${cols.map(() => '---').join('|')}|`,
 		...configs.map(([p, b]) => `| ${p} | ${p === 'full' ? 100 : p === 'draft' ? '–' : b} | ${p === 'draft' ? '–' : bytes(p, b)} | ${cols.map(([s, t]) => cell(p, b, s, t)).join(' | ')} |`),
 		'',
-		'Needle mean (single, multikey, vt) per context:',
+		'Needle mean (single, multikey, multivalue, vt) per context:',
 		'',
 		`| policy | budget % | ${r.contexts.join(' | ')} |`,
 		`|---|---|${r.contexts.map(() => '---').join('|')}|`,

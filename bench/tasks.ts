@@ -9,8 +9,10 @@ import { packageRoot } from '../sidecar/src/models/bundled';
 // - needle (the retrieval format the bundled models were trained on, models/recipe/data.py `retrieval_task`): a
 //   definitions file `export const NAME = VALUE;` at a file boundary of real code (depth spread over the context),
 //   queried at the end by a test file `assert.equal(NAME, ` → `VALUE`. Tasks: `single` (one definition),
-//   `multikey` (eight definitions, one asked), `vt` (variable tracking: `export const B = A;` in a second file at
-//   another depth, `B` asked).
+//   `multikey` (eight definitions, one asked), `multivalue` (one key with four values,
+//   `export const NAME = [V1, V2, V3, V4];`, asked by `assert.deepEqual(NAME, [`; scored by the fraction of values
+//   recovered in order — a format the models were not trained on), `vt` (variable tracking: `export const B = A;` in
+//   a second file at another depth, `B` asked).
 // - code: `nextline` (a real file cut at a line boundary, other files before it; the next line is expected) and `fim`
 //   (the active file as `<|fim_prefix|>…<|fim_suffix|>…<|fim_middle|>`, one missing line expected).
 
@@ -21,7 +23,7 @@ export interface Tokenizer {
 
 export interface FidelityTask {
 	readonly suite: 'needle' | 'code';
-	readonly task: 'single' | 'multikey' | 'vt' | 'nextline' | 'fim';
+	readonly task: 'single' | 'multikey' | 'multivalue' | 'vt' | 'nextline' | 'fim';
 	readonly context: number;
 	readonly index: number;
 	readonly tokens: number[];
@@ -162,7 +164,7 @@ export class TaskBuilder {
 		return out;
 	}
 
-	needle(task: 'single' | 'multikey' | 'vt', context: number, index: number, seed: number): FidelityTask {
+	needle(task: 'single' | 'multikey' | 'multivalue' | 'vt', context: number, index: number, seed: number): FidelityTask {
 		const rng = seededRandom(hashString(`${seed}/${task}/${context}/${index}`));
 		const depth = (index % 5) / 5 + 0.1; // 0.1, 0.3, 0.5, 0.7, 0.9
 		const names = new Set<string>();
@@ -175,9 +177,13 @@ export class TaskBuilder {
 				defs.push({ name, value: makeValue(rng) });
 			}
 		}
+		if (task === 'multivalue') {
+			const first = defs[0];
+			if (first !== undefined) first.value = Array.from({ length: 4 }, () => makeValue(rng)).join(', ');
+		}
 		const asked = pick(rng, defs);
 		const defsPath = makePath(rng);
-		const body = defs.map((d) => `export const ${d.name} = ${d.value};\n` + (rng() < 0.3 ? '\n' : '')).join('');
+		const body = defs.map((d) => `export const ${d.name} = ${task === 'multivalue' ? `[${d.value}]` : d.value};\n` + (rng() < 0.3 ? '\n' : '')).join('');
 		const docs: { tokens: number[]; depth: number }[] = [{ tokens: [...this.header(defsPath), ...this.tok.tokenize(body, false)], depth }];
 		let queried = asked.name;
 		let importPath = defsPath;
@@ -192,7 +198,7 @@ export class TaskBuilder {
 		}
 		const usage = [
 			...this.header(makePath(rng, '.test.ts')),
-			...this.tok.tokenize(`import assert from 'node:assert';\nimport { ${queried} } from './${importPath.slice(4, -3)}';\n\ndescribe('${fnName(rng)}', () => {\n  assert.equal(${queried}, `, false),
+			...this.tok.tokenize(`import assert from 'node:assert';\nimport { ${queried} } from './${importPath.slice(4, -3)}';\n\ndescribe('${fnName(rng)}', () => {\n  assert.${task === 'multivalue' ? 'deepEqual' : 'equal'}(${queried}, ${task === 'multivalue' ? '[' : ''}`, false),
 		];
 		const budget = context - usage.length - docs.reduce((a, d) => a + d.tokens.length, 0);
 		// files cut to at most a sixth of the context, so that file boundaries (where the definitions go) spread the depth
@@ -213,7 +219,7 @@ export class TaskBuilder {
 		}
 		for (const d of pending) sequence.push(d.tokens);
 		const tokens = [...sequence.flat(), ...usage].slice(-context);
-		return { suite: 'needle', task, context, index, tokens, answer: asked.value, maxTokens: 12, depth };
+		return { suite: 'needle', task, context, index, tokens, answer: asked.value, maxTokens: task === 'multivalue' ? 32 : 12, depth };
 	}
 
 	code(task: 'nextline' | 'fim', context: number, index: number, seed: number): FidelityTask {
