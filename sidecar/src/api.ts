@@ -38,3 +38,4 @@ export { answerQuestion, holdBack } from './ask/answer';
 export * as nativePolicy from './engine/native-policy';
 export { DraftModel } from './engine/native-draft';
 export { scoreAttention } from './engine/native';
+export { TaskBuilder, editSimilarity } from '../../bench/tasks';
