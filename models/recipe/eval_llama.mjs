@@ -13,6 +13,7 @@ const maxLen = Math.max(...tasks.map((t) => t.prompt.length)) + 64;
 const context = await model.createContext({ contextSize: maxLen, threads, batchSize: 512 });
 const sequence = context.getSequence();
 const results = {};
+let done = 0;
 const started = Date.now();
 for (const task of tasks) {
   await sequence.clearHistory();
@@ -26,6 +27,10 @@ for (const task of tasks) {
     if (++n >= budget) break;
   }
   const ok = out.startsWith(task.expected);
+  done += 1;
+  if (done % 10 === 0) {
+    process.stderr.write(`${done}/${tasks.length} tasks, ${((Date.now() - started) / 1000).toFixed(0)} s\n`);
+  }
   for (const key of [`${task.kind}/${task.length}`, `${task.kind}/${task.length}/${task.form}`, `${task.kind}/form/${task.form}`]) {
     const r = (results[key] ??= { ok: 0, n: 0 });
     r.ok += ok ? 1 : 0;

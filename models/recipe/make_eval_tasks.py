@@ -29,11 +29,14 @@ def main():
     ap.add_argument("--out", required=True)
     ap.add_argument("--n", type=int, default=50)
     ap.add_argument("--lengths", default="1024,2048,4096,8192")
+    ap.add_argument("--kinds", default="single,multi")
     args = ap.parse_args()
     tok = Tokenizer.load(f"{args.work}/tokenizer.json")
     gen = Generator(tok, Corpus.from_pretokenized(args.work, "heldout"), 4096)
     tasks = []
     for n_keys, kind in ((1, "single"), (8, "multi")):
+        if kind not in args.kinds.split(","):
+            continue
         for L in (int(x) for x in args.lengths.split(",")):
             rng = random.Random(EVAL_SEED + L * 7 + n_keys)
             for _ in range(args.n):
