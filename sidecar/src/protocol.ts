@@ -64,6 +64,18 @@ export interface RepokvSettings {
 	readonly threads?: number;
 	/** Context window in tokens. Default: what the model was trained with. */
 	readonly contextSize?: number;
+	/**
+	 * KV cache compression of the `native` engine (the `llama` engine always keeps the full cache): which entries
+	 * each layer and KV head keeps after the prefill (native/README.md). Changing it reloads the model.
+	 */
+	readonly kv?: {
+		/** `full`, `window`, `h2o`, `snapkv`, `pyramidkv`, `adakv` or `speckv` (draft: `model.draft`). Default `full`. */
+		readonly policy?: string;
+		/** Budget in percent of the full fp16 cache's bytes, 1–100. Default 12. */
+		readonly budgetPercent?: number;
+		/** How the budget is split over layers and heads: `uniform`, `pyramid`, `adaptive`. Default: the policy's own. */
+		readonly split?: string;
+	};
 	readonly completion?: {
 		/** `false` answers every inline completion request with no items. Default `true`. */
 		readonly enabled?: boolean;

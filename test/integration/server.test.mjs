@@ -269,6 +269,28 @@ describe('repokv serve --stdio: native engine', () => {
 	});
 });
 
+describe('repokv serve --stdio: native engine with SpecKV at 12 %', () => {
+	test('the kv settings reach the engine: the needle is still found, and the snapshot shows what was dropped', async (t) => {
+		const server = await startServer({
+			settings: { threads: 1, engine: 'native', kv: { policy: 'speckv', budgetPercent: 12 }, completion: { prewarm: false } },
+		});
+		t.after(() => server.stop());
+		const ready = await server.waitForStatus((s) => s.state === 'ready' || s.state === 'error');
+		assert.equal(ready.state, 'ready', JSON.stringify(ready));
+		await server.connection.sendNotification('repokv/workspace/didChangeFiles', { changed: await workspaceFiles(needleWorkspace) });
+		await server.connection.sendNotification('textDocument/didOpen', { textDocument: { uri: server.uri('src/main.ts'), languageId: 'typescript', version: 1, text: mainText } });
+		assert.match(firstInsertText(await server.connection.sendRequest('textDocument/inlineCompletion', inlineParams(server, 'src/main.ts', needlePosition))), /^4817/);
+		const snapshot = await server.connection.sendRequest('repokv/cache/snapshot', {});
+		assert.equal(snapshot.source, 'engineStats');
+		assert.equal(snapshot.budget.policy, 'speckv');
+		// 12 % of the fp16 bytes, with a little slack for the tokens decoded after the selection.
+		const ratio = snapshot.totals.kvBytes / snapshot.totals.fp16Bytes;
+		assert.ok(ratio > 0.05 && ratio < 0.2, JSON.stringify(snapshot.totals));
+		const dropped = snapshot.layers.flatMap((layer) => layer.heads).reduce((sum, head) => sum + head.tiers.dropped.tokens, 0);
+		assert.ok(dropped > 0, 'some tokens were dropped');
+	});
+});
+
 describe('repokv serve --stdio: failures', () => {
 	test('a broken GGUF: status error with a fix hint, completions answer empty, the server stays up', async (t) => {
 		const folder = await tempFolder(t);

@@ -74,12 +74,28 @@ export class EngineHost {
 				onProgress: (done, total) => { this.status.set('loadingModel', `downloading ${settings.model.target}`, { progress: { done, total, unit: 'bytes' } }); },
 			});
 			this.status.set('loadingModel', `loading ${modelPath} (engine ${settings.engine}, ${settings.threads} thread${settings.threads === 1 ? '' : 's'})`);
+			// SpecKV's draft is a model file of its own (a path or an hf: URI, resolved the same way).
+			const draftPath =
+				settings.engine === 'native' && settings.kv.policy === 'speckv'
+					? await resolveModelPath(settings.model.draft, { downloadFolder: settings.model.downloadFolder, timeoutMs: settings.model.downloadTimeoutMs })
+					: undefined;
 			const shape = await readShape(modelPath);
 			const engine = await loadEngine(settings.engine);
 			const model = await engine.loadModel({
 				modelPath,
 				threads: settings.threads,
 				...(settings.contextSize === undefined ? {} : { contextSize: settings.contextSize }),
+				// Only the native engine owns its KV cache; `full` needs no options at all.
+				...(settings.engine === 'native' && settings.kv.policy !== 'full'
+					? {
+							kvCache: {
+								policy: settings.kv.policy,
+								budgetPercent: settings.kv.budgetPercent,
+								...(settings.kv.split === undefined ? {} : { split: settings.kv.split }),
+								...(draftPath === undefined ? {} : { draftPath }),
+							},
+						}
+					: {}),
 				onLog: (level, message) => {
 					if (level === 'error' || level === 'warn') {
 						this.log(`[${settings.engine} ${level}] ${message}`);

@@ -13,6 +13,7 @@ export interface ResolvedSettings {
 	readonly model: { readonly target: string; readonly draft: string; readonly downloadFolder: string | undefined; readonly downloadTimeoutMs: number };
 	readonly threads: number;
 	readonly contextSize: number | undefined;
+	readonly kv: { readonly policy: KvPolicyName; readonly budgetPercent: number; readonly split: KvSplitName | undefined };
 	readonly completion: {
 		readonly enabled: boolean;
 		readonly maxTokens: number;
@@ -24,6 +25,15 @@ export interface ResolvedSettings {
 	};
 	readonly ask: { readonly maxTokens: number; readonly maxChunks: number };
 	readonly limits: MirrorLimits;
+}
+
+export const kvPolicies = ['full', 'window', 'h2o', 'snapkv', 'pyramidkv', 'adakv', 'speckv'] as const;
+export type KvPolicyName = (typeof kvPolicies)[number];
+const kvSplits = ['uniform', 'pyramid', 'adaptive'] as const;
+type KvSplitName = (typeof kvSplits)[number];
+
+function oneOf<T extends string>(value: unknown, allowed: readonly T[]): T | undefined {
+	return allowed.find((candidate) => candidate === value);
 }
 
 /**
@@ -41,6 +51,7 @@ export function resolveSettings(raw: unknown): ResolvedSettings {
 	const completion = asRecord(root['completion']);
 	const ask = asRecord(root['ask']);
 	const limits = asRecord(root['limits']);
+	const kv = asRecord(root['kv']);
 	const debounceMinMs = int(completion['debounceMinMs'], 25, 0, 5000);
 	return {
 		engine: root['engine'] === 'native' ? 'native' : 'llama',
@@ -52,6 +63,11 @@ export function resolveSettings(raw: unknown): ResolvedSettings {
 		},
 		threads: int(root['threads'], defaultServerThreads(), 1, 256),
 		contextSize: root['contextSize'] === undefined || root['contextSize'] === null ? undefined : int(root['contextSize'], 4096, 64, 1 << 20),
+		kv: {
+			policy: oneOf(kv['policy'], kvPolicies) ?? 'full',
+			budgetPercent: int(kv['budgetPercent'], 12, 1, 100),
+			split: oneOf(kv['split'], kvSplits),
+		},
 		completion: {
 			enabled: typeof completion['enabled'] === 'boolean' ? completion['enabled'] : true,
 			maxTokens: int(completion['maxTokens'], 64, 1, 1024),
@@ -70,9 +86,18 @@ export function resolveSettings(raw: unknown): ResolvedSettings {
 	};
 }
 
-/** Whether a settings change needs the model reloaded (engine, model files, threads or context size). */
+/** Whether a settings change needs the model reloaded (engine, model files, threads, context size or KV policy). */
 export function needsReload(a: ResolvedSettings, b: ResolvedSettings): boolean {
-	return a.engine !== b.engine || a.model.target !== b.model.target || a.threads !== b.threads || a.contextSize !== b.contextSize;
+	return (
+		a.engine !== b.engine ||
+		a.model.target !== b.model.target ||
+		a.model.draft !== b.model.draft ||
+		a.threads !== b.threads ||
+		a.contextSize !== b.contextSize ||
+		a.kv.policy !== b.kv.policy ||
+		a.kv.budgetPercent !== b.kv.budgetPercent ||
+		a.kv.split !== b.kv.split
+	);
 }
 
 function asRecord(value: unknown): Record<string, unknown> {
