@@ -10,10 +10,29 @@ import { chromiumPath } from './chromium.mjs';
 export const nodeVersion = '24.21.0';
 export const codeServerVersion = '4.139.1';
 
-function npmInstall(dir, spec, env) {
+/**
+ * The environment for a nested npm: without the variables an outer `npm run` sets (npm_*, NODE, INIT_CWD). Left in,
+ * they make the nested npm run lifecycle scripts with the outer Node 20 (npm_node_execpath), and code-server's
+ * postinstall then refuses to install ("requires node v24") — seen on a fresh clone under `npm run test:e2e`.
+ */
+function cleanEnv(extra) {
+	const env = Object.fromEntries(Object.entries(process.env).filter(([key]) => !/^(npm_|NODE$|INIT_CWD$)/i.test(key)));
+	return { ...env, ...extra };
+}
+
+function npmInstall(dir, spec, env, nodeBin) {
 	fs.mkdirSync(dir, { recursive: true });
 	if (!fs.existsSync(path.join(dir, 'package.json'))) fs.writeFileSync(path.join(dir, 'package.json'), '{"name":"e2e-cache","private":true}\n');
-	execFileSync('npm', ['install', '--no-audit', '--no-fund', '--save-exact', spec], { cwd: dir, stdio: ['ignore', 'inherit', 'inherit'], env: { ...process.env, ...env } });
+	const args = ['install', '--no-audit', '--no-fund', '--save-exact', spec];
+	// With nodeBin, npm itself runs on that Node, so its scripts see it as process.execPath too.
+	const [command, argv] = nodeBin === undefined ? ['npm', args] : [nodeBin, [npmCliPath(), ...args]];
+	execFileSync(command, argv, { cwd: dir, stdio: ['ignore', 'inherit', 'inherit'], env: cleanEnv(env) });
+}
+
+/** npm's own entry script, so it can be run with another Node binary than the one on PATH. */
+function npmCliPath() {
+	const npmBin = execFileSync('npm', ['prefix', '-g'], { encoding: 'utf8', env: cleanEnv({}) }).trim();
+	return path.join(npmBin, 'lib', 'node_modules', 'npm', 'bin', 'npm-cli.js');
 }
 
 export function ensureTools(root, log = console.log) {
@@ -31,7 +50,7 @@ export function ensureTools(root, log = console.log) {
 	if (!fs.existsSync(entry) || !fs.existsSync(marker)) {
 		log(`e2e setup: installing code-server@${codeServerVersion} into ${path.relative(root, csDir)} (about 4 minutes: native modules build against Node 24)`);
 		// npm would build native modules against this machine's Node 20 headers without npm_config_nodedir.
-		npmInstall(csDir, `code-server@${codeServerVersion}`, { PATH: `${path.dirname(node24Bin)}:${process.env.PATH}`, npm_config_nodedir: node24 });
+		npmInstall(csDir, `code-server@${codeServerVersion}`, { PATH: `${path.dirname(node24Bin)}:${process.env.PATH}`, npm_config_nodedir: node24 }, node24Bin);
 	}
 	return { node24Bin, codeServerEntry: entry };
 }
