@@ -3,6 +3,7 @@ import { performance } from 'node:perf_hooks';
 import type { Llama, LlamaContext, LlamaContextSequence, LlamaModel, Token } from 'node-llama-cpp';
 
 import { errorMessage, UserError } from '../errors';
+import { GreedyOutput } from './greedy-output';
 import {
 	defaultSpecialTokenTexts,
 	type CompletionRequest,
@@ -11,7 +12,6 @@ import {
 	type LoadedModel,
 	type LoadModelOptions,
 	type SpecialTokenTexts,
-	type StopReason,
 } from './types';
 
 // The node-llama-cpp engine: full KV cache, llama.cpp's own kernels. It is the reference every other engine is
@@ -196,37 +196,11 @@ class LlamaLoadedModel implements LoadedModel {
 		}
 		const prefilled = performance.now();
 
-		const generated: Token[] = [];
-		let text = '';
-		let stopReason: StopReason = 'maxTokens';
-		const stopStrings = request.stopStrings ?? [];
-		// A function, not a narrowed property read: the signal can flip while we await tokens.
-		const aborted = (): boolean => request.signal?.aborted === true;
-		if (aborted()) {
-			stopReason = 'aborted';
-		} else if (request.maxTokens > 0 && lastPromptToken !== undefined) {
-			// temperature 0 is greedy: deterministic, and the tiny bundled models loop when sampled (MODEL-NOTES.md).
+		// temperature 0 is greedy: deterministic, and the tiny bundled models loop when sampled (MODEL-NOTES.md).
+		const output = new GreedyOutput<Token>(request, (tokens) => this.model.detokenize(tokens), (token) => this.model.isEogToken(token) || this.model.isSpecialToken(token));
+		if (output.shouldStart() && lastPromptToken !== undefined) {
 			for await (const token of this.sequence.evaluate([lastPromptToken], { temperature: 0 })) {
-				// Any control token ends a completion: besides end-of-text and the file separator, a FIM marker in
-				// the output means the model has left the middle it was asked for, and none of them is code.
-				if (this.model.isEogToken(token) || this.model.isSpecialToken(token)) {
-					stopReason = 'endOfGeneration';
-					break;
-				}
-				generated.push(token);
-				text = this.model.detokenize(generated);
-				request.onText?.(text);
-				const stopAt = firstStopIndex(text, stopStrings);
-				if (stopAt !== undefined) {
-					text = text.slice(0, stopAt);
-					stopReason = 'stopString';
-					break;
-				}
-				if (aborted()) {
-					stopReason = 'aborted';
-					break;
-				}
-				if (generated.length >= request.maxTokens) {
+				if (!output.accept(token)) {
 					break;
 				}
 			}
@@ -234,9 +208,9 @@ class LlamaLoadedModel implements LoadedModel {
 		const finished = performance.now();
 
 		return {
-			text,
-			stopReason,
-			tokens: { prompt: total, reused, generated: generated.length },
+			text: output.text,
+			stopReason: output.stopReason,
+			tokens: { prompt: total, reused, generated: output.generated.length },
 			timings: { tokenizeMs: tokenized - started, prefillMs: prefilled - tokenized, decodeMs: finished - prefilled },
 		};
 	}
@@ -266,16 +240,4 @@ function readSpecialTokens(model: LlamaModel): SpecialTokenTexts {
 		fileSeparator: defaultSpecialTokenTexts.fileSeparator,
 		endOfText: model.tokens.eosString ?? defaultSpecialTokenTexts.endOfText,
 	};
-}
-
-/** Offset of the earliest stop string in `text`, if any occurs. */
-function firstStopIndex(text: string, stopStrings: readonly string[]): number | undefined {
-	let earliest: number | undefined;
-	for (const stop of stopStrings) {
-		const index = stop === '' ? -1 : text.indexOf(stop);
-		if (index !== -1 && (earliest === undefined || index < earliest)) {
-			earliest = index;
-		}
-	}
-	return earliest;
 }

@@ -4,6 +4,7 @@ import type { LlamaModel, Token } from 'node-llama-cpp';
 
 import { errorMessage, UserError } from '../errors';
 import { bundledModelPath } from '../models/bundled';
+import { GreedyOutput } from './greedy-output';
 import { argmax, NativeModel, type NativeSession } from './native';
 import { DraftModel } from './native-draft';
 import { compressSession, isKvPolicy, layerSplits, observationFor, scoringPass, selectionDefaults, type KvBudget, type LayerSplit, type SelectionOptions } from './native-policy';
@@ -17,7 +18,6 @@ import {
 	type LoadedModel,
 	type LoadModelOptions,
 	type SpecialTokenTexts,
-	type StopReason,
 } from './types';
 
 // The `native` engine: repokv's own forward pass (native/ addon) for the target model, over a KV cache that a policy
@@ -208,44 +208,19 @@ class NativeLoadedModel implements LoadedModel {
 		}
 		const decodeFrom = performance.now();
 
-		const generated: Token[] = [];
-		let text = '';
-		let stopReason: StopReason = 'maxTokens';
-		const stopStrings = request.stopStrings ?? [];
-		const aborted = (): boolean => request.signal?.aborted === true;
-		if (aborted()) {
-			stopReason = 'aborted';
-		} else if (request.maxTokens > 0) {
+		const output = new GreedyOutput<Token>(request, (tokens) => this.vocab.detokenize(tokens), (token) => this.vocab.isEogToken(token) || this.stopTokens.has(token));
+		if (output.shouldStart()) {
 			let next: Token = last;
-			for (;;) {
+			do {
 				await this.session.decode(next);
 				next = argmax(this.session.logits()) as Token;
-				if (this.vocab.isEogToken(next) || this.stopTokens.has(next)) {
-					stopReason = 'endOfGeneration';
-					break;
-				}
-				generated.push(next);
-				text = this.vocab.detokenize(generated);
-				const stopAt = firstStopIndex(text, stopStrings);
-				if (stopAt !== undefined) {
-					text = text.slice(0, stopAt);
-					stopReason = 'stopString';
-					break;
-				}
-				if (aborted()) {
-					stopReason = 'aborted';
-					break;
-				}
-				if (generated.length >= request.maxTokens) {
-					break;
-				}
-			}
+			} while (output.accept(next));
 		}
 		const finished = performance.now();
 		return {
-			text,
-			stopReason,
-			tokens: { prompt: promptTokens.length, reused, generated: generated.length },
+			text: output.text,
+			stopReason: output.stopReason,
+			tokens: { prompt: promptTokens.length, reused, generated: output.generated.length },
 			timings: {
 				tokenizeMs: tokenized - started,
 				prefillMs: prefilled - tokenized,
@@ -267,15 +242,4 @@ class NativeLoadedModel implements LoadedModel {
 		this.model.dispose();
 		await this.vocab.dispose();
 	}
-}
-
-function firstStopIndex(text: string, stopStrings: readonly string[]): number | undefined {
-	let earliest: number | undefined;
-	for (const stop of stopStrings) {
-		const index = stop === '' ? -1 : text.indexOf(stop);
-		if (index !== -1 && (earliest === undefined || index < earliest)) {
-			earliest = index;
-		}
-	}
-	return earliest;
 }
