@@ -5,7 +5,7 @@ import { performance } from 'node:perf_hooks';
 import { buildCompletionPrompt, ContextBudgetError } from '../context/builder';
 import { offsetAt, PositionOutOfRangeError, type EditorPosition } from '../context/position';
 import { loadEngine } from '../engine';
-import type { EngineKvStats, EngineName, KvCacheOptions, LoadedModel, StopReason } from '../engine/types';
+import type { EngineKvStats, EngineName, EngineTimings, KvCacheOptions, LoadedModel, StopReason } from '../engine/types';
 import { errorCode, errorMessage, UserError } from '../errors';
 import { readWorkspace, decodeText } from '../workspace/reader';
 import { isSecretPath } from '../workspace/secrets';
@@ -47,18 +47,12 @@ export interface WorkspaceCompletionReport {
 	readonly cursor: { readonly file: string; readonly line: number; readonly column: number; readonly linePrefix: string };
 	readonly stopReason: StopReason;
 	readonly tokens: { readonly context: number; readonly generated: number };
-	readonly timings: {
+	/** The engine's phases plus what happens around them. */
+	readonly timings: EngineTimings & {
 		readonly loadMs: number;
 		readonly readWorkspaceMs: number;
 		/** Building the prompt, mostly token counting while fitting files into the context. */
 		readonly buildPromptMs: number;
-		readonly tokenizeMs: number;
-		readonly prefillMs: number;
-		readonly decodeMs: number;
-		/** Native engine with a KV policy: SpecKV's draft lookahead and scoring pass, selection + compaction. */
-		readonly draftMs?: number;
-		readonly scoringMs?: number;
-		readonly compressMs?: number;
 		readonly totalMs: number;
 	};
 	/** The engine's KV cache after the completion (native engine): per layer and KV head, kept tokens and real bytes. */

@@ -1,9 +1,9 @@
-import { existsSync } from 'node:fs';
 import { performance } from 'node:perf_hooks';
 import type { Llama, LlamaContext, LlamaContextSequence, LlamaModel, Token } from 'node-llama-cpp';
 
 import { errorMessage, UserError } from '../errors';
 import { GreedyOutput } from './greedy-output';
+import { checkLoadOptions } from './load-options';
 import {
 	defaultSpecialTokenTexts,
 	type CompletionRequest,
@@ -78,12 +78,7 @@ export const llamaEngine: Engine = {
 
 	async loadModel(options: LoadModelOptions): Promise<LoadedModel> {
 		const { modelPath } = options;
-		if (!Number.isInteger(options.threads) || options.threads < 1) {
-			throw new UserError(`threads must be a positive integer (got ${options.threads})`, 2);
-		}
-		if (!existsSync(modelPath)) {
-			throw new UserError(`model file not found: ${modelPath}`);
-		}
+		checkLoadOptions(options);
 		const { readGgufFileInfo } = await importNodeLlamaCpp();
 		// Reading the header first turns "not a model at all" into a clear message before llama.cpp is involved.
 		try {

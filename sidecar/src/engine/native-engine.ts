@@ -1,10 +1,10 @@
-import { existsSync } from 'node:fs';
 import { performance } from 'node:perf_hooks';
 import type { LlamaModel, Token } from 'node-llama-cpp';
 
 import { errorMessage, UserError } from '../errors';
 import { bundledModelPath } from '../models/bundled';
 import { GreedyOutput } from './greedy-output';
+import { checkLoadOptions } from './load-options';
 import { argmax, NativeModel, type NativeSession } from './native';
 import { DraftModel } from './native-draft';
 import { compressSession, isKvPolicy, layerSplits, observationFor, scoringPass, selectionDefaults, type KvBudget, type LayerSplit, type SelectionOptions } from './native-policy';
@@ -66,12 +66,7 @@ export const nativeEngine: Engine = {
 
 	async loadModel(options: LoadModelOptions): Promise<LoadedModel> {
 		const { modelPath } = options;
-		if (!Number.isInteger(options.threads) || options.threads < 1) {
-			throw new UserError(`threads must be a positive integer (got ${options.threads})`, 2);
-		}
-		if (!existsSync(modelPath)) {
-			throw new UserError(`model file not found: ${modelPath}`);
-		}
+		checkLoadOptions(options);
 		let model: NativeModel;
 		try {
 			model = await NativeModel.loadAsync(modelPath, { threads: options.threads });

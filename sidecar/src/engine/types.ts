@@ -152,15 +152,18 @@ export interface CompletionResult {
 		readonly generated: number;
 	};
 	/** Wall-clock milliseconds of each phase. */
-	readonly timings: {
-		readonly tokenizeMs: number;
-		/** Evaluating the prompt (all but its last token) into the KV cache. */
-		readonly prefillMs: number;
-		/** Evaluating the prompt's last token and every generated token, sampling included. */
-		readonly decodeMs: number;
-		/** Native engine, KV policies: the draft's lookahead, the target's scoring pass, selection + compaction. */
-		readonly draftMs?: number;
-		readonly scoringMs?: number;
-		readonly compressMs?: number;
-	};
+	readonly timings: EngineTimings;
+}
+
+/** Wall-clock milliseconds of each phase of one engine request. */
+export interface EngineTimings {
+	readonly tokenizeMs: number;
+	/** Evaluating the prompt (all but its last token) into the KV cache. */
+	readonly prefillMs: number;
+	/** Evaluating the prompt's last token and every generated token, sampling included. */
+	readonly decodeMs: number;
+	/** Native engine, KV policies: the draft's lookahead, the target's scoring pass, selection + compaction. */
+	readonly draftMs?: number;
+	readonly scoringMs?: number;
+	readonly compressMs?: number;
 }
