@@ -247,17 +247,35 @@ public:
             }
         return out;
     }
-    // compress(keep: Int32Array[] (layer * nHeadKv + head), extraTokens, policy, dropMaster)
+    // compress(keep, extraTokens, policy, dropMaster): keep is either Int32Array[] (layer * nHeadKv + head: positions
+    // kept in fp16) or an object of such lists by tier name ({ f16, q8, kivi4, kivi2, onebit }; absent = none).
     Napi::Value Compress(const Napi::CallbackInfo &info) {
         Napi::Env env = info.Env();
         Session &s = get(env);
-        if (info.Length() < 3 || !info[0].IsArray() || !info[1].IsNumber() || !info[2].IsString())
+        if (info.Length() < 3 || !info[0].IsObject() || !info[1].IsNumber() || !info[2].IsString())
             throw Napi::TypeError::New(env, "compress(keep, extraTokens, policy, dropMaster)");
-        auto arr = info[0].As<Napi::Array>();
-        std::vector<std::vector<int32_t>> keep(arr.Length());
-        for (uint32_t i = 0; i < arr.Length(); i++) keep[i] = tokens_of(arr.Get(i));
+        auto lists = [&](Napi::Value v) {
+            if (!v.IsArray()) throw Napi::TypeError::New(env, "compress: position lists must be an array (one per layer and KV head)");
+            auto arr = v.As<Napi::Array>();
+            std::vector<std::vector<int32_t>> keep(arr.Length());
+            for (uint32_t i = 0; i < arr.Length(); i++) keep[i] = tokens_of(arr.Get(i));
+            return keep;
+        };
+        std::vector<std::vector<std::vector<int32_t>>> tiers(kTierCount);
+        if (info[0].IsArray()) {
+            tiers[0] = lists(info[0]);
+        } else {
+            Napi::Object o = info[0].As<Napi::Object>();
+            Napi::Array names = o.GetPropertyNames();
+            for (uint32_t i = 0; i < names.Length(); i++) {
+                const std::string name = names.Get(i).ToString().Utf8Value();
+                Tier t;
+                if (!parse_tier(name, t)) throw Napi::TypeError::New(env, "compress: unknown tier '" + name + "' (f16, q8, kivi4, kivi2, onebit)");
+                tiers[(int)t] = lists(o.Get(name));
+            }
+        }
         try {
-            s.compress(keep, info[1].As<Napi::Number>().Int32Value(), info[2].As<Napi::String>().Utf8Value(), info.Length() > 3 && info[3].ToBoolean());
+            s.compress_tiered(tiers, info[1].As<Napi::Number>().Int32Value(), info[2].As<Napi::String>().Utf8Value(), info.Length() > 3 && info[3].ToBoolean());
         } catch (const std::exception &e) {
             throw js_error(env, e);
         }
@@ -281,7 +299,8 @@ public:
         o.Set("masterBytes", (double)s.master().bytes_used());
         o.Set("tokens", s.n_past());
         o.Set("contextSize", s.context_size());
-        size_t total = 0, reserved = 0;
+        size_t total = 0, reserved = 0, positions = 0;
+        size_t tier_bytes[kTierCount] = {0}, tier_tokens[kTierCount] = {0};
         Napi::Array layers = Napi::Array::New(env, kv.n_layer());
         for (int l = 0; l < kv.n_layer(); l++) {
             Napi::Array heads = Napi::Array::New(env, kv.n_head_kv());
@@ -295,9 +314,13 @@ public:
                     so.Set("tier", tier_name(seg.tier));
                     so.Set("tokens", seg.n);
                     so.Set("bytes", (double)seg.bytes_used());
+                    so.Set("positionBytes", (double)seg.position_bytes());
                     segs.Set((uint32_t)i, so);
                     bytes += seg.bytes_used();
                     reserved += seg.bytes_reserved();
+                    positions += seg.position_bytes();
+                    tier_bytes[(int)seg.tier] += seg.bytes_used();
+                    tier_tokens[(int)seg.tier] += seg.n;
                 }
                 Napi::Object ho = Napi::Object::New(env);
                 ho.Set("tokens", hc.n_tokens());
@@ -313,6 +336,17 @@ public:
         o.Set("layers", layers);
         o.Set("bytes", (double)total);
         o.Set("reservedBytes", (double)reserved);
+        o.Set("positionBytes", (double)positions);
+        // totals per tier (tiers with no tokens are left out)
+        Napi::Object tiers = Napi::Object::New(env);
+        for (int t = 0; t < kTierCount; t++) {
+            if (!tier_tokens[t]) continue;
+            Napi::Object to = Napi::Object::New(env);
+            to.Set("tokens", (double)tier_tokens[t]);
+            to.Set("bytes", (double)tier_bytes[t]);
+            tiers.Set(tier_name((Tier)t), to);
+        }
+        o.Set("tiers", tiers);
         const SessionTimings &t = s.timings();
         Napi::Object tm = Napi::Object::New(env);
         tm.Set("prefillMs", t.prefill_ms);

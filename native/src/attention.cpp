@@ -394,6 +394,12 @@ void segment_scores(const Segment &seg, int32_t n, const float *q, int R, float 
             if (g_simd && single) return scores_f16_vecdot_avx2(seg.k.data(), n, seg.head_dim, q, R, scale, S, ld);
             if (g_simd) return scores_f16_avx2(seg.k.data(), n, seg.head_dim, q, R, scale, S, ld);
             return scores_f16_scalar(seg.k.data(), n, seg.head_dim, q, R, scale, S, ld);
+        case Tier::Q8:
+        case Tier::Kivi4:
+        case Tier::Kivi2:
+        case Tier::OneBit:
+            // packed kernels (quant.cpp): codes read once per block for all R rows, scales folded into the query
+            return quant::scores(seg.packed, n, q, R, scale, S, ld);
     }
 }
 
@@ -403,6 +409,11 @@ void segment_accumulate(const Segment &seg, int32_t n, const float *P, size_t ld
             if (g_simd && single) return accumulate_f16_vecdot_avx2(seg.v.data(), n, seg.head_dim, P, ld, R, out);
             if (g_simd) return accumulate_f16_avx2(seg.v.data(), n, seg.head_dim, P, ld, R, out);
             return accumulate_f16_scalar(seg.v.data(), n, seg.head_dim, P, ld, R, out);
+        case Tier::Q8:
+        case Tier::Kivi4:
+        case Tier::Kivi2:
+        case Tier::OneBit:
+            return quant::accumulate(seg.packed, n, P, ld, R, out);
     }
 }
 
@@ -480,6 +491,18 @@ void segment_token(const Segment &seg, int32_t t, float *k, float *v) {
                 k[d] = ggml_fp16_to_fp32(seg.k[(size_t)t * seg.head_dim + d]);
                 v[d] = ggml_fp16_to_fp32(vb[d * 8]);
             }
+            return;
+        }
+        case Tier::Q8:
+        case Tier::Kivi4:
+        case Tier::Kivi2:
+        case Tier::OneBit: {
+            // Whole-segment dequantization for one token: only compaction of an already compressed store reads a
+            // packed token back, which the engine does not do on its hot path.
+            std::vector<float> K((size_t)seg.n * seg.head_dim), V((size_t)seg.n * seg.head_dim);
+            quant::dequantize(seg.packed, K.data(), V.data());
+            memcpy(k, K.data() + (size_t)t * seg.head_dim, seg.head_dim * sizeof(float));
+            memcpy(v, V.data() + (size_t)t * seg.head_dim, seg.head_dim * sizeof(float));
             return;
         }
     }

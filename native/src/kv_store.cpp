@@ -12,13 +12,51 @@ namespace repokv {
 const char *tier_name(Tier t) {
     switch (t) {
         case Tier::F16: return "f16";
+        case Tier::Q8: return "q8";
+        case Tier::Kivi4: return "kivi4";
+        case Tier::Kivi2: return "kivi2";
+        case Tier::OneBit: return "onebit";
     }
     return "?";
 }
 
-Segment::Segment(Tier tier_, int head_dim_, int32_t reserve_tokens) : tier(tier_), head_dim(head_dim_) { reserve(reserve_tokens); }
+bool parse_tier(const std::string &name, Tier &out) {
+    for (int i = 0; i < kTierCount; i++)
+        if (name == tier_name((Tier)i)) {
+            out = (Tier)i;
+            return true;
+        }
+    return false;
+}
+
+quant::Format tier_format(Tier t) {
+    switch (t) {
+        case Tier::Q8: return quant::Format::Q8;
+        case Tier::Kivi4: return quant::Format::Kivi4;
+        case Tier::Kivi2: return quant::Format::Kivi2;
+        case Tier::OneBit: return quant::Format::OneBit;
+        case Tier::F16: break;
+    }
+    throw std::invalid_argument("tier f16 has no packed format");
+}
+
+Segment::Segment(Tier tier_, int head_dim_, int32_t reserve_tokens) : tier(tier_), head_dim(head_dim_) {
+    if (tier == Tier::F16) reserve(reserve_tokens);
+}
+
+Segment Segment::quantized(Tier tier, int head_dim, int32_t n, const float *K, const float *V, const int32_t *positions) {
+    Segment seg(tier, head_dim, 0);
+    seg.packed = quant::quantize(tier_format(tier), head_dim, n, K, V);
+    seg.n = n;
+    seg.pos.assign(positions, positions + n);
+    seg.pos.shrink_to_fit();
+    for (int32_t t = 1; t < n; t++)
+        if (positions[t] <= positions[t - 1]) seg.sorted = false;
+    return seg;
+}
 
 void Segment::reserve(int32_t tokens) {
+    if (tier != Tier::F16) throw std::logic_error("reserve: quantized segments are built whole");
     const size_t blocks = ((size_t)tokens + 7) / 8;
     pos.reserve(tokens);
     k.reserve((size_t)tokens * head_dim);
@@ -26,6 +64,7 @@ void Segment::reserve(int32_t tokens) {
 }
 
 void Segment::append(const float *kf, const float *vf, int32_t position) {
+    if (tier != Tier::F16) throw std::logic_error("append: tokens are appended to fp16 segments only");
     k.resize(k.size() + head_dim);
     to_f16_strided(kf, k.data() + (size_t)n * head_dim, head_dim, 1);
     const int32_t lane = n % 8;
@@ -40,6 +79,13 @@ void Segment::append(const float *kf, const float *vf, int32_t position) {
 void Segment::truncate_to(int32_t n_keep) {
     if (n_keep >= n) return;
     if (n_keep < 0) n_keep = 0;
+    if (tier != Tier::F16) {
+        std::vector<float> K((size_t)n * head_dim), V((size_t)n * head_dim);
+        quant::dequantize(packed, K.data(), V.data());
+        std::vector<int32_t> keep_pos(pos.begin(), pos.begin() + n_keep);
+        *this = n_keep ? quantized(tier, head_dim, n_keep, K.data(), V.data(), keep_pos.data()) : Segment(tier, head_dim, 0);
+        return;
+    }
     const size_t blocks = ((size_t)n_keep + 7) / 8;
     v.resize(blocks * 8 * head_dim);
     // zero the lanes of the last partial block that now hold dropped tokens
@@ -54,11 +100,12 @@ void Segment::truncate_to(int32_t n_keep) {
 }
 
 size_t Segment::bytes_used() const {
+    if (tier != Tier::F16) return packed.bytes_allocated() + pos.capacity() * sizeof(int32_t);
     return (size_t)n * head_dim * 2 /*K*/ + (size_t)n * head_dim * 2 /*V*/ + (size_t)n * sizeof(int32_t);
 }
 
 size_t Segment::bytes_reserved() const {
-    return k.capacity() * 2 + v.capacity() * 2 + pos.capacity() * sizeof(int32_t);
+    return k.capacity() * 2 + v.capacity() * 2 + pos.capacity() * sizeof(int32_t) + packed.bytes_allocated();
 }
 
 int32_t HeadCache::n_tokens() const {
@@ -73,31 +120,81 @@ KvStore::KvStore(int n_layer, int n_head_kv, int head_dim, int32_t context_size,
     for (auto &h : heads_) h.segments.emplace_back(Tier::F16, head_dim, reserve_tokens < 0 ? context_size : reserve_tokens);
 }
 
+namespace {
+
+// Where each position of a head lives: (position, (segment, index)), sorted by position.
+std::vector<std::pair<int32_t, std::pair<int, int32_t>>> locate(const HeadCache &from) {
+    std::vector<std::pair<int32_t, std::pair<int, int32_t>>> where;
+    for (size_t s = 0; s < from.segments.size(); s++)
+        for (int32_t t = 0; t < from.segments[s].n; t++) where.push_back({from.segments[s].pos[t], {(int)s, t}});
+    std::sort(where.begin(), where.end());
+    return where;
+}
+
+// Reads the tokens at `want` (sorted, unique) of a head as floats (K, V: want.size() x head_dim).
+void gather(const HeadCache &from, const std::vector<std::pair<int32_t, std::pair<int, int32_t>>> &where, const std::vector<int32_t> &want,
+            int head_dim, float *K, float *V) {
+    size_t w = 0;
+    for (size_t i = 0; i < want.size(); i++) {
+        const int32_t p = want[i];
+        while (w < where.size() && where[w].first < p) w++;
+        if (w == where.size() || where[w].first != p)
+            throw std::invalid_argument("keep lists: position " + std::to_string(p) + " is not in the cache");
+        segment_token(from.segments[where[w].second.first], where[w].second.second, K + i * head_dim, V + i * head_dim);
+    }
+}
+
+std::vector<int32_t> sorted_unique(std::vector<int32_t> v) {
+    std::sort(v.begin(), v.end());
+    v.erase(std::unique(v.begin(), v.end()), v.end());
+    return v;
+}
+
+}  // namespace
+
 std::unique_ptr<KvStore> KvStore::compact(const KvStore &src, const std::vector<std::vector<int32_t>> &keep, int32_t extra_tokens) {
+    return compact_tiered(src, {keep}, extra_tokens);
+}
+
+std::unique_ptr<KvStore> KvStore::compact_tiered(const KvStore &src, const std::vector<std::vector<std::vector<int32_t>>> &tiers,
+                                                 int32_t extra_tokens) {
     const size_t nh = (size_t)src.n_layer_ * src.n_head_kv_;
-    if (keep.size() != nh) throw std::invalid_argument("keep lists: one per (layer, KV head) expected");
+    const int D = src.head_dim_;
+    if (tiers.empty() || tiers.size() > (size_t)kTierCount) throw std::invalid_argument("tier lists: 1 to 5 tiers expected");
+    for (auto &t : tiers)
+        if (!t.empty() && t.size() != nh) throw std::invalid_argument("keep lists: one per (layer, KV head) expected");
+    for (size_t t = 1; t < tiers.size(); t++)
+        if (!tiers[t].empty() && !quant::supports_head_dim(tier_format((Tier)t), D))
+            throw std::invalid_argument(std::string("tier ") + tier_name((Tier)t) + " does not support head dim " + std::to_string(D));
     auto out = std::make_unique<KvStore>(src.n_layer_, src.n_head_kv_, src.head_dim_, src.context_size_, 0);
-    std::vector<float> kf(src.head_dim_), vf(src.head_dim_);
+    std::vector<float> K, V;
     for (size_t i = 0; i < nh; i++) {
         const HeadCache &from = src.heads_[i];
-        std::vector<int32_t> want = keep[i];
-        std::sort(want.begin(), want.end());
-        want.erase(std::unique(want.begin(), want.end()), want.end());
-        Segment &seg = out->heads_[i].segments.back();
-        seg.reserve((int32_t)want.size() + std::max<int32_t>(0, extra_tokens));
-        // every source segment, merged by position (policy `full` stores are one sorted segment)
-        std::vector<std::pair<int32_t, std::pair<int, int32_t>>> where;  // position -> (segment, index)
-        for (size_t s = 0; s < from.segments.size(); s++)
-            for (int32_t t = 0; t < from.segments[s].n; t++) where.push_back({from.segments[s].pos[t], {(int)s, t}});
-        std::sort(where.begin(), where.end());
-        size_t w = 0;
-        for (int32_t p : want) {
-            while (w < where.size() && where[w].first < p) w++;
-            if (w == where.size() || where[w].first != p)
-                throw std::invalid_argument("keep lists: position " + std::to_string(p) + " is not in the cache");
-            segment_token(from.segments[where[w].second.first], where[w].second.second, kf.data(), vf.data());
-            seg.append(kf.data(), vf.data(), p);
+        const auto where = locate(from);
+        HeadCache &to = out->heads_[i];
+        Segment fp16 = std::move(to.segments.back());
+        to.segments.clear();
+        std::vector<int32_t> seen;
+        for (size_t t = 0; t < tiers.size(); t++) {
+            if (tiers[t].empty()) continue;
+            const std::vector<int32_t> want = sorted_unique(tiers[t][i]);
+            seen.insert(seen.end(), want.begin(), want.end());
+            K.resize(want.size() * D);
+            V.resize(want.size() * D);
+            gather(from, where, want, D, K.data(), V.data());
+            if (t == 0) {
+                fp16.reserve((int32_t)want.size() + std::max<int32_t>(0, extra_tokens));
+                for (size_t j = 0; j < want.size(); j++) fp16.append(K.data() + j * D, V.data() + j * D, want[j]);
+            } else if (!want.empty()) {
+                to.segments.push_back(Segment::quantized((Tier)t, D, (int32_t)want.size(), K.data(), V.data(), want.data()));
+            }
         }
+        std::sort(seen.begin(), seen.end());
+        if (std::adjacent_find(seen.begin(), seen.end()) != seen.end())
+            throw std::invalid_argument("tier lists: a position is listed in two tiers of one head");
+        if (tiers[0].empty()) fp16.reserve(std::max<int32_t>(0, extra_tokens));
+        // the fp16 segment last: decoding appends to it (append_segment)
+        to.segments.push_back(std::move(fp16));
     }
     return out;
 }
@@ -111,7 +208,8 @@ void KvStore::truncate(int32_t position) {
                 keep = (int32_t)(std::lower_bound(seg.pos.begin(), seg.pos.end(), position) - seg.pos.begin());
                 seg.truncate_to(keep);
             } else {
-                // Compact in place (rare: reordered tiers). Rebuild via float round trip is exact for fp16.
+                // Compact in place (rare: an fp16 segment appended out of order; quantized segments are built sorted).
+                // Rebuild via float round trip is exact for fp16.
                 Segment fresh(seg.tier, seg.head_dim, seg.n);
                 std::vector<float> kf(seg.head_dim), vf(seg.head_dim);
                 for (int32_t t = 0; t < seg.n; t++) {

@@ -8,39 +8,59 @@
 #include <cstddef>
 #include <cstdint>
 #include <memory>
+#include <string>
 #include <vector>
+
+#include "quant/quant.h"
 
 namespace repokv {
 
 enum class Tier : uint8_t {
-    F16 = 0,  // keys and values in IEEE half precision
-    // later: Q8 (staging), Q4, Q2, OneBit (1.x-bit), and "dropped" (tokens simply absent from every segment)
+    F16 = 0,     // keys and values in IEEE half precision
+    Q8 = 1,      // the packed formats of quant/quant.h, same names
+    Kivi4 = 2,
+    Kivi2 = 3,
+    OneBit = 4,  // the 1.x-bit tier
+    // "dropped" is not a tier: a dropped token is absent from every segment of its head
 };
+constexpr int kTierCount = 5;
 
 const char *tier_name(Tier t);
+bool parse_tier(const std::string &name, Tier &out);
+// The packed format of a quantized tier (t != F16).
+quant::Format tier_format(Tier t);
 
 // fp16 segment layout (chosen so attention sums in the same order as ggml's matmuls, see attention.cpp):
 //  - keys token-major: k[t * head_dim + d]
 //  - values in blocks of 8 tokens, transposed inside a block: v[(blk * head_dim + d) * 8 + lane]
-//  - pos[t]: the token's original position (RoPE was applied at that position)
+// quantized segments (tiers Q8 .. OneBit): `packed` holds keys, values and metadata (quant.h), built once from a set
+// of tokens by KvStore::compact; tokens are not appended to them (new tokens go to the head's last, fp16, segment).
+//  - pos[t]: the token's original position (RoPE was applied at that position), in every tier
 struct Segment {
     Tier tier = Tier::F16;
     int head_dim = 0;
     int32_t n = 0;
-    bool sorted = true;  // positions strictly increasing in append order (policy `full`)
+    bool sorted = true;  // positions strictly increasing in token order (then attention binary-searches the mask)
     std::vector<int32_t> pos;
     std::vector<uint16_t> k;
     std::vector<uint16_t> v;
+    quant::QuantSegment packed;
 
     Segment(Tier tier, int head_dim, int32_t reserve_tokens);
+    // A quantized segment of n tokens (K, V: n x head_dim floats, token-major; positions increasing).
+    static Segment quantized(Tier tier, int head_dim, int32_t n, const float *K, const float *V, const int32_t *positions);
     void reserve(int32_t tokens);
-    // Appends one token (k, v: head_dim floats each).
+    // Appends one token (k, v: head_dim floats each). fp16 segments only.
     void append(const float *k, const float *v, int32_t position);
-    // Drops every token at index >= n_keep (tokens are in append order).
+    // Drops every token at index >= n_keep (tokens are in append order). A quantized segment is re-packed from its
+    // dequantized tokens (rare: only a truncation into the compressed part of a store does it).
     void truncate_to(int32_t n_keep);
-    // Bytes the segment's tokens occupy (keys + values + positions), and what is reserved.
+    // Bytes the segment's tokens occupy (keys + values + format metadata + positions), and what is allocated. For a
+    // quantized segment both are the allocation (its buffers are sized exactly, quant::format_bytes + positions).
     size_t bytes_used() const;
     size_t bytes_reserved() const;
+    // Of bytes_used(): the positions.
+    size_t position_bytes() const { return (size_t)n * sizeof(int32_t); }
 };
 
 struct HeadCache {
@@ -56,6 +76,12 @@ public:
     // held by the head; any order, duplicates ignored); they are copied, in position order, into one fp16 segment with
     // room for `extra_tokens` more. Only the kept entries are allocated.
     static std::unique_ptr<KvStore> compact(const KvStore &src, const std::vector<std::vector<int32_t>> &keep, int32_t extra_tokens);
+    // A tiered copy: for each (layer, head) and tier, `tiers[tier][layer * n_head_kv + h]` lists positions to keep in
+    // that tier (a position in no list is dropped; in two lists, an error). Every non-empty quantized tier becomes one
+    // packed segment (quant.h), in position order; the fp16 tier is the head's last segment, with room for
+    // `extra_tokens` more (decoding appends there). Missing tiers (tiers.size() < kTierCount) are empty.
+    static std::unique_ptr<KvStore> compact_tiered(const KvStore &src, const std::vector<std::vector<std::vector<int32_t>>> &tiers,
+                                                   int32_t extra_tokens);
 
     HeadCache &head(int layer, int h) { return heads_[(size_t)layer * n_head_kv_ + h]; }
     const HeadCache &head(int layer, int h) const { return heads_[(size_t)layer * n_head_kv_ + h]; }

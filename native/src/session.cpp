@@ -59,10 +59,15 @@ void Session::truncate(int32_t position) {
 void Session::observe(bool all_rows, int32_t win_from, int32_t spec_from, bool clear) { obs_.reset(all_rows, win_from, spec_from, clear); }
 
 void Session::compress(const std::vector<std::vector<int32_t>> &keep, int32_t extra_tokens, const std::string &policy, bool drop_master) {
+    compress_tiered({keep}, extra_tokens, policy, drop_master);
+}
+
+void Session::compress_tiered(const std::vector<std::vector<std::vector<int32_t>>> &tiers, int32_t extra_tokens, const std::string &policy,
+                              bool drop_master) {
     auto t0 = std::chrono::steady_clock::now();
     if (active_) decompress();
     if (n_past_ != master_len_) throw EngineError("compress: the session is not at the end of its master copy");
-    active_ = KvStore::compact(kv_, keep, extra_tokens);
+    active_ = KvStore::compact_tiered(kv_, tiers, extra_tokens);
     policy_ = policy;
     set_store(active_.get());
     if (drop_master) {

@@ -44,6 +44,9 @@ public:
     // in `keep` (one position list per layer * n_head_kv + head); the master copy is kept for the next request
     // unless `drop_master`.
     void compress(const std::vector<std::vector<int32_t>> &keep, int32_t extra_tokens, const std::string &policy, bool drop_master);
+    // The same with storage tiers (KvStore::compact_tiered): tiers[tier][layer * n_head_kv + head] lists positions.
+    void compress_tiered(const std::vector<std::vector<std::vector<int32_t>>> &tiers, int32_t extra_tokens, const std::string &policy,
+                         bool drop_master);
     // Back to the master copy (drops the compressed store and the tokens evaluated into it).
     void decompress();
     bool compressed() const { return (bool)active_; }

@@ -75,6 +75,11 @@ export interface RepokvSettings {
 		readonly budgetPercent?: number;
 		/** How the budget is split over layers and heads: `uniform`, `pyramid`, `adaptive`. Default: the policy's own. */
 		readonly split?: string;
+		/**
+		 * Storage of the tokens a policy picks beyond its sinks and recent window: `f16`, `q8`, `kivi4`, `kivi2`,
+		 * `onebit`, or `mixed` (4-bit for the top-ranked, 1.x-bit for the rest); the budget buys bytes. Default `f16`.
+		 */
+		readonly precision?: string;
 	};
 	readonly completion?: {
 		/** `false` answers every inline completion request with no items. Default `true`. */

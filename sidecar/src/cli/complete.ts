@@ -30,6 +30,8 @@ Complete the code at a cursor, with the whole workspace as context, and print th
                       (default full)
   --budget PCT        KV budget in percent of the fp16 cache's bytes (default 12); or --budget-tokens N per head
   --split NAME        budget split over layers/heads: uniform, pyramid, adaptive (default per policy)
+  --precision NAME    storage of the picked tokens: f16, q8, kivi4, kivi2, onebit, mixed (4-bit + 1.x-bit);
+                      the budget then buys bytes (default f16)
   --draft PATH        SpecKV's draft model (default: the bundled models/draft.gguf)
   --show-prompt       also print the prompt the model saw (a "prompt" field with --json)
   --verbose           show the engine's log on stderr`;
@@ -54,6 +56,7 @@ export const completeCommand: Command = {
 			budget: { type: 'string' },
 			'budget-tokens': { type: 'string' },
 			split: { type: 'string' },
+			precision: { type: 'string' },
 			draft: { type: 'string' },
 			verbose: { type: 'boolean' },
 			'show-prompt': { type: 'boolean' },
@@ -84,6 +87,7 @@ export const completeCommand: Command = {
 						...(budgetPercent === undefined ? {} : { budgetPercent }),
 						...(budgetTokens === undefined ? {} : { budgetTokens }),
 						...(values.split === undefined ? {} : { split: values.split }),
+						...(values.precision === undefined ? {} : { precision: values.precision }),
 						...(values.draft === undefined ? {} : { draftPath: path.resolve(values.draft) }),
 					};
 		const contextSize = integerOption(values.context, 'context', 16);
@@ -164,7 +168,11 @@ function toJson(report: WorkspaceCompletionReport): object {
 						tokens: report.cache.tokens,
 						bytes: report.cache.bytes,
 						...(report.cache.masterBytes === undefined ? {} : { masterBytes: report.cache.masterBytes, masterTokens: report.cache.masterTokens }),
-						layers: report.cache.layers.map((l) => ({ heads: l.heads.map((h) => ({ tokens: h.tokens, bytes: h.bytes })) })),
+						...(report.cache.tiers === undefined ? {} : { tiers: report.cache.tiers }),
+						// bytes actually allocated, per layer, KV head and tier (a head's segments: one per tier it uses)
+						layers: report.cache.layers.map((l) => ({
+							heads: l.heads.map((h) => ({ tokens: h.tokens, bytes: h.bytes, tiers: Object.fromEntries(h.segments.map((s) => [s.tier, { tokens: s.tokens, bytes: s.bytes }])) })),
+						})),
 					},
 				}),
 		model: report.model,

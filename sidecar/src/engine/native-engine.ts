@@ -5,9 +5,9 @@ import { errorMessage, UserError } from '../errors';
 import { bundledModelPath } from '../models/bundled';
 import { GreedyOutput } from './greedy-output';
 import { checkLoadOptions } from './load-options';
-import { argmax, NativeModel, type NativeSession } from './native';
+import { argmax, NativeModel, tierCost, type NativeSession } from './native';
 import { DraftModel } from './native-draft';
-import { compressSession, isKvPolicy, layerSplits, observationFor, scoringPass, selectionDefaults, type KvBudget, type LayerSplit, type SelectionOptions } from './native-policy';
+import { compressSession, isKvPolicy, isKvPrecision, kvPrecisions, layerSplits, observationFor, scoringPass, selectionDefaults, type KvBudget, type LayerSplit, type SelectionOptions } from './native-policy';
 import {
 	defaultSpecialTokenTexts,
 	type CompletionRequest,
@@ -29,7 +29,7 @@ import {
 // then SpecKV's draft lookahead and scoring pass, then selection from the master copy into a compacted store that
 // decoding reads. The master copy stays for the next request.
 
-function selectionOf(kv: KvCacheOptions | undefined): SelectionOptions | undefined {
+function selectionOf(kv: KvCacheOptions | undefined, headDim: number): SelectionOptions | undefined {
 	if (kv === undefined || kv.policy === 'full') {
 		return undefined;
 	}
@@ -39,8 +39,20 @@ function selectionOf(kv: KvCacheOptions | undefined): SelectionOptions | undefin
 	if (kv.split !== undefined && !(layerSplits as readonly string[]).includes(kv.split)) {
 		throw new UserError(`unknown layer split '${kv.split}'; available: ${layerSplits.join(', ')}`, 2);
 	}
+	const precision = kv.precision ?? 'f16';
+	if (!isKvPrecision(precision)) {
+		throw new UserError(`unknown KV precision '${precision}'; available: ${kvPrecisions.join(', ')}`, 2);
+	}
+	if (precision !== 'f16' && kv.policy === 'window') {
+		throw new UserError(`KV precision ${precision} needs a ranking policy (h2o, snapkv, pyramidkv, adakv, speckv), not window`, 2);
+	}
 	const budget: KvBudget = kv.budgetTokens !== undefined ? { tokens: kv.budgetTokens } : { percent: kv.budgetPercent ?? 12 };
-	return { policy: kv.policy, budget, ...(kv.split === undefined ? {} : { split: kv.split as LayerSplit }) };
+	return {
+		policy: kv.policy,
+		budget,
+		...(kv.split === undefined ? {} : { split: kv.split as LayerSplit }),
+		...(precision === 'f16' ? {} : { precision, tierCost: tierCost(headDim), ...(kv.hiFraction === undefined ? {} : { hiFraction: kv.hiFraction }) }),
+	};
 }
 
 async function loadVocab(modelPath: string, options: LoadModelOptions): Promise<LlamaModel> {
@@ -84,7 +96,7 @@ export const nativeEngine: Engine = {
 		const contextSize = Math.min(options.contextSize ?? trainContextSize, trainContextSize);
 		let selection: SelectionOptions | undefined;
 		try {
-			selection = selectionOf(options.kvCache);
+			selection = selectionOf(options.kvCache, model.info.headDim);
 		} catch (error) {
 			model.dispose();
 			await vocab.dispose();

@@ -10,6 +10,13 @@
 //  - every policy but `full` keeps the first `sinks` (4) tokens and the most recent r tokens, r = min(window,
 //    max(1, floor(C/2) - sinks)) (32 for C >= 72), and picks B = C - sinks - r more (per head) from the rest;
 //  - prompts with m <= C are not compressed.
+//
+// Precision (KV-METHODS.md §3, §4; docs/kv-quantization.md): with `precision` other than f16 the budget buys bytes,
+// not tokens. Each head keeps its sinks and recent window in fp16 exactly as above, and the bytes its B picked fp16
+// tokens would have taken (positions included) buy packed tokens instead, in the policy's rank order: `q8`, `kivi4`,
+// `kivi2`, `onebit` spend them all in one format; `mixed` spends `hiFraction` (0.25) of them on the top-ranked tokens
+// at 4-bit (kivi4) and the rest on the next ones at 1.x bits (onebit); what no byte buys is dropped. Equal budgets
+// are thus equal bytes across precisions (the cost of a tier is its exact allocation: quant.bytes + positions).
 
 import type { NativeSession } from './native';
 
@@ -20,6 +27,38 @@ export type LayerSplit = (typeof layerSplits)[number];
 
 export function isKvPolicy(name: string): name is KvPolicy {
 	return (kvPolicies as readonly string[]).includes(name);
+}
+
+/** Storage tiers of the native KV store (native/src/kv_store.h), by the addon's names. */
+export const storageTiers = ['f16', 'q8', 'kivi4', 'kivi2', 'onebit'] as const;
+export type StorageTier = (typeof storageTiers)[number];
+/** How the picked (non-sink, non-window) tokens are stored. */
+export const kvPrecisions = ['f16', 'q8', 'kivi4', 'kivi2', 'onebit', 'mixed'] as const;
+export type KvPrecision = (typeof kvPrecisions)[number];
+
+export function isKvPrecision(name: string): name is KvPrecision {
+	return (kvPrecisions as readonly string[]).includes(name);
+}
+
+/** Exact bytes n tokens of one KV head take in a tier (keys, values, format metadata, positions). Monotone in n. */
+export type TierCost = (tier: StorageTier, n: number) => number;
+
+/** The largest n <= limit with cost(tier, n) <= bytes. */
+export function tokensForBytes(cost: TierCost, tier: StorageTier, bytes: number, limit: number): number {
+	if (limit <= 0 || cost(tier, 1) > bytes) {
+		return 0;
+	}
+	let lo = 1;
+	let hi = limit;
+	while (lo < hi) {
+		const mid = Math.ceil((lo + hi) / 2);
+		if (cost(tier, mid) <= bytes) {
+			lo = mid;
+		} else {
+			hi = mid - 1;
+		}
+	}
+	return lo;
 }
 
 /** One knob: tokens per head, or percent of the fp16 cache's bytes. */
@@ -41,9 +80,14 @@ export interface SelectionOptions {
 	readonly pyramidBeta?: number;
 	/** Rank by another observed score (ablations, e.g. `window-max`: SpecKV's aggregation without the draft). */
 	readonly scoreKind?: 'h2o' | 'snapkv' | 'window-max' | 'speckv';
+	/** Storage of the picked tokens (default f16); other precisions need `tierCost`. */
+	readonly precision?: KvPrecision;
+	/** `mixed`: share of the picked tokens' bytes spent at 4-bit (0.25). */
+	readonly hiFraction?: number;
+	readonly tierCost?: TierCost;
 }
 
-export const selectionDefaults = { sinks: 4, window: 32, poolKernel: 7, adaFloor: 0.2, pyramidBeta: 20 } as const;
+export const selectionDefaults = { sinks: 4, window: 32, poolKernel: 7, adaFloor: 0.2, pyramidBeta: 20, hiFraction: 0.25 } as const;
 
 /** Which observed score each policy ranks by (`undefined`: none needed). */
 export function scoreKind(policy: KvPolicy): 'h2o' | 'snapkv' | 'speckv' | undefined {
@@ -172,12 +216,30 @@ export function adakvAllocate(headScores: readonly Float32Array[], B: number, fl
 }
 
 export interface Selection {
-	/** Per layer * nHeadKv + head: kept positions, sorted. */
+	/** Per layer * nHeadKv + head: kept positions (every tier), sorted. */
 	readonly keep: Int32Array[];
 	readonly budgetTokens: number;
 	readonly recent: number;
-	/** Non-window tokens per (layer, head) picked by score. */
+	/** Non-window tokens per (layer, head) picked by score (every tier). */
 	readonly picked: number[];
+	/** Precisions other than f16: kept positions per tier (tiers holding nothing are absent), sorted. */
+	readonly tiers?: Partial<Record<StorageTier, Int32Array[]>>;
+}
+
+/**
+ * Splits one head's ranked candidates (best first) into tiers for the bytes that `fp16Picked` fp16 tokens take.
+ * Returns the positions per packed tier, in rank order.
+ */
+export function assignTiers(ranked: readonly number[], fp16Picked: number, precision: Exclude<KvPrecision, 'f16'>, cost: TierCost, hiFraction: number = selectionDefaults.hiFraction): Partial<Record<StorageTier, number[]>> {
+	const bytes = fp16Picked > 0 ? cost('f16', fp16Picked) : 0;
+	if (precision !== 'mixed') {
+		const n = tokensForBytes(cost, precision, bytes, ranked.length);
+		return { [precision]: ranked.slice(0, n) };
+	}
+	const nHi = tokensForBytes(cost, 'kivi4', hiFraction * bytes, ranked.length);
+	const spent = nHi > 0 ? cost('kivi4', nHi) : 0;
+	const nLo = tokensForBytes(cost, 'onebit', bytes - spent, ranked.length - nHi);
+	return { kivi4: ranked.slice(0, nHi), onebit: ranked.slice(nHi, nHi + nLo) };
 }
 
 /**
@@ -196,6 +258,15 @@ export function selectKeep(m: number, nLayer: number, nHeadKv: number, options: 
 	const nh = nLayer * nHeadKv;
 	const keep: Int32Array[] = [];
 	const picked: number[] = [];
+	const precision = options.precision ?? 'f16';
+	const cost = options.tierCost;
+	if (precision !== 'f16' && cost === undefined) {
+		throw new Error(`precision ${precision} needs the tiers' byte costs (tierCost)`);
+	}
+	if (precision !== 'f16' && options.policy === 'window') {
+		throw new Error('policy window keeps fp16 tokens only (use a ranking policy with a packed precision)');
+	}
+	const tiers: Partial<Record<StorageTier, Int32Array[]>> = {};
 	if (options.policy === 'window') {
 		const s = Math.min(sinks, C);
 		for (let i = 0; i < nh; i++) {
@@ -234,15 +305,34 @@ export function selectKeep(m: number, nLayer: number, nHeadKv: number, options: 
 		const perHead = split === 'adaptive' ? adakvAllocate(heads.map((p) => p.subarray(from, to)), layerB, options.adaFloor, heads.map(() => candidates)) : heads.map(() => layerB);
 		for (let h = 0; h < nHeadKv; h++) {
 			const k = perHead[h] ?? 0;
-			const pos = topK(heads[h] ?? new Float32Array(0), k, from, to);
-			for (let p = 0; p < s; p++) pos.push(p);
-			for (let p = to; p < m; p++) pos.push(p);
-			pos.sort((a, b) => a - b);
-			keep.push(Int32Array.from(pos));
-			picked.push(k);
+			const fixed: number[] = [];
+			for (let p = 0; p < s; p++) fixed.push(p);
+			for (let p = to; p < m; p++) fixed.push(p);
+			if (precision === 'f16' || cost === undefined) {
+				const pos = [...topK(heads[h] ?? new Float32Array(0), k, from, to), ...fixed];
+				pos.sort((a, b) => a - b);
+				keep.push(Int32Array.from(pos));
+				picked.push(k);
+				continue;
+			}
+			const ranked = topK(heads[h] ?? new Float32Array(0), candidates, from, to);
+			const split = assignTiers(ranked, k, precision, cost, options.hiFraction);
+			const byTier: Partial<Record<StorageTier, number[]>> = { f16: fixed, ...split };
+			const all: number[] = [];
+			for (const tier of storageTiers) {
+				const list = byTier[tier];
+				if (list === undefined) continue;
+				all.push(...list);
+				(tiers[tier] ??= new Array<Int32Array>(nh).fill(new Int32Array(0)))[l * nHeadKv + h] = Int32Array.from(list).sort();
+			}
+			all.sort((a, b) => a - b);
+			keep.push(Int32Array.from(all));
+			picked.push(all.length - fixed.length);
 		}
 	}
-	return { keep, budgetTokens: C, recent: r, picked };
+	// a tier no head uses is left out
+	const used = Object.fromEntries(Object.entries(tiers).filter(([, lists]) => lists.some((list) => list.length > 0))) as Partial<Record<StorageTier, Int32Array[]>>;
+	return { keep, budgetTokens: C, recent: r, picked, ...(precision === 'f16' ? {} : { tiers: used }) };
 }
 
 /**
@@ -273,7 +363,8 @@ export function compressSession(session: NativeSession, nLayer: number, nHeadKv:
 	const flat = needed && kind !== undefined ? session.scores(kind, m) : undefined;
 	const selection = selectKeep(m, nLayer, nHeadKv, options, flat === undefined ? undefined : (l, h) => flat.subarray((l * nHeadKv + h) * m, (l * nHeadKv + h + 1) * m));
 	if (selection !== undefined) {
-		session.compress(selection.keep, { extraTokens, policy: options.policy });
+		const policy = options.precision === undefined || options.precision === 'f16' ? options.policy : `${options.policy}+${options.precision}`;
+		session.compress(selection.tiers ?? selection.keep, { extraTokens, policy });
 	}
 	return selection;
 }

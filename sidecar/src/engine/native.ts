@@ -3,6 +3,7 @@ import { createRequire } from 'node:module';
 import * as path from 'node:path';
 
 import { packageRoot } from '../models/bundled';
+import type { StorageTier, TierCost } from './native-policy';
 
 // Typed wrapper of repokv's native addon (native/build/repokv.node, built by native/build.mjs): the target model's
 // forward pass over a KV cache we own. Tokenization is not here: the engine takes token ids (node-llama-cpp's
@@ -34,10 +35,12 @@ export interface NativeModelInfo {
 
 /** One stored run of tokens of a KV head in one storage tier. */
 export interface NativeSegmentStats {
-	readonly tier: 'f16';
+	readonly tier: StorageTier;
 	readonly tokens: number;
-	/** Real bytes: keys + values + positions. */
+	/** Bytes allocated: keys + values + format metadata + positions. */
 	readonly bytes: number;
+	/** Of `bytes`: the positions (4 per token). */
+	readonly positionBytes: number;
 }
 
 export interface NativeHeadStats {
@@ -63,6 +66,10 @@ export interface NativeCacheStats {
 	readonly bytes: number;
 	/** Bytes the store has reserved (capacity for `contextSize` tokens). */
 	readonly reservedBytes: number;
+	/** Of `bytes`: the positions. */
+	readonly positionBytes: number;
+	/** Totals per storage tier (tiers holding no token are absent). */
+	readonly tiers: Readonly<Partial<Record<StorageTier, { readonly tokens: number; readonly bytes: number }>>>;
 	readonly timings: { readonly prefillMs: number; readonly prefillTokens: number; readonly decodeMs: number; readonly decodeTokens: number; readonly compressMs: number };
 }
 
@@ -81,7 +88,7 @@ interface AddonSession {
 	observe(allRows: boolean, winFrom: number, specFrom: number, clear: boolean): void;
 	stopObserving(): void;
 	scores(kind: ScoreKind, length: number): Float32Array;
-	compress(keep: Int32Array[], extraTokens: number, policy: string, dropMaster: boolean): number;
+	compress(keep: Int32Array[] | Partial<Record<StorageTier, Int32Array[]>>, extraTokens: number, policy: string, dropMaster: boolean): number;
 	decompress(): number;
 	dispose(): void;
 }
@@ -116,6 +123,7 @@ interface Addon {
 	createSession(model: AddonModel, options: { contextSize: number; batchSize: number }): AddonSession;
 	physicalCores(): number;
 	runtimeInfo(): NativeRuntimeInfo;
+	quant: { bytes(format: string, headDim: number, n: number): { total: number } };
 }
 
 /** The ggml runtime the addon runs on. */
@@ -160,6 +168,15 @@ export function nativeRuntimeInfo(): NativeRuntimeInfo {
 /** Runs one layer's attention with importance observation on given queries and keys (tests of the scoring pass). */
 export function scoreAttention(options: Parameters<Addon['scoreAttention']>[0]): ObservedScores {
 	return loadNativeAddon().scoreAttention(options);
+}
+
+/**
+ * Exact bytes n tokens of one KV head take in each storage tier at head dim D (what KvStore allocates: the packed
+ * format's buffers, quant.h's format_bytes, plus 4 bytes of position per token; fp16 keys and values 2·D bytes each).
+ */
+export function tierCost(headDim: number): TierCost {
+	const q = loadNativeAddon().quant;
+	return (tier, n) => (n <= 0 ? 0 : tier === 'f16' ? n * (4 * headDim + 4) : q.bytes(tier, headDim, n).total + 4 * n);
 }
 
 export function physicalCores(): number {
@@ -300,7 +317,7 @@ export class NativeSession {
 	 * positions) with room for `extraTokens` new ones; the master copy stays for the next request unless `dropMaster`.
 	 * `truncate` to a position <= the master length, or `decompress`, returns to the master copy.
 	 */
-	compress(keep: Int32Array[], options: { extraTokens: number; policy: string; dropMaster?: boolean }): void {
+	compress(keep: Int32Array[] | Partial<Record<StorageTier, Int32Array[]>>, options: { extraTokens: number; policy: string; dropMaster?: boolean }): void {
 		this.handle.compress(keep, options.extraTokens, options.policy, options.dropMaster === true);
 	}
 

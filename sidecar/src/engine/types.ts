@@ -58,6 +58,10 @@ export interface KvCacheOptions {
 	readonly budgetTokens?: number;
 	/** Layer/head split: uniform, pyramid, adaptive (default per policy). */
 	readonly split?: string;
+	/** Storage of the picked tokens: f16 (default), q8, kivi4, kivi2, onebit, mixed (native-policy.ts). */
+	readonly precision?: string;
+	/** `mixed`: share of the picked bytes at 4-bit (default 0.25). */
+	readonly hiFraction?: number;
 	/** SpecKV's draft model (default: the bundled draft) and lookahead tokens (default: the request's maxTokens). */
 	readonly draftPath?: string;
 	readonly lookahead?: number;
@@ -97,6 +101,8 @@ export interface EngineKvStats {
 	/** `layers[l].heads[h]`: per layer, per KV head. */
 	readonly layers: readonly { readonly heads: readonly { readonly tokens: number; readonly bytes: number; readonly segments: readonly EngineKvSegment[] }[] }[];
 	readonly bytes: number;
+	/** Totals per storage tier as the engine names them (`f16`, `q8`, `kivi4`, `kivi2`, `onebit`); absent: none. */
+	readonly tiers?: Readonly<Record<string, { readonly tokens: number; readonly bytes: number } | undefined>>;
 	/** The retained uncompressed master copy the policy selected from (native engine), for reuse by the next request. */
 	readonly masterTokens?: number;
 	readonly masterBytes?: number;

@@ -140,6 +140,7 @@ function tierOf(name: string): KvTier {
 	if (lower === 'dropped') {
 		return 'dropped';
 	}
+	// onebit, and kivi2 (2-bit, used only by the fidelity ablation): the inspector's lowest stored tier
 	return 'onebit';
 }
 

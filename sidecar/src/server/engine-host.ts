@@ -92,6 +92,7 @@ export class EngineHost {
 								policy: settings.kv.policy,
 								budgetPercent: settings.kv.budgetPercent,
 								...(settings.kv.split === undefined ? {} : { split: settings.kv.split }),
+								...(settings.kv.precision === 'f16' ? {} : { precision: settings.kv.precision }),
 								...(draftPath === undefined ? {} : { draftPath }),
 							},
 						}

@@ -3,6 +3,7 @@ import { availableParallelism } from 'node:os';
 import type { EngineSetting } from '../protocol';
 import { bundledModelPath } from '../models/bundled';
 import { defaultMirrorLimits, type MirrorLimits } from './mirror';
+import { kvPrecisions, type KvPrecision } from '../engine/native-policy';
 
 // Settings as the server uses them: every field present and valid. Whatever the client answers for
 // `workspace/configuration` (or puts in `initializationOptions`) goes through `resolveSettings`, so a wrong type or
@@ -13,7 +14,7 @@ export interface ResolvedSettings {
 	readonly model: { readonly target: string; readonly draft: string; readonly downloadFolder: string | undefined; readonly downloadTimeoutMs: number };
 	readonly threads: number;
 	readonly contextSize: number | undefined;
-	readonly kv: { readonly policy: KvPolicyName; readonly budgetPercent: number; readonly split: KvSplitName | undefined };
+	readonly kv: { readonly policy: KvPolicyName; readonly budgetPercent: number; readonly split: KvSplitName | undefined; readonly precision: KvPrecision };
 	readonly completion: {
 		readonly enabled: boolean;
 		readonly maxTokens: number;
@@ -67,6 +68,7 @@ export function resolveSettings(raw: unknown): ResolvedSettings {
 			policy: oneOf(kv['policy'], kvPolicies) ?? 'full',
 			budgetPercent: int(kv['budgetPercent'], 12, 1, 100),
 			split: oneOf(kv['split'], kvSplits),
+			precision: oneOf(kv['precision'], kvPrecisions) ?? 'f16',
 		},
 		completion: {
 			enabled: typeof completion['enabled'] === 'boolean' ? completion['enabled'] : true,
@@ -96,7 +98,8 @@ export function needsReload(a: ResolvedSettings, b: ResolvedSettings): boolean {
 		a.contextSize !== b.contextSize ||
 		a.kv.policy !== b.kv.policy ||
 		a.kv.budgetPercent !== b.kv.budgetPercent ||
-		a.kv.split !== b.kv.split
+		a.kv.split !== b.kv.split ||
+		a.kv.precision !== b.kv.precision
 	);
 }
 
