@@ -90,6 +90,7 @@ public:
                                         InstanceMethod("observe", &SessionWrap::Observe), InstanceMethod("stopObserving", &SessionWrap::StopObserving),
                                         InstanceMethod("scores", &SessionWrap::Scores), InstanceMethod("compress", &SessionWrap::Compress),
                                         InstanceMethod("decompress", &SessionWrap::Decompress),
+                                        InstanceMethod("dequantizeActive", &SessionWrap::DequantizeActive),
                                         InstanceMethod("dispose", &SessionWrap::Dispose)});
         ctor = Napi::Persistent(f);
         exports.Set("NativeSession", f);
@@ -280,6 +281,15 @@ public:
             throw js_error(env, e);
         }
         return Napi::Number::New(env, s.n_past());
+    }
+    Napi::Value DequantizeActive(const Napi::CallbackInfo &info) {
+        Session &s = get(info.Env());
+        try {
+            s.dequantize_active();
+        } catch (const std::exception &e) {
+            throw js_error(info.Env(), e);
+        }
+        return info.Env().Undefined();
     }
     Napi::Value Decompress(const Napi::CallbackInfo &info) {
         Session &s = get(info.Env());

@@ -131,16 +131,31 @@ std::vector<std::pair<int32_t, std::pair<int, int32_t>>> locate(const HeadCache 
     return where;
 }
 
-// Reads the tokens at `want` (sorted, unique) of a head as floats (K, V: want.size() x head_dim).
+// Reads the tokens at `want` (sorted, unique) of a head as floats (K, V: want.size() x head_dim). A packed segment
+// is dequantized once (not token by token).
 void gather(const HeadCache &from, const std::vector<std::pair<int32_t, std::pair<int, int32_t>>> &where, const std::vector<int32_t> &want,
             int head_dim, float *K, float *V) {
+    std::vector<std::vector<float>> dk(from.segments.size()), dv(from.segments.size());
     size_t w = 0;
     for (size_t i = 0; i < want.size(); i++) {
         const int32_t p = want[i];
         while (w < where.size() && where[w].first < p) w++;
         if (w == where.size() || where[w].first != p)
             throw std::invalid_argument("keep lists: position " + std::to_string(p) + " is not in the cache");
-        segment_token(from.segments[where[w].second.first], where[w].second.second, K + i * head_dim, V + i * head_dim);
+        const int s = where[w].second.first;
+        const int32_t t = where[w].second.second;
+        const Segment &seg = from.segments[s];
+        if (seg.tier == Tier::F16) {
+            segment_token(seg, t, K + i * head_dim, V + i * head_dim);
+            continue;
+        }
+        if (dk[s].empty()) {
+            dk[s].resize((size_t)seg.n * head_dim);
+            dv[s].resize((size_t)seg.n * head_dim);
+            quant::dequantize(seg.packed, dk[s].data(), dv[s].data());
+        }
+        memcpy(K + i * head_dim, dk[s].data() + (size_t)t * head_dim, head_dim * sizeof(float));
+        memcpy(V + i * head_dim, dv[s].data() + (size_t)t * head_dim, head_dim * sizeof(float));
     }
 }
 
@@ -151,6 +166,13 @@ std::vector<int32_t> sorted_unique(std::vector<int32_t> v) {
 }
 
 }  // namespace
+
+std::unique_ptr<KvStore> KvStore::dequantized(const KvStore &src, int32_t extra_tokens) {
+    std::vector<std::vector<int32_t>> all((size_t)src.n_layer_ * src.n_head_kv_);
+    for (size_t i = 0; i < all.size(); i++)
+        for (auto &seg : src.heads_[i].segments) all[i].insert(all[i].end(), seg.pos.begin(), seg.pos.end());
+    return compact(src, all, extra_tokens);
+}
 
 std::unique_ptr<KvStore> KvStore::compact(const KvStore &src, const std::vector<std::vector<int32_t>> &keep, int32_t extra_tokens) {
     return compact_tiered(src, {keep}, extra_tokens);

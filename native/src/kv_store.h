@@ -80,6 +80,9 @@ public:
     // that tier (a position in no list is dropped; in two lists, an error). Every non-empty quantized tier becomes one
     // packed segment (quant.h), in position order; the fp16 tier is the head's last segment, with room for
     // `extra_tokens` more (decoding appends there). Missing tiers (tiers.size() < kTierCount) are empty.
+    // Every token of src in one fp16 segment per head (packed tiers dequantized): the dense reference that tests
+    // compare tiered attention against.
+    static std::unique_ptr<KvStore> dequantized(const KvStore &src, int32_t extra_tokens);
     static std::unique_ptr<KvStore> compact_tiered(const KvStore &src, const std::vector<std::vector<std::vector<int32_t>>> &tiers,
                                                    int32_t extra_tokens);
 

@@ -78,6 +78,12 @@ void Session::compress_tiered(const std::vector<std::vector<std::vector<int32_t>
     timings_.compress_ms += std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - t0).count();
 }
 
+void Session::dequantize_active() {
+    if (!active_) throw EngineError("dequantize: the session is not compressed");
+    active_ = KvStore::dequantized(*active_, context_size_ - n_past_);
+    set_store(active_.get());
+}
+
 void Session::decompress() {
     if (!active_) return;
     active_.reset();

@@ -47,6 +47,9 @@ public:
     // The same with storage tiers (KvStore::compact_tiered): tiers[tier][layer * n_head_kv + head] lists positions.
     void compress_tiered(const std::vector<std::vector<std::vector<int32_t>>> &tiers, int32_t extra_tokens, const std::string &policy,
                          bool drop_master);
+    // Tests: replaces the compressed store by its dequantized fp16 copy (same tokens, same positions), so that attention
+    // over the tiers can be compared with dense attention over what they decode to.
+    void dequantize_active();
     // Back to the master copy (drops the compressed store and the tokens evaluated into it).
     void decompress();
     bool compressed() const { return (bool)active_; }

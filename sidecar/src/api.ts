@@ -37,5 +37,5 @@ export { RetrievalIndex, citationsFrom } from './ask/retrieval';
 export { answerQuestion, holdBack } from './ask/answer';
 export * as nativePolicy from './engine/native-policy';
 export { DraftModel } from './engine/native-draft';
-export { scoreAttention } from './engine/native';
+export { scoreAttention, tierCost } from './engine/native';
 export { TaskBuilder, editSimilarity } from '../../bench/tasks';

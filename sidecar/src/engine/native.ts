@@ -90,6 +90,7 @@ interface AddonSession {
 	scores(kind: ScoreKind, length: number): Float32Array;
 	compress(keep: Int32Array[] | Partial<Record<StorageTier, Int32Array[]>>, extraTokens: number, policy: string, dropMaster: boolean): number;
 	decompress(): number;
+	dequantizeActive(): void;
 	dispose(): void;
 }
 
@@ -323,6 +324,14 @@ export class NativeSession {
 
 	decompress(): number {
 		return this.handle.decompress();
+	}
+
+	/**
+	 * Tests: replaces the compressed store by its dequantized fp16 copy (same tokens and positions), so attention over
+	 * the packed tiers can be compared with dense attention over what they decode to.
+	 */
+	dequantizeActive(): void {
+		this.handle.dequantizeActive();
 	}
 
 	dispose(): void {

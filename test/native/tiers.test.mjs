@@ -1,0 +1,191 @@
+// Tiered KV caches of the native engine (issue 5): packed segments (q8, kivi4, kivi2, onebit) next to the fp16 one in
+// a session's store, attention reading them with the packed kernels, the byte accounting of every segment, and the
+// policies' precision axis (the budget buys bytes). The kernels themselves are checked in quant.test.mjs.
+import assert from 'node:assert/strict';
+import path from 'node:path';
+import { describe, test } from 'node:test';
+
+import { randomTokens, root } from './helpers.mjs';
+
+const { NativeModel, nativePolicy: P, tierCost, loadNativeAddon } = await import(path.join(root, 'dist', 'sidecar.mjs'));
+const Q = loadNativeAddon().quant;
+
+const model = NativeModel.load(path.join(root, 'models', 'target.gguf'), { threads: 1 });
+const { nLayer, nHeadKv, headDim } = model.info;
+const nh = nLayer * nHeadKv;
+const cost = tierCost(headDim);
+
+function maxAbsDiff(a, b) {
+	let d = 0;
+	for (let i = 0; i < a.length; i++) d = Math.max(d, Math.abs(a[i] - b[i]));
+	return d;
+}
+function argmaxOf(x) {
+	let best = 0;
+	for (let i = 1; i < x.length; i++) if (x[i] > x[best]) best = i;
+	return best;
+}
+/** Every head: positions [from, to). */
+function range(from, to) {
+	return Array.from({ length: nh }, () => Int32Array.from({ length: to - from }, (_, i) => from + i));
+}
+
+describe('tier costs and byte-budget assignment', () => {
+	test('tierCost is the allocation formula: packed bytes (quant.bytes) plus 4 bytes of position per token', () => {
+		for (const tier of ['q8', 'kivi4', 'kivi2', 'onebit']) {
+			for (const n of [1, 31, 32, 127, 128, 129, 1000]) assert.equal(cost(tier, n), Q.bytes(tier, headDim, n).total + 4 * n);
+		}
+		assert.equal(cost('f16', 10), 10 * (4 * headDim + 4));
+		assert.equal(cost('onebit', 0), 0);
+	});
+
+	test('tokensForBytes: the largest count that fits, equal to brute force', () => {
+		for (const tier of ['f16', 'q8', 'kivi4', 'onebit']) {
+			for (const bytes of [0, 100, 5000, 77777]) {
+				let brute = 0;
+				while (brute < 3000 && cost(tier, brute + 1) <= bytes) brute++;
+				assert.equal(P.tokensForBytes(cost, tier, bytes, 3000), brute, `${tier} ${bytes}`);
+			}
+		}
+	});
+
+	test('assignTiers: equal bytes, rank order, mixed puts the top-ranked at 4-bit and the next at 1.x-bit', () => {
+		const ranked = Array.from({ length: 2000 }, (_, i) => 2000 - i); // best first
+		const budget = cost('f16', 100);
+		for (const precision of ['q8', 'kivi4', 'kivi2', 'onebit']) {
+			const t = P.assignTiers(ranked, 100, precision, cost);
+			const n = t[precision].length;
+			assert.deepEqual(t[precision], ranked.slice(0, n));
+			assert.ok(cost(precision, n) <= budget && cost(precision, n + 1) > budget, precision);
+			assert.ok(n > 100, `${precision} buys more tokens than fp16 (${n})`);
+		}
+		const mixed = P.assignTiers(ranked, 100, 'mixed', cost);
+		const hi = mixed.kivi4.length;
+		const lo = mixed.onebit.length;
+		assert.deepEqual(mixed.kivi4, ranked.slice(0, hi));
+		assert.deepEqual(mixed.onebit, ranked.slice(hi, hi + lo));
+		assert.ok(cost('kivi4', hi) <= 0.25 * budget && cost('kivi4', hi + 1) > 0.25 * budget);
+		assert.ok(cost('kivi4', hi) + cost('onebit', lo) <= budget);
+		assert.ok(cost('kivi4', hi) + cost('onebit', lo + 1) > budget);
+		// more candidates than the bytes buy: the rest is dropped; fewer: every one is kept
+		assert.ok(hi + lo < 2000);
+		const few = P.assignTiers(ranked.slice(0, 50), 100, 'mixed', cost);
+		assert.equal(few.kivi4.length + few.onebit.length, 50);
+	});
+});
+
+describe('tiered sessions (bundled target)', () => {
+	const tokens = randomTokens(700, model.info.nVocab, 21);
+	const m = tokens.length - 1;
+
+	async function prefilled() {
+		const s = model.createSession({ contextSize: 1024 });
+		s.observe(P.observationFor('snapkv', tokens.length));
+		await s.prefill(tokens);
+		s.truncate(m);
+		return s;
+	}
+
+	test('allocated bytes equal the bit accounting per segment, head, tier and store', async () => {
+		const s = await prefilled();
+		const tiers = { f16: range(0, 40), q8: range(40, 200), kivi4: range(200, 400), kivi2: range(400, 500), onebit: range(500, m) };
+		s.compress(tiers, { extraTokens: 8, policy: 'tiers' });
+		const st = s.stats();
+		const want = { f16: 40, q8: 160, kivi4: 200, kivi2: 100, onebit: m - 500 };
+		let total = 0;
+		for (const layer of st.layers) {
+			for (const head of layer.heads) {
+				assert.equal(head.tokens, m);
+				assert.equal(head.segments.length, 5);
+				assert.equal(head.segments.at(-1).tier, 'f16', 'the fp16 segment is last: decoding appends there');
+				let headBytes = 0;
+				for (const seg of head.segments) {
+					assert.equal(seg.tokens, want[seg.tier]);
+					assert.equal(seg.bytes, cost(seg.tier, seg.tokens), `${seg.tier}: allocated = accounted`);
+					assert.equal(seg.positionBytes, 4 * seg.tokens);
+					headBytes += seg.bytes;
+				}
+				assert.equal(head.bytes, headBytes);
+				total += headBytes;
+			}
+		}
+		assert.equal(st.bytes, total);
+		for (const [tier, n] of Object.entries(want)) {
+			assert.equal(st.tiers[tier].tokens, n * nh);
+			assert.equal(st.tiers[tier].bytes, cost(tier, n) * nh);
+		}
+		// onebit: about 1.6 bits per element plus positions, against 16 for fp16
+		const bits = ((cost('onebit', m - 500) - 4 * (m - 500)) * 8) / ((m - 500) * 2 * headDim);
+		assert.ok(bits < 1.8, `onebit ${bits.toFixed(3)} bits/element`);
+		s.dispose();
+	});
+
+	test('attention over the tiers equals dense attention over the dequantized cache; decoding appends in fp16', async () => {
+		const full = await prefilled();
+		await full.decode(tokens[m]);
+		const reference = full.logits();
+		full.dispose();
+		const rows = [];
+		for (const tier of ['q8', 'kivi4', 'kivi2', 'onebit']) {
+			const tiers = { f16: range(0, 4).map((a, i) => Int32Array.from([...a, ...range(m - 32, m)[i]])), [tier]: range(4, m - 32) };
+			const a = await prefilled();
+			a.compress(tiers, { extraTokens: 8, policy: tier });
+			await a.decode(tokens[m]);
+			const packed = a.logits();
+			await a.decode(5);
+			assert.equal(a.stats().layers[0].heads[0].segments.at(-1).tokens, 36 + 2, 'two decoded tokens in the fp16 segment');
+			a.dispose();
+			const b = await prefilled();
+			b.compress(tiers, { extraTokens: 8, policy: tier });
+			b.dequantizeActive();
+			assert.deepEqual(b.stats().layers[0].heads[0].segments.map((seg) => seg.tier), ['f16']);
+			await b.decode(tokens[m]);
+			const dense = b.logits();
+			b.dispose();
+			const scale = Math.max(...reference.map(Math.abs));
+			const vsDense = maxAbsDiff(packed, dense) / scale;
+			const vsFull = maxAbsDiff(packed, reference) / scale;
+			rows.push({ tier, vsDense: vsDense.toExponential(2), vsFull: vsFull.toExponential(2), top1: argmaxOf(packed) === argmaxOf(reference) });
+			// packed kernels vs fp16 kernels over the same decoded values: only the summation order and the fp16
+			// rounding of the dequantized values differ
+			assert.ok(vsDense < 2e-3, `${tier}: packed attention vs dense over dequantized, max |Δlogit|/max|logit| = ${vsDense}`);
+			assert.equal(argmaxOf(packed), argmaxOf(dense), tier);
+		}
+		console.log('# tiered attention, 695 of 699 positions packed (next-token logits, relative max error):');
+		for (const r of rows) console.log(`#   ${r.tier.padEnd(7)} vs dense-dequantized ${r.vsDense}  vs full fp16 ${r.vsFull}  same top-1 as full: ${r.top1}`);
+	});
+
+	test('a budget in bytes: mixed at 12 % keeps several times more tokens than fp16 at 12 %, in the same bytes', async () => {
+		const s = await prefilled();
+		const f16 = P.compressSession(s, nLayer, nHeadKv, { policy: 'snapkv', budget: { percent: 12 } }, 8);
+		const fBytes = s.stats().bytes;
+		s.truncate(m);
+		const mixed = P.compressSession(s, nLayer, nHeadKv, { policy: 'snapkv', budget: { percent: 12 }, precision: 'mixed', tierCost: cost }, 8);
+		const st = s.stats();
+		assert.equal(st.policy, 'snapkv+mixed');
+		assert.ok(st.bytes <= fBytes, `mixed ${st.bytes} <= fp16 ${fBytes}`);
+		assert.ok(st.bytes >= 0.97 * fBytes, 'the bytes are spent');
+		const kept = mixed.keep.reduce((a, k) => a + k.length, 0);
+		const keptF16 = f16.keep.reduce((a, k) => a + k.length, 0);
+		assert.ok(kept > 3 * keptF16, `mixed keeps ${kept}, fp16 ${keptF16}`);
+		assert.ok(st.tiers.kivi4.tokens > 0 && st.tiers.onebit.tokens > 0 && st.tiers.f16.tokens === 36 * nh);
+		// under 12 % of the fp16 cache (keys and values at 2 bytes, positions included in ours)
+		assert.ok(st.bytes <= 0.125 * m * nh * 4 * headDim, `${((100 * st.bytes) / (m * nh * 4 * headDim)).toFixed(2)} %`);
+		await s.decode(tokens[m]);
+		assert.equal(s.length, m + 1);
+		s.dispose();
+	});
+
+	test('bad tier lists are clear errors and leave the session usable', async () => {
+		const s = await prefilled();
+		assert.throws(() => s.compress({ f16: range(0, 10), q3: range(10, 20) }, { extraTokens: 1, policy: 'x' }), /unknown tier 'q3'/);
+		assert.throws(() => s.compress({ f16: range(0, 10), onebit: range(5, 20) }, { extraTokens: 1, policy: 'x' }), /two tiers/);
+		assert.throws(() => s.compress({ q8: range(0, 10).slice(1) }, { extraTokens: 1, policy: 'x' }), /one per \(layer, KV head\)/);
+		assert.throws(() => s.dequantizeActive(), /not compressed/);
+		assert.throws(() => P.selectKeep(600, nLayer, nHeadKv, { policy: 'snapkv', budget: { percent: 12 }, precision: 'onebit' }, () => new Float32Array(600)), /tierCost/);
+		assert.equal(s.stats().compressed, false);
+		await s.decode(tokens[m]);
+		assert.equal(s.length, m + 1);
+		s.dispose();
+	});
+});
