@@ -15,7 +15,8 @@ const usage = `usage: repokv bench <parity|speed|fidelity> [options]
   speed    prefill and decode speed of the native engine and node-llama-cpp (f16 K/V, flash attention off and on)
            on the same model, prompt and threads, in one process; min/median/max over repeats
   fidelity every KV policy (full, window, h2o, snapkv, pyramidkv, adakv, speckv) at 3/6/12/25% of the fp16 cache
-           on deterministic tasks (repo needle, next line, FIM; teacher-forced top-1 and KL against full); writes
+           on deterministic tasks (repo needle, next line, FIM; teacher-forced top-1 and KL against full), and
+           speckv with every packed precision (q8, kivi4, kivi2, onebit, mixed) at equal bytes; writes
            bench/results/fidelity[-quick].{md,json}
 
 options:
@@ -35,6 +36,8 @@ options:
   --n N               prompts per task and context (default 10; quick 2)
   --seed N            task seed
   --draft PATH        draft model for speckv (default: the bundled models/draft.gguf)
+  --policies LIST     eviction policies to run (default: all and speckv-L0)
+  --quant-policies LIST  policies also run with the packed precisions (default speckv; "none" for none)
 
 Run speed benchmarks on a quiet machine: with other processes on the same cores ggml's thread pool collapses.`;
 
@@ -68,6 +71,8 @@ export const benchCommand: Command = {
 			n: { type: 'string' },
 			seed: { type: 'string' },
 			draft: { type: 'string' },
+			policies: { type: 'string' },
+			'quant-policies': { type: 'string' },
 			help: { type: 'boolean', short: 'h' },
 		});
 		if (values.help === true) {
@@ -112,6 +117,8 @@ export const benchCommand: Command = {
 				...(contexts === undefined ? {} : { contexts }),
 				...(n === undefined ? {} : { n }),
 				...(seed === undefined ? {} : { seed }),
+				...(values.policies === undefined ? {} : { policies: values.policies.split(',').filter((p) => p !== '') }),
+				...(values['quant-policies'] === undefined ? {} : { quantPolicies: values['quant-policies'].split(',').filter((p) => p !== '' && p !== 'none') }),
 				onProgress: (line) => {
 					console.error(line);
 				},

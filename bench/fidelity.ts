@@ -2,9 +2,9 @@ import { mkdirSync, writeFileSync } from 'node:fs';
 import * as path from 'node:path';
 import { performance } from 'node:perf_hooks';
 
-import { argmax, NativeModel, type NativeSession } from '../sidecar/src/engine/native';
+import { argmax, NativeModel, tierCost, type NativeSession } from '../sidecar/src/engine/native';
 import { DraftModel } from '../sidecar/src/engine/native-draft';
-import { compressSession, kvPolicies, observationFor, scoringPass, type KvPolicy } from '../sidecar/src/engine/native-policy';
+import { compressSession, kvPolicies, kvPrecisions, observationFor, scoringPass, type KvPolicy, type KvPrecision } from '../sidecar/src/engine/native-policy';
 import { packageRoot } from '../sidecar/src/models/bundled';
 import { loadVocab, round } from './common';
 import { editSimilarity, TaskBuilder, type FidelityTask, type Tokenizer } from './tasks';
@@ -13,6 +13,10 @@ import { editSimilarity, TaskBuilder, type FidelityTask, type Tokenizer } from '
 // (bench/tasks.ts), against `full`. One target prefill per prompt serves every policy: the engine observes all scores
 // at once (H2O column sums, SnapKV window, SpecKV max after the draft's lookahead and the scoring pass) and each
 // policy/budget selects from the retained master copy.
+//
+// The quantizer axis (`quant` column): the ranking policies in `quantPolicies` (default speckv) also run with every
+// packed precision (q8, kivi4, kivi2, onebit, mixed) at the same budget, which then buys bytes: equal bytes across
+// the column (native-policy.ts). `fp16` rows are the eviction-only policies.
 
 export interface FidelityRow {
 	readonly suite: string;
@@ -35,6 +39,10 @@ export interface FidelityOptions {
 	readonly contexts?: readonly number[];
 	readonly n?: number;
 	readonly seed?: number;
+	/** Eviction policies to run (default: all, plus the speckv-L0 ablation). */
+	readonly policies?: readonly string[];
+	/** Policies that also run with the packed precisions (default: speckv). */
+	readonly quantPolicies?: readonly string[];
 	readonly onProgress?: (line: string) => void;
 }
 
@@ -51,14 +59,26 @@ export interface FidelityResult {
 	/** CPU seconds of this process (user + system): robust to other processes on the cores, unlike wall time. */
 	readonly cpuSeconds: number;
 	readonly rows: FidelityRow[];
-	readonly checks: { readonly orderingAtEqualBytes: Record<string, boolean>; readonly speckv12WithinThreeOfFull: boolean; readonly needleMeans: Record<string, number> };
+	readonly checks: {
+		readonly orderingAtEqualBytes: Record<string, boolean>;
+		readonly speckv12WithinThreeOfFull: boolean;
+		/** The default (speckv + mixed tiers at 12 %): within 3 needle points of full, and its bytes ratio. */
+		readonly defaultWithinThreeOfFull: boolean;
+		readonly defaultBytesRatio: number;
+		readonly needleMeans: Record<string, number>;
+	};
 	readonly markdownFile: string;
 }
 
 export const fidelityBudgets = [3, 6, 12, 25] as const;
 // `speckv-L0`: SpecKV's scoring (max over rows and heads, window incl. the last prompt token) without any draft
 // token, the ablation that separates the draft's contribution from the aggregation.
-const evictPolicies: string[] = [...kvPolicies.filter((p) => p !== 'full'), 'speckv-L0'];
+const allEvictPolicies: string[] = [...kvPolicies.filter((p) => p !== 'full'), 'speckv-L0'];
+const packedPrecisions = kvPrecisions.filter((q) => q !== 'f16');
+/** The `quant` column's name of a precision. */
+const quantName = (precision: KvPrecision): string => (precision === 'f16' ? 'fp16' : precision);
+/** needleMeans key: `policy@budget` for fp16, `policy+quant@budget` otherwise. */
+const configKey = (policy: string, quant: string, budget: number): string => (quant === 'fp16' ? `${policy}@${budget}` : `${policy}+${quant}@${budget}`);
 const TF = 16; // teacher-forced tokens
 
 interface Acc {
@@ -105,7 +125,14 @@ export async function runFidelity(options: FidelityOptions): Promise<FidelityRes
 	const isStop = (t: number): boolean => vocab.isEogToken(t as never) || vocab.isSpecialToken(t as never);
 	const builder = new TaskBuilder(tok);
 	const model = NativeModel.load(options.modelPath, { threads: options.threads });
-	const { nLayer, nHeadKv } = model.info;
+	const { nLayer, nHeadKv, headDim } = model.info;
+	const cost = tierCost(headDim);
+	const evictPolicies = options.policies ?? allEvictPolicies;
+	const quantPolicies = options.quantPolicies ?? ['speckv'];
+	for (const p of [...evictPolicies, ...quantPolicies]) {
+		if (!allEvictPolicies.includes(p)) throw new Error(`unknown policy '${p}' (${allEvictPolicies.join(', ')})`);
+	}
+	if (quantPolicies.includes('window')) throw new Error('policy window keeps fp16 tokens only');
 	const maxContext = Math.max(...contexts);
 	const session = model.createSession({ contextSize: maxContext + 64 });
 	const draft = await DraftModel.load(options.draftPath, { threads: options.threads, contextSize: maxContext + 64 });
@@ -118,7 +145,7 @@ export async function runFidelity(options: FidelityOptions): Promise<FidelityRes
 		a.bytes += bytes;
 		acc.set(key, a);
 	};
-	const keyOf = (suite: string, task: string, context: number, policy: string, budget: number): string => JSON.stringify([suite, task, context, policy, budget]);
+	const keyOf = (suite: string, task: string, context: number, policy: string, budget: number, quant = 'fp16'): string => JSON.stringify([suite, task, context, policy, budget, quant]);
 
 	/** Greedy tokens after the cache's current end, given the logits of the last evaluated row. */
 	const greedy = async (s: NativeSession, first: Float32Array, n: number, stopAtNewline: boolean): Promise<number[]> => {
@@ -200,10 +227,15 @@ export async function runFidelity(options: FidelityOptions): Promise<FidelityRes
 			await scoringPass(session, last, lookahead);
 			session.stopObserving();
 			const t2 = performance.now();
-			for (const policy of evictPolicies) {
+			const configs: [string, KvPrecision][] = [];
+			for (const policy of evictPolicies) configs.push([policy, 'f16']);
+			for (const policy of quantPolicies) for (const precision of packedPrecisions) configs.push([policy, precision]);
+			for (const [policy, precision] of configs) {
+				const quant = quantName(precision);
 				for (const budgetPct of fidelityBudgets) {
 					const selection = policy === 'speckv-L0' ? { policy: 'speckv' as const, scoreKind: 'window-max' as const } : { policy: policy as KvPolicy };
-					const sel = compressSession(session, nLayer, nHeadKv, { ...selection, budget: { percent: budgetPct } }, TF + task.maxTokens + 2);
+					const tiers = precision === 'f16' ? {} : { precision, tierCost: cost };
+					const sel = compressSession(session, nLayer, nHeadKv, { ...selection, ...tiers, budget: { percent: budgetPct } }, TF + task.maxTokens + 2);
 					const bytes = sel === undefined ? masterBytes : session.stats().bytes;
 					// teacher-forced rows against full's
 					await session.prefill(tfInput, { allLogits: true });
@@ -216,12 +248,12 @@ export async function runFidelity(options: FidelityOptions): Promise<FidelityRes
 						if (argmax(pf) === argmax(pc)) agree++;
 						klSum += kl(pf, pc);
 					}
-					add(keyOf('proxy', 'top1', context, policy, budgetPct), agree / TF, bytes);
-					add(keyOf('proxy', 'kl', context, policy, budgetPct), klSum / TF, bytes);
+					add(keyOf('proxy', 'top1', context, policy, budgetPct, quant), agree / TF, bytes);
+					add(keyOf('proxy', 'kl', context, policy, budgetPct, quant), klSum / TF, bytes);
 					// the task's own score: greedy from the same compressed cache
 					session.truncate(m + 1);
 					const gen = await greedy(session, rows.subarray(0, nVocab), task.maxTokens, true);
-					for (const s of scoreTask(task, gen)) add(keyOf(task.suite, s.name, context, policy, budgetPct), s.score, bytes);
+					for (const s of scoreTask(task, gen)) add(keyOf(task.suite, s.name, context, policy, budgetPct, quant), s.score, bytes);
 					session.truncate(m);
 					if (session.stats().compressed) session.decompress();
 				}
@@ -242,7 +274,7 @@ export async function runFidelity(options: FidelityOptions): Promise<FidelityRes
 		if (policy === 'full' && suite === 'proxy' && task === 'top1') fullBytes.set(context, a.bytes / a.n);
 	}
 	const rows: FidelityRow[] = [...acc.entries()].map(([key, a]) => {
-		const [suite, task, context, policy, budgetPct] = JSON.parse(key) as [string, string, number, string, number];
+		const [suite, task, context, policy, budgetPct, quant] = JSON.parse(key) as [string, string, number, string, number, string];
 		const full = fullBytes.get(context) ?? 1;
 		const scale = suite === 'proxy' && task === 'kl' ? 1 : 100;
 		return {
@@ -250,29 +282,33 @@ export async function runFidelity(options: FidelityOptions): Promise<FidelityRes
 			task,
 			context,
 			policy,
-			quant: policy === 'draft' ? 'none' : 'fp16',
+			quant: policy === 'draft' ? 'none' : quant,
 			budgetPct,
 			bytesRatio: policy === 'draft' ? 0 : round(a.bytes / a.n / full, 4),
 			score: round((a.sum / a.n) * scale, scale === 1 ? 4 : 1),
 			n: a.n,
 		};
 	});
-	rows.sort((a, b) => a.suite.localeCompare(b.suite) || a.task.localeCompare(b.task) || a.context - b.context || a.policy.localeCompare(b.policy) || a.budgetPct - b.budgetPct);
+	rows.sort((a, b) => a.suite.localeCompare(b.suite) || a.task.localeCompare(b.task) || a.context - b.context || a.policy.localeCompare(b.policy) || a.quant.localeCompare(b.quant) || a.budgetPct - b.budgetPct);
 
 	// the issue's targets: needle mean over tasks and contexts, per policy and budget
-	const needleMean = (policy: string, budget: number): number => {
-		const sel = rows.filter((r) => r.suite === 'needle' && r.policy === policy && (policy === 'full' || r.budgetPct === budget));
+	const needleMean = (policy: string, budget: number, quant = 'fp16'): number => {
+		const sel = rows.filter((r) => r.suite === 'needle' && r.policy === policy && (policy === 'full' || (r.budgetPct === budget && (policy === 'draft' || r.quant === quant))));
 		const n = sel.reduce((a, r) => a + r.n, 0);
 		return n === 0 ? NaN : round(sel.reduce((a, r) => a + r.score * r.n, 0) / n, 1);
 	};
 	const needleMeans: Record<string, number> = { full: needleMean('full', 100), draft: needleMean('draft', 0) };
 	const orderingAtEqualBytes: Record<string, boolean> = {};
 	for (const b of fidelityBudgets) {
-		for (const p of evictPolicies) needleMeans[`${p}@${b}`] = needleMean(p, b);
+		for (const p of evictPolicies) needleMeans[configKey(p, 'fp16', b)] = needleMean(p, b);
+		for (const p of quantPolicies) for (const q of packedPrecisions) needleMeans[configKey(p, q, b)] = needleMean(p, b, q);
 		const v = (p: string): number => needleMeans[`${p}@${b}`] ?? NaN;
 		orderingAtEqualBytes[`${b}%`] = v('speckv') >= v('snapkv') && v('snapkv') >= v('h2o') && v('h2o') >= v('window');
 	}
 	const speckv12WithinThreeOfFull = (needleMeans['speckv@12'] ?? NaN) >= (needleMeans['full'] ?? NaN) - 3;
+	const defaultWithinThreeOfFull = (needleMeans['speckv+mixed@12'] ?? NaN) >= (needleMeans['full'] ?? NaN) - 3;
+	const defaultRows = rows.filter((r) => r.policy === 'speckv' && r.quant === 'mixed' && r.budgetPct === 12 && r.suite === 'proxy' && r.task === 'top1');
+	const defaultBytesRatio = defaultRows.length === 0 ? NaN : round(defaultRows.reduce((a, r) => a + r.bytesRatio, 0) / defaultRows.length, 4);
 	const wallSeconds = round((performance.now() - started) / 1000, 1);
 	const usage = process.resourceUsage();
 	const cpuSeconds = round((usage.userCPUTime + usage.systemCPUTime) / 1e6, 1);
@@ -288,7 +324,7 @@ export async function runFidelity(options: FidelityOptions): Promise<FidelityRes
 		wallSeconds,
 		cpuSeconds,
 		rows,
-		checks: { orderingAtEqualBytes, speckv12WithinThreeOfFull, needleMeans },
+		checks: { orderingAtEqualBytes, speckv12WithinThreeOfFull, defaultWithinThreeOfFull, defaultBytesRatio, needleMeans },
 		markdownFile: '',
 	};
 	const dir = path.join(packageRoot(), 'bench', 'results');
@@ -312,44 +348,49 @@ function markdown(r: Omit<FidelityResult, 'markdownFile'>): string {
 		['proxy', 'top1'],
 		['proxy', 'kl'],
 	];
-	const cell = (policy: string, budget: number, suite: string, task: string, context?: number): string => {
-		const sel = r.rows.filter((x) => x.suite === suite && x.task === task && x.policy === policy && x.budgetPct === budget && (context === undefined || x.context === context));
+	type Config = readonly [policy: string, quant: string, budget: number];
+	const matches = (x: FidelityRow, [policy, quant, budget]: Config): boolean => x.policy === policy && x.budgetPct === budget && (policy === 'draft' || x.quant === quant);
+	const cell = (c: Config, suite: string, task: string, context?: number): string => {
+		const sel = r.rows.filter((x) => x.suite === suite && x.task === task && matches(x, c) && (context === undefined || x.context === context));
 		const n = sel.reduce((a, x) => a + x.n, 0);
 		if (n === 0) return '–';
 		const v = sel.reduce((a, x) => a + x.score * x.n, 0) / n;
 		return task === 'kl' ? v.toFixed(3) : v.toFixed(1);
 	};
-	const bytes = (policy: string, budget: number): string => {
-		const sel = r.rows.filter((x) => x.policy === policy && x.budgetPct === budget && x.suite === 'proxy' && x.task === 'top1');
+	const bytes = (c: Config): string => {
+		const sel = r.rows.filter((x) => matches(x, c) && x.suite === 'proxy' && x.task === 'top1');
 		return sel.length === 0 ? '–' : (sel.reduce((a, x) => a + x.bytesRatio, 0) / sel.length).toFixed(3);
 	};
-	const configs: [string, number][] = [['full', 100], ['draft', 0]];
-	for (const b of fidelityBudgets) for (const p of evictPolicies) configs.push([p, b]);
+	// every (policy, quant) the run has, budgets ascending, fp16 first
+	const configs: Config[] = [['full', 'fp16', 100], ['draft', 'none', 0]];
+	const pairs = [...new Set(r.rows.filter((x) => x.policy !== 'full' && x.policy !== 'draft').map((x) => `${x.policy} ${x.quant}`))].map((k) => k.split(' ') as [string, string]);
+	for (const b of fidelityBudgets) for (const [p, q] of pairs) configs.push([p, q, b]);
+	const budgetText = ([p, , b]: Config): string => (p === 'full' ? '100' : p === 'draft' ? '–' : String(b));
 	const lines = [
 		`# KV policy fidelity (${r.quick ? 'quick' : 'full'} run)`,
 		'',
 		`Command: \`npx repokv bench fidelity --json${r.quick ? ' --quick' : ''}${r.perTask !== (r.quick ? 2 : 10) ? ' --n ' + String(r.perTask) : ''}\` · target \`${r.model}\`, draft \`${r.draft}\` · contexts ${r.contexts.join(', ')} · ${r.perTask} prompts per task and context (seed ${r.seed}) · wall time ${r.wallSeconds} s, CPU time ${r.cpuSeconds} s (${r.threads} thread${r.threads === 1 ? '' : 's'}; other jobs shared the 2 cores, so wall time is inflated).`,
 		'',
-		'Scores ×100 (needle: exact value; code: exact line / edit similarity; proxy: teacher-forced top-1 agreement with `full` over 16 tokens of its greedy continuation, and mean KL(full ‖ policy) in nats). `bytes` = real KV bytes kept / the full fp16 cache. `draft` = the draft model alone (its lookahead, no target).',
+		'Scores ×100 (needle: exact value; code: exact line / edit similarity; proxy: teacher-forced top-1 agreement with `full` over 16 tokens of its greedy continuation, and mean KL(full ‖ policy) in nats). `bytes` = real KV bytes kept (positions and format metadata included) / the full fp16 cache. `quant`: how the picked tokens are stored; sinks and the recent window are fp16 in every row, and at one budget every quant spends the same bytes (`mixed` = 25 % of them at 4-bit kivi4 for the top-ranked, the rest at 1.x-bit onebit). `draft` = the draft model alone (its lookahead, no target).',
 		'',
-		`| policy | budget % | bytes | ${cols.map(([, t]) => t).join(' | ')} |`,
-		`|---|---|---|${cols.map(() => '---').join('|')}|`,
-		...configs.map(([p, b]) => `| ${p} | ${p === 'full' ? 100 : p === 'draft' ? '–' : b} | ${p === 'draft' ? '–' : bytes(p, b)} | ${cols.map(([s, t]) => cell(p, b, s, t)).join(' | ')} |`),
+		`| policy | quant | budget % | bytes | ${cols.map(([, t]) => t).join(' | ')} |`,
+		`|---|---|---|---|${cols.map(() => '---').join('|')}|`,
+		...configs.map((c) => `| ${c[0]} | ${c[1]} | ${budgetText(c)} | ${c[0] === 'draft' ? '–' : bytes(c)} | ${cols.map(([s, t]) => cell(c, s, t)).join(' | ')} |`),
 		'',
 		'Needle mean (single, multikey, multivalue, vt) per context:',
 		'',
-		`| policy | budget % | ${r.contexts.join(' | ')} |`,
-		`|---|---|${r.contexts.map(() => '---').join('|')}|`,
-		...configs.map(([p, b]) => {
-			const per = r.contexts.map((c) => {
-				const sel = r.rows.filter((x) => x.suite === 'needle' && x.policy === p && x.budgetPct === b && x.context === c);
+		`| policy | quant | budget % | ${r.contexts.join(' | ')} |`,
+		`|---|---|---|${r.contexts.map(() => '---').join('|')}|`,
+		...configs.map((c) => {
+			const per = r.contexts.map((ctx) => {
+				const sel = r.rows.filter((x) => x.suite === 'needle' && matches(x, c) && x.context === ctx);
 				const n = sel.reduce((a, x) => a + x.n, 0);
 				return n === 0 ? '–' : (sel.reduce((a, x) => a + x.score * x.n, 0) / n).toFixed(1);
 			});
-			return `| ${p} | ${p === 'full' ? 100 : p === 'draft' ? '–' : b} | ${per.join(' | ')} |`;
+			return `| ${c[0]} | ${c[1]} | ${budgetText(c)} | ${per.join(' | ')} |`;
 		}),
 		'',
-		`Targets (automatic, read them with the n above; 0 ≥ 0 counts as holding): speckv ≥ snapkv ≥ h2o ≥ window on the needle mean at equal bytes: ${Object.entries(r.checks.orderingAtEqualBytes).map(([b, ok]) => `${b} ${ok ? 'holds' : 'does not hold'}`).join(', ')}; speckv@12% within 3 points of full: ${r.checks.speckv12WithinThreeOfFull ? 'yes' : 'no'} (${r.checks.needleMeans['speckv@12']} vs ${r.checks.needleMeans['full']}).`,
+		`Targets (automatic, read them with the n above; 0 ≥ 0 counts as holding): speckv ≥ snapkv ≥ h2o ≥ window on the needle mean at equal bytes: ${Object.entries(r.checks.orderingAtEqualBytes).map(([b, ok]) => `${b} ${ok ? 'holds' : 'does not hold'}`).join(', ')}; speckv@12% within 3 points of full: ${r.checks.speckv12WithinThreeOfFull ? 'yes' : 'no'} (${r.checks.needleMeans['speckv@12']} vs ${r.checks.needleMeans['full']}); the default, speckv + mixed tiers @12%, within 3 points of full: ${r.checks.defaultWithinThreeOfFull ? 'yes' : 'no'} (${r.checks.needleMeans['speckv+mixed@12']} vs ${r.checks.needleMeans['full']}, bytes ${r.checks.defaultBytesRatio} of fp16).`,
 		'',
 	];
 	return lines.join('\n');
