@@ -6,14 +6,16 @@ import { integerOption, parseCommandArgs } from '../sidecar/src/cli/args';
 import { UserError } from '../sidecar/src/errors';
 import { bundledModelPath } from '../sidecar/src/models/bundled';
 import { runParity } from './parity';
-import { runSpeed } from './speed';
+import { runSpeed, runSpeedRow, speedConfigs, type SpeedConfig } from './speed';
 
 const usage = `usage: repokv bench <parity|speed|fidelity> [options]
 
   parity   the native engine (policy full) against llama.cpp's raw logits: every position of a code prompt, then
            greedy tokens
-  speed    prefill and decode speed of the native engine and node-llama-cpp (f16 K/V, flash attention off and on)
-           on the same model, prompt and threads, in one process; min/median/max over repeats
+  speed    prefill and decode speed, KV bytes and peak RSS of the native engine (policy full, and the default:
+           speckv + mixed 4-bit/1.x-bit tiers at 12 %) and node-llama-cpp (f16 K/V with flash attention off and on,
+           q4_0 K/V with flash attention) on the same model, prompt and threads; each configuration in a process of
+           its own; min/median/max over repeats
   fidelity every KV policy (full, window, h2o, snapkv, pyramidkv, adakv, speckv) at 3/6/12/25% of the fp16 cache
            on deterministic tasks (repo needle, next line, FIM; teacher-forced top-1 and KL against full), and
            speckv with every packed precision (q8, kivi4, kivi2, onebit, mixed) at equal bytes; writes
@@ -30,6 +32,8 @@ options:
   --contexts LIST     context lengths (default 1024), e.g. 1024,4096,16384
   --repeats N         repeats per configuration (default 3)
   --decode-tokens N   tokens decoded after the prompt (default 32)
+  --configs LIST      of ${speedConfigs.join(', ')} (default: all)
+  --same-process      run every configuration in this process (peak RSS is then the process's so far)
   fidelity:
   --quick             contexts 1024 and 4096, 2 prompts per task (under 5 minutes on 2 cores)
   --contexts LIST     context lengths (default 1024,2048,4096)
@@ -73,6 +77,9 @@ export const benchCommand: Command = {
 			draft: { type: 'string' },
 			policies: { type: 'string' },
 			'quant-policies': { type: 'string' },
+			configs: { type: 'string' },
+			row: { type: 'string' },
+			'same-process': { type: 'boolean' },
 			help: { type: 'boolean', short: 'h' },
 		});
 		if (values.help === true) {
@@ -131,14 +138,27 @@ export const benchCommand: Command = {
 			return 0;
 		}
 		if (which === 'speed') {
-			const result = await runSpeed({
+			const isConfig = (c: string): c is SpeedConfig => (speedConfigs as readonly string[]).includes(c);
+			const configs = values.configs?.split(',').filter((c) => c !== '');
+			for (const c of [...(configs ?? []), ...(values.row === undefined ? [] : [values.row])]) {
+				if (!isConfig(c)) throw new UserError(`unknown speed configuration '${c}'; available: ${speedConfigs.join(', ')}`, 2);
+			}
+			const speedOptions = {
 				modelPath,
 				contexts: listOption(values.contexts, 'contexts') ?? [1024],
 				threads,
 				repeats: integerOption(values.repeats, 'repeats', 1) ?? 3,
 				decodeTokens: integerOption(values['decode-tokens'], 'decode-tokens', 1) ?? 32,
-				onProgress: values.json === true ? undefined : (line) => { console.error(line); },
-			});
+				...(configs === undefined ? {} : { configs: configs.filter(isConfig) }),
+				isolate: values['same-process'] !== true,
+				onProgress: values.json === true ? undefined : (line: string) => { console.error(line); },
+			};
+			if (values.row !== undefined && isConfig(values.row)) {
+				// internal: one row in this process, for the parent's isolated run
+				console.log(JSON.stringify(await runSpeedRow(speedOptions, values.row, speedOptions.contexts[0] ?? 1024, threads[0] ?? 1)));
+				return 0;
+			}
+			const result = await runSpeed(speedOptions);
 			if (values.json === true) {
 				console.log(JSON.stringify(result, null, 2));
 			} else {

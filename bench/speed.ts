@@ -1,13 +1,27 @@
+import { execFileSync } from 'node:child_process';
+import * as path from 'node:path';
 import { performance } from 'node:perf_hooks';
 import type { LlamaModel } from 'node-llama-cpp';
 
-import { argmax, NativeModel } from '../sidecar/src/engine/native';
+import { argmax, NativeModel, tierCost } from '../sidecar/src/engine/native';
+import { DraftModel } from '../sidecar/src/engine/native-draft';
+import { compressSession, observationFor, scoringPass } from '../sidecar/src/engine/native-policy';
+import { bundledModelPath, packageRoot } from '../sidecar/src/models/bundled';
 import { codePromptTokens, loadVocab, peakRssMb, round, summarize } from './common';
 
-// `repokv bench speed`: in one process and one run, repokv's native engine (policy `full`) and node-llama-cpp (f16
-// K/V) on the same model and the same prompt, at each context length and thread count; node-llama-cpp also with flash
-// attention on and off, so that its best configuration is the baseline (GGUF-NOTES.md). Every configuration is
-// repeated; rows give min/median/max. The machine must be quiet: ggml's thread pool collapses under contention.
+// `repokv bench speed`: in one run, repokv's native engine and node-llama-cpp on the same model and the same prompt,
+// at each context length and thread count. Configurations (`--configs`):
+//  - repokv-full: the native engine, policy `full` (fp16 store);
+//  - repokv-default: the product's default compressed path: SpecKV (draft lookahead of 16 tokens, the target's
+//    scoring pass) with mixed tiers at 12 % of the fp16 bytes (4-bit + 1.x-bit, sinks and window fp16), the fp16
+//    staging freed after tiering; prefill includes the observation, compress time and draft time are reported apart;
+//  - llama-f16, llama-f16-fa: node-llama-cpp with f16 K/V, flash attention off / on;
+//  - llama-q4_0-fa: node-llama-cpp's smallest cache, q4_0 K and V (needs flash attention).
+// Every configuration is repeated (rows give min/median/max) and, by default, runs in a process of its own, so that
+// its peak RSS is its own. The machine must be quiet: ggml's thread pool collapses under contention.
+
+export const speedConfigs = ['repokv-full', 'repokv-default', 'llama-f16', 'llama-f16-fa', 'llama-q4_0-fa'] as const;
+export type SpeedConfig = (typeof speedConfigs)[number];
 
 export interface SpeedOptions {
 	readonly modelPath: string;
@@ -15,6 +29,9 @@ export interface SpeedOptions {
 	readonly threads: readonly number[];
 	readonly repeats: number;
 	readonly decodeTokens: number;
+	readonly configs?: readonly SpeedConfig[];
+	/** Run each (configuration, context, threads) in a child process (default true): peak RSS per row. */
+	readonly isolate?: boolean;
 	readonly onProgress?: ((line: string) => void) | undefined;
 }
 
@@ -26,8 +43,9 @@ export interface Range {
 
 export interface SpeedRow {
 	readonly context: number;
+	readonly config: SpeedConfig;
 	readonly impl: 'repokv' | 'node-llama-cpp';
-	/** K/V storage: `full-f16` (repokv policy full, fp16 segments) or `f16` (llama.cpp). */
+	/** K/V storage: `full-f16` (repokv policy full), `speckv+mixed@12%`, or llama.cpp's `f16` / `q4_0`. */
 	readonly kv: string;
 	readonly threads: number;
 	readonly flashAttention: boolean | null;
@@ -42,14 +60,26 @@ export interface SpeedRow {
 	 */
 	readonly prefillTokPerCpuS: number;
 	readonly decodeTokPerCpuS: number;
-	/** Bytes of K/V held for the context's tokens (llama.cpp: tokens x layers x KV heads x head dim x 2 x 2 bytes). */
+	/**
+	 * Bytes of K/V held while decoding. repokv: allocated, as its stats report (positions and metadata included);
+	 * llama.cpp: tokens x layers x KV heads x head dim x 2 (K, V) x bytes per element of its cache type.
+	 */
 	readonly kvBytes: number;
-	/** Peak resident memory of the process so far (both engines share the process). */
+	/** kvBytes / the f16 cache of the same tokens. */
+	readonly kvRatio: number;
+	/** repokv-default: medians of the draft's lookahead and of the selection + tiering, in ms (not in prefill). */
+	readonly draftMs?: number;
+	readonly compressMs?: number;
+	/** Peak resident memory of the process that ran the row (with isolate: this row only). */
 	readonly peakRssMb: number;
 }
 
 export interface SpeedSummary {
 	readonly context: number;
+	/** Decode speed of repokv's default over each baseline's best thread count (where both ran). */
+	readonly defaultDecodeOverF16?: number;
+	readonly defaultDecodeOverQ4Fa?: number;
+	readonly defaultKvRatio?: number;
 	readonly repokvBestPrefill: { threads: number; prefillTokPerS: number };
 	readonly repokvBestDecode: { threads: number; decodeTokPerS: number };
 	readonly baselineBestPrefill: { threads: number; flashAttention: boolean | null; prefillTokPerS: number };
@@ -66,22 +96,51 @@ export interface SpeedResult {
 	readonly summary: readonly SpeedSummary[];
 }
 
-async function benchNative(model: NativeModel, prompt: Int32Array, context: number, threads: number, opts: SpeedOptions): Promise<SpeedRow> {
+const lookaheadTokens = 16;
+
+async function benchNative(model: NativeModel, prompt: Int32Array, context: number, threads: number, compressed: boolean, opts: SpeedOptions): Promise<SpeedRow> {
 	model.setThreads(threads);
-	const session = model.createSession({ contextSize: context + opts.decodeTokens + 8 });
+	const { nLayer, nHeadKv, headDim } = model.info;
+	const session = model.createSession({ contextSize: context + opts.decodeTokens + lookaheadTokens + 8 });
+	const draft = compressed ? await DraftModel.load(bundledModelPath('draft'), { threads, contextSize: context + lookaheadTokens + 8 }) : undefined;
 	const prefill: number[] = [];
 	const decode: number[] = [];
 	const prefillCpu: number[] = [];
 	const decodeCpu: number[] = [];
+	const draftMs: number[] = [];
+	const compressMs: number[] = [];
 	let kvBytes = 0;
+	const m = prompt.length - 1;
+	const last = prompt[m] ?? 0;
 	try {
 		for (let r = 0; r < opts.repeats; r++) {
 			session.truncate(0);
 			const c0 = cpuMs();
 			const t0 = performance.now();
-			await session.prefill(prompt);
-			const t1 = performance.now();
-			const c1 = cpuMs();
+			if (draft === undefined) {
+				await session.prefill(prompt);
+			} else {
+				// the engine's path (native-engine.ts): observed prefill, cut to m, draft lookahead, scoring pass, tiering
+				session.observe(observationFor('speckv', prompt.length));
+				await session.prefill(prompt);
+				session.truncate(m);
+			}
+			let t1 = performance.now();
+			let c1 = cpuMs();
+			if (draft !== undefined) {
+				const lookahead = await draft.lookahead(Array.from(prompt), lookaheadTokens);
+				const t2 = performance.now();
+				await scoringPass(session, last, lookahead);
+				session.stopObserving();
+				compressSession(session, nLayer, nHeadKv, { policy: 'speckv', budget: { percent: 12 }, precision: 'mixed', tierCost: tierCost(headDim) }, opts.decodeTokens + 2, { dropMaster: true });
+				const t3 = performance.now();
+				draftMs.push(t2 - t1);
+				compressMs.push(t3 - t2);
+				// the prompt's last token, re-fed after the cut (part of the prompt, not of the decode rate)
+				await session.decode(last);
+				t1 = performance.now();
+				c1 = cpuMs();
+			}
 			let next = argmax(session.logits());
 			for (let i = 0; i < opts.decodeTokens; i++) {
 				await session.decode(next);
@@ -97,20 +156,44 @@ async function benchNative(model: NativeModel, prompt: Int32Array, context: numb
 		}
 	} finally {
 		session.dispose();
+		await draft?.dispose();
 	}
 	const p = summarize(prefill);
 	const d = summarize(decode);
-	return { context, impl: 'repokv', kv: 'full-f16', threads, flashAttention: null, prefillTokPerS: round(p.median), decodeTokPerS: round(d.median), prefillRange: roundRange(p), decodeRange: roundRange(d), prefillTokPerCpuS: round(summarize(prefillCpu).median), decodeTokPerCpuS: round(summarize(decodeCpu).median), kvBytes, peakRssMb: peakRssMb() };
+	const f16Bytes = (context + opts.decodeTokens) * nLayer * nHeadKv * headDim * 4;
+	return {
+		context,
+		config: compressed ? 'repokv-default' : 'repokv-full',
+		impl: 'repokv',
+		kv: compressed ? 'speckv+mixed@12%' : 'full-f16',
+		threads,
+		flashAttention: null,
+		prefillTokPerS: round(p.median),
+		decodeTokPerS: round(d.median),
+		prefillRange: roundRange(p),
+		decodeRange: roundRange(d),
+		prefillTokPerCpuS: round(summarize(prefillCpu).median),
+		decodeTokPerCpuS: round(summarize(decodeCpu).median),
+		kvBytes,
+		kvRatio: round(kvBytes / f16Bytes, 4),
+		...(compressed ? { draftMs: round(summarize(draftMs).median), compressMs: round(summarize(compressMs).median) } : {}),
+		peakRssMb: peakRssMb(),
+	};
 }
 
-async function benchLlama(model: LlamaModel, prompt: Int32Array, context: number, threads: number, flashAttention: boolean, opts: SpeedOptions, kvBytesPerToken: number): Promise<SpeedRow> {
+async function benchLlama(model: LlamaModel, prompt: Int32Array, context: number, threads: number, config: SpeedConfig, opts: SpeedOptions, kvBytesPerToken: number): Promise<SpeedRow> {
+	const flashAttention = config !== 'llama-f16';
+	const q4 = config === 'llama-q4_0-fa';
 	const ctx = await model.createContext({
 		contextSize: context + opts.decodeTokens + 8,
 		threads: { ideal: threads, min: threads },
 		sequences: 1,
 		batchSize: 512,
-		// K/V cache type: llama.cpp's default, F16.
 		flashAttention,
+		// K/V cache type: llama.cpp's default F16, or q4_0 (18 bytes per 32 elements; quantized V needs flash attention).
+		// node-llama-cpp marks the option experimental; this benchmark uses it on a fixed model, as it advises.
+		// eslint-disable-next-line @typescript-eslint/no-deprecated
+		...(q4 ? { experimentalKvCacheKeyType: 'Q4_0', experimentalKvCacheValueType: 'Q4_0' } : {}),
 	});
 	const prefill: number[] = [];
 	const decode: number[] = [];
@@ -146,7 +229,24 @@ async function benchLlama(model: LlamaModel, prompt: Int32Array, context: number
 	}
 	const p = summarize(prefill);
 	const d = summarize(decode);
-	return { context, impl: 'node-llama-cpp', kv: 'f16', threads, flashAttention, prefillTokPerS: round(p.median), decodeTokPerS: round(d.median), prefillRange: roundRange(p), decodeRange: roundRange(d), prefillTokPerCpuS: round(summarize(prefillCpu).median), decodeTokPerCpuS: round(summarize(decodeCpu).median), kvBytes: (context + opts.decodeTokens) * kvBytesPerToken, peakRssMb: peakRssMb() };
+	const ratio = q4 ? 18 / 64 : 1; // q4_0: 18 bytes per block of 32 elements, f16: 64
+	return {
+		context,
+		config,
+		impl: 'node-llama-cpp',
+		kv: q4 ? 'q4_0' : 'f16',
+		threads,
+		flashAttention,
+		prefillTokPerS: round(p.median),
+		decodeTokPerS: round(d.median),
+		prefillRange: roundRange(p),
+		decodeRange: roundRange(d),
+		prefillTokPerCpuS: round(summarize(prefillCpu).median),
+		decodeTokPerCpuS: round(summarize(decodeCpu).median),
+		kvBytes: Math.round((context + opts.decodeTokens) * kvBytesPerToken * ratio),
+		kvRatio: ratio,
+		peakRssMb: peakRssMb(),
+	};
 }
 
 /** Process CPU time (user + system, all threads) in milliseconds. */
@@ -159,45 +259,63 @@ function roundRange(r: Range): Range {
 	return { min: round(r.min), median: round(r.median), max: round(r.max) };
 }
 
-export async function runSpeed(opts: SpeedOptions): Promise<SpeedResult> {
-	const maxThreads = Math.max(...opts.threads);
-	const vocab = await loadVocab(opts.modelPath, maxThreads);
-	const longest = Math.max(...opts.contexts);
-	const allTokens = codePromptTokens(vocab, longest);
+/** One row, in this process. */
+export async function runSpeedRow(opts: SpeedOptions, config: SpeedConfig, context: number, threads: number): Promise<SpeedRow> {
+	const vocab = await loadVocab(opts.modelPath, threads);
+	const prompt = Int32Array.from(codePromptTokens(vocab, context));
 	await vocab.dispose();
-
+	if (config === 'repokv-full' || config === 'repokv-default') {
+		const native = NativeModel.load(opts.modelPath, { threads });
+		try {
+			return await benchNative(native, prompt, context, threads, config === 'repokv-default', opts);
+		} finally {
+			native.dispose();
+		}
+	}
 	const { getLlama, LlamaLogLevel } = await import('node-llama-cpp');
-	const llama = await getLlama({ maxThreads, build: 'never', skipDownload: true, progressLogs: false, logLevel: LlamaLogLevel.error });
+	const llama = await getLlama({ maxThreads: threads, build: 'never', skipDownload: true, progressLogs: false, logLevel: LlamaLogLevel.error });
 	const llamaModel = await llama.loadModel({ modelPath: opts.modelPath });
-	const native = NativeModel.load(opts.modelPath, { threads: opts.threads[0] ?? 1 });
-	const { nLayer, nHeadKv, headDim } = native.info;
-	const kvBytesPerToken = nLayer * nHeadKv * headDim * 2 * 2;
+	try {
+		const shape = NativeModel.load(opts.modelPath, { threads });
+		const { nLayer, nHeadKv, headDim } = shape.info;
+		shape.dispose();
+		return await benchLlama(llamaModel, prompt, context, threads, config, opts, nLayer * nHeadKv * headDim * 2 * 2);
+	} finally {
+		await llamaModel.dispose();
+	}
+}
+
+/** The same row in a child process (`repokv bench speed --row ...`), so that its peak RSS is its own. */
+function runIsolated(opts: SpeedOptions, config: SpeedConfig, context: number, threads: number): SpeedRow {
+	const args = [path.join(packageRoot(), 'bin', 'repokv.js'), 'bench', 'speed', '--row', config, '--contexts', String(context), '--threads', String(threads), '--repeats', String(opts.repeats), '--decode-tokens', String(opts.decodeTokens), '--model', opts.modelPath, '--json'];
+	const out = execFileSync(process.execPath, args, { encoding: 'utf8', stdio: ['ignore', 'pipe', 'inherit'], maxBuffer: 1 << 24 });
+	return JSON.parse(out) as SpeedRow;
+}
+
+export async function runSpeed(opts: SpeedOptions): Promise<SpeedResult> {
+	const configs = opts.configs ?? speedConfigs;
 	const rows: SpeedRow[] = [];
 	const summary: SpeedSummary[] = [];
-	try {
-		for (const context of opts.contexts) {
-			const prompt = Int32Array.from(allTokens.slice(0, context));
-			const here: SpeedRow[] = [];
+	for (const context of opts.contexts) {
+		const here: SpeedRow[] = [];
+		for (const config of configs) {
 			for (const threads of opts.threads) {
-				const row = await benchNative(native, prompt, context, threads, opts);
+				const row = opts.isolate === false ? await runSpeedRow(opts, config, context, threads) : runIsolated(opts, config, context, threads);
 				opts.onProgress?.(JSON.stringify(row));
 				here.push(row);
 			}
-			for (const threads of opts.threads) {
-				for (const fa of [false, true]) {
-					const row = await benchLlama(llamaModel, prompt, context, threads, fa, opts, kvBytesPerToken);
-					opts.onProgress?.(JSON.stringify(row));
-					here.push(row);
-				}
-			}
-			rows.push(...here);
-			const mine = here.filter((r) => r.impl === 'repokv');
-			const base = here.filter((r) => r.impl === 'node-llama-cpp');
-			const bestBy = (list: SpeedRow[], key: 'prefillTokPerS' | 'decodeTokPerS'): SpeedRow => list.reduce((a, b) => (b[key] > a[key] ? b : a));
-			const myPrefill = bestBy(mine, 'prefillTokPerS');
-			const myDecode = bestBy(mine, 'decodeTokPerS');
-			const bp = bestBy(base, 'prefillTokPerS');
-			const bd = bestBy(base, 'decodeTokPerS');
+		}
+		rows.push(...here);
+		const bestBy = (list: SpeedRow[], key: 'prefillTokPerS' | 'decodeTokPerS'): SpeedRow | undefined => list.reduce<SpeedRow | undefined>((a, b) => (a === undefined || b[key] > a[key] ? b : a), undefined);
+		const mine = here.filter((r) => r.config === 'repokv-full');
+		const base = here.filter((r) => r.impl === 'node-llama-cpp' && r.kv === 'f16');
+		const myPrefill = bestBy(mine, 'prefillTokPerS');
+		const myDecode = bestBy(mine, 'decodeTokPerS');
+		const bp = bestBy(base, 'prefillTokPerS');
+		const bd = bestBy(base, 'decodeTokPerS');
+		const def = bestBy(here.filter((r) => r.config === 'repokv-default'), 'decodeTokPerS');
+		const q4 = bestBy(here.filter((r) => r.config === 'llama-q4_0-fa'), 'decodeTokPerS');
+		if (myPrefill && myDecode && bp && bd) {
 			summary.push({
 				context,
 				repokvBestPrefill: { threads: myPrefill.threads, prefillTokPerS: myPrefill.prefillTokPerS },
@@ -206,11 +324,10 @@ export async function runSpeed(opts: SpeedOptions): Promise<SpeedResult> {
 				baselineBestDecode: { threads: bd.threads, flashAttention: bd.flashAttention, decodeTokPerS: bd.decodeTokPerS },
 				prefillRatio: round(myPrefill.prefillTokPerS / bp.prefillTokPerS, 3),
 				decodeRatio: round(myDecode.decodeTokPerS / bd.decodeTokPerS, 3),
+				...(def ? { defaultDecodeOverF16: round(def.decodeTokPerS / bd.decodeTokPerS, 3), defaultKvRatio: def.kvRatio } : {}),
+				...(def && q4 ? { defaultDecodeOverQ4Fa: round(def.decodeTokPerS / q4.decodeTokPerS, 3) } : {}),
 			});
 		}
-	} finally {
-		native.dispose();
-		await llamaModel.dispose();
 	}
 	return { model: opts.modelPath, repeats: opts.repeats, decodeTokens: opts.decodeTokens, rows, summary };
 }

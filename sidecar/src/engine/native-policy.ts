@@ -12,11 +12,13 @@
 //  - prompts with m <= C are not compressed.
 //
 // Precision (KV-METHODS.md §3, §4; docs/kv-quantization.md): with `precision` other than f16 the budget buys bytes,
-// not tokens. Each head keeps its sinks and recent window in fp16 exactly as above, and the bytes its B picked fp16
-// tokens would have taken (positions included) buy packed tokens instead, in the policy's rank order: `q8`, `kivi4`,
-// `kivi2`, `onebit` spend them all in one format; `mixed` spends `hiFraction` (0.25) of them on the top-ranked tokens
-// at 4-bit (kivi4) and the rest on the next ones at 1.x bits (onebit); what no byte buys is dropped. Equal budgets
-// are thus equal bytes across precisions (the cost of a tier is its exact allocation: quant.bytes + positions).
+// not tokens. A head's budget is what its C tokens take in an fp16 cache (C · 4D bytes: keys and values, no
+// positions). Its sinks and recent window stay fp16 exactly as above; their real cost, and that of the fp16 room
+// reserved for the tokens the request may generate (`reserveTokens`), positions included, comes off the budget, and
+// the rest buys packed tokens in the policy's rank order: `q8`, `kivi4`, `kivi2`, `onebit` spend it all in one
+// format; `mixed` spends `hiFraction` (0.25) of it on the top-ranked tokens at 4-bit (kivi4) and the rest on the next
+// ones at 1.x bits (onebit); what no byte buys is dropped. The cost of a tier is its exact allocation (quant.bytes +
+// positions), so after decoding `reserveTokens` tokens a head still holds at most C · 4D bytes.
 
 import type { NativeSession } from './native';
 
@@ -40,8 +42,11 @@ export function isKvPrecision(name: string): name is KvPrecision {
 	return (kvPrecisions as readonly string[]).includes(name);
 }
 
-/** Exact bytes n tokens of one KV head take in a tier (keys, values, format metadata, positions). Monotone in n. */
-export type TierCost = (tier: StorageTier, n: number) => number;
+/**
+ * Exact bytes n tokens of one KV head take in a tier (keys, values, format metadata, positions). Monotone in n.
+ * `fp16TokenBytes`: one token's keys and values in an fp16 cache (4 · head dim), the unit budgets are stated in.
+ */
+export type TierCost = ((tier: StorageTier, n: number) => number) & { readonly fp16TokenBytes: number };
 
 /** The largest n <= limit with cost(tier, n) <= bytes. */
 export function tokensForBytes(cost: TierCost, tier: StorageTier, bytes: number, limit: number): number {
@@ -84,6 +89,8 @@ export interface SelectionOptions {
 	readonly precision?: KvPrecision;
 	/** `mixed`: share of the picked tokens' bytes spent at 4-bit (0.25). */
 	readonly hiFraction?: number;
+	/** Packed precisions: fp16 room for tokens generated after the selection, paid from the budget (0). */
+	readonly reserveTokens?: number;
 	readonly tierCost?: TierCost;
 }
 
@@ -227,11 +234,10 @@ export interface Selection {
 }
 
 /**
- * Splits one head's ranked candidates (best first) into tiers for the bytes that `fp16Picked` fp16 tokens take.
- * Returns the positions per packed tier, in rank order.
+ * Splits one head's ranked candidates (best first) into packed tiers that fit in `bytes`. Returns the positions per
+ * tier, in rank order.
  */
-export function assignTiers(ranked: readonly number[], fp16Picked: number, precision: Exclude<KvPrecision, 'f16'>, cost: TierCost, hiFraction: number = selectionDefaults.hiFraction): Partial<Record<StorageTier, number[]>> {
-	const bytes = fp16Picked > 0 ? cost('f16', fp16Picked) : 0;
+export function assignTiers(ranked: readonly number[], bytes: number, precision: Exclude<KvPrecision, 'f16'>, cost: TierCost, hiFraction: number = selectionDefaults.hiFraction): Partial<Record<StorageTier, number[]>> {
 	if (precision !== 'mixed') {
 		const n = tokensForBytes(cost, precision, bytes, ranked.length);
 		return { [precision]: ranked.slice(0, n) };
@@ -316,7 +322,9 @@ export function selectKeep(m: number, nLayer: number, nHeadKv: number, options: 
 				continue;
 			}
 			const ranked = topK(heads[h] ?? new Float32Array(0), candidates, from, to);
-			const split = assignTiers(ranked, k, precision, cost, options.hiFraction);
+			// this head's budget (its C = k + fixed tokens, in fp16 bytes) less the real cost of its fp16 part
+			const bytes = (k + fixed.length) * cost.fp16TokenBytes - cost('f16', fixed.length + (options.reserveTokens ?? 0));
+			const split = assignTiers(ranked, Math.max(0, bytes), precision, cost, options.hiFraction);
 			const byTier: Partial<Record<StorageTier, number[]>> = { f16: fixed, ...split };
 			const all: number[] = [];
 			for (const tier of storageTiers) {
@@ -356,15 +364,15 @@ export async function scoringPass(session: NativeSession, lastToken: number, dra
 }
 
 /** Selects per `options` from the session's (master) cache and compacts it; `undefined` when nothing was dropped. */
-export function compressSession(session: NativeSession, nLayer: number, nHeadKv: number, options: SelectionOptions, extraTokens: number): Selection | undefined {
+export function compressSession(session: NativeSession, nLayer: number, nHeadKv: number, options: SelectionOptions, extraTokens: number, how: { dropMaster?: boolean } = {}): Selection | undefined {
 	const m = session.length;
 	const kind = options.scoreKind ?? scoreKind(options.policy);
 	const needed = options.policy !== 'full' && options.policy !== 'window' && m > budgetTokens(m, options.budget);
 	const flat = needed && kind !== undefined ? session.scores(kind, m) : undefined;
-	const selection = selectKeep(m, nLayer, nHeadKv, options, flat === undefined ? undefined : (l, h) => flat.subarray((l * nHeadKv + h) * m, (l * nHeadKv + h + 1) * m));
+	const selection = selectKeep(m, nLayer, nHeadKv, { reserveTokens: extraTokens, ...options }, flat === undefined ? undefined : (l, h) => flat.subarray((l * nHeadKv + h) * m, (l * nHeadKv + h + 1) * m));
 	if (selection !== undefined) {
 		const policy = options.precision === undefined || options.precision === 'f16' ? options.policy : `${options.policy}+${options.precision}`;
-		session.compress(selection.tiers ?? selection.keep, { extraTokens, policy });
+		session.compress(selection.tiers ?? selection.keep, { extraTokens, policy, dropMaster: how.dropMaster === true });
 	}
 	return selection;
 }

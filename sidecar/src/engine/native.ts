@@ -177,7 +177,8 @@ export function scoreAttention(options: Parameters<Addon['scoreAttention']>[0]):
  */
 export function tierCost(headDim: number): TierCost {
 	const q = loadNativeAddon().quant;
-	return (tier, n) => (n <= 0 ? 0 : tier === 'f16' ? n * (4 * headDim + 4) : q.bytes(tier, headDim, n).total + 4 * n);
+	const cost = (tier: StorageTier, n: number): number => (n <= 0 ? 0 : tier === 'f16' ? n * (4 * headDim + 4) : q.bytes(tier, headDim, n).total + 4 * n);
+	return Object.assign(cost, { fp16TokenBytes: 4 * headDim });
 }
 
 export function physicalCores(): number {
