@@ -36,7 +36,27 @@ namespace {
 constexpr float kF16Max = 65504.0f;
 
 inline uint16_t to_h(float x) { return ggml_fp32_to_fp16(std::max(-kF16Max, std::min(kF16Max, x))); }
-inline float from_h(uint16_t h) { return ggml_fp16_to_fp32(h); }
+// IEEE half -> float, exact, inline (ggml_fp16_to_fp32 is a call into libggml-base, too slow for per-block scales in
+// the kernels): normals by shifting the exponent and rescaling, subnormals by a magic-number subtraction (the
+// well-known branch-free conversion of the FP16 library, as ggml's own CPU code does).
+inline float bits_f(uint32_t u) {
+    float f;
+    memcpy(&f, &u, 4);
+    return f;
+}
+inline uint32_t f_bits(float f) {
+    uint32_t u;
+    memcpy(&u, &f, 4);
+    return u;
+}
+inline float from_h(uint16_t h) {
+    const uint32_t w = (uint32_t)h << 16;
+    const uint32_t sign = w & 0x80000000u;
+    const uint32_t two_w = w + w;
+    const float normalized = bits_f((two_w >> 4) + (0xE0u << 23)) * 0x1.0p-112f;
+    const float denormalized = bits_f((two_w >> 17) | (126u << 23)) - 0.5f;
+    return bits_f(sign | (two_w < (1u << 27) ? f_bits(denormalized) : f_bits(normalized)));
+}
 inline float round_h(float x) { return from_h(to_h(x)); }
 inline void put_h(uint8_t *p, float x) {
     const uint16_t h = to_h(x);
@@ -459,25 +479,34 @@ __attribute__((target("avx2,fma"))) void kivi_scores_avx2(const uint8_t *codes, 
     }
 }
 
-// kivi values of token rows [0, n): out_r += Σ_t p_rt (Δ_t,g code_t + min_t,g)
+// kivi values of token rows [0, n): out_r += Σ_t p_rt (Δ_t,g code_t + min_t,g). Per group of 32 channels and up to
+// 3 rows at a time, the sums over tokens stay in registers (4 vectors per row): each token's values are dequantized
+// once (Δ·code + min, shared by the rows; the same rounding as dequantize-then-dot), then 4 FMAs per row.
 template <int b>
 __attribute__((target("avx2,fma"))) void kivi_accumulate_avx2(const uint8_t *v, int32_t n, size_t tb, int D, const float *P, size_t ld, int R, float *out) {
     const __m256i sh = b == 4 ? _mm256_setr_epi32(0, 4, 8, 12, 16, 20, 24, 28) : _mm256_setr_epi32(0, 2, 4, 6, 8, 10, 12, 14);
     const __m256i mask = _mm256_set1_epi32((1 << b) - 1);
     const int NG = D / 32;
-    for (int32_t t = 0; t < n; t++) {
-        const uint8_t *row = v + (size_t)t * tb;
-        const uint8_t *meta = row + (size_t)D * b / 8;
+    for (int r0 = 0; r0 < R; r0 += 3) {
+        const int rn = std::min(3, R - r0);
         for (int g = 0; g < NG; g++) {
-            const float dl = get_h(meta + 2 * g), mn = get_h(meta + 2 * NG + 2 * g);
-            __m256 x[4];
-            for (int j = 0; j < 4; j++) x[j] = codes8_avx2<b>(row, g * 32 + 8 * j, sh, mask);
-            for (int r = 0; r < R; r++) {
-                const float p = P[r * ld + t];
-                if (p == 0) continue;
-                const __m256 w = _mm256_set1_ps(p * dl), w0 = _mm256_set1_ps(p * mn);
-                float *o = out + (size_t)r * D + g * 32;
-                for (int j = 0; j < 4; j++) _mm256_storeu_ps(o + 8 * j, _mm256_add_ps(_mm256_fmadd_ps(x[j], w, _mm256_loadu_ps(o + 8 * j)), w0));
+            __m256 acc[3][4];
+            for (int r = 0; r < 3; r++)
+                for (int j = 0; j < 4; j++) acc[r][j] = _mm256_setzero_ps();
+            for (int32_t t = 0; t < n; t++) {
+                const uint8_t *row = v + (size_t)t * tb;
+                const uint8_t *meta = row + (size_t)D * b / 8;
+                const __m256 dl = _mm256_set1_ps(get_h(meta + 2 * g)), mn = _mm256_set1_ps(get_h(meta + 2 * NG + 2 * g));
+                __m256 x[4];
+                for (int j = 0; j < 4; j++) x[j] = _mm256_fmadd_ps(codes8_avx2<b>(row, g * 32 + 8 * j, sh, mask), dl, mn);
+                for (int r = 0; r < rn; r++) {
+                    const __m256 p = _mm256_set1_ps(P[(size_t)(r0 + r) * ld + t]);
+                    for (int j = 0; j < 4; j++) acc[r][j] = _mm256_fmadd_ps(x[j], p, acc[r][j]);
+                }
+            }
+            for (int r = 0; r < rn; r++) {
+                float *o = out + (size_t)(r0 + r) * D + g * 32;
+                for (int j = 0; j < 4; j++) _mm256_storeu_ps(o + 8 * j, _mm256_add_ps(_mm256_loadu_ps(o + 8 * j), acc[r][j]));
             }
         }
     }
@@ -575,7 +604,162 @@ __attribute__((target("avx2,fma"))) int onebit_lookup_avx2(const uint8_t *rows, 
     return i;
 }
 
+// Word w (bytes 4w..4w+3 of planes first.., at most `count` planes) of 8 tokens (i..i+7) of a onebit key block, one
+// token per 32-bit lane: byte plane k holds byte k of every token.
+__attribute__((target("avx2,fma"))) inline __m256i onebit_word8(const uint8_t *rows, int nt, int i, int first, int count, int w) {
+    __m256i x = _mm256_setzero_si256();
+    for (int b = 0; b < 4 && 4 * w + b < count; b++) {
+        const __m256i plane = _mm256_cvtepu8_epi32(_mm_loadl_epi64((const __m128i *)(rows + (size_t)(first + 4 * w + b) * nt + i)));
+        x = _mm256_or_si256(x, _mm256_sll_epi32(plane, _mm_cvtsi32_si128(8 * b)));
+    }
+    return x;
+}
+
+// onebit keys, AVX2: per block and row, small float tables indexed by an outlier channel's 2-bit code (4 entries) or
+// by a 3-bit chunk of the sign bits (8 entries: the signed sum of 3 channels' q'·α), looked up for 8 tokens at once
+// with one vpermps each. The same sum as the dequantized dot product, in another order; tables cost (D/4·4 + D/4·8)
+// floats per block and row instead of 256 per code byte, and no gathers.
+__attribute__((target("avx2,fma"))) void scores_onebit_avx2(const QuantSegment &seg, int32_t n, const float *q, int R, float scale, float *S, size_t ld) {
+    const int D = seg.head_dim, Do = ob_do(D), Dn = ob_dn(D);
+    const int nbo = Do / 4, nbn = Dn / 8;
+    const int nu = Dn / 3;        // 3-bit chunks of the normals' sign bits (Dn = 3D/4)
+    const int ntab = Do + nu;     // tables per row
+    const int wo = (nbo + 3) / 4, wn = (nbn + 3) / 4;  // 32-bit words per token: outlier codes, sign bits
+    std::vector<int> outl(Do), norm(Dn);
+    split_channels(seg.meta.data(), D, outl.data(), norm.data());
+    std::vector<float> qo((size_t)R * Do), qn((size_t)R * Dn);
+    for (int r = 0; r < R; r++) {
+        const float *qr = q + (size_t)r * D;
+        for (int j = 0; j < Do; j++) qo[(size_t)r * Do + j] = qr[outl[j]];
+        rotate_normals(norm.data(), D, ob_rotated(seg.meta.data(), D), qr, qn.data() + (size_t)r * Dn);
+    }
+    std::vector<float> T((size_t)R * ntab * 8), bias(R), a(Dn);
+    __m256i idx[128];
+    if (ntab > 128 || wo + wn > 16) throw std::invalid_argument("onebit: head dim too large for the AVX2 kernel");
+    const size_t tb = ob_k_token_bytes(D);
+    const uint8_t *p = seg.k.data();
+    for (int32_t t0 = 0; t0 < seg.n && t0 < n; t0 += kOneBitBlock) {
+        const int nt = std::min<int32_t>(kOneBitBlock, seg.n - t0);
+        const uint8_t *meta = p, *rows = p + ob_k_block_meta(D);
+        const uint8_t *mmeta = meta + 4 * Do;
+        const int lim = std::min<int32_t>(nt, n - t0);
+        for (int r = 0; r < R; r++) {
+            float *Tr = T.data() + (size_t)r * ntab * 8;
+            float bs = 0;
+            for (int j = 0; j < Do; j++) {
+                const float qj = qo[(size_t)r * Do + j], aj = qj * get_h(meta + 2 * j);
+                bs += qj * get_h(meta + 2 * Do + 2 * j);
+                const float e[8] = {0, aj, 2 * aj, 3 * aj, 0, 0, 0, 0};
+                memcpy(Tr + (size_t)j * 8, e, sizeof e);
+            }
+            // normals: ŷ = μ + α·σ, σ = ±1: Σ b_c σ_c = 2 Σ_{bit set} b_c − Σ b_c with b = q'∘α
+            float sb = 0;
+            for (int j = 0; j < Dn; j++) {
+                const float qj = qn[(size_t)r * Dn + j];
+                a[j] = qj * get_h(mmeta + 2 * Dn + 2 * j);
+                bs += qj * get_h(mmeta + 2 * j);
+                sb += a[j];
+            }
+            bias[r] = bs - sb;
+            for (int u = 0; u < nu; u++) {
+                const float *b3 = a.data() + 3 * u;
+                for (int x = 0; x < 8; x++) Tr[(size_t)(Do + u) * 8 + x] = 2 * ((x & 1 ? b3[0] : 0) + (x & 2 ? b3[1] : 0) + (x & 4 ? b3[2] : 0));
+            }
+        }
+        int i = 0;
+        for (; i + 8 <= lim; i += 8) {
+            // byte plane k holds byte k of every token: 8 tokens' bytes into 32-bit lanes, 4 planes to a word
+            __m256i W[16];
+            for (int w = 0; w < wo; w++) W[w] = onebit_word8(rows, nt, i, 0, nbo, w);
+            for (int w = 0; w < wn; w++) W[wo + w] = onebit_word8(rows, nt, i, nbo, nbn, w);
+            const __m256i m3 = _mm256_set1_epi32(3), m7 = _mm256_set1_epi32(7);
+            for (int j = 0; j < Do; j++) idx[j] = _mm256_and_si256(_mm256_srl_epi32(W[j / 16], _mm_cvtsi32_si128(2 * (j % 16))), m3);
+            for (int u = 0; u < nu; u++) {
+                const int bit = 3 * u, w = bit / 32, sh = bit % 32;
+                __m256i v = _mm256_srl_epi32(W[wo + w], _mm_cvtsi32_si128(sh));
+                if (sh > 29 && w + 1 < wn) v = _mm256_or_si256(v, _mm256_sll_epi32(W[wo + w + 1], _mm_cvtsi32_si128(32 - sh)));
+                idx[Do + u] = _mm256_and_si256(v, m7);
+            }
+            for (int r = 0; r < R; r++) {
+                const float *Tr = T.data() + (size_t)r * ntab * 8;
+                __m256 acc0 = _mm256_set1_ps(bias[r]), acc1 = _mm256_setzero_ps(), acc2 = acc1, acc3 = acc1;
+                int t = 0;
+                for (; t + 3 < ntab; t += 4) {
+                    acc0 = _mm256_add_ps(acc0, _mm256_permutevar8x32_ps(_mm256_loadu_ps(Tr + (size_t)t * 8), idx[t]));
+                    acc1 = _mm256_add_ps(acc1, _mm256_permutevar8x32_ps(_mm256_loadu_ps(Tr + (size_t)(t + 1) * 8), idx[t + 1]));
+                    acc2 = _mm256_add_ps(acc2, _mm256_permutevar8x32_ps(_mm256_loadu_ps(Tr + (size_t)(t + 2) * 8), idx[t + 2]));
+                    acc3 = _mm256_add_ps(acc3, _mm256_permutevar8x32_ps(_mm256_loadu_ps(Tr + (size_t)(t + 3) * 8), idx[t + 3]));
+                }
+                for (; t < ntab; t++) acc0 = _mm256_add_ps(acc0, _mm256_permutevar8x32_ps(_mm256_loadu_ps(Tr + (size_t)t * 8), idx[t]));
+                const __m256 sum = _mm256_add_ps(_mm256_add_ps(acc0, acc1), _mm256_add_ps(acc2, acc3));
+                _mm256_storeu_ps(S + (size_t)r * ld + t0 + i, _mm256_mul_ps(sum, _mm256_set1_ps(scale)));
+            }
+        }
+        for (; i < lim; i++)  // the block's last < 8 tokens, one at a time from the same tables
+            for (int r = 0; r < R; r++) {
+                const float *Tr = T.data() + (size_t)r * ntab * 8;
+                float s = bias[r];
+                for (int j = 0; j < Do; j++) s += Tr[(size_t)j * 8 + ((rows[(size_t)(j / 4) * nt + i] >> (2 * (j % 4))) & 3)];
+                for (int u = 0; u < nu; u++) {
+                    int x = 0;
+                    for (int b = 0; b < 3; b++) {
+                        const int c = 3 * u + b;
+                        x |= ((rows[(size_t)(nbo + c / 8) * nt + i] >> (c % 8)) & 1) << b;
+                    }
+                    s += Tr[(size_t)(Do + u) * 8 + x];
+                }
+                S[(size_t)r * ld + t0 + i] = s * scale;
+            }
+        p = rows + (size_t)nt * tb;
+    }
+}
+
+// onebit values, AVX2: Σ_t p_t γ_c σ_tc = γ_c Σ_t p_t σ_tc. Per code byte column k (channels 5k..5k+4) the rows
+// accumulate p_t · trits(byte) over the block's tokens in registers, the trits read as 8 floats (5 used) from a table;
+// γ is applied once per block. No per-token unpacking into memory (overlapping stores stall store forwarding).
+__attribute__((target("avx2,fma"))) void accumulate_onebit_avx2(const QuantSegment &seg, int32_t n, const float *P, size_t ld, int R, float *out) {
+    const int D = seg.head_dim;
+    const size_t tb = ob_v_token_bytes(D);
+    const uint8_t *p = seg.v.data();
+    alignas(32) float lanes[8];
+    for (int32_t t0 = 0; t0 < seg.n && t0 < n; t0 += kOneBitBlock) {
+        const int nt = std::min<int32_t>(kOneBitBlock, seg.n - t0);
+        const uint8_t *meta = p, *rows = p + ob_v_block_meta(D);
+        const int lim = std::min<int32_t>(nt, n - t0);
+        for (int r0 = 0; r0 < R; r0 += 8) {
+            const int rn = std::min(8, R - r0);
+            const float *Pb = P + (size_t)r0 * ld + t0;
+            for (size_t k = 0; k < tb; k++) {
+                // two accumulators per row (even / odd tokens): the FMA chains are latency-bound otherwise
+                __m256 acc[8], acc2[8];
+                for (int r = 0; r < rn; r++) acc[r] = acc2[r] = _mm256_setzero_ps();
+                const uint8_t *col = rows + k;
+                int i = 0;
+                for (; i + 1 < lim; i += 2) {
+                    const __m256 t = _mm256_load_ps(g_tritsf.t[col[(size_t)i * tb]]);
+                    const __m256 u = _mm256_load_ps(g_tritsf.t[col[(size_t)(i + 1) * tb]]);
+                    for (int r = 0; r < rn; r++) {
+                        acc[r] = _mm256_fmadd_ps(_mm256_broadcast_ss(Pb + (size_t)r * ld + i), t, acc[r]);
+                        acc2[r] = _mm256_fmadd_ps(_mm256_broadcast_ss(Pb + (size_t)r * ld + i + 1), u, acc2[r]);
+                    }
+                }
+                if (i < lim) {
+                    const __m256 t = _mm256_load_ps(g_tritsf.t[col[(size_t)i * tb]]);
+                    for (int r = 0; r < rn; r++) acc[r] = _mm256_fmadd_ps(_mm256_broadcast_ss(Pb + (size_t)r * ld + i), t, acc[r]);
+                }
+                for (int r = 0; r < rn; r++) {
+                    _mm256_store_ps(lanes, _mm256_add_ps(acc[r], acc2[r]));
+                    float *o = out + (size_t)(r0 + r) * D;
+                    for (int j = 0; j < 5 && 5 * (int)k + j < D; j++) o[5 * k + j] += get_h(meta + 2 * (5 * k + j)) * lanes[j];
+                }
+            }
+        }
+        p = rows + (size_t)nt * tb;
+    }
+}
+
 QUANT_KERNEL void scores_onebit(const QuantSegment &seg, int32_t n, const float *q, int R, float scale, float *S, size_t ld) {
+    if (g_avx2) return scores_onebit_avx2(seg, n, q, R, scale, S, ld);
     const int D = seg.head_dim, Do = ob_do(D), Dn = ob_dn(D);
     const int nbo = Do / 4, nbn = Dn / 8;  // bytes per token: outlier codes, sign bits
     std::vector<int> outl(Do), norm(Dn);
@@ -647,6 +831,7 @@ QUANT_KERNEL void scores_onebit(const QuantSegment &seg, int32_t n, const float 
 }
 
 QUANT_KERNEL void accumulate_onebit(const QuantSegment &seg, int32_t n, const float *P, size_t ld, int R, float *out) {
+    if (g_avx2) return accumulate_onebit_avx2(seg, n, P, ld, R, out);
     const int D = seg.head_dim;
     const size_t tb = ob_v_token_bytes(D);
     std::vector<float> blk((size_t)R * D), x(tb * 5 + 3);
