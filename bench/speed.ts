@@ -12,9 +12,10 @@ import { codePromptTokens, loadVocab, peakRssMb, round, summarize } from './comm
 // `repokv bench speed`: in one run, repokv's native engine and node-llama-cpp on the same model and the same prompt,
 // at each context length and thread count. Configurations (`--configs`):
 //  - repokv-full: the native engine, policy `full` (fp16 store);
-//  - repokv-default: the product's default compressed path: SpecKV (draft lookahead of 16 tokens, the target's
-//    scoring pass) with mixed tiers at 12 % of the fp16 bytes (4-bit + 1.x-bit, sinks and window fp16), the fp16
-//    staging freed after tiering; prefill includes the observation, compress time and draft time are reported apart;
+//  - repokv-default: the engine's compressed path with packed tiers: the prompt prefilled into a q8-staged master
+//    copy, SpecKV (draft lookahead of 16 tokens, the target's scoring pass), mixed tiers at 12 % of the fp16 bytes
+//    (4-bit + 1.x-bit, sinks and window fp16), the staging freed after tiering; prefill includes the observation,
+//    compress time and draft time are reported apart;
 //  - llama-f16, llama-f16-fa: node-llama-cpp with f16 K/V, flash attention off / on;
 //  - llama-q4_0-fa: node-llama-cpp's smallest cache, q4_0 K and V (needs flash attention).
 // Every configuration is repeated (rows give min/median/max) and, by default, runs in a process of its own, so that
@@ -102,6 +103,7 @@ async function benchNative(model: NativeModel, prompt: Int32Array, context: numb
 	model.setThreads(threads);
 	const { nLayer, nHeadKv, headDim } = model.info;
 	const session = model.createSession({ contextSize: context + opts.decodeTokens + lookaheadTokens + 8 });
+	session.setStaging(compressed);
 	const draft = compressed ? await DraftModel.load(bundledModelPath('draft'), { threads, contextSize: context + lookaheadTokens + 8 }) : undefined;
 	const prefill: number[] = [];
 	const decode: number[] = [];

@@ -91,6 +91,7 @@ public:
                                         InstanceMethod("scores", &SessionWrap::Scores), InstanceMethod("compress", &SessionWrap::Compress),
                                         InstanceMethod("decompress", &SessionWrap::Decompress),
                                         InstanceMethod("dequantizeActive", &SessionWrap::DequantizeActive),
+                                        InstanceMethod("setStaging", &SessionWrap::SetStaging),
                                         InstanceMethod("dispose", &SessionWrap::Dispose)});
         ctor = Napi::Persistent(f);
         exports.Set("NativeSession", f);
@@ -281,6 +282,10 @@ public:
             throw js_error(env, e);
         }
         return Napi::Number::New(env, s.n_past());
+    }
+    Napi::Value SetStaging(const Napi::CallbackInfo &info) {
+        get(info.Env()).set_staging(info.Length() > 0 && info[0].ToBoolean());
+        return info.Env().Undefined();
     }
     Napi::Value DequantizeActive(const Napi::CallbackInfo &info) {
         Session &s = get(info.Env());

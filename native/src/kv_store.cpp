@@ -245,6 +245,46 @@ void KvStore::truncate(int32_t position) {
     }
 }
 
+void KvStore::stage(Tier tier, int32_t sinks, int32_t recent, int32_t min_move) {
+    if (tier == Tier::F16) return;
+    const quant::Format f = tier_format(tier);
+    if (quant::token_block(f) != 1) throw std::invalid_argument("stage: the staging tier must take tokens one at a time (q8)");
+    const int D = head_dim_;
+    std::vector<float> K, V;
+    std::vector<int32_t> pos;
+    for (auto &h : heads_) {
+        Segment &f16 = h.segments.back();
+        if (f16.tier != Tier::F16 || !f16.sorted) continue;
+        const int32_t s0 = (int32_t)(std::lower_bound(f16.pos.begin(), f16.pos.end(), sinks) - f16.pos.begin());
+        const int32_t s1 = f16.n - recent;
+        if (s1 - s0 < std::max<int32_t>(1, min_move)) continue;
+        const int32_t moved = s1 - s0;
+        K.resize((size_t)moved * D);
+        V.resize((size_t)moved * D);
+        pos.assign(f16.pos.begin() + s0, f16.pos.begin() + s1);
+        for (int32_t t = s0; t < s1; t++) segment_token(f16, t, K.data() + (size_t)(t - s0) * D, V.data() + (size_t)(t - s0) * D);
+        Segment *staged = h.segments.size() >= 2 ? &h.segments[h.segments.size() - 2] : nullptr;
+        if (staged && staged->tier == tier && staged->sorted && staged->n && staged->pos.back() < pos.front()) {
+            quant::append(staged->packed, quant::quantize(f, D, moved, K.data(), V.data()));
+            staged->pos.insert(staged->pos.end(), pos.begin(), pos.end());
+            staged->pos.shrink_to_fit();
+            staged->n += moved;
+        } else {
+            h.segments.insert(h.segments.end() - 1, Segment::quantized(tier, D, moved, K.data(), V.data(), pos.data()));
+        }
+        // the fp16 segment again: its sinks and recent tokens, in a fresh small allocation
+        Segment &old = h.segments.back();
+        Segment fresh(Tier::F16, D, s0 + recent + 2 * min_move);
+        std::vector<float> kf(D), vf(D);
+        for (int32_t t = 0; t < old.n; t++) {
+            if (t >= s0 && t < s1) continue;
+            segment_token(old, t, kf.data(), vf.data());
+            fresh.append(kf.data(), vf.data(), old.pos[t]);
+        }
+        old = std::move(fresh);
+    }
+}
+
 int32_t KvStore::max_tokens() const {
     int32_t m = 0;
     for (auto &h : heads_) m = std::max(m, h.n_tokens());

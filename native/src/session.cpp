@@ -111,6 +111,7 @@ void Session::eval(const int32_t *tokens, int n, bool all_logits) {
         const bool last = i + m == n;
         float *out = all_logits ? logits_.data() + (size_t)i * n_vocab : (last ? logits_.data() : nullptr);
         eval_ubatch(tokens + i, m, all_logits, out);
+        if (staging_ && !active_) kv_.stage(Tier::Q8, kStageSinks, kStageRecent, kStageMinMove);
     }
     double ms = std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - t0).count();
     if (n == 1) {

@@ -194,3 +194,62 @@ describe('tiered sessions (bundled target)', () => {
 		s.dispose();
 	});
 });
+
+describe('q8 staging of the master copy', () => {
+	const tokens = randomTokens(1500, model.info.nVocab, 33);
+	const m = tokens.length - 1;
+
+	test('prefill stages old tokens in q8: the master holds sinks + the newest in fp16, memory falls, compression still works', async () => {
+		const plain = model.createSession({ contextSize: 2048 });
+		plain.observe(P.observationFor('speckv', tokens.length));
+		await plain.prefill(tokens);
+		plain.truncate(m);
+		const plainBytes = plain.stats().bytes;
+		await plain.decode(tokens[m]);
+		const plainLogits = plain.logits();
+		plain.truncate(m);
+
+		const staged = model.createSession({ contextSize: 2048 });
+		staged.setStaging(true);
+		staged.observe(P.observationFor('speckv', tokens.length));
+		await staged.prefill(tokens);
+		staged.truncate(m);
+		const st = staged.stats();
+		for (const layer of st.layers) {
+			for (const head of layer.heads) {
+				assert.equal(head.tokens, m);
+				assert.deepEqual(head.segments.map((s) => s.tier), ['q8', 'f16']);
+				const [q8, f16] = head.segments;
+				assert.ok(f16.tokens >= 4 + 255 && f16.tokens < 4 + 256 + 512, `fp16 part ${f16.tokens}`);
+				assert.equal(q8.bytes, cost('q8', q8.tokens));
+			}
+		}
+		assert.ok(st.bytes < 0.65 * plainBytes, `staged ${st.bytes} vs fp16 ${plainBytes}`);
+		// attention over the staged prompt: close to the fp16 master's (q8 keys and values for old tokens)
+		await staged.decode(tokens[m]);
+		const stagedLogits = staged.logits();
+		const scale = Math.max(...plainLogits.map(Math.abs));
+		assert.ok(maxAbsDiff(stagedLogits, plainLogits) / scale < 0.05, `staged vs fp16 ${maxAbsDiff(stagedLogits, plainLogits) / scale}`);
+		assert.equal(argmaxOf(stagedLogits), argmaxOf(plainLogits));
+		staged.truncate(m);
+		// tiering from the staged master, then the staging itself is dropped
+		P.compressSession(staged, nLayer, nHeadKv, { policy: 'speckv', budget: { percent: 12 }, precision: 'mixed', tierCost: cost }, 8, { dropMaster: true });
+		const after = staged.stats();
+		assert.equal(after.masterBytes, 0);
+		assert.ok(after.tiers.onebit.tokens > 0 && after.tiers.kivi4.tokens > 0);
+		assert.ok(after.bytes <= Math.round(0.12 * m) * 4 * headDim * nh);
+		await staged.decode(tokens[m]);
+		assert.equal(staged.length, m + 1);
+		// prefix reuse over a staged master: truncating into the q8 part keeps what is before
+		plain.setStaging(true);
+		plain.truncate(0);
+		await plain.prefill(tokens.subarray(0, m));
+		plain.truncate(700);
+		assert.equal(plain.length, 700);
+		assert.equal(plain.stats().layers[0].heads[0].tokens, 700);
+		await plain.prefill(tokens.subarray(700, m));
+		assert.equal(plain.length, m);
+		plain.dispose();
+		staged.dispose();
+	});
+});

@@ -104,6 +104,10 @@ export const nativeEngine: Engine = {
 		}
 		// room for SpecKV's scoring pass after a full context
 		const session = model.createSession({ contextSize: contextSize + (selection?.policy === 'speckv' ? 256 : 0) });
+		// packed precisions: the master copy is staged in q8 as the prompt is prefilled (its fp16 form never exists whole)
+		if (selection?.precision !== undefined && selection.precision !== 'f16') {
+			session.setStaging(true);
+		}
 		return new NativeLoadedModel(model, vocab, session, modelPath, options.threads, contextSize, selection, options.kvCache);
 	},
 };

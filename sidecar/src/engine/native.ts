@@ -91,6 +91,7 @@ interface AddonSession {
 	compress(keep: Int32Array[] | Partial<Record<StorageTier, Int32Array[]>>, extraTokens: number, policy: string, dropMaster: boolean): number;
 	decompress(): number;
 	dequantizeActive(): void;
+	setStaging(on: boolean): void;
 	dispose(): void;
 }
 
@@ -325,6 +326,16 @@ export class NativeSession {
 
 	decompress(): number {
 		return this.handle.decompress();
+	}
+
+	/**
+	 * Staging of the master copy: after every prefill micro-batch, fp16 entries older than the newest 256 (the first 4
+	 * positions excepted) move to q8 (8.5 bits), so a long prompt's cache never holds all of it in fp16. For packed
+	 * precisions only: what a policy keeps in 4-bit or 1.x-bit is then transcoded from q8, and policy `full` (never
+	 * staged) stays bit-exact with llama.cpp.
+	 */
+	setStaging(on: boolean): void {
+		this.handle.setStaging(on);
 	}
 
 	/**
