@@ -135,7 +135,8 @@ def main():
                                                  args.time_budget, args.short_fraction,
                                                  json.loads(args.mix) if args.mix else None),
                                          batch_size=None, num_workers=args.workers,
-                                         prefetch_factor=4 if args.workers else None,
+                                         # torch 1.13 rejects any prefetch_factor (even None) without workers
+                                         **({"prefetch_factor": 4} if args.workers else {}),
                                          persistent_workers=bool(args.workers))
     use_bf16 = dev.type == "cuda"
     last_save = time.time()
