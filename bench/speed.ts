@@ -134,7 +134,7 @@ async function benchNative(model: NativeModel, prompt: Int32Array, context: numb
 				const t2 = performance.now();
 				await scoringPass(session, last, lookahead);
 				session.stopObserving();
-				compressSession(session, nLayer, nHeadKv, { policy: 'speckv', budget: { percent: 12 }, precision: 'mixed', tierCost: tierCost(headDim) }, opts.decodeTokens + 2, { dropMaster: true });
+				compressSession(session, nLayer, nHeadKv, { policy: 'speckv', budget: { percent: 12 }, precision: 'mixed', tierCost: tierCost(headDim), reserveTokens: opts.decodeTokens + 2 }, opts.decodeTokens + 2, { dropMaster: true });
 				const t3 = performance.now();
 				draftMs.push(t2 - t1);
 				compressMs.push(t3 - t2);

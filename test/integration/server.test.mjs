@@ -289,6 +289,27 @@ describe('repokv serve --stdio: native engine with SpecKV at 12 %', () => {
 		const dropped = snapshot.layers.flatMap((layer) => layer.heads).reduce((sum, head) => sum + head.tiers.dropped.tokens, 0);
 		assert.ok(dropped > 0, 'some tokens were dropped');
 	});
+
+	test('kv.precision mixed: the same bytes hold 4-bit and 1.x-bit tiers, the needle is still found', async (t) => {
+		const server = await startServer({
+			settings: { threads: 1, engine: 'native', kv: { policy: 'speckv', budgetPercent: 12, precision: 'mixed' }, completion: { prewarm: false } },
+		});
+		t.after(() => server.stop());
+		const ready = await server.waitForStatus((s) => s.state === 'ready' || s.state === 'error');
+		assert.equal(ready.state, 'ready', JSON.stringify(ready));
+		await server.connection.sendNotification('repokv/workspace/didChangeFiles', { changed: await workspaceFiles(needleWorkspace) });
+		await server.connection.sendNotification('textDocument/didOpen', { textDocument: { uri: server.uri('src/main.ts'), languageId: 'typescript', version: 1, text: mainText } });
+		assert.match(firstInsertText(await server.connection.sendRequest('textDocument/inlineCompletion', inlineParams(server, 'src/main.ts', needlePosition))), /^4817/);
+		const snapshot = await server.connection.sendRequest('repokv/cache/snapshot', {});
+		assert.equal(snapshot.budget.policy, 'speckv+mixed');
+		const heads = snapshot.layers.flatMap((layer) => layer.heads);
+		const tokens = (tier) => heads.reduce((sum, head) => sum + head.tiers[tier].tokens, 0);
+		assert.ok(tokens('q4') > 0 && tokens('onebit') > 0 && tokens('fp16') > 0, JSON.stringify(heads[0].tiers));
+		assert.ok(tokens('onebit') > tokens('fp16'), 'most kept tokens are at 1.x bits');
+		// the engine reserves the completion's tokens inside the budget: at most 12 % of the fp16 bytes after decoding
+		const ratio = snapshot.totals.kvBytes / snapshot.totals.fp16Bytes;
+		assert.ok(ratio > 0.06 && ratio <= 0.12, JSON.stringify(snapshot.totals));
+	});
 });
 
 describe('repokv serve --stdio: failures', () => {

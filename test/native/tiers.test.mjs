@@ -160,7 +160,7 @@ describe('tiered sessions (bundled target)', () => {
 		const f16 = P.compressSession(s, nLayer, nHeadKv, { policy: 'snapkv', budget: { percent: 12 } }, 8);
 		const fBytes = s.stats().bytes;
 		s.truncate(m);
-		const mixed = P.compressSession(s, nLayer, nHeadKv, { policy: 'snapkv', budget: { percent: 12 }, precision: 'mixed', tierCost: cost }, 8);
+		const mixed = P.compressSession(s, nLayer, nHeadKv, { policy: 'snapkv', budget: { percent: 12 }, precision: 'mixed', tierCost: cost, reserveTokens: 8 }, 8);
 		const st = s.stats();
 		assert.equal(st.policy, 'snapkv+mixed');
 		// per head: C tokens' fp16 bytes (4D each), less the fp16 room reserved for the 8 extra tokens

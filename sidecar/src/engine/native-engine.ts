@@ -214,7 +214,7 @@ class NativeLoadedModel implements LoadedModel {
 			this.session.stopObserving();
 			const t = performance.now();
 			const { nLayer, nHeadKv } = this.model.info;
-			compressSession(this.session, nLayer, nHeadKv, this.selection, request.maxTokens + 1);
+			compressSession(this.session, nLayer, nHeadKv, { reserveTokens: request.maxTokens + 1, ...this.selection }, request.maxTokens + 1);
 			compressMs = performance.now() - t;
 		}
 		const decodeFrom = performance.now();

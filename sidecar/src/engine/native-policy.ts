@@ -89,7 +89,11 @@ export interface SelectionOptions {
 	readonly precision?: KvPrecision;
 	/** `mixed`: share of the picked tokens' bytes spent at 4-bit (0.25). */
 	readonly hiFraction?: number;
-	/** Packed precisions: fp16 room for tokens generated after the selection, paid from the budget (0). */
+	/**
+	 * Packed precisions: fp16 room for tokens generated after the selection, paid from the budget (0: the budget caps
+	 * the cache at selection time, as for f16, so policies compare at equal bytes; the engine reserves its maxTokens, so
+	 * the cache stays within the budget while decoding).
+	 */
 	readonly reserveTokens?: number;
 	readonly tierCost?: TierCost;
 }
@@ -369,7 +373,7 @@ export function compressSession(session: NativeSession, nLayer: number, nHeadKv:
 	const kind = options.scoreKind ?? scoreKind(options.policy);
 	const needed = options.policy !== 'full' && options.policy !== 'window' && m > budgetTokens(m, options.budget);
 	const flat = needed && kind !== undefined ? session.scores(kind, m) : undefined;
-	const selection = selectKeep(m, nLayer, nHeadKv, { reserveTokens: extraTokens, ...options }, flat === undefined ? undefined : (l, h) => flat.subarray((l * nHeadKv + h) * m, (l * nHeadKv + h + 1) * m));
+	const selection = selectKeep(m, nLayer, nHeadKv, options, flat === undefined ? undefined : (l, h) => flat.subarray((l * nHeadKv + h) * m, (l * nHeadKv + h + 1) * m));
 	if (selection !== undefined) {
 		const policy = options.precision === undefined || options.precision === 'f16' ? options.policy : `${options.policy}+${options.precision}`;
 		session.compress(selection.tiers ?? selection.keep, { extraTokens, policy, dropMaster: how.dropMaster === true });
