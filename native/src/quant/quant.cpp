@@ -722,6 +722,7 @@ __attribute__((target("avx2,fma"))) void accumulate_onebit_avx2(const QuantSegme
     const size_t tb = ob_v_token_bytes(D);
     const uint8_t *p = seg.v.data();
     alignas(32) float lanes[8];
+    int32_t live[kOneBitBlock];
     for (int32_t t0 = 0; t0 < seg.n && t0 < n; t0 += kOneBitBlock) {
         const int nt = std::min<int32_t>(kOneBitBlock, seg.n - t0);
         const uint8_t *meta = p, *rows = p + ob_v_block_meta(D);
@@ -729,21 +730,32 @@ __attribute__((target("avx2,fma"))) void accumulate_onebit_avx2(const QuantSegme
         for (int r0 = 0; r0 < R; r0 += 8) {
             const int rn = std::min(8, R - r0);
             const float *Pb = P + (size_t)r0 * ld + t0;
+            // tokens some row gives a non-zero probability (attention rounds probabilities to fp16, so far keys are
+            // exactly 0 and skipping them changes nothing)
+            int nl = 0;
+            for (int i = 0; i < lim; i++) {
+                bool any = false;
+                for (int r = 0; r < rn; r++) any |= Pb[(size_t)r * ld + i] != 0.0f;
+                if (any) live[nl++] = i;
+            }
+            if (nl == 0) continue;
             for (size_t k = 0; k < tb; k++) {
-                // two accumulators per row (even / odd tokens): the FMA chains are latency-bound otherwise
+                // two accumulators per row (alternate tokens): the FMA chains are latency-bound otherwise
                 __m256 acc[8], acc2[8];
                 for (int r = 0; r < rn; r++) acc[r] = acc2[r] = _mm256_setzero_ps();
                 const uint8_t *col = rows + k;
-                int i = 0;
-                for (; i + 1 < lim; i += 2) {
+                int j = 0;
+                for (; j + 1 < nl; j += 2) {
+                    const int i = live[j], i2 = live[j + 1];
                     const __m256 t = _mm256_load_ps(g_tritsf.t[col[(size_t)i * tb]]);
-                    const __m256 u = _mm256_load_ps(g_tritsf.t[col[(size_t)(i + 1) * tb]]);
+                    const __m256 u = _mm256_load_ps(g_tritsf.t[col[(size_t)i2 * tb]]);
                     for (int r = 0; r < rn; r++) {
                         acc[r] = _mm256_fmadd_ps(_mm256_broadcast_ss(Pb + (size_t)r * ld + i), t, acc[r]);
-                        acc2[r] = _mm256_fmadd_ps(_mm256_broadcast_ss(Pb + (size_t)r * ld + i + 1), u, acc2[r]);
+                        acc2[r] = _mm256_fmadd_ps(_mm256_broadcast_ss(Pb + (size_t)r * ld + i2), u, acc2[r]);
                     }
                 }
-                if (i < lim) {
+                if (j < nl) {
+                    const int i = live[j];
                     const __m256 t = _mm256_load_ps(g_tritsf.t[col[(size_t)i * tb]]);
                     for (int r = 0; r < rn; r++) acc[r] = _mm256_fmadd_ps(_mm256_broadcast_ss(Pb + (size_t)r * ld + i), t, acc[r]);
                 }

@@ -27,9 +27,14 @@ export class DraftModel {
 		return new DraftModel(model, context, context.getSequence());
 	}
 
-	/** Up to `n` greedy tokens after `prompt` (fewer at an end-of-generation token). */
+	/**
+	 * Up to `n` greedy tokens after `prompt` (fewer at an end-of-generation token). A prompt longer than the draft's
+	 * context is cut to its most recent tokens (the draft only guesses; without the cut node-llama-cpp would shift its
+	 * context mid-evaluation, which is slow).
+	 */
 	async lookahead(prompt: readonly number[], n: number): Promise<number[]> {
-		const tokens = prompt as Token[];
+		const room = this.context.contextSize - n - 1;
+		const tokens = (prompt.length > room ? prompt.slice(prompt.length - room) : prompt) as Token[];
 		const last = tokens.at(-1);
 		if (last === undefined || n <= 0) {
 			return [];
