@@ -42,8 +42,18 @@ options:
   --draft PATH        draft model for speckv (default: the bundled models/draft.gguf)
   --policies LIST     eviction policies to run (default: all and speckv-L0)
   --quant-policies LIST  policies also run with the packed precisions (default speckv; "none" for none)
+  --hi-fraction X     mixed precision: share of the picked bytes at 4-bit (default 0.25)
+  --out NAME          results file name in bench/results (default fidelity[-quick])
 
 Run speed benchmarks on a quiet machine: with other processes on the same cores ggml's thread pool collapses.`;
+
+function fractionOption(value: string): number {
+	const x = Number(value);
+	if (!(x >= 0 && x <= 1)) {
+		throw new UserError(`--hi-fraction must be a number in [0, 1] (got '${value}')`, 2);
+	}
+	return x;
+}
 
 function listOption(value: string | undefined, name: string): number[] | undefined {
 	if (value === undefined) {
@@ -77,6 +87,8 @@ export const benchCommand: Command = {
 			draft: { type: 'string' },
 			policies: { type: 'string' },
 			'quant-policies': { type: 'string' },
+			'hi-fraction': { type: 'string' },
+			out: { type: 'string' },
 			configs: { type: 'string' },
 			row: { type: 'string' },
 			'same-process': { type: 'boolean' },
@@ -125,6 +137,9 @@ export const benchCommand: Command = {
 				...(n === undefined ? {} : { n }),
 				...(seed === undefined ? {} : { seed }),
 				...(values.policies === undefined ? {} : { policies: values.policies.split(',').filter((p) => p !== '') }),
+				...(values.out === undefined ? {} : { outName: values.out }),
+				command: `npx repokv bench fidelity ${rest.join(' ')}`,
+				...(values['hi-fraction'] === undefined ? {} : { hiFraction: fractionOption(values['hi-fraction']) }),
 				...(values['quant-policies'] === undefined ? {} : { quantPolicies: values['quant-policies'].split(',').filter((p) => p !== '' && p !== 'none') }),
 				onProgress: (line) => {
 					console.error(line);

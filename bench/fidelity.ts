@@ -43,6 +43,12 @@ export interface FidelityOptions {
 	readonly policies?: readonly string[];
 	/** Policies that also run with the packed precisions (default: speckv). */
 	readonly quantPolicies?: readonly string[];
+	/** The command line that ran this (recorded in the results). */
+	readonly command?: string;
+	/** Results file name in bench/results (default fidelity / fidelity-quick), without extension. */
+	readonly outName?: string;
+	/** `mixed`: share of the picked bytes at 4-bit (default: the policy's 0.25). */
+	readonly hiFraction?: number;
 	readonly onProgress?: (line: string) => void;
 }
 
@@ -68,6 +74,8 @@ export interface FidelityResult {
 		readonly needleMeans: Record<string, number>;
 	};
 	readonly markdownFile: string;
+	readonly command: string;
+	readonly hiFraction: number | null;
 }
 
 export const fidelityBudgets = [3, 6, 12, 25] as const;
@@ -234,7 +242,7 @@ export async function runFidelity(options: FidelityOptions): Promise<FidelityRes
 				const quant = quantName(precision);
 				for (const budgetPct of fidelityBudgets) {
 					const selection = policy === 'speckv-L0' ? { policy: 'speckv' as const, scoreKind: 'window-max' as const } : { policy: policy as KvPolicy };
-					const tiers = precision === 'f16' ? {} : { precision, tierCost: cost };
+					const tiers = precision === 'f16' ? {} : { precision, tierCost: cost, ...(options.hiFraction === undefined ? {} : { hiFraction: options.hiFraction }) };
 					const sel = compressSession(session, nLayer, nHeadKv, { ...selection, ...tiers, budget: { percent: budgetPct } }, TF + task.maxTokens + 2);
 					const bytes = sel === undefined ? masterBytes : session.stats().bytes;
 					// teacher-forced rows against full's
@@ -326,10 +334,12 @@ export async function runFidelity(options: FidelityOptions): Promise<FidelityRes
 		rows,
 		checks: { orderingAtEqualBytes, speckv12WithinThreeOfFull, defaultWithinThreeOfFull, defaultBytesRatio, needleMeans },
 		markdownFile: '',
+		command: options.command ?? `npx repokv bench fidelity --json${options.quick ? ' --quick' : ''} --n ${String(perTask)}`,
+		hiFraction: options.hiFraction ?? null,
 	};
 	const dir = path.join(packageRoot(), 'bench', 'results');
 	mkdirSync(dir, { recursive: true });
-	const file = path.join(dir, options.quick ? 'fidelity-quick.md' : 'fidelity.md');
+	const file = path.join(dir, `${options.outName ?? (options.quick ? 'fidelity-quick' : 'fidelity')}.md`);
 	writeFileSync(file, markdown(result));
 	writeFileSync(file.replace(/\.md$/, '.json'), JSON.stringify({ ...result, markdownFile: path.relative(packageRoot(), file) }, null, 2) + '\n');
 	return { ...result, markdownFile: path.relative(packageRoot(), file) };
@@ -369,7 +379,7 @@ function markdown(r: Omit<FidelityResult, 'markdownFile'>): string {
 	const lines = [
 		`# KV policy fidelity (${r.quick ? 'quick' : 'full'} run)`,
 		'',
-		`Command: \`npx repokv bench fidelity --json${r.quick ? ' --quick' : ''}${r.perTask !== (r.quick ? 2 : 10) ? ' --n ' + String(r.perTask) : ''}\` · target \`${r.model}\`, draft \`${r.draft}\` · contexts ${r.contexts.join(', ')} · ${r.perTask} prompts per task and context (seed ${r.seed}) · wall time ${r.wallSeconds} s, CPU time ${r.cpuSeconds} s (${r.threads} thread${r.threads === 1 ? '' : 's'}; other jobs shared the 2 cores, so wall time is inflated).`,
+		`Command: \`${r.command}\` · target \`${r.model}\`, draft \`${r.draft}\` · contexts ${r.contexts.join(', ')} · ${r.perTask} prompts per task and context (seed ${r.seed}) · wall time ${r.wallSeconds} s, CPU time ${r.cpuSeconds} s (${r.threads} thread${r.threads === 1 ? '' : 's'}; other jobs shared the 2 cores, so wall time is inflated).`,
 		'',
 		'Scores ×100 (needle: exact value; code: exact line / edit similarity; proxy: teacher-forced top-1 agreement with `full` over 16 tokens of its greedy continuation, and mean KL(full ‖ policy) in nats). `bytes` = real KV bytes kept (positions and format metadata included) / the full fp16 cache. `quant`: how the picked tokens are stored; sinks and the recent window are fp16 in every row, and at one budget every quant spends the same bytes (`mixed` = 25 % of them at 4-bit kivi4 for the top-ranked, the rest at 1.x-bit onebit). `draft` = the draft model alone (its lookahead, no target).',
 		'',
