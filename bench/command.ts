@@ -1,12 +1,12 @@
-import { existsSync } from 'node:fs';
+import { existsSync, mkdirSync, writeFileSync } from 'node:fs';
 import * as path from 'node:path';
 
 import type { Command } from '../sidecar/src/cli/command';
 import { integerOption, parseCommandArgs } from '../sidecar/src/cli/args';
 import { UserError } from '../sidecar/src/errors';
-import { bundledModelPath } from '../sidecar/src/models/bundled';
+import { bundledModelPath, packageRoot } from '../sidecar/src/models/bundled';
 import { runParity } from './parity';
-import { runSpeed, runSpeedRow, speedConfigs, type SpeedConfig } from './speed';
+import { runSpeed, runSpeedRow, speedConfigs, speedMarkdown, type SpeedConfig } from './speed';
 
 const usage = `usage: repokv bench <parity|speed|fidelity> [options]
 
@@ -34,6 +34,7 @@ options:
   --decode-tokens N   tokens decoded after the prompt (default 32)
   --configs LIST      of ${speedConfigs.join(', ')} (default: all)
   --same-process      run every configuration in this process (peak RSS is then the process's so far)
+  --out NAME          also write bench/results/NAME.{json,md}
   fidelity:
   --quick             contexts 1024 and 4096, 2 prompts per task (under 5 minutes on 2 cores)
   --contexts LIST     context lengths (default 1024,2048,4096)
@@ -174,6 +175,14 @@ export const benchCommand: Command = {
 				return 0;
 			}
 			const result = await runSpeed(speedOptions);
+			if (values.out !== undefined) {
+				// bench/results/<out>.json and .md, with the command line that made them
+				const dir = path.join(packageRoot(), 'bench', 'results');
+				mkdirSync(dir, { recursive: true });
+				const command = `npx repokv bench speed ${rest.join(' ')}`;
+				writeFileSync(path.join(dir, `${values.out}.json`), JSON.stringify({ command, ...result }, null, 2) + '\n');
+				writeFileSync(path.join(dir, `${values.out}.md`), speedMarkdown(result, command));
+			}
 			if (values.json === true) {
 				console.log(JSON.stringify(result, null, 2));
 			} else {

@@ -7,7 +7,7 @@ import { argmax, NativeModel, tierCost } from '../sidecar/src/engine/native';
 import { DraftModel } from '../sidecar/src/engine/native-draft';
 import { compressSession, observationFor, scoringPass } from '../sidecar/src/engine/native-policy';
 import { bundledModelPath, packageRoot } from '../sidecar/src/models/bundled';
-import { codePromptTokens, loadVocab, peakRssMb, round, summarize } from './common';
+import { codePromptTokens, loadVocab, peakRssMb, round, rssMb, summarize } from './common';
 
 // `repokv bench speed`: in one run, repokv's native engine and node-llama-cpp on the same model and the same prompt,
 // at each context length and thread count. Configurations (`--configs`):
@@ -73,6 +73,11 @@ export interface SpeedRow {
 	readonly compressMs?: number;
 	/** Peak resident memory of the process that ran the row (with isolate: this row only). */
 	readonly peakRssMb: number;
+	/**
+	 * Resident memory once the models are loaded and the context created, before the first prompt: peak − this is
+	 * what evaluating the prompt and holding its KV cost (repokv-default also loads the draft model, ~50 MB of it).
+	 */
+	readonly rssBeforePromptMb: number;
 }
 
 export interface SpeedSummary {
@@ -112,6 +117,7 @@ async function benchNative(model: NativeModel, prompt: Int32Array, context: numb
 	const draftMs: number[] = [];
 	const compressMs: number[] = [];
 	let kvBytes = 0;
+	const rssBeforePromptMb = rssMb();
 	const m = prompt.length - 1;
 	const last = prompt[m] ?? 0;
 	try {
@@ -180,6 +186,7 @@ async function benchNative(model: NativeModel, prompt: Int32Array, context: numb
 		kvRatio: round(kvBytes / f16Bytes, 4),
 		...(compressed ? { draftMs: round(summarize(draftMs).median), compressMs: round(summarize(compressMs).median) } : {}),
 		peakRssMb: peakRssMb(),
+		rssBeforePromptMb,
 	};
 }
 
@@ -201,6 +208,7 @@ async function benchLlama(model: LlamaModel, prompt: Int32Array, context: number
 	const decode: number[] = [];
 	const prefillCpu: number[] = [];
 	const decodeCpu: number[] = [];
+	const rssBeforePromptMb = rssMb();
 	try {
 		const seq = ctx.getSequence();
 		const tokens = Array.from(prompt) as Parameters<typeof seq.evaluateWithoutGeneratingNewTokens>[0];
@@ -248,6 +256,7 @@ async function benchLlama(model: LlamaModel, prompt: Int32Array, context: number
 		kvBytes: Math.round((context + opts.decodeTokens) * kvBytesPerToken * ratio),
 		kvRatio: ratio,
 		peakRssMb: peakRssMb(),
+		rssBeforePromptMb,
 	};
 }
 
@@ -332,4 +341,23 @@ export async function runSpeed(opts: SpeedOptions): Promise<SpeedResult> {
 		}
 	}
 	return { model: opts.modelPath, repeats: opts.repeats, decodeTokens: opts.decodeTokens, rows, summary };
+}
+
+/** A markdown table of a speed run (bench/results/<name>.md next to its JSON). */
+export function speedMarkdown(result: SpeedResult, command: string): string {
+	const lines = [
+		'# Speed: repokv vs node-llama-cpp on the same model and prompt',
+		'',
+		`Command: \`${command}\` · model \`${path.relative(packageRoot(), result.model) || result.model}\` · ${result.repeats} repeat(s) per row (median), ${result.decodeTokens} decoded tokens · each row in its own process.`,
+		'',
+		'| context | configuration | K/V | prefill tok/s | decode tok/s | KV bytes | of f16 | peak RSS MB | RSS before prompt MB | draft ms | compress ms |',
+		'|---|---|---|---|---|---|---|---|---|---|---|',
+		...result.rows.map((r) => `| ${r.context} | ${r.config} | ${r.kv} | ${r.prefillTokPerS} | ${r.decodeTokPerS} | ${r.kvBytes} | ${r.kvRatio} | ${r.peakRssMb} | ${r.rssBeforePromptMb} | ${r.draftMs ?? '–'} | ${r.compressMs ?? '–'} |`),
+		'',
+		'| context | repokv full / llama f16 (decode) | default / llama f16 (decode) | default / llama q4_0+FA (decode) | default KV of f16 |',
+		'|---|---|---|---|---|',
+		...result.summary.map((s) => `| ${s.context} | ${s.decodeRatio} | ${s.defaultDecodeOverF16 ?? '–'} | ${s.defaultDecodeOverQ4Fa ?? '–'} | ${s.defaultKvRatio ?? '–'} |`),
+		'',
+	];
+	return lines.join('\n');
 }
