@@ -111,7 +111,13 @@ def main():
     ap.add_argument("--n", type=int, default=100)
     ap.add_argument("--lengths", default="1024,2048,4096,8192")
     ap.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
+    ap.add_argument("--retrieval-roles", default="target,draft",
+                    help="roles whose retrieval and FIM are measured (others: held-out loss only)")
+    ap.add_argument("--kinds", default="single,multi", help="retrieval kinds to measure")
+    ap.add_argument("--threads", type=int, default=0, help="torch threads on CPU (0: torch's default)")
     args = ap.parse_args()
+    if args.threads:
+        torch.set_num_threads(args.threads)
     dev = torch.device(args.device)
     tok = Tokenizer.load(os.path.join(args.work, "tokenizer.json"))
     corpus = Corpus.from_pretokenized(args.work, "heldout")
@@ -126,15 +132,15 @@ def main():
         t0 = time.time()
         m = loaded[role] = load_model(path, dev)
         nats, bpb = heldout_loss(m, args.work, 2048, 64, dev)
-        report[role] = {
-            "params": m.n_params(),
-            "heldoutNatsPerToken": round(nats, 4),
-            "heldoutBitsPerByte": round(bpb, 4),
-            "singleKeyRetrieval": retrieval_accuracy(m, tok, gen, lengths, args.n, 1, dev),
-            "multiKeyRetrieval": retrieval_accuracy(m, tok, gen, lengths, args.n, 8, dev),
-            "fimExamples": fim_examples(m, tok, corpus, dev),
-            "evalSeconds": round(time.time() - t0, 1),
-        }
+        report[role] = {"params": m.n_params(), "heldoutNatsPerToken": round(nats, 4), "heldoutBitsPerByte": round(bpb, 4)}
+        if role in args.retrieval_roles.split(","):
+            kinds = args.kinds.split(",")
+            if "single" in kinds:
+                report[role]["singleKeyRetrieval"] = retrieval_accuracy(m, tok, gen, lengths, args.n, 1, dev)
+            if "multi" in kinds:
+                report[role]["multiKeyRetrieval"] = retrieval_accuracy(m, tok, gen, lengths, args.n, 8, dev)
+            report[role]["fimExamples"] = fim_examples(m, tok, corpus, dev)
+        report[role]["evalSeconds"] = round(time.time() - t0, 1)
         print(json.dumps({role: {k: v for k, v in report[role].items() if k != "fimExamples"}}), flush=True)
     if "draft" in loaded:
         report["draftTargetTop1Agreement"] = agreement(loaded["target"], loaded["draft"], dev, args.work)
