@@ -36,6 +36,9 @@ PRESETS = {
     "target": Config(d_model=384, n_layers=6, n_heads=6, n_kv_heads=2, ffn_dim=1024),
     # ~1.3M parameters; about 11% of the target's per-token compute.
     "draft": Config(d_model=192, n_layers=3, n_heads=3, n_kv_heads=1, ffn_dim=512),
+    # Experimental, not shipped: the draft grown by a fourth block for a copy-pointer head (finetune_pointer.py
+    # --add-layer, finetune_cpu.sh); 1.97M matrix parameters, 19% of the target's per token.
+    "draft4": Config(d_model=192, n_layers=4, n_heads=3, n_kv_heads=1, ffn_dim=512),
     # For smoke tests of the recipe itself.
     "tiny": Config(d_model=128, n_layers=2, n_heads=2, n_kv_heads=1, ffn_dim=256),
 }
