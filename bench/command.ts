@@ -33,6 +33,7 @@ options:
   --repeats N         repeats per configuration (default 3)
   --decode-tokens N   tokens decoded after the prompt (default 32)
   --configs LIST      of ${speedConfigs.join(', ')} (default: all)
+  --draft PATH        repokv-default's draft (default: the bundled draft for the bundled target, else the model)
   --same-process      run every configuration in this process (peak RSS is then the process's so far)
   --out NAME          also write bench/results/NAME.{json,md}
   fidelity:
@@ -167,6 +168,7 @@ export const benchCommand: Command = {
 				decodeTokens: integerOption(values['decode-tokens'], 'decode-tokens', 1) ?? 32,
 				...(configs === undefined ? {} : { configs: configs.filter(isConfig) }),
 				isolate: values['same-process'] !== true,
+				...(values.draft === undefined ? {} : { draftPath: path.resolve(values.draft) }),
 				onProgress: values.json === true ? undefined : (line: string) => { console.error(line); },
 			};
 			if (values.row !== undefined && isConfig(values.row)) {

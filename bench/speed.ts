@@ -31,6 +31,11 @@ export interface SpeedOptions {
 	readonly repeats: number;
 	readonly decodeTokens: number;
 	readonly configs?: readonly SpeedConfig[];
+	/**
+	 * repokv-default's draft model: default the bundled draft for the bundled target, else the target itself (any
+	 * model shares its own tokenizer; the speed of the lookahead is then not representative, the rest is).
+	 */
+	readonly draftPath?: string;
 	/** Run each (configuration, context, threads) in a child process (default true): peak RSS per row. */
 	readonly isolate?: boolean;
 	readonly onProgress?: ((line: string) => void) | undefined;
@@ -104,12 +109,17 @@ export interface SpeedResult {
 
 const lookaheadTokens = 16;
 
+function draftFor(opts: SpeedOptions): string {
+	if (opts.draftPath !== undefined) return opts.draftPath;
+	return path.resolve(opts.modelPath) === path.resolve(bundledModelPath('target')) ? bundledModelPath('draft') : opts.modelPath;
+}
+
 async function benchNative(model: NativeModel, prompt: Int32Array, context: number, threads: number, compressed: boolean, opts: SpeedOptions): Promise<SpeedRow> {
 	model.setThreads(threads);
 	const { nLayer, nHeadKv, headDim } = model.info;
 	const session = model.createSession({ contextSize: context + opts.decodeTokens + lookaheadTokens + 8 });
 	session.setStaging(compressed);
-	const draft = compressed ? await DraftModel.load(bundledModelPath('draft'), { threads, contextSize: context + lookaheadTokens + 8 }) : undefined;
+	const draft = compressed ? await DraftModel.load(draftFor(opts), { threads, contextSize: context + lookaheadTokens + 8 }) : undefined;
 	const prefill: number[] = [];
 	const decode: number[] = [];
 	const prefillCpu: number[] = [];
@@ -298,7 +308,7 @@ export async function runSpeedRow(opts: SpeedOptions, config: SpeedConfig, conte
 
 /** The same row in a child process (`repokv bench speed --row ...`), so that its peak RSS is its own. */
 function runIsolated(opts: SpeedOptions, config: SpeedConfig, context: number, threads: number): SpeedRow {
-	const args = [path.join(packageRoot(), 'bin', 'repokv.js'), 'bench', 'speed', '--row', config, '--contexts', String(context), '--threads', String(threads), '--repeats', String(opts.repeats), '--decode-tokens', String(opts.decodeTokens), '--model', opts.modelPath, '--json'];
+	const args = [path.join(packageRoot(), 'bin', 'repokv.js'), 'bench', 'speed', '--row', config, '--contexts', String(context), '--threads', String(threads), '--repeats', String(opts.repeats), '--decode-tokens', String(opts.decodeTokens), '--model', opts.modelPath, '--json', ...(opts.draftPath === undefined ? [] : ['--draft', opts.draftPath])];
 	const out = execFileSync(process.execPath, args, { encoding: 'utf8', stdio: ['ignore', 'pipe', 'inherit'], maxBuffer: 1 << 24 });
 	return JSON.parse(out) as SpeedRow;
 }

@@ -41,11 +41,16 @@ describe('repokv bench (native engine)', () => {
 	test('bench speed --json prints a row per engine configuration and the ratios', async () => {
 		const { stdout } = await run(process.execPath, [cli, 'bench', 'speed', '--model', fixture, '--json', '--threads', '1', '--contexts', '128', '--repeats', '1', '--decode-tokens', '4']);
 		const r = JSON.parse(stdout);
-		assert.deepEqual(r.rows.map((row) => `${row.impl}/${row.flashAttention}`), ['repokv/null', 'node-llama-cpp/false', 'node-llama-cpp/true']);
+		assert.deepEqual(r.rows.map((row) => row.config), ['repokv-full', 'repokv-default', 'llama-f16', 'llama-f16-fa', 'llama-q4_0-fa']);
+		assert.deepEqual(r.rows.map((row) => `${row.impl}/${row.kv}/${row.flashAttention}`), ['repokv/full-f16/null', 'repokv/speckv+mixed@12%/null', 'node-llama-cpp/f16/false', 'node-llama-cpp/f16/true', 'node-llama-cpp/q4_0/true']);
 		for (const row of r.rows) {
-			for (const key of ['context', 'impl', 'kv', 'prefillTokPerS', 'decodeTokPerS', 'kvBytes', 'peakRssMb']) assert.ok(key in row, key);
+			for (const key of ['context', 'impl', 'kv', 'prefillTokPerS', 'decodeTokPerS', 'kvBytes', 'kvRatio', 'peakRssMb', 'rssBeforePromptMb']) assert.ok(key in row, key);
 			assert.ok(row.prefillTokPerS > 0 && row.decodeTokPerS > 0);
+			assert.ok(row.peakRssMb >= row.rssBeforePromptMb);
 		}
+		// the default: within 12 % of the f16 bytes after decoding (the decoded tokens are reserved in the budget)
+		assert.ok(r.rows[1].kvRatio <= 0.12, String(r.rows[1].kvRatio));
+		assert.ok(r.rows[1].draftMs >= 0 && r.rows[1].compressMs >= 0);
 		const native = r.rows[0];
 		// 2 layers x 2 KV heads x tokens (128 prompt + 4 decoded) x (32 dims x 2 bytes x K,V + 4-byte position)
 		assert.equal(native.kvBytes, 2 * 2 * 132 * (32 * 2 * 2 + 4));
