@@ -44,7 +44,7 @@ options:
   --draft PATH        draft model for speckv (default: the bundled models/draft.gguf)
   --policies LIST     eviction policies to run (default: all and speckv-L0)
   --quant-policies LIST  policies also run with the packed precisions (default speckv; "none" for none)
-  --hi-fraction X     mixed precision: share of the picked bytes at 4-bit (default 0.25)
+  --hi-fraction X     mixed precision: share of the picked bytes at 4-bit (default 0.75)
   --out NAME          results file name in bench/results (default fidelity[-quick])
 
 Run speed benchmarks on a quiet machine: with other processes on the same cores ggml's thread pool collapses.`;

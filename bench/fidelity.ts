@@ -47,7 +47,7 @@ export interface FidelityOptions {
 	readonly command?: string;
 	/** Results file name in bench/results (default fidelity / fidelity-quick), without extension. */
 	readonly outName?: string;
-	/** `mixed`: share of the picked bytes at 4-bit (default: the policy's 0.25). */
+	/** `mixed`: share of the picked bytes at 4-bit (default: the policy's, 0.75). */
 	readonly hiFraction?: number;
 	readonly onProgress?: (line: string) => void;
 }
@@ -381,7 +381,7 @@ function markdown(r: Omit<FidelityResult, 'markdownFile'>): string {
 		'',
 		`Command: \`${r.command}\` · target \`${r.model}\`, draft \`${r.draft}\` · contexts ${r.contexts.join(', ')} · ${r.perTask} prompts per task and context (seed ${r.seed}) · wall time ${r.wallSeconds} s, CPU time ${r.cpuSeconds} s (${r.threads} thread${r.threads === 1 ? '' : 's'}; other jobs shared the 2 cores, so wall time is inflated).`,
 		'',
-		'Scores ×100 (needle: exact value; code: exact line / edit similarity; proxy: teacher-forced top-1 agreement with `full` over 16 tokens of its greedy continuation, and mean KL(full ‖ policy) in nats). `bytes` = real KV bytes kept (positions and format metadata included) / the full fp16 cache. `quant`: how the picked tokens are stored; sinks and the recent window are fp16 in every row, and at one budget every quant spends the same bytes (`mixed` = 25 % of them at 4-bit kivi4 for the top-ranked, the rest at 1.x-bit onebit). `draft` = the draft model alone (its lookahead, no target).',
+		'Scores ×100 (needle: exact value; code: exact line / edit similarity; proxy: teacher-forced top-1 agreement with `full` over 16 tokens of its greedy continuation, and mean KL(full ‖ policy) in nats). `bytes` = real KV bytes kept (positions and format metadata included) / the full fp16 cache. `quant`: how the picked tokens are stored; sinks and the recent window are fp16 in every row, and at one budget every quant spends the same bytes (`mixed` = ' + String((r.hiFraction ?? 0.75) * 100) + ' % of them at 4-bit kivi4 for the top-ranked, the rest at 1.x-bit onebit). `draft` = the draft model alone (its lookahead, no target).',
 		'',
 		`| policy | quant | budget % | bytes | ${cols.map(([, t]) => t).join(' | ')} |`,
 		`|---|---|---|---|${cols.map(() => '---').join('|')}|`,

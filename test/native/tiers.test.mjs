@@ -64,7 +64,7 @@ describe('tier costs and byte-budget assignment', () => {
 		const lo = mixed.onebit.length;
 		assert.deepEqual(mixed.kivi4, ranked.slice(0, hi));
 		assert.deepEqual(mixed.onebit, ranked.slice(hi, hi + lo));
-		assert.ok(cost('kivi4', hi) <= 0.25 * budget && cost('kivi4', hi + 1) > 0.25 * budget);
+		assert.ok(cost('kivi4', hi) <= 0.75 * budget && cost('kivi4', hi + 1) > 0.75 * budget);
 		assert.ok(cost('kivi4', hi) + cost('onebit', lo) <= budget);
 		assert.ok(cost('kivi4', hi) + cost('onebit', lo + 1) > budget);
 		// more candidates than the bytes buy: the rest is dropped; fewer: every one is kept
@@ -155,7 +155,7 @@ describe('tiered sessions (bundled target)', () => {
 		for (const r of rows) console.log(`#   ${r.tier.padEnd(7)} vs dense-dequantized ${r.vsDense}  vs full fp16 ${r.vsFull}  same top-1 as full: ${r.top1}`);
 	});
 
-	test('a budget in bytes: mixed at 12 % keeps several times more tokens than fp16 at 12 %, within 12 % of the fp16 bytes after decoding', async () => {
+	test('a budget in bytes: mixed at 12 % keeps over twice the tokens of fp16 at 12 %, within 12 % of the fp16 bytes after decoding', async () => {
 		const s = await prefilled();
 		const f16 = P.compressSession(s, nLayer, nHeadKv, { policy: 'snapkv', budget: { percent: 12 } }, 8);
 		const fBytes = s.stats().bytes;
@@ -171,7 +171,7 @@ describe('tiered sessions (bundled target)', () => {
 		assert.ok(st.bytes >= 0.97 * (budget - 8 * (4 * headDim + 4) * nh), 'the bytes are spent');
 		const kept = mixed.keep.reduce((a, k) => a + k.length, 0);
 		const keptF16 = f16.keep.reduce((a, k) => a + k.length, 0);
-		assert.ok(kept > 3 * keptF16, `mixed keeps ${kept}, fp16 ${keptF16}`);
+		assert.ok(kept > 2 * keptF16, `mixed keeps ${kept}, fp16 ${keptF16}`);
 		assert.ok(st.tiers.kivi4.tokens > 0 && st.tiers.onebit.tokens > 0 && st.tiers.f16.tokens === 36 * nh);
 		// under 12 % of the fp16 cache (keys and values at 2 bytes, positions included in ours)
 		assert.ok(st.bytes <= 0.125 * m * nh * 4 * headDim, `${((100 * st.bytes) / (m * nh * 4 * headDim)).toFixed(2)} %`);

@@ -16,7 +16,7 @@
 // positions). Its sinks and recent window stay fp16 exactly as above; their real cost, and that of the fp16 room
 // reserved for the tokens the request may generate (`reserveTokens`), positions included, comes off the budget, and
 // the rest buys packed tokens in the policy's rank order: `q8`, `kivi4`, `kivi2`, `onebit` spend it all in one
-// format; `mixed` spends `hiFraction` (0.25) of it on the top-ranked tokens at 4-bit (kivi4) and the rest on the next
+// format; `mixed` spends `hiFraction` (0.75) of it on the top-ranked tokens at 4-bit (kivi4) and the rest on the next
 // ones at 1.x bits (onebit); what no byte buys is dropped. The cost of a tier is its exact allocation (quant.bytes +
 // positions), so after decoding `reserveTokens` tokens a head still holds at most C · 4D bytes.
 
@@ -87,7 +87,10 @@ export interface SelectionOptions {
 	readonly scoreKind?: 'h2o' | 'snapkv' | 'window-max' | 'speckv';
 	/** Storage of the picked tokens (default f16); other precisions need `tierCost`. */
 	readonly precision?: KvPrecision;
-	/** `mixed`: share of the picked tokens' bytes spent at 4-bit (0.25). */
+	/**
+	 * `mixed`: share of the picked tokens' bytes spent at 4-bit. 0.75: on the bundled models 0.5 and 0.75 halve the
+	 * KL of 0.25 at 12 % and beat all-4-bit at 3 % (bench/results/fidelity-mixed-hi*.md).
+	 */
 	readonly hiFraction?: number;
 	/**
 	 * Packed precisions: fp16 room for tokens generated after the selection, paid from the budget (0: the budget caps
@@ -98,7 +101,7 @@ export interface SelectionOptions {
 	readonly tierCost?: TierCost;
 }
 
-export const selectionDefaults = { sinks: 4, window: 32, poolKernel: 7, adaFloor: 0.2, pyramidBeta: 20, hiFraction: 0.25 } as const;
+export const selectionDefaults = { sinks: 4, window: 32, poolKernel: 7, adaFloor: 0.2, pyramidBeta: 20, hiFraction: 0.75 } as const;
 
 /** Which observed score each policy ranks by (`undefined`: none needed). */
 export function scoreKind(policy: KvPolicy): 'h2o' | 'snapkv' | 'speckv' | undefined {

@@ -60,7 +60,7 @@ export interface KvCacheOptions {
 	readonly split?: string;
 	/** Storage of the picked tokens: f16 (default), q8, kivi4, kivi2, onebit, mixed (native-policy.ts). */
 	readonly precision?: string;
-	/** `mixed`: share of the picked bytes at 4-bit (default 0.25). */
+	/** `mixed`: share of the picked bytes at 4-bit (default 0.75). */
 	readonly hiFraction?: number;
 	/** SpecKV's draft model (default: the bundled draft) and lookahead tokens (default: the request's maxTokens). */
 	readonly draftPath?: string;
