@@ -8,7 +8,7 @@ import { bundledModelPath, packageRoot } from '../sidecar/src/models/bundled';
 import { runParity } from './parity';
 import { runSpeed, runSpeedRow, speedConfigs, speedMarkdown, type SpeedConfig } from './speed';
 
-const usage = `usage: repokv bench <parity|speed|fidelity> [options]
+const usage = `usage: repokv bench <parity|speed|fidelity|kernels> [options]
 
   parity   the native engine (policy full) against llama.cpp's raw logits: every position of a code prompt, then
            greedy tokens
@@ -16,6 +16,8 @@ const usage = `usage: repokv bench <parity|speed|fidelity> [options]
            speckv + mixed 4-bit/1.x-bit tiers at 12 %) and node-llama-cpp (f16 K/V with flash attention off and on,
            q4_0 K/V with flash attention) on the same model, prompt and threads; each configuration in a process of
            its own; min/median/max over repeats
+  kernels  the packed KV formats' attention kernels alone (q8, kivi4, kivi2, onebit): CPU ms per call for
+           --contexts N tokens (default 32768) x 3 query rows, D 64, median of --repeats (default 20)
   fidelity every KV policy (full, window, h2o, snapkv, pyramidkv, adakv, speckv) at 3/6/12/25% of the fp16 cache
            on deterministic tasks (repo needle, next line, FIM; teacher-forced top-1 and KL against full), and
            speckv with every packed precision (q8, kivi4, kivi2, onebit, mixed) at equal bytes; writes
@@ -151,6 +153,16 @@ export const benchCommand: Command = {
 				console.log(JSON.stringify(result, null, 2));
 			} else {
 				console.log(`${result.markdownFile}: ${result.rows.length} rows in ${result.wallSeconds} s; needle means ${JSON.stringify(result.checks.needleMeans)}`);
+			}
+			return 0;
+		}
+		if (which === 'kernels') {
+			const { runKernels } = await import('./kernels');
+			const rows = runKernels({ tokens: integerOption(values.contexts, 'contexts', 1) ?? 32768, rows: 3, headDim: 64, repeats: integerOption(values.repeats, 'repeats', 1) ?? 20 });
+			if (values.json === true) {
+				console.log(JSON.stringify(rows, null, 2));
+			} else {
+				for (const r of rows) console.log(`${r.format.padEnd(7)} ${r.tokens} tokens x ${r.rows} rows, D ${r.headDim}, ${r.bytes} bytes: scores ${r.scoresMs} ms, accumulate ${r.accumulateMs} ms (CPU, median)`);
 			}
 			return 0;
 		}
