@@ -577,31 +577,42 @@ inline void build_lut(float *T, const float *lo, const float *hi) {
         for (int l = 0; l < 16; l++) T[h * 16 + l] = lo[l] + hi[h];
 }
 
-// 8 tokens at a time: one gather per byte plane and row. Returns the tokens done (a multiple of 8).
-__attribute__((target("avx2,fma"))) int onebit_lookup_avx2(const uint8_t *rows, int nt, int lim, int nb, const float *lut, const float *bias, int R,
-                                                         float scale, float *S, size_t ld) {
-    int i = 0;
-    const __m256 vs = _mm256_set1_ps(scale);
-    for (; i + 8 <= lim; i += 8) {
-        __m256i idx[40];
-        for (int k = 0; k < nb; k++) {
-            int64_t b8;
-            memcpy(&b8, rows + (size_t)k * nt + i, 8);
-            idx[k] = _mm256_add_epi32(_mm256_cvtepu8_epi32(_mm_cvtsi64_si128(b8)), _mm256_set1_epi32(k * 256));
-        }
-        for (int r = 0; r < R; r++) {
-            const float *L = lut + (size_t)r * nb * 256;
-            __m256 acc0 = _mm256_set1_ps(bias[r]), acc1 = _mm256_setzero_ps();
-            int k = 0;
-            for (; k + 1 < nb; k += 2) {
-                acc0 = _mm256_add_ps(acc0, _mm256_i32gather_ps(L, idx[k], 4));
-                acc1 = _mm256_add_ps(acc1, _mm256_i32gather_ps(L, idx[k + 1], 4));
-            }
-            if (k < nb) acc0 = _mm256_add_ps(acc0, _mm256_i32gather_ps(L, idx[k], 4));
-            _mm256_storeu_ps(S + r * ld + i, _mm256_mul_ps(_mm256_add_ps(acc0, acc1), vs));
-        }
+// The query side of onebit keys, per row: the outlier channels' components (qo, Do per row) and the normal channels
+// rotated like the keys (qn, Dn per row): rotating q once replaces un-rotating every key.
+struct OneBitQuery {
+    std::vector<float> qo, qn;
+};
+OneBitQuery onebit_query(const QuantSegment &seg, const float *q, int R) {
+    const int D = seg.head_dim, Do = ob_do(D), Dn = ob_dn(D);
+    std::vector<int> outl(Do), norm(Dn);
+    split_channels(seg.meta.data(), D, outl.data(), norm.data());
+    OneBitQuery oq{std::vector<float>((size_t)R * Do), std::vector<float>((size_t)R * Dn)};
+    for (int r = 0; r < R; r++) {
+        const float *qr = q + (size_t)r * D;
+        for (int j = 0; j < Do; j++) oq.qo[(size_t)r * Do + j] = qr[outl[j]];
+        rotate_normals(norm.data(), D, ob_rotated(seg.meta.data(), D), qr, oq.qn.data() + (size_t)r * Dn);
     }
-    return i;
+    return oq;
+}
+
+// One row's coefficients for one key block (meta: the block's scales): outliers k̂ = min + Δ·code give a = q∘Δ
+// (ao, Do) and a bias Σ q·min; normals ŷ = μ + α·σ, σ = ±1, give b = q'∘α (an, Dn) and, with
+// Σ b_c σ_c = 2 Σ_{bit set} b_c − Σ b_c, a bias Σ q'·μ − Σ b. Returns the whole bias.
+// (always inlined: as a call from the AVX2 kernel it compiled for baseline x86-64 and cost 30 % of that kernel)
+inline __attribute__((always_inline)) float onebit_row_coeffs(const uint8_t *meta, int Do, int Dn, const float *qo, const float *qn, float *ao, float *an) {
+    const uint8_t *mmeta = meta + 4 * Do;
+    float bias = 0;
+    for (int j = 0; j < Do; j++) {
+        ao[j] = qo[j] * get_h(meta + 2 * j);
+        bias += qo[j] * get_h(meta + 2 * Do + 2 * j);
+    }
+    float sb = 0;
+    for (int j = 0; j < Dn; j++) {
+        an[j] = qn[j] * get_h(mmeta + 2 * Dn + 2 * j);
+        bias += qn[j] * get_h(mmeta + 2 * j);
+        sb += an[j];
+    }
+    return bias - sb;
 }
 
 // Word w (bytes 4w..4w+3 of planes first.., at most `count` planes) of 8 tokens (i..i+7) of a onebit key block, one
@@ -625,15 +636,8 @@ __attribute__((target("avx2,fma"))) void scores_onebit_avx2(const QuantSegment &
     const int nu = Dn / 3;        // 3-bit chunks of the normals' sign bits (Dn = 3D/4)
     const int ntab = Do + nu;     // tables per row
     const int wo = (nbo + 3) / 4, wn = (nbn + 3) / 4;  // 32-bit words per token: outlier codes, sign bits
-    std::vector<int> outl(Do), norm(Dn);
-    split_channels(seg.meta.data(), D, outl.data(), norm.data());
-    std::vector<float> qo((size_t)R * Do), qn((size_t)R * Dn);
-    for (int r = 0; r < R; r++) {
-        const float *qr = q + (size_t)r * D;
-        for (int j = 0; j < Do; j++) qo[(size_t)r * Do + j] = qr[outl[j]];
-        rotate_normals(norm.data(), D, ob_rotated(seg.meta.data(), D), qr, qn.data() + (size_t)r * Dn);
-    }
-    std::vector<float> T((size_t)R * ntab * 8), bias(R), a(Dn);
+    const OneBitQuery oq = onebit_query(seg, q, R);
+    std::vector<float> T((size_t)R * ntab * 8), bias(R), ao(Do), a(Dn);
     __m256i idx[128];
     if (ntab > 128 || wo + wn > 16) throw std::invalid_argument("onebit: head dim too large for the AVX2 kernel");
     const size_t tb = ob_k_token_bytes(D);
@@ -641,26 +645,15 @@ __attribute__((target("avx2,fma"))) void scores_onebit_avx2(const QuantSegment &
     for (int32_t t0 = 0; t0 < seg.n && t0 < n; t0 += kOneBitBlock) {
         const int nt = std::min<int32_t>(kOneBitBlock, seg.n - t0);
         const uint8_t *meta = p, *rows = p + ob_k_block_meta(D);
-        const uint8_t *mmeta = meta + 4 * Do;
         const int lim = std::min<int32_t>(nt, n - t0);
         for (int r = 0; r < R; r++) {
             float *Tr = T.data() + (size_t)r * ntab * 8;
-            float bs = 0;
+            bias[r] = onebit_row_coeffs(meta, Do, Dn, oq.qo.data() + (size_t)r * Do, oq.qn.data() + (size_t)r * Dn, ao.data(), a.data());
+            // outlier j: a 4-entry table over its 2-bit code; a 3-bit chunk u of sign bits: an 8-entry table
             for (int j = 0; j < Do; j++) {
-                const float qj = qo[(size_t)r * Do + j], aj = qj * get_h(meta + 2 * j);
-                bs += qj * get_h(meta + 2 * Do + 2 * j);
-                const float e[8] = {0, aj, 2 * aj, 3 * aj, 0, 0, 0, 0};
+                const float e[8] = {0, ao[j], 2 * ao[j], 3 * ao[j], 0, 0, 0, 0};
                 memcpy(Tr + (size_t)j * 8, e, sizeof e);
             }
-            // normals: ŷ = μ + α·σ, σ = ±1: Σ b_c σ_c = 2 Σ_{bit set} b_c − Σ b_c with b = q'∘α
-            float sb = 0;
-            for (int j = 0; j < Dn; j++) {
-                const float qj = qn[(size_t)r * Dn + j];
-                a[j] = qj * get_h(mmeta + 2 * Dn + 2 * j);
-                bs += qj * get_h(mmeta + 2 * j);
-                sb += a[j];
-            }
-            bias[r] = bs - sb;
             for (int u = 0; u < nu; u++) {
                 const float *b3 = a.data() + 3 * u;
                 for (int x = 0; x < 8; x++) Tr[(size_t)(Do + u) * 8 + x] = 2 * ((x & 1 ? b3[0] : 0) + (x & 2 ? b3[1] : 0) + (x & 4 ? b3[2] : 0));
@@ -774,51 +767,28 @@ QUANT_KERNEL void scores_onebit(const QuantSegment &seg, int32_t n, const float 
     if (g_avx2) return scores_onebit_avx2(seg, n, q, R, scale, S, ld);
     const int D = seg.head_dim, Do = ob_do(D), Dn = ob_dn(D);
     const int nbo = Do / 4, nbn = Dn / 8;  // bytes per token: outlier codes, sign bits
-    std::vector<int> outl(Do), norm(Dn);
-    split_channels(seg.meta.data(), D, outl.data(), norm.data());
-    // the query side of the rotation: rotate q once per row instead of un-rotating keys
-    std::vector<float> qo((size_t)R * Do), qn((size_t)R * Dn);
-    for (int r = 0; r < R; r++) {
-        const float *qr = q + (size_t)r * D;
-        for (int j = 0; j < Do; j++) qo[(size_t)r * Do + j] = qr[outl[j]];
-        rotate_normals(norm.data(), D, ob_rotated(seg.meta.data(), D), qr, qn.data() + (size_t)r * Dn);
-    }
+    const OneBitQuery oq = onebit_query(seg, q, R);
     // per block and row: byte lookup tables (T-MAC style): 256 partial sums per code byte
-    std::vector<float> lut((size_t)R * (nbo + nbn) * 256), bias(R), a(std::max(Do, Dn));
+    std::vector<float> lut((size_t)R * (nbo + nbn) * 256), bias(R), ao(Do), an(Dn);
     const size_t tb = ob_k_token_bytes(D);
     const uint8_t *p = seg.k.data();
     for (int32_t t0 = 0; t0 < seg.n && t0 < n; t0 += kOneBitBlock) {
         const int nt = std::min<int32_t>(kOneBitBlock, seg.n - t0);
         const uint8_t *meta = p, *rows = p + ob_k_block_meta(D);
-        const uint8_t *mmeta = meta + 4 * Do;
         const int lim = std::min<int32_t>(nt, n - t0);
         for (int r = 0; r < R; r++) {
             float *L = lut.data() + (size_t)r * (nbo + nbn) * 256;
-            float bs = 0;
-            // outliers: a_c = q_c Δ_c, bias Σ q_c min_c; table over 4 two-bit codes
-            for (int j = 0; j < Do; j++) {
-                const float qj = qo[(size_t)r * Do + j];
-                a[j] = qj * get_h(meta + 2 * j);
-                bs += qj * get_h(meta + 2 * Do + 2 * j);
-            }
-            // a byte x = lo + 16 hi: T[x] = lo-table[lo] + hi-table[hi] (16-wide adds)
+            bias[r] = onebit_row_coeffs(meta, Do, Dn, oq.qo.data() + (size_t)r * Do, oq.qn.data() + (size_t)r * Dn, ao.data(), an.data());
+            // outlier codes, 4 channels × 2 bits per byte x = lo + 16 hi: T[x] = lo-table[lo] + hi-table[hi]
             for (int k = 0; k < nbo; k++) {
-                const float *ak = a.data() + 4 * k;
+                const float *ak = ao.data() + 4 * k;
                 float lo[16], hi[16];
                 for (int x = 0; x < 16; x++) lo[x] = ak[0] * (x & 3) + ak[1] * (x >> 2), hi[x] = ak[2] * (x & 3) + ak[3] * (x >> 2);
                 build_lut(L + (size_t)k * 256, lo, hi);
             }
-            // normals: ŷ = μ + α·σ, σ = ±1: Σ b_c σ_c = 2 Σ_{bit set} b_c − Σ b_c with b = q'∘α
-            float sb = 0;
-            for (int j = 0; j < Dn; j++) {
-                const float qj = qn[(size_t)r * Dn + j];
-                a[j] = qj * get_h(mmeta + 2 * Dn + 2 * j);
-                bs += qj * get_h(mmeta + 2 * j);
-                sb += a[j];
-            }
-            bs -= sb;
+            // sign bits, 8 channels per byte: T[x] = 2 Σ_{bit i of x} b_i
             for (int k = 0; k < nbn; k++) {
-                const float *bk = a.data() + 8 * k;
+                const float *bk = an.data() + 8 * k;
                 float lo[16], hi[16];
                 for (int x = 0; x < 16; x++) {
                     lo[x] = 2 * ((x & 1 ? bk[0] : 0) + (x & 2 ? bk[1] : 0) + (x & 4 ? bk[2] : 0) + (x & 8 ? bk[3] : 0));
@@ -826,12 +796,9 @@ QUANT_KERNEL void scores_onebit(const QuantSegment &seg, int32_t n, const float 
                 }
                 build_lut(L + (size_t)(nbo + k) * 256, lo, hi);
             }
-            bias[r] = bs;
         }
         // tokens: byte plane k of the block holds byte k of every token (rows[k * nt + i])
-        int i = 0;
-        if (g_avx2 && nbo + nbn <= 40) i = onebit_lookup_avx2(rows, nt, lim, nbo + nbn, lut.data(), bias.data(), R, scale, S + t0, ld);
-        for (; i < lim; i++)
+        for (int i = 0; i < lim; i++)
             for (int r = 0; r < R; r++) {
                 const float *L = lut.data() + (size_t)r * (nbo + nbn) * 256;
                 float s = bias[r];
