@@ -176,8 +176,6 @@ async function benchNative(model: NativeModel, prompt: Int32Array, context: numb
 		session.dispose();
 		await draft?.dispose();
 	}
-	const p = summarize(prefill);
-	const d = summarize(decode);
 	const f16Bytes = (context + opts.decodeTokens) * nLayer * nHeadKv * headDim * 4;
 	return {
 		context,
@@ -186,12 +184,7 @@ async function benchNative(model: NativeModel, prompt: Int32Array, context: numb
 		kv: compressed ? 'speckv+mixed@12%' : 'full-f16',
 		threads,
 		flashAttention: null,
-		prefillTokPerS: round(p.median),
-		decodeTokPerS: round(d.median),
-		prefillRange: roundRange(p),
-		decodeRange: roundRange(d),
-		prefillTokPerCpuS: round(summarize(prefillCpu).median),
-		decodeTokPerCpuS: round(summarize(decodeCpu).median),
+		...rates(prefill, decode, prefillCpu, decodeCpu),
 		kvBytes,
 		kvRatio: round(kvBytes / f16Bytes, 4),
 		...(compressed ? { draftMs: round(summarize(draftMs).median), compressMs: round(summarize(compressMs).median) } : {}),
@@ -247,8 +240,6 @@ async function benchLlama(model: LlamaModel, prompt: Int32Array, context: number
 	} finally {
 		await ctx.dispose();
 	}
-	const p = summarize(prefill);
-	const d = summarize(decode);
 	const ratio = q4 ? 18 / 64 : 1; // q4_0: 18 bytes per block of 32 elements, f16: 64
 	return {
 		context,
@@ -257,12 +248,7 @@ async function benchLlama(model: LlamaModel, prompt: Int32Array, context: number
 		kv: q4 ? 'q4_0' : 'f16',
 		threads,
 		flashAttention,
-		prefillTokPerS: round(p.median),
-		decodeTokPerS: round(d.median),
-		prefillRange: roundRange(p),
-		decodeRange: roundRange(d),
-		prefillTokPerCpuS: round(summarize(prefillCpu).median),
-		decodeTokPerCpuS: round(summarize(decodeCpu).median),
+		...rates(prefill, decode, prefillCpu, decodeCpu),
 		kvBytes: Math.round((context + opts.decodeTokens) * kvBytesPerToken * ratio),
 		kvRatio: ratio,
 		peakRssMb: peakRssMb(),
@@ -274,6 +260,20 @@ async function benchLlama(model: LlamaModel, prompt: Int32Array, context: number
 function cpuMs(): number {
 	const u = process.cpuUsage();
 	return (u.user + u.system) / 1000;
+}
+
+/** The rate fields of a row from per-repeat tokens/s (wall and CPU): medians and wall ranges. */
+function rates(prefill: number[], decode: number[], prefillCpu: number[], decodeCpu: number[]): Pick<SpeedRow, 'prefillTokPerS' | 'decodeTokPerS' | 'prefillRange' | 'decodeRange' | 'prefillTokPerCpuS' | 'decodeTokPerCpuS'> {
+	const p = summarize(prefill);
+	const d = summarize(decode);
+	return {
+		prefillTokPerS: round(p.median),
+		decodeTokPerS: round(d.median),
+		prefillRange: roundRange(p),
+		decodeRange: roundRange(d),
+		prefillTokPerCpuS: round(summarize(prefillCpu).median),
+		decodeTokPerCpuS: round(summarize(decodeCpu).median),
+	};
 }
 
 function roundRange(r: Range): Range {

@@ -270,17 +270,20 @@ describe('repokv serve --stdio: native engine', () => {
 });
 
 describe('repokv serve --stdio: native engine with SpecKV at 12 %', () => {
-	test('the kv settings reach the engine: the needle is still found, and the snapshot shows what was dropped', async (t) => {
-		const server = await startServer({
-			settings: { threads: 1, engine: 'native', kv: { policy: 'speckv', budgetPercent: 12 }, completion: { prewarm: false } },
-		});
+	/** A native-engine server with these kv settings completes the needle; returns the cache snapshot after it. */
+	async function needleSnapshot(t, kv) {
+		const server = await startServer({ settings: { threads: 1, engine: 'native', kv, completion: { prewarm: false } } });
 		t.after(() => server.stop());
 		const ready = await server.waitForStatus((s) => s.state === 'ready' || s.state === 'error');
 		assert.equal(ready.state, 'ready', JSON.stringify(ready));
 		await server.connection.sendNotification('repokv/workspace/didChangeFiles', { changed: await workspaceFiles(needleWorkspace) });
 		await server.connection.sendNotification('textDocument/didOpen', { textDocument: { uri: server.uri('src/main.ts'), languageId: 'typescript', version: 1, text: mainText } });
 		assert.match(firstInsertText(await server.connection.sendRequest('textDocument/inlineCompletion', inlineParams(server, 'src/main.ts', needlePosition))), /^4817/);
-		const snapshot = await server.connection.sendRequest('repokv/cache/snapshot', {});
+		return server.connection.sendRequest('repokv/cache/snapshot', {});
+	}
+
+	test('the kv settings reach the engine: the needle is still found, and the snapshot shows what was dropped', async (t) => {
+		const snapshot = await needleSnapshot(t, { policy: 'speckv', budgetPercent: 12 });
 		assert.equal(snapshot.source, 'engineStats');
 		assert.equal(snapshot.budget.policy, 'speckv');
 		// 12 % of the fp16 bytes, with a little slack for the tokens decoded after the selection.
@@ -291,16 +294,7 @@ describe('repokv serve --stdio: native engine with SpecKV at 12 %', () => {
 	});
 
 	test('kv.precision mixed: the same bytes hold 4-bit and 1.x-bit tiers, the needle is still found', async (t) => {
-		const server = await startServer({
-			settings: { threads: 1, engine: 'native', kv: { policy: 'speckv', budgetPercent: 12, precision: 'mixed' }, completion: { prewarm: false } },
-		});
-		t.after(() => server.stop());
-		const ready = await server.waitForStatus((s) => s.state === 'ready' || s.state === 'error');
-		assert.equal(ready.state, 'ready', JSON.stringify(ready));
-		await server.connection.sendNotification('repokv/workspace/didChangeFiles', { changed: await workspaceFiles(needleWorkspace) });
-		await server.connection.sendNotification('textDocument/didOpen', { textDocument: { uri: server.uri('src/main.ts'), languageId: 'typescript', version: 1, text: mainText } });
-		assert.match(firstInsertText(await server.connection.sendRequest('textDocument/inlineCompletion', inlineParams(server, 'src/main.ts', needlePosition))), /^4817/);
-		const snapshot = await server.connection.sendRequest('repokv/cache/snapshot', {});
+		const snapshot = await needleSnapshot(t, { policy: 'speckv', budgetPercent: 12, precision: 'mixed' });
 		assert.equal(snapshot.budget.policy, 'speckv+mixed');
 		const heads = snapshot.layers.flatMap((layer) => layer.heads);
 		const tokens = (tier) => heads.reduce((sum, head) => sum + head.tiers[tier].tokens, 0);
