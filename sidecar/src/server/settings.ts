@@ -3,7 +3,7 @@ import { availableParallelism } from 'node:os';
 import type { EngineSetting } from '../protocol';
 import { bundledModelPath } from '../models/bundled';
 import { defaultMirrorLimits, type MirrorLimits } from './mirror';
-import { kvPrecisions, type KvPrecision } from '../engine/native-policy';
+import { kvPolicies, kvPrecisions, layerSplits, type KvPolicy, type KvPrecision, type LayerSplit } from '../engine/native-policy';
 
 // Settings as the server uses them: every field present and valid. Whatever the client answers for
 // `workspace/configuration` (or puts in `initializationOptions`) goes through `resolveSettings`, so a wrong type or
@@ -14,7 +14,7 @@ export interface ResolvedSettings {
 	readonly model: { readonly target: string; readonly draft: string; readonly downloadFolder: string | undefined; readonly downloadTimeoutMs: number };
 	readonly threads: number;
 	readonly contextSize: number | undefined;
-	readonly kv: { readonly policy: KvPolicyName; readonly budgetPercent: number; readonly split: KvSplitName | undefined; readonly precision: KvPrecision };
+	readonly kv: { readonly policy: KvPolicy; readonly budgetPercent: number; readonly split: LayerSplit | undefined; readonly precision: KvPrecision };
 	readonly completion: {
 		readonly enabled: boolean;
 		readonly maxTokens: number;
@@ -28,10 +28,6 @@ export interface ResolvedSettings {
 	readonly limits: MirrorLimits;
 }
 
-export const kvPolicies = ['full', 'window', 'h2o', 'snapkv', 'pyramidkv', 'adakv', 'speckv'] as const;
-export type KvPolicyName = (typeof kvPolicies)[number];
-const kvSplits = ['uniform', 'pyramid', 'adaptive'] as const;
-type KvSplitName = (typeof kvSplits)[number];
 
 function oneOf<T extends string>(value: unknown, allowed: readonly T[]): T | undefined {
 	return allowed.find((candidate) => candidate === value);
@@ -67,7 +63,7 @@ export function resolveSettings(raw: unknown): ResolvedSettings {
 		kv: {
 			policy: oneOf(kv['policy'], kvPolicies) ?? 'full',
 			budgetPercent: int(kv['budgetPercent'], 12, 1, 100),
-			split: oneOf(kv['split'], kvSplits),
+			split: oneOf(kv['split'], layerSplits),
 			precision: oneOf(kv['precision'], kvPrecisions) ?? 'f16',
 		},
 		completion: {
