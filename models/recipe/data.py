@@ -202,6 +202,25 @@ class Generator:
         context = [t for f in files for t in f][: max(0, length - len(usage))]
         return context + usage, answer, fim
 
+    def dense_retrieval(self, rng):
+        """One definitions file of many keys, every one of them asked in the usage file: ~10-30 answers per
+        sequence instead of one, so the lookup gets a gradient on every key rather than on ~0.1% of the tokens."""
+        prompt, answer, fim = self.retrieval_task(rng, self.seq_len - 24, n_keys=rng.randint(8, 24), n_queries=64,
+                                                  fim_probability=0.0)
+        return prompt + self.tok.encode(answer, special=False) + ([self.eot] if fim else [])
+
+    def random_repeat(self, rng):
+        """Code with a run of random tokens inserted, then the same run again later (1-3 times). Repeated real code
+        does not teach copying to a model that has memorised its training code; random tokens can only be
+        predicted by looking back, which is the induction skill the long-range lookup is built from."""
+        flat = self.code(rng)
+        n = rng.randint(8, min(256, self.seq_len // 8))
+        run = [rng.randrange(256, self.eot) for _ in range(n)]
+        for _ in range(rng.randint(2, 4)):
+            at = rng.randint(0, max(0, self.seq_len - n))
+            flat = flat[:at] + run + flat[at:]
+        return flat
+
     def retrieval(self, rng):
         prompt, answer, fim = self.retrieval_task(rng, self.seq_len - 24)
         tail = self.tok.encode(answer, special=False) + ([self.eot] if fim else [])

@@ -26,6 +26,7 @@ from bpe import Tokenizer  # noqa: E402
 from checkpoint import load_checkpoint, save_checkpoint  # noqa: E402
 from data import Corpus, Generator  # noqa: E402
 from model import PRESETS, Config, Transformer  # noqa: E402
+from plant import plant_induction  # noqa: E402
 
 
 class Batches(torch.utils.data.IterableDataset):
@@ -79,6 +80,7 @@ def main():
     ap.add_argument("--resume", help="continue a run: weights, optimizer, step and schedule position")
     ap.add_argument("--finetune", help="start a new schedule from these weights (previous runs kept in meta.phases)")
     ap.add_argument("--mix", help='JSON weights of sequence kinds, e.g. {"code":0.3,"retrieval":0.35,"fim":0.25,"repeat":0.1}')
+    ap.add_argument("--plant", action="store_true", help="start from a planted copy circuit (plant.py); new runs only")
     ap.add_argument("--seq-len", type=int, default=4096)
     ap.add_argument("--batch", type=int, default=16, help="sequences of --seq-len per step")
     ap.add_argument("--lr", type=float, default=2e-3)
@@ -103,7 +105,10 @@ def main():
         torch.backends.cudnn.allow_tf32 = True
     cfg = PRESETS[args.preset]
     step, spent, history = 0, 0.0, []
-    model = Transformer(cfg).to(dev)
+    model = Transformer(cfg)
+    if args.plant and not (args.resume or args.finetune):
+        plant_induction(model, args.seed)
+    model = model.to(dev)
     opt_kwargs = {"lr": args.lr, "betas": (0.9, 0.95), "weight_decay": 0.1}
     decay = [p for n, p in model.named_parameters() if p.dim() >= 2]
     no_decay = [p for n, p in model.named_parameters() if p.dim() < 2]

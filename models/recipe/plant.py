@@ -1,0 +1,152 @@
+#!/usr/bin/env python3
+"""Plant an induction (copy) circuit into a freshly initialised model, before training (MODEL-NOTES.md).
+
+Why: small models trained on code they end up memorising never grow a copy head (the first shipped draft saw ~1B
+tokens and retrieved 0% of needles; neither shipped model copies a repeated chunk). A copy circuit set by hand at
+initialisation is then tuned by ordinary training. Nothing is added to the architecture: the result is a plain
+`llama` model that llama.cpp and the native engine run unchanged; only the starting weights differ.
+
+The circuit (layers 0 and 1, KV head 0 of each and the two query heads that share it; everything else keeps its
+normal random initialisation). The residual stream is split as
+
+    A  = [0, d-96)        token identity (the embedding; trained)
+    c  = d-96             a constant component of every embedding (gives attention a position-only key)
+    B1 = [d-95, d-63)     written by layer 0, head 0: P·(token at i-1)
+    B2 = [d-63, d-31)     written by layer 0, head 1: P·(token at i-2)
+    the last 31 dims      free (zero at start)
+
+with P a random 32×|A| matrix of orthonormal rows.
+
+- Layer 0, heads 0 and 1 (previous-token heads): the key is the constant component on the highest RoPE frequencies;
+  the query is the same vector rotated by -δ·θ_f, so q·k peaks at relative offset -δ (δ = 1, 2). The value reads
+  P·(token identity); the output writes it into B1 / B2.
+- Layer 1, heads 0 and 1 (induction heads): keys read B1 (16 dims) and B2 (16 dims) into the lowest RoPE
+  frequencies (head dims 32..63; with base 1e8 they turn by < 0.5 rad over 4096 tokens, so matching is
+  position-independent). Head 0's query is P·(current token) against B1: "find where the previous token was the
+  token I am at"; head 1 also matches the token before the current one against B2 (a two-token match). The value
+  reads P·(token identity at the key's position); the output adds P^T of it to A, which through the tied
+  unembedding raises the logit of the token that followed the earlier occurrence.
+
+Gains (`PlantGains`) were calibrated with `python3 plant.py --calibrate` (loss on the second copy of random tokens).
+"""
+import argparse
+import math
+from dataclasses import dataclass
+
+import torch
+
+N_P = 32  # rows of P: dims of a token's identity carried by the circuit
+
+
+@dataclass
+class PlantGains:
+    kappa: float = 0.2        # the constant embedding component
+    position: float = 3.0     # layer-0 query gain (sharpness of the previous-token heads)
+    write: float = 0.02       # layer-0 output gain into B1/B2 (the embedding's own scale)
+    match: float = 10.0       # layer-1 query gain (sharpness of the match)
+    copy: float = 1.0         # layer-1 output gain into A (logit boost of the copied token)
+
+
+def layout(d):
+    a = d - 96
+    return range(0, a), a, range(a + 1, a + 33), range(a + 33, a + 65)
+
+
+def plant_induction(model, seed=0, gains: PlantGains = PlantGains()):
+    cfg = model.cfg
+    hd = cfg.head_dim
+    if cfg.n_layers < 2 or cfg.n_heads // cfg.n_kv_heads < 2 or hd != 64 or cfg.d_model < 192:
+        raise ValueError("planting needs >= 2 layers, >= 2 query heads per KV head, head_dim 64, d_model >= 192")
+    A, c, B1, B2 = layout(cfg.d_model)
+    a0, a1 = A.start, A.stop
+    g = torch.Generator().manual_seed(seed)
+    P = torch.linalg.qr(torch.randn(a1 - a0, N_P, generator=g))[0].t().contiguous()  # [32, |A|], orthonormal rows
+    theta = [cfg.rope_base ** (-2 * f / hd) for f in range(hd // 2)]
+    with torch.no_grad():
+        E = model.embed.weight
+        E[:, c] = gains.kappa
+        E[:, c + 1:] = 0.0
+        # Layer 0: previous-token heads 0 (δ=1) and 1 (δ=2) on KV head 0.
+        at = model.blocks[0].attn
+        at.wk.weight[0:hd] = 0.0
+        at.wv.weight[0:hd] = 0.0
+        weights = [1.0, 1.0, 0.8, 0.6, 0.4, 0.3, 0.2, 0.2]  # high frequencies resolve the offset
+        for f, w in enumerate(weights):
+            at.wk.weight[2 * f, c] = w
+        at.wv.weight[32:64, a0:a1] = P
+        for h, (delta, B) in enumerate(((1, B1), (2, B2))):
+            rows = slice(h * hd, (h + 1) * hd)
+            at.wq.weight[rows] = 0.0
+            for f, w in enumerate(weights):
+                at.wq.weight[h * hd + 2 * f, c] = gains.position * w * math.cos(-delta * theta[f])
+                at.wq.weight[h * hd + 2 * f + 1, c] = gains.position * w * math.sin(-delta * theta[f])
+            at.wo.weight[:, rows] = 0.0
+            for r in range(N_P):
+                at.wo.weight[B[r], h * hd + 32 + r] = gains.write
+        # Layer 1: induction heads 0 (one-token match) and 1 (two-token match) on KV head 0.
+        at = model.blocks[1].attn
+        at.wk.weight[0:hd] = 0.0
+        at.wv.weight[0:hd] = 0.0
+        for r in range(16):
+            at.wk.weight[32 + r, B1[r]] = 1.0
+            at.wk.weight[48 + r, B2[16 + r]] = 1.0
+        at.wv.weight[0:N_P, a0:a1] = P
+        for h in (0, 1):
+            rows = slice(h * hd, (h + 1) * hd)
+            at.wq.weight[rows] = 0.0
+            at.wq.weight[h * hd + 32:h * hd + 48, a0:a1] = gains.match * P[:16]
+            if h == 1:
+                for r in range(16):
+                    # B1 at the query's position holds P·(token at i-1), the same scale as the key's B2.
+                    at.wq.weight[h * hd + 48 + r, B1[16 + r]] = gains.match / max(gains.write / 0.02, 1e-6)
+            at.wo.weight[:, rows] = 0.0
+            at.wo.weight[a0:a1, h * hd:h * hd + N_P] = gains.copy * P.t()
+    return P
+
+
+def copy_loss(model, seq_len=1024, run=128, n=8, seed=1, vocab_lo=256, vocab_hi=2043):
+    """(loss on a first run of random tokens, loss on its repeat) in nats per token."""
+    import torch.nn.functional as F
+    g = torch.Generator().manual_seed(seed)
+    first = second = 0.0
+    model.eval()
+    with torch.no_grad():
+        for _ in range(n):
+            x = torch.randint(vocab_lo, vocab_hi, (seq_len,), generator=g)
+            a = int(torch.randint(0, seq_len // 2 - run, (1,), generator=g))
+            b = int(torch.randint(a + run, seq_len - run, (1,), generator=g))
+            x[b:b + run] = x[a:a + run]
+            logits = model(x[None, :-1])[0]
+            lp = F.cross_entropy(logits, x[1:], reduction="none")
+            first += lp[a:a + run - 1].mean().item()
+            second += lp[b:b + run - 1].mean().item()
+    model.train()
+    return first / n, second / n
+
+
+def main():
+    import itertools
+    import os
+    import sys
+    sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+    from model import PRESETS, Transformer
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--preset", default="draft2")
+    ap.add_argument("--calibrate", action="store_true")
+    ap.add_argument("--seq-len", type=int, default=1024)
+    args = ap.parse_args()
+    torch.set_num_threads(1)
+    torch.manual_seed(0)
+    base = Transformer(PRESETS[args.preset])
+    state = {k: v.clone() for k, v in base.state_dict().items()}
+    print("unplanted", copy_loss(base, args.seq_len))
+    grid = itertools.product([2.0], [5.0, 10.0, 20.0], [0.5, 1.0, 2.0, 4.0]) if args.calibrate else [None]
+    for gs in grid:
+        base.load_state_dict(state)
+        gains = PlantGains() if gs is None else PlantGains(position=gs[0], match=gs[1], copy=gs[2])
+        plant_induction(base, 0, gains)
+        print(gains, copy_loss(base, args.seq_len), flush=True)
+
+
+if __name__ == "__main__":
+    main()
