@@ -2,13 +2,14 @@ import { loadNativeAddon } from '../sidecar/src/engine/native';
 import { round, summarize } from './common';
 
 // `repokv bench kernels`: the packed KV formats' attention kernels on their own (native/src/quant, through the test
-// binding `addon.quant`): scores (R query rows against n keys) and accumulate (R probability rows times n values), in
-// CPU time per call (robust to other processes on the machine, unlike wall time), median over repeats. fp16 has no
-// binding of its own here: the session-level comparison is `bench speed`.
+// binding `addon.quant`): scores (R query rows against n keys, into one reused output buffer, so that the figure is the
+// kernel's and not the allocation of R x n floats) and accumulate (R probability rows times n values), in CPU time per
+// call (robust to other processes on the machine, unlike wall time), median over repeats. fp16 has no binding of its
+// own here: the session-level comparison is `bench speed`.
 
 interface QuantBinding {
 	quantize(format: string, headDim: number, K: Float32Array, V: Float32Array): unknown;
-	scores(seg: unknown, q: Float32Array, R: number, scale: number): Float32Array;
+	scores(seg: unknown, q: Float32Array, R: number, scale: number, out?: Float32Array): Float32Array;
 	accumulate(seg: unknown, P: Float32Array, R: number): Float32Array;
 	bytes(format: string, headDim: number, n: number): { total: number };
 }
@@ -37,6 +38,7 @@ export function runKernels(options: { tokens: number; rows: number; headDim: num
 	const V = Float32Array.from({ length: n * D }, rnd);
 	const Q = Float32Array.from({ length: R * D }, rnd);
 	const P = Float32Array.from({ length: R * n }, () => (rnd() + 0.5) * (2 / n));
+	const S = new Float32Array(R * n);
 	const cpuMs = (fn: () => void): number => {
 		const c = process.cpuUsage();
 		fn();
@@ -46,12 +48,12 @@ export function runKernels(options: { tokens: number; rows: number; headDim: num
 	const out: KernelRow[] = [];
 	for (const format of ['q8', 'kivi4', 'kivi2', 'onebit']) {
 		const seg = q.quantize(format, D, K, V);
-		q.scores(seg, Q, R, 0.125); // warm-up
+		q.scores(seg, Q, R, 0.125, S); // warm-up
 		q.accumulate(seg, P, R);
 		const sc: number[] = [];
 		const ac: number[] = [];
 		for (let i = 0; i < options.repeats; i++) {
-			sc.push(cpuMs(() => q.scores(seg, Q, R, 0.125)));
+			sc.push(cpuMs(() => q.scores(seg, Q, R, 0.125, S)));
 			ac.push(cpuMs(() => q.accumulate(seg, P, R)));
 		}
 		out.push({ format, tokens: n, rows: R, headDim: D, bytes: q.bytes(format, D, n).total, scoresMs: round(summarize(sc).median, 3), accumulateMs: round(summarize(ac).median, 3) });

@@ -134,6 +134,21 @@ Napi::Value Info(const Napi::CallbackInfo &info) {
     return o;
 }
 
+// rotateNormals(onebit seg, x (n x D)) -> n x (D − D/4): the normal channels in the basis the segment stores them
+// (sign flips and Walsh–Hadamard transform if its flag says so), for tests that reason about the stored codes
+Napi::Value RotateNormals(const Napi::CallbackInfo &info) {
+    Napi::Env env = info.Env();
+    const QuantSegment &s = seg_arg(info[0]);
+    auto x = f32_arg(info[1], "x");
+    const int D = s.head_dim, Dn = D - D / 4;
+    if (s.format != Format::OneBit) throw Napi::TypeError::New(env, "rotateNormals needs a onebit segment");
+    if (x.ElementLength() % D) throw Napi::RangeError::New(env, "x must be n x headDim");
+    const size_t n = x.ElementLength() / D;
+    auto out = Napi::Float32Array::New(env, n * Dn);
+    for (size_t t = 0; t < n; t++) quant::onebit_rotate_normals(s.meta.data(), D, x.Data() + t * D, out.Data() + t * Dn);
+    return out;
+}
+
 Napi::Value Dequantize(const Napi::CallbackInfo &info) {
     Napi::Env env = info.Env();
     const QuantSegment &s = seg_arg(info[0]);
@@ -145,7 +160,8 @@ Napi::Value Dequantize(const Napi::CallbackInfo &info) {
     return o;
 }
 
-// scores(seg, q (R x D), R, scale) -> Float32Array R x n
+// scores(seg, q (R x D), R, scale[, out]) -> Float32Array R x n (into `out` when given: bench kernels reuses one
+// buffer, so that it times the kernel rather than the allocation)
 Napi::Value Scores(const Napi::CallbackInfo &info) {
     Napi::Env env = info.Env();
     const QuantSegment &s = seg_arg(info[0]);
@@ -153,7 +169,8 @@ Napi::Value Scores(const Napi::CallbackInfo &info) {
     const int R = info[2].As<Napi::Number>().Int32Value();
     const float scale = info[3].As<Napi::Number>().FloatValue();
     if (R < 1 || q.ElementLength() != (size_t)R * s.head_dim) throw Napi::RangeError::New(env, "q must be R x headDim");
-    auto S = Napi::Float32Array::New(env, (size_t)R * s.n);
+    auto S = info.Length() > 4 && !info[4].IsUndefined() ? f32_arg(info[4], "out") : Napi::Float32Array::New(env, (size_t)R * s.n);
+    if (S.ElementLength() != (size_t)R * s.n) throw Napi::RangeError::New(env, "out must be R x n");
     quant::scores(s, s.n, q.Data(), R, scale, S.Data(), s.n);
     return S;
 }
@@ -396,6 +413,7 @@ void register_quant_bindings(Napi::Env env, Napi::Object exports) {
     q.Set("append", Napi::Function::New(env, Append));
     q.Set("info", Napi::Function::New(env, Info));
     q.Set("dequantize", Napi::Function::New(env, Dequantize));
+    q.Set("rotateNormals", Napi::Function::New(env, RotateNormals));
     q.Set("scores", Napi::Function::New(env, Scores));
     q.Set("accumulate", Napi::Function::New(env, Accumulate));
     q.Set("attention", Napi::Function::New(env, Attention));

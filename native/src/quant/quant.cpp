@@ -13,12 +13,14 @@
 //             Normal channels (ascending channel order) are, if the flag says so, multiplied by fixed signs and
 //             Walsh–Hadamard-transformed in blocks of D/4 (orthonormal); ŷ = μ + α·(bit ? +1 : −1) (two-level Lloyd: μ ± α are the means of the
 //             values above / below the block mean).
-//           V: blocks of 128 tokens: [fp16 γ x D], then per token ceil(D/5) bytes, 5 trits per byte (base 3,
-//             channel c in byte c/5, digit c%5, trit t ∈ {0,1,2} meaning t−1), x̂ = γ_c·(t−1).
+//           V: blocks of 128 tokens: [fp16 γ x D], then per token ceil(D/5) bytes, 5 trits per byte (channel c in
+//             byte c/5, trit t_{c%5} ∈ {0,1,2} meaning t−1; the byte is ⌈256·Σ_i t_i 3^(4−i) / 243⌉, TQ1_0's encoding,
+//             see trit_byte), x̂ = γ_c·(t−1).
 #include "quant.h"
 
 #include <algorithm>
 #include <cmath>
+#include <cstdlib>
 #include <cstring>
 #include <limits>
 #include <numeric>
@@ -132,15 +134,19 @@ void unrotate_normals(const int *norm, int D, bool rot, const float *y, float *x
     for (int i = 0; i < Dn; i++) x[norm[i]] = rot ? t[i] * fixed_sign(i) : t[i];
 }
 
-// base-3 decoding table: byte -> 5 trits (as −1, 0, +1)
+// Ternary bytes, 5 trits each, encoded as in ggml's TQ1_0 so that SIMD code can decode them with byte arithmetic:
+// the trits t_0..t_4 ∈ {0, 1, 2} of channels 5k..5k+4 form v = Σ_i t_i·3^(4−i) ∈ [0, 242], stored as q = ⌈v·256/243⌉;
+// then t_i = ⌊3·y_i / 256⌋ with y_i = q·3^i mod 256 (exact for every v, checked by the tests through dequantize).
+inline uint8_t trit_byte(int v) { return (uint8_t)((v * 256 + 242) / 243); }
+// decoding table: byte -> 5 trits (as −1, 0, +1), by the rule above (also for the 13 byte values no v produces)
 struct TritTable {
     int8_t t[256][5];
     TritTable() {
         for (int b = 0; b < 256; b++) {
-            int x = b;
+            int y = b;
             for (int i = 0; i < 5; i++) {
-                t[b][i] = (int8_t)(b < 243 ? x % 3 - 1 : 0);
-                x /= 3;
+                t[b][i] = (int8_t)((3 * y >> 8) - 1);
+                y = 3 * y & 255;
             }
         }
     }
@@ -307,7 +313,7 @@ void quantize_onebit_keys(int D, int32_t n, const float *K, const uint8_t *mask,
 void quantize_onebit_values(int D, int32_t n, const float *V, uint8_t *out) {
     uint8_t *p = out;
     const size_t tb = ob_v_token_bytes(D);
-    static const int pow3[5] = {1, 3, 9, 27, 81};
+    static const int pow3[5] = {81, 27, 9, 3, 1};  // channel 5k + i is trit i of byte k (see trit_byte)
     for (int32_t t0 = 0; t0 < n; t0 += kOneBitBlock) {
         const int nt = std::min<int32_t>(kOneBitBlock, n - t0);
         uint8_t *meta = p;
@@ -331,6 +337,7 @@ void quantize_onebit_values(int D, int32_t n, const float *V, uint8_t *out) {
                 rows[(size_t)i * tb + c / 5] += (uint8_t)(trit * pow3[c % 5]);
             }
         }
+        for (size_t i = 0; i < (size_t)nt * tb; i++) rows[i] = trit_byte(rows[i]);
         p = rows + (size_t)nt * tb;
     }
 }
@@ -366,11 +373,12 @@ inline float dot(const float *a, const float *b, int n) {
 #define QUANT_KERNEL __attribute__((target_clones("arch=haswell", "default")))
 
 // REPOKV_NATIVE_SCALAR=1 forces the portable kernels (as in attention.cpp; test/native/quant-scalar.test.mjs)
-const bool g_avx2 = !getenv("REPOKV_NATIVE_SCALAR") && __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma");
+const bool g_avx2 = !getenv("REPOKV_NATIVE_SCALAR") && __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma") && __builtin_cpu_supports("f16c");
+#define AVX2 __attribute__((target("avx2,fma,f16c")))
 
 // 8 b-bit codes (channels c..c+7 of a row) as floats: broadcast, per-lane shift, mask
 template <int b>
-__attribute__((target("avx2,fma"))) inline __m256 codes8_avx2(const uint8_t *row, int c, __m256i sh, __m256i mask) {
+AVX2 inline __m256 codes8_avx2(const uint8_t *row, int c, __m256i sh, __m256i mask) {
     uint32_t w = 0;
     if (b == 4) memcpy(&w, row + c / 2, 4);  // 8 codes of b bits = b bytes
     else {
@@ -380,7 +388,7 @@ __attribute__((target("avx2,fma"))) inline __m256 codes8_avx2(const uint8_t *row
     }
     return _mm256_cvtepi32_ps(_mm256_and_si256(_mm256_srlv_epi32(_mm256_set1_epi32((int)w), sh), mask));
 }
-__attribute__((target("avx2,fma"))) inline float hsum_avx2(__m256 x) {
+AVX2 inline float hsum_avx2(__m256 x) {
     __m128 v = _mm_add_ps(_mm256_extractf128_ps(x, 1), _mm256_castps256_ps128(x));
     v = _mm_add_ps(v, _mm_movehl_ps(v, v));
     v = _mm_add_ss(v, _mm_movehdup_ps(v));
@@ -388,7 +396,7 @@ __attribute__((target("avx2,fma"))) inline float hsum_avx2(__m256 x) {
 }
 
 // q8 scores: per token and group, d_t,g · (q_g · codes), int8 codes widened 8 at a time; rows in chunks of 8
-__attribute__((target("avx2,fma"))) void q8_scores_avx2(const uint8_t *k, int32_t n, int D, const float *q, int R, float scale, float *S, size_t ld) {
+AVX2 void q8_scores_avx2(const uint8_t *k, int32_t n, int D, const float *q, int R, float scale, float *S, size_t ld) {
     const int NG = D / 32;
     const size_t tb = (size_t)NG * 34;
     for (int r0 = 0; r0 < R; r0 += 8) {
@@ -458,24 +466,165 @@ QUANT_KERNEL void accumulate_q8(const QuantSegment &seg, int32_t n, const float 
 }
 
 
-// kivi scores of tokens [0, lim) of a block: S[r * ld + i] = (bias_r + a_r · codes_i) * scale, rows in chunks of 8
-template <int b>
-__attribute__((target("avx2,fma"))) void kivi_scores_avx2(const uint8_t *codes, int lim, size_t tb, int D, const float *a, const float *bias, int R, float scale,
-                                                        float *S, size_t ld) {
-    const __m256i sh = b == 4 ? _mm256_setr_epi32(0, 4, 8, 12, 16, 20, 24, 28) : _mm256_setr_epi32(0, 2, 4, 6, 8, 10, 12, 14);
-    const __m256i mask = _mm256_set1_epi32((1 << b) - 1);
-    for (int r0 = 0; r0 < R; r0 += 8) {
-        const int rn = std::min(8, R - r0);
-        for (int i = 0; i < lim; i++) {
-            const uint8_t *row = codes + (size_t)i * tb;
-            __m256 acc[8];
-            for (int r = 0; r < rn; r++) acc[r] = _mm256_setzero_ps();
-            for (int c = 0; c < D; c += 8) {
-                const __m256 x = codes8_avx2<b>(row, c, sh, mask);
-                for (int r = 0; r < rn; r++) acc[r] = _mm256_fmadd_ps(x, _mm256_loadu_ps(a + (size_t)(r0 + r) * D + c), acc[r]);
-            }
-            for (int r = 0; r < rn; r++) S[(size_t)(r0 + r) * ld + i] = (bias[r0 + r] + hsum_avx2(acc[r])) * scale;
+// ---- integer-SIMD helpers (KV-METHODS §4.2: the query side quantized to int8, u8×s8 products with maddubs) ----------
+
+// 32-byte aligned scratch of n vectors (std::vector<__m256i> would drop the type's attributes)
+struct Vec256 {
+    __m256i *v;
+    explicit Vec256(size_t n) : v((__m256i *)std::aligned_alloc(32, std::max<size_t>(n, 1) * sizeof(__m256i))) {
+        if (!v) throw std::bad_alloc();
+    }
+    ~Vec256() { std::free(v); }
+    Vec256(const Vec256 &) = delete;
+    Vec256 &operator=(const Vec256 &) = delete;
+    __m256i *data() { return v; }
+    __m256i &operator[](size_t i) { return v[i]; }
+};
+
+// n fp16 values (n % 8 == 0) -> floats, F16C
+AVX2 inline void halves_avx2(const uint8_t *src, int n, float *dst) {
+    for (int i = 0; i < n; i += 8) _mm256_storeu_ps(dst + i, _mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)(src + 2 * i))));
+}
+AVX2 inline float hmax_avx2(__m256 x) {
+    __m128 v = _mm_max_ps(_mm256_extractf128_ps(x, 1), _mm256_castps256_ps128(x));
+    v = _mm_max_ps(v, _mm_movehl_ps(v, v));
+    v = _mm_max_ss(v, _mm_movehdup_ps(v));
+    return _mm_cvtss_f32(v);
+}
+AVX2 inline float dot_avx2(const float *a, const float *b, int n) {  // n % 8 == 0
+    __m256 acc = _mm256_setzero_ps();
+    for (int i = 0; i < n; i += 8) acc = _mm256_fmadd_ps(_mm256_loadu_ps(a + i), _mm256_loadu_ps(b + i), acc);
+    return hsum_avx2(acc);
+}
+// Two-level int8 quantization of x (n floats, n % 32 == 0), in order: x ≈ s·(128·hi + lo) with s = max|x| / (127·128),
+// hi = round(x / (128 s)) ∈ [−127, 127] and lo = round(x / s − 128·hi) ∈ [−64, 64], so |s·(128 hi + lo) − x| ≤ s/2
+// (15 bits where one int8 level would give 7: the error of a one-level int8 query showed in the logits, 8e-3 of the
+// largest at kivi4 against 2e-3 allowed). Returns s (0 and all-zero codes for x = 0).
+AVX2 inline float quantize_i8x2_avx2(const float *x, int n, int8_t *hi, int8_t *lo) {
+    const __m256 sign = _mm256_set1_ps(-0.0f);
+    __m256 m = _mm256_setzero_ps();
+    for (int i = 0; i < n; i += 8) m = _mm256_max_ps(m, _mm256_andnot_ps(sign, _mm256_loadu_ps(x + i)));
+    const float amax = hmax_avx2(m);
+    const __m256 inv = _mm256_set1_ps(amax > 0 ? 127.0f / amax : 0.0f), k128 = _mm256_set1_ps(128.0f);
+    const __m256i order = _mm256_setr_epi32(0, 4, 1, 5, 2, 6, 3, 7);  // undoes the lane interleaving of the packs
+    for (int i = 0; i < n; i += 32) {
+        __m256i h[4], l[4];
+        for (int j = 0; j < 4; j++) {
+            const __m256 u = _mm256_mul_ps(_mm256_loadu_ps(x + i + 8 * j), inv);
+            const __m256 hr = _mm256_round_ps(u, _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
+            h[j] = _mm256_cvtps_epi32(hr);
+            l[j] = _mm256_cvtps_epi32(_mm256_mul_ps(_mm256_sub_ps(u, hr), k128));
         }
+        const __m256i bh = _mm256_packs_epi16(_mm256_packs_epi32(h[0], h[1]), _mm256_packs_epi32(h[2], h[3]));
+        const __m256i bl = _mm256_packs_epi16(_mm256_packs_epi32(l[0], l[1]), _mm256_packs_epi32(l[2], l[3]));
+        _mm256_storeu_si256((__m256i *)(hi + i), _mm256_permutevar8x32_epi32(bh, order));
+        _mm256_storeu_si256((__m256i *)(lo + i), _mm256_permutevar8x32_epi32(bl, order));
+    }
+    return amax / (127.0f * 128.0f);
+}
+// [hsum(s0), ..., hsum(s3)] of 4 int32 vectors whose lanes hold two tokens' partial sums each (low 128 bits: token
+// 2p, high: token 2p + 1): the 8 tokens' sums in order
+AVX2 inline __m256i reduce_pairs_avx2(const __m256i *s) {
+    const __m256i h = _mm256_hadd_epi32(_mm256_hadd_epi32(s[0], s[1]), _mm256_hadd_epi32(s[2], s[3]));  // [t0 t2 t4 t6 | t1 t3 t5 t7]
+    return _mm256_permutevar8x32_epi32(h, _mm256_setr_epi32(0, 4, 1, 5, 2, 6, 3, 7));
+}
+
+// kivi scores, AVX2 integer kernel. Per 32-token block and query row, a = q∘Δ (the block's per-channel scales folded
+// into the query) is quantized to two int8 levels (quantize_i8x2_avx2: a ≈ α·(128·hi + lo), α = max|a| / (127·128))
+// laid out like the codes: a 16-byte code chunk holds 32 (b = 4) or 64 (b = 2) channels, one weight vector per code
+// position in the byte (2 or 4). Tokens go in pairs, one per 128-bit lane: the chunk's codes are unpacked with shifts
+// and masks (read once for all rows); maddubs(codes, hi) and maddubs(codes, lo) sum u4/u2 × s8 products into int16,
+// madd by 128 and by 1 into int32; score = (bias + α·Σ_c (128 hi_c + lo_c) code_c)·scale, off the float dot product
+// by at most (α/2)·Σ_c code_c (the rounding of lo).
+template <int b, int nc>
+AVX2 void scores_kivi_avx2(const QuantSegment &seg, int32_t n, const float *q, int R, float scale, float *S, size_t ld) {
+    constexpr int nd = 8 / b;                                      // codes per byte
+    constexpr int per_chunk = 16 * nd;                             // channels per 16-byte chunk
+    constexpr int L = 32767 / (nd * 2 * ((1 << b) - 1) * 127);     // chunks an int16 sum holds without overflow
+    const int D = seg.head_dim;
+    const size_t tb = kivi_k_token_bytes(D, b);
+    const int Dp = nc * per_chunk;                                 // nc chunks per row; the last of kivi2 may be 8 bytes
+    std::vector<float> dl(D), mn(D), a(Dp, 0.0f), alpha(R), bias(R);
+    std::vector<int8_t> aq((size_t)2 * Dp, 0);  // hi, lo
+    Vec256 W((size_t)R * 2 * nc * nd), acc((size_t)R * 4);  // per row: nc·nd hi weight vectors, then nc·nd lo
+    const __m256i mask = _mm256_set1_epi8((char)((1 << b) - 1)), ones = _mm256_set1_epi16(1), k128 = _mm256_set1_epi16(128);
+    const uint8_t *p = seg.k.data();
+    alignas(32) float tmp[8];
+    for (int32_t t0 = 0; t0 < seg.n && t0 < n; t0 += kKiviBlock) {
+        const int nt = std::min<int32_t>(kKiviBlock, seg.n - t0);
+        const uint8_t *meta = p, *codes = p + kivi_k_block_meta(D);
+        const int lim = std::min<int32_t>(nt, n - t0);
+        halves_avx2(meta, D, dl.data());
+        halves_avx2(meta + 2 * D, D, mn.data());
+        for (int r = 0; r < R; r++) {
+            const float *qr = q + (size_t)r * D;
+            for (int c = 0; c < D; c += 8) _mm256_storeu_ps(a.data() + c, _mm256_mul_ps(_mm256_loadu_ps(qr + c), _mm256_loadu_ps(dl.data() + c)));
+            bias[r] = dot_avx2(qr, mn.data(), D) * scale;
+            alpha[r] = quantize_i8x2_avx2(a.data(), Dp, aq.data(), aq.data() + Dp) * scale;
+            for (int level = 0; level < 2; level++) {
+                for (int j = 0; j < nc; j++) {
+                    const int8_t *src = aq.data() + (size_t)level * Dp;
+                    __m256i *Wr = W.data() + ((size_t)r * 2 + level) * nc * nd;
+                    if (b == 4) {
+                        // chunk j: byte k holds channels 32j + 2k (low nibble) and 32j + 2k + 1 (high): even / odd weights
+                        const __m256i eo = _mm256_setr_epi8(0, 2, 4, 6, 8, 10, 12, 14, 1, 3, 5, 7, 9, 11, 13, 15, 0, 2, 4, 6, 8, 10, 12, 14, 1, 3, 5, 7, 9, 11, 13, 15);
+                        const __m256i x = _mm256_permute4x64_epi64(_mm256_shuffle_epi8(_mm256_loadu_si256((const __m256i *)(src + 32 * j)), eo), _MM_SHUFFLE(3, 1, 2, 0));
+                        Wr[2 * j] = _mm256_permute4x64_epi64(x, _MM_SHUFFLE(1, 0, 1, 0));
+                        Wr[2 * j + 1] = _mm256_permute4x64_epi64(x, _MM_SHUFFLE(3, 2, 3, 2));
+                    } else {
+                        // chunk j: byte k holds channels 64j + 4k + i at bits 2i: four weight vectors, one per i
+                        const __m256i m4 = _mm256_setr_epi8(0, 4, 8, 12, 1, 5, 9, 13, 2, 6, 10, 14, 3, 7, 11, 15, 0, 4, 8, 12, 1, 5, 9, 13, 2, 6, 10, 14, 3, 7, 11, 15);
+                        const __m256i order = _mm256_setr_epi32(0, 4, 1, 5, 2, 6, 3, 7);
+                        const __m256i A = _mm256_permutevar8x32_epi32(_mm256_shuffle_epi8(_mm256_loadu_si256((const __m256i *)(src + 64 * j)), m4), order);
+                        const __m256i B = _mm256_permutevar8x32_epi32(_mm256_shuffle_epi8(_mm256_loadu_si256((const __m256i *)(src + 64 * j + 32)), m4), order);
+                        const __m256i lo = _mm256_unpacklo_epi64(A, B), hi = _mm256_unpackhi_epi64(A, B);  // [w0 | w2], [w1 | w3]
+                        Wr[4 * j] = _mm256_permute2x128_si256(lo, lo, 0x00);
+                        Wr[4 * j + 1] = _mm256_permute2x128_si256(hi, hi, 0x00);
+                        Wr[4 * j + 2] = _mm256_permute2x128_si256(lo, lo, 0x11);
+                        Wr[4 * j + 3] = _mm256_permute2x128_si256(hi, hi, 0x11);
+                    }
+                }
+            }
+        }
+        for (int i = 0; i < lim; i += 8) {
+            for (int pr = 0; pr < 4; pr++) {
+                // tokens i + 2pr and i + 2pr + 1 of the block (past lim: the last token again, its sums unused)
+                const uint8_t *ra = codes + (size_t)std::min(i + 2 * pr, lim - 1) * tb, *rb = codes + (size_t)std::min(i + 2 * pr + 1, lim - 1) * tb;
+                __m256i cv[nc * nd];
+                for (int j = 0; j < nc; j++) {
+                    const bool full = (size_t)16 * (j + 1) <= tb;
+                    const __m128i xa = full ? _mm_loadu_si128((const __m128i *)(ra + 16 * j)) : _mm_loadl_epi64((const __m128i *)(ra + 16 * j));
+                    const __m128i xb = full ? _mm_loadu_si128((const __m128i *)(rb + 16 * j)) : _mm_loadl_epi64((const __m128i *)(rb + 16 * j));
+                    const __m256i x = _mm256_inserti128_si256(_mm256_castsi128_si256(xa), xb, 1);
+                    for (int d = 0; d < nd; d++) cv[j * nd + d] = _mm256_and_si256(_mm256_srli_epi16(x, b * d), mask);
+                }
+                for (int r = 0; r < R; r++) {
+                    const __m256i *Wh = W.data() + (size_t)r * 2 * nc * nd, *Wl = Wh + nc * nd;
+                    __m256i s32 = _mm256_setzero_si256(), sh = s32, sl = s32;
+                    for (int j = 0; j < nc; j++) {
+                        for (int d = 0; d < nd; d++) {
+                            sh = _mm256_add_epi16(sh, _mm256_maddubs_epi16(cv[j * nd + d], Wh[j * nd + d]));
+                            sl = _mm256_add_epi16(sl, _mm256_maddubs_epi16(cv[j * nd + d], Wl[j * nd + d]));
+                        }
+                        if ((j + 1) % L == 0 || j + 1 == nc) {
+                            s32 = _mm256_add_epi32(s32, _mm256_add_epi32(_mm256_madd_epi16(sh, k128), _mm256_madd_epi16(sl, ones)));
+                            sh = sl = _mm256_setzero_si256();
+                        }
+                    }
+                    acc[(size_t)r * 4 + pr] = s32;
+                }
+            }
+            for (int r = 0; r < R; r++) {
+                const __m256 sc = _mm256_fmadd_ps(_mm256_cvtepi32_ps(reduce_pairs_avx2(acc.data() + (size_t)r * 4)), _mm256_set1_ps(alpha[r]), _mm256_set1_ps(bias[r]));
+                float *dst = S + (size_t)r * ld + t0 + i;
+                if (i + 8 <= lim) _mm256_storeu_ps(dst, sc);
+                else {
+                    _mm256_store_ps(tmp, sc);
+                    memcpy(dst, tmp, (size_t)(lim - i) * sizeof(float));
+                }
+            }
+        }
+        p = codes + (size_t)nt * tb;
     }
 }
 
@@ -483,7 +632,7 @@ __attribute__((target("avx2,fma"))) void kivi_scores_avx2(const uint8_t *codes, 
 // 3 rows at a time, the sums over tokens stay in registers (4 vectors per row): each token's values are dequantized
 // once (Δ·code + min, shared by the rows; the same rounding as dequantize-then-dot), then 4 FMAs per row.
 template <int b>
-__attribute__((target("avx2,fma"))) void kivi_accumulate_avx2(const uint8_t *v, int32_t n, size_t tb, int D, const float *P, size_t ld, int R, float *out) {
+AVX2 void kivi_accumulate_avx2(const uint8_t *v, int32_t n, size_t tb, int D, const float *P, size_t ld, int R, float *out) {
     const __m256i sh = b == 4 ? _mm256_setr_epi32(0, 4, 8, 12, 16, 20, 24, 28) : _mm256_setr_epi32(0, 2, 4, 6, 8, 10, 12, 14);
     const __m256i mask = _mm256_set1_epi32((1 << b) - 1);
     const int NG = D / 32;
@@ -514,6 +663,18 @@ __attribute__((target("avx2,fma"))) void kivi_accumulate_avx2(const uint8_t *v, 
 
 QUANT_KERNEL void scores_kivi(const QuantSegment &seg, int32_t n, const float *q, int R, float scale, float *S, size_t ld) {
     const int D = seg.head_dim, b = code_bits(seg.format);
+    if (g_avx2) {
+        // the integer kernel for up to 8 code chunks per token (D <= 256 at 4 bits, 512 at 2 bits)
+        const int nc = (D + 16 * 8 / b - 1) / (16 * 8 / b);
+        switch (b * 16 + nc) {
+#define KIVI_CASE(B, NC) \
+    case B * 16 + NC: return scores_kivi_avx2<B, NC>(seg, n, q, R, scale, S, ld);
+            KIVI_CASE(4, 1) KIVI_CASE(4, 2) KIVI_CASE(4, 3) KIVI_CASE(4, 4) KIVI_CASE(4, 5) KIVI_CASE(4, 6) KIVI_CASE(4, 7) KIVI_CASE(4, 8)
+            KIVI_CASE(2, 1) KIVI_CASE(2, 2) KIVI_CASE(2, 3) KIVI_CASE(2, 4) KIVI_CASE(2, 5) KIVI_CASE(2, 6) KIVI_CASE(2, 7) KIVI_CASE(2, 8)
+#undef KIVI_CASE
+            default: break;  // larger heads: the portable path
+        }
+    }
     std::vector<float> a((size_t)R * D), bias(R), x(D), dl(D), mn(D);
     const uint8_t *p = seg.k.data();
     const size_t tb = kivi_k_token_bytes(D, b);
@@ -532,14 +693,9 @@ QUANT_KERNEL void scores_kivi(const QuantSegment &seg, int32_t n, const float *q
             bias[r] = bs;
         }
         const int lim = std::min<int32_t>(nt, n - t0);
-        if (g_avx2) {
-            if (b == 4) kivi_scores_avx2<4>(codes, lim, tb, D, a.data(), bias.data(), R, scale, S + t0, ld);
-            else kivi_scores_avx2<2>(codes, lim, tb, D, a.data(), bias.data(), R, scale, S + t0, ld);
-        } else {
-            for (int i = 0; i < lim; i++) {
-                unpack_codes(codes + (size_t)i * tb, D, b, x.data());
-                for (int r = 0; r < R; r++) S[r * ld + t0 + i] = (bias[r] + dot(a.data() + (size_t)r * D, x.data(), D)) * scale;
-            }
+        for (int i = 0; i < lim; i++) {
+            unpack_codes(codes + (size_t)i * tb, D, b, x.data());
+            for (int r = 0; r < R; r++) S[r * ld + t0 + i] = (bias[r] + dot(a.data() + (size_t)r * D, x.data(), D)) * scale;
         }
         p = codes + (size_t)nt * tb;
     }
@@ -615,157 +771,285 @@ inline __attribute__((always_inline)) float onebit_row_coeffs(const uint8_t *met
     return bias - sb;
 }
 
-// Word w (bytes 4w..4w+3 of planes first.., at most `count` planes) of 8 tokens (i..i+7) of a onebit key block, one
-// token per 32-bit lane: byte plane k holds byte k of every token.
-__attribute__((target("avx2,fma"))) inline __m256i onebit_word8(const uint8_t *rows, int nt, int i, int first, int count, int w) {
-    __m256i x = _mm256_setzero_si256();
-    for (int b = 0; b < 4 && 4 * w + b < count; b++) {
-        const __m256i plane = _mm256_cvtepu8_epi32(_mm_loadl_epi64((const __m128i *)(rows + (size_t)(first + 4 * w + b) * nt + i)));
-        x = _mm256_or_si256(x, _mm256_sll_epi32(plane, _mm_cvtsi32_si128(8 * b)));
+// 16-entry int8 tables for pshufb, two at a time: lo0/hi0 are table A's entries 0..7 / 8..15 as floats (already in
+// units of the table scale, |x| <= 63), lo1/hi1 table B's; stores A's 16 bytes rounded, then B's, at out.
+AVX2 inline void store_tables_i8_avx2(__m256 lo0, __m256 hi0, __m256 lo1, __m256 hi1, int8_t *out) {
+    const __m256i a = _mm256_packs_epi32(_mm256_cvtps_epi32(lo0), _mm256_cvtps_epi32(hi0));  // [A0-3 A8-11 | A4-7 A12-15]
+    const __m256i b = _mm256_packs_epi32(_mm256_cvtps_epi32(lo1), _mm256_cvtps_epi32(hi1));
+    const __m256i x = _mm256_packs_epi16(a, b);  // dwords [A0-3 A8-11 B0-3 B8-11 | A4-7 A12-15 B4-7 B12-15]
+    _mm256_storeu_si256((__m256i *)out, _mm256_permutevar8x32_epi32(x, _mm256_setr_epi32(0, 4, 1, 5, 2, 6, 3, 7)));
+}
+// ... in two int8 levels, x ≈ h + l/64 with h = round(x) ∈ [−63, 63] and l = round(64·(x − h)) ∈ [−32, 32]: the 32
+// bytes of h at out, the 32 of l at out + 32 (a lookup is then off by at most 1/128 of a table unit)
+AVX2 inline void store_tables_avx2(const __m256 *e, int8_t *out) {
+    __m256 h[4], l[4];
+    for (int i = 0; i < 4; i++) {
+        h[i] = _mm256_round_ps(e[i], _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
+        l[i] = _mm256_mul_ps(_mm256_sub_ps(e[i], h[i]), _mm256_set1_ps(64.0f));
     }
-    return x;
+    store_tables_i8_avx2(h[0], h[1], h[2], h[3], out);
+    store_tables_i8_avx2(l[0], l[1], l[2], l[3], out + 32);
 }
 
-// onebit keys, AVX2: per block and row, small float tables indexed by an outlier channel's 2-bit code (4 entries) or
-// by a 3-bit chunk of the sign bits (8 entries: the signed sum of 3 channels' q'·α), looked up for 8 tokens at once
-// with one vpermps each. The same sum as the dequantized dot product, in another order; tables cost (D/4·4 + D/4·8)
-// floats per block and row instead of 256 per code byte, and no gathers.
-__attribute__((target("avx2,fma"))) void scores_onebit_avx2(const QuantSegment &seg, int32_t n, const float *q, int R, float scale, float *S, size_t ld) {
+// onebit keys, AVX2 integer kernel (T-MAC style). Every nibble of a token's key row indexes a 16-entry table: an outlier
+// nibble holds two channels' 2-bit codes, T[x] = a_j·((x & 3) − 1.5) + a_{j+1}·((x >> 2) − 1.5) (a = q∘Δ, codes
+// centred so the table is symmetric; 1.5·Σa goes to the bias), a sign nibble four rotated normal channels' sign
+// bits, T[x] = Σ_i b_i·(2·bit_i − 1) (b = q'∘α). Per block and row the tables are quantized to int8 with one scale
+// for the outlier tables and one for the sign tables (β = max |T| / 63, so two lookups add up in int8), and a
+// byte plane of 32 tokens is scored with two pshufb (its low- and high-nibble tables: 32 lookups each), one add and
+// two maddubs that widen the even / odd tokens into int16 sums; per 32 tokens and row the sums are converted to
+// float once: score = (bias + βo·Σ outlier lookups + βn·Σ sign lookups)·scale. Each lookup is off by at most β/2.
+constexpr int kOneBitMaxPlanes = 64;  // byte planes per key row the AVX2 kernel handles (D <= 256)
+AVX2 void scores_onebit_avx2(const QuantSegment &seg, int32_t n, const float *q, int R, float scale, float *S, size_t ld) {
     const int D = seg.head_dim, Do = ob_do(D), Dn = ob_dn(D);
-    const int nbo = Do / 4, nbn = Dn / 8;
-    const int nu = Dn / 3;        // 3-bit chunks of the normals' sign bits (Dn = 3D/4)
-    const int ntab = Do + nu;     // tables per row
-    const int wo = (nbo + 3) / 4, wn = (nbn + 3) / 4;  // 32-bit words per token: outlier codes, sign bits
+    const int nbo = Do / 4, nbn = Dn / 8, np = nbo + nbn;  // byte planes: outlier codes, then sign bits
     const OneBitQuery oq = onebit_query(seg, q, R);
-    std::vector<float> T((size_t)R * ntab * 8), bias(R), ao(Do), a(Dn);
-    __m256i idx[128];
-    if (ntab > 128 || wo + wn > 16) throw std::invalid_argument("onebit: head dim too large for the AVX2 kernel");
+    std::vector<float> bm((size_t)4 * D), ao(Do), an(Dn), bias(R), beta_o(R), beta_n(R);
+    std::vector<int8_t> T((size_t)R * np * 64);  // per row and plane: low- and high-nibble tables, level h then l
+    Vec256 idx((size_t)2 * np);
+    alignas(32) uint8_t tail[32 * kOneBitMaxPlanes];
+    alignas(32) float tmp[32];
+    const __m256 sign = _mm256_set1_ps(-0.0f);
+    // entry patterns: x & 3 and x >> 2 centred (outliers), the sign of bit i (normals); entries 0..7, then 8..15
+    const __m256 c0 = _mm256_setr_ps(-1.5f, -0.5f, 0.5f, 1.5f, -1.5f, -0.5f, 0.5f, 1.5f);
+    const __m256 c1lo = _mm256_setr_ps(-1.5f, -1.5f, -1.5f, -1.5f, -0.5f, -0.5f, -0.5f, -0.5f), c1hi = _mm256_setr_ps(0.5f, 0.5f, 0.5f, 0.5f, 1.5f, 1.5f, 1.5f, 1.5f);
+    const __m256 s0 = _mm256_setr_ps(-1, 1, -1, 1, -1, 1, -1, 1), s1 = _mm256_setr_ps(-1, -1, 1, 1, -1, -1, 1, 1), s2 = _mm256_setr_ps(-1, -1, -1, -1, 1, 1, 1, 1);
+    const __m256i m4 = _mm256_set1_epi8(15), even = _mm256_set1_epi16(1), odd = _mm256_set1_epi16(256), w64 = _mm256_set1_epi32(64 | 1 << 16);
     const size_t tb = ob_k_token_bytes(D);
     const uint8_t *p = seg.k.data();
     for (int32_t t0 = 0; t0 < seg.n && t0 < n; t0 += kOneBitBlock) {
         const int nt = std::min<int32_t>(kOneBitBlock, seg.n - t0);
-        const uint8_t *meta = p, *rows = p + ob_k_block_meta(D);
+        const uint8_t *rows = p + ob_k_block_meta(D);
         const int lim = std::min<int32_t>(nt, n - t0);
+        halves_avx2(p, 4 * D, bm.data());  // [Δ x Do][min x Do][μ x Dn][α x Dn]
+        const float *dl = bm.data(), *mn = dl + Do, *mu = mn + Do, *al = mu + Dn;
         for (int r = 0; r < R; r++) {
-            float *Tr = T.data() + (size_t)r * ntab * 8;
-            bias[r] = onebit_row_coeffs(meta, Do, Dn, oq.qo.data() + (size_t)r * Do, oq.qn.data() + (size_t)r * Dn, ao.data(), a.data());
-            // outlier j: a 4-entry table over its 2-bit code; a 3-bit chunk u of sign bits: an 8-entry table
-            for (int j = 0; j < Do; j++) {
-                const float e[8] = {0, ao[j], 2 * ao[j], 3 * ao[j], 0, 0, 0, 0};
-                memcpy(Tr + (size_t)j * 8, e, sizeof e);
+            const float *qo = oq.qo.data() + (size_t)r * Do, *qn = oq.qn.data() + (size_t)r * Dn;
+            __m256 mo = _mm256_setzero_ps(), mnn = mo, so = mo;
+            for (int j = 0; j < Do; j += 8) {
+                const __m256 x = _mm256_mul_ps(_mm256_loadu_ps(qo + j), _mm256_loadu_ps(dl + j));
+                _mm256_storeu_ps(ao.data() + j, x);
+                so = _mm256_add_ps(so, x);
+                const __m256 ax = _mm256_andnot_ps(sign, x);
+                mo = _mm256_max_ps(mo, _mm256_hadd_ps(ax, ax));  // |a_2g| + |a_2g+1|
             }
-            for (int u = 0; u < nu; u++) {
-                const float *b3 = a.data() + 3 * u;
-                for (int x = 0; x < 8; x++) Tr[(size_t)(Do + u) * 8 + x] = 2 * ((x & 1 ? b3[0] : 0) + (x & 2 ? b3[1] : 0) + (x & 4 ? b3[2] : 0));
+            for (int j = 0; j < Dn; j += 8) {
+                const __m256 x = _mm256_mul_ps(_mm256_loadu_ps(qn + j), _mm256_loadu_ps(al + j));
+                _mm256_storeu_ps(an.data() + j, x);
+                const __m256 h = _mm256_hadd_ps(_mm256_andnot_ps(sign, x), _mm256_setzero_ps());
+                mnn = _mm256_max_ps(mnn, _mm256_hadd_ps(h, h));  // Σ_{i<4} |b_4g+i|
             }
-        }
-        int i = 0;
-        for (; i + 8 <= lim; i += 8) {
-            // byte plane k holds byte k of every token: 8 tokens' bytes into 32-bit lanes, 4 planes to a word
-            __m256i W[16];
-            for (int w = 0; w < wo; w++) W[w] = onebit_word8(rows, nt, i, 0, nbo, w);
-            for (int w = 0; w < wn; w++) W[wo + w] = onebit_word8(rows, nt, i, nbo, nbn, w);
-            const __m256i m3 = _mm256_set1_epi32(3), m7 = _mm256_set1_epi32(7);
-            for (int j = 0; j < Do; j++) idx[j] = _mm256_and_si256(_mm256_srl_epi32(W[j / 16], _mm_cvtsi32_si128(2 * (j % 16))), m3);
-            for (int u = 0; u < nu; u++) {
-                const int bit = 3 * u, w = bit / 32, sh = bit % 32;
-                __m256i v = _mm256_srl_epi32(W[wo + w], _mm_cvtsi32_si128(sh));
-                if (sh > 29 && w + 1 < wn) v = _mm256_or_si256(v, _mm256_sll_epi32(W[wo + w + 1], _mm_cvtsi32_si128(32 - sh)));
-                idx[Do + u] = _mm256_and_si256(v, m7);
-            }
-            for (int r = 0; r < R; r++) {
-                const float *Tr = T.data() + (size_t)r * ntab * 8;
-                __m256 acc0 = _mm256_set1_ps(bias[r]), acc1 = _mm256_setzero_ps(), acc2 = acc1, acc3 = acc1;
-                int t = 0;
-                for (; t + 3 < ntab; t += 4) {
-                    acc0 = _mm256_add_ps(acc0, _mm256_permutevar8x32_ps(_mm256_loadu_ps(Tr + (size_t)t * 8), idx[t]));
-                    acc1 = _mm256_add_ps(acc1, _mm256_permutevar8x32_ps(_mm256_loadu_ps(Tr + (size_t)(t + 1) * 8), idx[t + 1]));
-                    acc2 = _mm256_add_ps(acc2, _mm256_permutevar8x32_ps(_mm256_loadu_ps(Tr + (size_t)(t + 2) * 8), idx[t + 2]));
-                    acc3 = _mm256_add_ps(acc3, _mm256_permutevar8x32_ps(_mm256_loadu_ps(Tr + (size_t)(t + 3) * 8), idx[t + 3]));
+            const float bo = 1.5f * hmax_avx2(mo) / 63.0f, bn = hmax_avx2(mnn) / 63.0f;
+            const __m256 io = _mm256_set1_ps(bo > 0 ? 1.0f / bo : 0.0f), in = _mm256_set1_ps(bn > 0 ? 1.0f / bn : 0.0f);
+            bias[r] = (dot_avx2(qo, mn, Do) + 1.5f * hsum_avx2(so) + dot_avx2(qn, mu, Dn)) * scale;
+            beta_o[r] = bo / 64 * scale;  // the sums count table units in 1/64
+            beta_n[r] = bn / 64 * scale;
+            int8_t *Tr = T.data() + (size_t)r * np * 64;
+            for (int k = 0; k < nbo; k++) {  // plane k: channels 4k, 4k+1 (low nibble), 4k+2, 4k+3 (high)
+                __m256 e[4];
+                for (int h = 0; h < 2; h++) {
+                    const __m256 a0 = _mm256_mul_ps(_mm256_set1_ps(ao[4 * k + 2 * h]), io), a1 = _mm256_mul_ps(_mm256_set1_ps(ao[4 * k + 2 * h + 1]), io);
+                    const __m256 base = _mm256_mul_ps(a0, c0);
+                    e[2 * h] = _mm256_fmadd_ps(a1, c1lo, base);
+                    e[2 * h + 1] = _mm256_fmadd_ps(a1, c1hi, base);
                 }
-                for (; t < ntab; t++) acc0 = _mm256_add_ps(acc0, _mm256_permutevar8x32_ps(_mm256_loadu_ps(Tr + (size_t)t * 8), idx[t]));
-                const __m256 sum = _mm256_add_ps(_mm256_add_ps(acc0, acc1), _mm256_add_ps(acc2, acc3));
-                _mm256_storeu_ps(S + (size_t)r * ld + t0 + i, _mm256_mul_ps(sum, _mm256_set1_ps(scale)));
+                store_tables_avx2(e, Tr + 64 * k);
+            }
+            for (int k = 0; k < nbn; k++) {  // sign plane k: normals 8k..8k+3 (low nibble), 8k+4..8k+7 (high)
+                __m256 e[4];
+                for (int h = 0; h < 2; h++) {
+                    const float *b4 = an.data() + 8 * k + 4 * h;
+                    const __m256 x = _mm256_fmadd_ps(_mm256_set1_ps(b4[2]), s2, _mm256_fmadd_ps(_mm256_set1_ps(b4[1]), s1, _mm256_mul_ps(_mm256_set1_ps(b4[0]), s0)));
+                    const __m256 y = _mm256_set1_ps(b4[3]);
+                    e[2 * h] = _mm256_mul_ps(_mm256_sub_ps(x, y), in);
+                    e[2 * h + 1] = _mm256_mul_ps(_mm256_add_ps(x, y), in);
+                }
+                store_tables_avx2(e, Tr + 64 * (nbo + k));
             }
         }
-        for (; i < lim; i++)  // the block's last < 8 tokens, one at a time from the same tables
+        for (int i = 0; i < lim; i += 32) {
+            // byte plane k holds byte k of every token (rows[k * nt + i]); a last partial group of 32 is copied out
+            const uint8_t *src = rows + i;
+            size_t stride = nt;
+            if (i + 32 > nt) {
+                memset(tail, 0, (size_t)np * 32);
+                for (int k = 0; k < np; k++) memcpy(tail + 32 * k, rows + (size_t)k * nt + i, nt - i);
+                src = tail, stride = 32;
+            }
+            for (int k = 0; k < np; k++) {
+                const __m256i x = _mm256_loadu_si256((const __m256i *)(src + (size_t)k * stride));
+                idx[2 * k] = _mm256_and_si256(x, m4);
+                idx[2 * k + 1] = _mm256_and_si256(_mm256_srli_epi16(x, 4), m4);
+            }
             for (int r = 0; r < R; r++) {
-                const float *Tr = T.data() + (size_t)r * ntab * 8;
-                float s = bias[r];
-                for (int j = 0; j < Do; j++) s += Tr[(size_t)j * 8 + ((rows[(size_t)(j / 4) * nt + i] >> (2 * (j % 4))) & 3)];
-                for (int u = 0; u < nu; u++) {
-                    int x = 0;
-                    for (int b = 0; b < 3; b++) {
-                        const int c = 3 * u + b;
-                        x |= ((rows[(size_t)(nbo + c / 8) * nt + i] >> (c % 8)) & 1) << b;
+                const int8_t *Tr = T.data() + (size_t)r * np * 64;
+                __m256i tok[2][2], hiq[2][2];  // [outlier, sign] x [even, odd tokens]: int32 sums 64·Σh + Σl
+                for (int part = 0; part < 2; part++) {
+                    __m256i eh = _mm256_setzero_si256(), oh = eh, el = eh, ol = eh;
+                    for (int k = part ? nbo : 0; k < (part ? np : nbo); k++) {
+                        const int8_t *t = Tr + 64 * k;
+                        const __m256i il = idx[2 * k], ih = idx[2 * k + 1];
+                        const __m256i vh = _mm256_add_epi8(_mm256_shuffle_epi8(_mm256_broadcastsi128_si256(_mm_loadu_si128((const __m128i *)t)), il),
+                                                           _mm256_shuffle_epi8(_mm256_broadcastsi128_si256(_mm_loadu_si128((const __m128i *)(t + 16))), ih));
+                        const __m256i vl = _mm256_add_epi8(_mm256_shuffle_epi8(_mm256_broadcastsi128_si256(_mm_loadu_si128((const __m128i *)(t + 32))), il),
+                                                           _mm256_shuffle_epi8(_mm256_broadcastsi128_si256(_mm_loadu_si128((const __m128i *)(t + 48))), ih));
+                        eh = _mm256_add_epi16(eh, _mm256_maddubs_epi16(even, vh));
+                        oh = _mm256_add_epi16(oh, _mm256_maddubs_epi16(odd, vh));
+                        el = _mm256_add_epi16(el, _mm256_maddubs_epi16(even, vl));
+                        ol = _mm256_add_epi16(ol, _mm256_maddubs_epi16(odd, vl));
                     }
-                    s += Tr[(size_t)(Do + u) * 8 + x];
+                    // (h, l) pairs -> 64·h + l in int32: [t0 t2 t4 t6 | t16 t18 t20 t22] and [t8 .. t14 | t24 .. t30] (even)
+                    tok[part][0] = _mm256_madd_epi16(_mm256_unpacklo_epi16(eh, el), w64);
+                    tok[part][1] = _mm256_madd_epi16(_mm256_unpacklo_epi16(oh, ol), w64);
+                    hiq[part][0] = _mm256_madd_epi16(_mm256_unpackhi_epi16(eh, el), w64);
+                    hiq[part][1] = _mm256_madd_epi16(_mm256_unpackhi_epi16(oh, ol), w64);
                 }
-                S[(size_t)r * ld + t0 + i] = s * scale;
+                const __m256 vb = _mm256_set1_ps(bias[r]), vo = _mm256_set1_ps(beta_o[r]), vn = _mm256_set1_ps(beta_n[r]);
+                float *dst = i + 32 <= lim ? S + (size_t)r * ld + t0 + i : tmp;
+                for (int half = 0; half < 2; half++) {  // tokens 0-7 and 16-23, then 8-15 and 24-31
+                    const __m256i(*src)[2] = half ? hiq : tok;
+                    __m256 f[2];
+                    for (int eo = 0; eo < 2; eo++)
+                        f[eo] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(src[1][eo]), vn, _mm256_fmadd_ps(_mm256_cvtepi32_ps(src[0][eo]), vo, vb));
+                    const __m256 a = _mm256_unpacklo_ps(f[0], f[1]), b = _mm256_unpackhi_ps(f[0], f[1]);  // [t0-3 | t16-19], [t4-7 | t20-23]
+                    _mm256_storeu_ps(dst + 8 * half, _mm256_permute2f128_ps(a, b, 0x20));
+                    _mm256_storeu_ps(dst + 16 + 8 * half, _mm256_permute2f128_ps(a, b, 0x31));
+                }
+                if (dst == tmp) memcpy(S + (size_t)r * ld + t0 + i, tmp, (size_t)(lim - i) * sizeof(float));
             }
+        }
         p = rows + (size_t)nt * tb;
     }
 }
 
-// onebit values, AVX2: Σ_t p_t γ_c σ_tc = γ_c Σ_t p_t σ_tc. Per code byte column k (channels 5k..5k+4) the rows
-// accumulate p_t · trits(byte) over the block's tokens in registers, the trits read as 8 floats (5 used) from a table;
-// γ is applied once per block. No per-token unpacking into memory (overlapping stores stall store forwarding).
-__attribute__((target("avx2,fma"))) void accumulate_onebit_avx2(const QuantSegment &seg, int32_t n, const float *P, size_t ld, int R, float *out) {
+AVX2 inline __m256 i16_f32(__m128i x) { return _mm256_cvtepi32_ps(_mm256_cvtepi16_epi32(x)); }
+
+// onebit values, AVX2 integer kernel: Σ_t p_t γ_c σ_tc = γ_c Σ_t p_t σ_tc. Per block and row the probabilities are
+// quantized to two u8 levels: u = p / π with π = max_t p_t / 255, h = ⌊u⌋, l = round(255·(u − h)), p ≈ π·(h + l/255)
+// (off by at most π/510; negative p count as 0; one level, off by π/2, moved the tiered logits by 3.7e-3 of the
+// largest against 2e-3 allowed); token pairs (t, t+1) whose p̂ is 0 in every row are skipped. A pair's code bytes are
+// interleaved (16 byte columns of both tokens per vector) and each of the 5 trits of every byte decoded with byte
+// arithmetic (TQ1_0's encoding, see trit_byte: z_i = (q ^ 0x80)·3^i mod 256, σ = [z_i > 42] − [z_i < −42]);
+// maddubs(h_t | h_t+1, σ) and maddubs(l_t | l_t+1, σ) sum both tokens' products per channel into int16 (exact: at most
+// 64 pairs · 2 · 255 per block). Per block the sums are scaled by π·γ_c into a float accumulator kept in trit-major
+// order (channel 5k + i at [i][k]), put back in channel order at the end.
+AVX2 void accumulate_onebit_avx2(const QuantSegment &seg, int32_t n, const float *P, size_t ld, int R, float *out) {
     const int D = seg.head_dim;
     const size_t tb = ob_v_token_bytes(D);
-    const uint8_t *p = seg.v.data();
-    alignas(32) float lanes[8];
-    int32_t live[kOneBitBlock];
+    const int nc = (int)((tb + 15) / 16), ncol = 16 * nc;  // 16-column chunks of a token's bytes
+    const uint8_t *p = seg.v.data(), *end = seg.v.data() + seg.v.size();
+    constexpr int kPad = kOneBitBlock + 32;
+    const int R2 = 2 * R;  // rows of p̂: row r's level h at 2r, level l at 2r + 1
+    std::vector<uint8_t> pq((size_t)R2 * kPad);
+    std::vector<float> gam(D), gd((size_t)5 * ncol), od((size_t)R * 5 * ncol, 0.0f), pi(R);
+    Vec256 acc((size_t)R2 * nc * 5), P2(R2);
+    std::vector<uint8_t> safe((size_t)2 * ncol);
+    const __m256i flip = _mm256_set1_epi8((char)0x80), lo_t = _mm256_set1_epi8(-42), hi_t = _mm256_set1_epi8(42);
     for (int32_t t0 = 0; t0 < seg.n && t0 < n; t0 += kOneBitBlock) {
         const int nt = std::min<int32_t>(kOneBitBlock, seg.n - t0);
-        const uint8_t *meta = p, *rows = p + ob_v_block_meta(D);
+        const uint8_t *rows = p + ob_v_block_meta(D);
         const int lim = std::min<int32_t>(nt, n - t0);
-        for (int r0 = 0; r0 < R; r0 += 8) {
-            const int rn = std::min(8, R - r0);
-            const float *Pb = P + (size_t)r0 * ld + t0;
-            // tokens some row gives a non-zero probability (attention rounds probabilities to fp16, so far keys are
-            // exactly 0 and skipping them changes nothing)
-            int nl = 0;
-            for (int i = 0; i < lim; i++) {
-                bool any = false;
-                for (int r = 0; r < rn; r++) any |= Pb[(size_t)r * ld + i] != 0.0f;
-                if (any) live[nl++] = i;
+        // p̂ per row (zero past lim, so a pair's second token may be absent)
+        bool any = false;
+        for (int r = 0; r < R; r++) {
+            const float *Pr = P + (size_t)r * ld + t0;
+            uint8_t *qh = pq.data() + (size_t)2 * r * kPad, *ql = qh + kPad;
+            __m256 m = _mm256_setzero_ps();
+            int i = 0;
+            for (; i + 8 <= lim; i += 8) m = _mm256_max_ps(m, _mm256_loadu_ps(Pr + i));
+            float mx = hmax_avx2(m);
+            for (; i < lim; i++) mx = std::max(mx, Pr[i]);
+            pi[r] = mx / 255.0f;
+            const float inv = mx > 0 ? 255.0f / mx : 0.0f;
+            any |= mx > 0;
+            const __m256 vi = _mm256_set1_ps(inv), k255 = _mm256_set1_ps(255.0f);
+            const __m256i order = _mm256_setr_epi32(0, 4, 1, 5, 2, 6, 3, 7);
+            for (i = 0; i + 32 <= lim; i += 32) {
+                __m256i h[4], l[4];
+                for (int j = 0; j < 4; j++) {
+                    const __m256 u = _mm256_mul_ps(_mm256_max_ps(_mm256_loadu_ps(Pr + i + 8 * j), _mm256_setzero_ps()), vi);
+                    const __m256 fh = _mm256_floor_ps(u);
+                    h[j] = _mm256_cvtps_epi32(fh);
+                    l[j] = _mm256_cvtps_epi32(_mm256_mul_ps(_mm256_sub_ps(u, fh), k255));
+                }
+                const __m256i bh = _mm256_packus_epi16(_mm256_packs_epi32(h[0], h[1]), _mm256_packs_epi32(h[2], h[3]));
+                const __m256i bl = _mm256_packus_epi16(_mm256_packs_epi32(l[0], l[1]), _mm256_packs_epi32(l[2], l[3]));
+                _mm256_storeu_si256((__m256i *)(qh + i), _mm256_permutevar8x32_epi32(bh, order));
+                _mm256_storeu_si256((__m256i *)(ql + i), _mm256_permutevar8x32_epi32(bl, order));
             }
-            if (nl == 0) continue;
-            for (size_t k = 0; k < tb; k++) {
-                // two accumulators per row (alternate tokens): the FMA chains are latency-bound otherwise
-                __m256 acc[8], acc2[8];
-                for (int r = 0; r < rn; r++) acc[r] = acc2[r] = _mm256_setzero_ps();
-                const uint8_t *col = rows + k;
-                int j = 0;
-                for (; j + 1 < nl; j += 2) {
-                    const int i = live[j], i2 = live[j + 1];
-                    const __m256 t = _mm256_load_ps(g_tritsf.t[col[(size_t)i * tb]]);
-                    const __m256 u = _mm256_load_ps(g_tritsf.t[col[(size_t)i2 * tb]]);
-                    for (int r = 0; r < rn; r++) {
-                        acc[r] = _mm256_fmadd_ps(_mm256_broadcast_ss(Pb + (size_t)r * ld + i), t, acc[r]);
-                        acc2[r] = _mm256_fmadd_ps(_mm256_broadcast_ss(Pb + (size_t)r * ld + i2), u, acc2[r]);
+            for (; i < lim; i++) {
+                const float u = std::max(Pr[i], 0.0f) * inv, fh = std::min(255.0f, std::floor(u));
+                qh[i] = (uint8_t)fh;
+                ql[i] = (uint8_t)std::min(255L, std::lrint((u - fh) * 255.0f));
+            }
+            memset(qh + lim, 0, (size_t)(kPad - lim));
+            memset(ql + lim, 0, (size_t)(kPad - lim));
+        }
+        if (!any) {
+            p = rows + (size_t)nt * tb;
+            continue;
+        }
+        for (size_t k = 0; k < (size_t)R2 * nc * 5; k++) acc[k] = _mm256_setzero_si256();
+        for (int i = 0; i < lim; i += 32) {
+            // pairs (t, t+1) with a non-zero p̂ in some row: bit 2m of the mask for the pair at i + 2m
+            __m256i o = _mm256_setzero_si256();
+            for (int r = 0; r < R2; r++) o = _mm256_or_si256(o, _mm256_loadu_si256((const __m256i *)(pq.data() + (size_t)r * kPad + i)));
+            uint32_t live = ~(uint32_t)_mm256_movemask_epi8(_mm256_cmpeq_epi16(o, _mm256_setzero_si256())) & 0x55555555u;
+            while (live) {
+                const int t = i + __builtin_ctz(live);
+                live &= live - 1;
+                const uint8_t *ra = rows + (size_t)t * tb, *rb = rows + (size_t)std::min(t + 1, lim - 1) * tb;
+                if (rb + ncol > end) {  // the segment's last rows: copy instead of reading past the buffer
+                    memset(safe.data(), 0, safe.size());
+                    memcpy(safe.data(), ra, tb);
+                    memcpy(safe.data() + ncol, rb, tb);
+                    ra = safe.data(), rb = safe.data() + ncol;
+                }
+                for (int r = 0; r < R2; r++) {
+                    uint16_t pp;
+                    memcpy(&pp, pq.data() + (size_t)r * kPad + t, 2);
+                    P2[r] = _mm256_set1_epi16((short)pp);
+                }
+                for (int j = 0; j < nc; j++) {
+                    const __m128i xa = _mm_loadu_si128((const __m128i *)(ra + 16 * j)), xb = _mm_loadu_si128((const __m128i *)(rb + 16 * j));
+                    __m256i z = _mm256_xor_si256(_mm256_inserti128_si256(_mm256_castsi128_si256(_mm_unpacklo_epi8(xa, xb)), _mm_unpackhi_epi8(xa, xb), 1), flip);
+                    for (int d = 0; d < 5; d++) {
+                        if (d) z = _mm256_add_epi8(z, _mm256_add_epi8(z, z));
+                        const __m256i sg = _mm256_sub_epi8(_mm256_cmpgt_epi8(lo_t, z), _mm256_cmpgt_epi8(z, hi_t));  // σ
+                        for (int r = 0; r < R2; r++) {
+                            __m256i &a = acc[((size_t)r * nc + j) * 5 + d];
+                            a = _mm256_add_epi16(a, _mm256_maddubs_epi16(P2[r], sg));
+                        }
                     }
-                }
-                if (j < nl) {
-                    const int i = live[j];
-                    const __m256 t = _mm256_load_ps(g_tritsf.t[col[(size_t)i * tb]]);
-                    for (int r = 0; r < rn; r++) acc[r] = _mm256_fmadd_ps(_mm256_broadcast_ss(Pb + (size_t)r * ld + i), t, acc[r]);
-                }
-                for (int r = 0; r < rn; r++) {
-                    _mm256_store_ps(lanes, _mm256_add_ps(acc[r], acc2[r]));
-                    float *o = out + (size_t)(r0 + r) * D;
-                    for (int j = 0; j < 5 && 5 * (int)k + j < D; j++) o[5 * k + j] += get_h(meta + 2 * (5 * k + j)) * lanes[j];
                 }
             }
         }
+        // γ in trit-major order, then per row: od[i][k] += π·γ·Σ
+        halves_avx2(p, D, gam.data());
+        for (int d = 0; d < 5; d++)
+            for (int k = 0; k < ncol; k++) gd[(size_t)d * ncol + k] = 5 * k + d < D ? gam[5 * k + d] : 0.0f;
+        for (int r = 0; r < R; r++) {
+            const __m256 vp = _mm256_set1_ps(pi[r]), v255 = _mm256_set1_ps(1.0f / 255.0f);
+            for (int j = 0; j < nc; j++)
+                for (int d = 0; d < 5; d++) {
+                    const __m256i ah = acc[((size_t)2 * r * nc + j) * 5 + d], al = acc[((size_t)(2 * r + 1) * nc + j) * 5 + d];
+                    const __m256 lo = _mm256_fmadd_ps(i16_f32(_mm256_castsi256_si128(al)), v255, i16_f32(_mm256_castsi256_si128(ah)));
+                    const __m256 hi = _mm256_fmadd_ps(i16_f32(_mm256_extracti128_si256(al, 1)), v255, i16_f32(_mm256_extracti128_si256(ah, 1)));
+                    const size_t at = (size_t)d * ncol + 16 * j;
+                    float *o = od.data() + (size_t)r * 5 * ncol + at;
+                    _mm256_storeu_ps(o, _mm256_fmadd_ps(_mm256_mul_ps(lo, vp), _mm256_loadu_ps(gd.data() + at), _mm256_loadu_ps(o)));
+                    _mm256_storeu_ps(o + 8, _mm256_fmadd_ps(_mm256_mul_ps(hi, vp), _mm256_loadu_ps(gd.data() + at + 8), _mm256_loadu_ps(o + 8)));
+                }
+        }
         p = rows + (size_t)nt * tb;
     }
+    for (int r = 0; r < R; r++)
+        for (int c = 0; c < D; c++) out[(size_t)r * D + c] += od[(size_t)r * 5 * ncol + (size_t)(c % 5) * ncol + c / 5];
 }
 
 QUANT_KERNEL void scores_onebit(const QuantSegment &seg, int32_t n, const float *q, int R, float scale, float *S, size_t ld) {
-    if (g_avx2) return scores_onebit_avx2(seg, n, q, R, scale, S, ld);
     const int D = seg.head_dim, Do = ob_do(D), Dn = ob_dn(D);
+    if (g_avx2 && (int)ob_k_token_bytes(D) <= kOneBitMaxPlanes) return scores_onebit_avx2(seg, n, q, R, scale, S, ld);
     const int nbo = Do / 4, nbn = Dn / 8;  // bytes per token: outlier codes, sign bits
     const OneBitQuery oq = onebit_query(seg, q, R);
     // per block and row: byte lookup tables (T-MAC style): 256 partial sums per code byte
