@@ -645,7 +645,10 @@ AVX2 void kivi_accumulate_avx2(const uint8_t *v, int32_t n, size_t tb, int D, co
             for (int32_t t = 0; t < n; t++) {
                 const uint8_t *row = v + (size_t)t * tb;
                 const uint8_t *meta = row + (size_t)D * b / 8;
-                const __m256 dl = _mm256_set1_ps(get_h(meta + 2 * g)), mn = _mm256_set1_ps(get_h(meta + 2 * NG + 2 * g));
+                uint16_t hd, hm;
+                memcpy(&hd, meta + 2 * g, 2);
+                memcpy(&hm, meta + 2 * NG + 2 * g, 2);
+                const __m256 dl = _mm256_set1_ps(_cvtsh_ss(hd)), mn = _mm256_set1_ps(_cvtsh_ss(hm));
                 __m256 x[4];
                 for (int j = 0; j < 4; j++) x[j] = _mm256_fmadd_ps(codes8_avx2<b>(row, g * 32 + 8 * j, sh, mask), dl, mn);
                 for (int r = 0; r < rn; r++) {
