@@ -936,16 +936,18 @@ AVX2 inline __m256 i16_f32(__m128i x) { return _mm256_cvtepi32_ps(_mm256_cvtepi1
 // maddubs(h_t | h_t+1, σ) and maddubs(l_t | l_t+1, σ) sum both tokens' products per channel into int16 (exact: at most
 // 64 pairs · 2 · 255 per block). Per block the sums are scaled by π·γ_c into a float accumulator kept in trit-major
 // order (channel 5k + i at [i][k]), put back in channel order at the end.
+template <int nc>  // 16-column chunks of a token's bytes
 AVX2 void accumulate_onebit_avx2(const QuantSegment &seg, int32_t n, const float *P, size_t ld, int R, float *out) {
     const int D = seg.head_dim;
     const size_t tb = ob_v_token_bytes(D);
-    const int nc = (int)((tb + 15) / 16), ncol = 16 * nc;  // 16-column chunks of a token's bytes
+    constexpr int ncol = 16 * nc;
     const uint8_t *p = seg.v.data(), *end = seg.v.data() + seg.v.size();
     constexpr int kPad = kOneBitBlock + 32;
     const int R2 = 2 * R;  // rows of p̂: row r's level h at 2r, level l at 2r + 1
     std::vector<uint8_t> pq((size_t)R2 * kPad);
     std::vector<float> gam(D), gd((size_t)5 * ncol), od((size_t)R * 5 * ncol, 0.0f), pi(R);
-    Vec256 acc((size_t)R2 * nc * 5), P2(R2);
+    Vec256 acc((size_t)R2 * nc * 5), sig((size_t)kOneBitBlock / 2 * nc * 5);  // sums per p̂ row; a block's decoded pairs
+    int pt[kOneBitBlock / 2];
     std::vector<uint8_t> safe((size_t)2 * ncol);
     const __m256i flip = _mm256_set1_epi8((char)0x80), lo_t = _mm256_set1_epi8(-42), hi_t = _mm256_set1_epi8(42);
     for (int32_t t0 = 0; t0 < seg.n && t0 < n; t0 += kOneBitBlock) {
@@ -992,40 +994,49 @@ AVX2 void accumulate_onebit_avx2(const QuantSegment &seg, int32_t n, const float
             p = rows + (size_t)nt * tb;
             continue;
         }
-        for (size_t k = 0; k < (size_t)R2 * nc * 5; k++) acc[k] = _mm256_setzero_si256();
+        // pairs (t, t+1) with a non-zero p̂ in some row: bit 2m of the mask for the pair at i + 2m
+        int npairs = 0;
         for (int i = 0; i < lim; i += 32) {
-            // pairs (t, t+1) with a non-zero p̂ in some row: bit 2m of the mask for the pair at i + 2m
             __m256i o = _mm256_setzero_si256();
             for (int r = 0; r < R2; r++) o = _mm256_or_si256(o, _mm256_loadu_si256((const __m256i *)(pq.data() + (size_t)r * kPad + i)));
-            uint32_t live = ~(uint32_t)_mm256_movemask_epi8(_mm256_cmpeq_epi16(o, _mm256_setzero_si256())) & 0x55555555u;
-            while (live) {
-                const int t = i + __builtin_ctz(live);
-                live &= live - 1;
-                const uint8_t *ra = rows + (size_t)t * tb, *rb = rows + (size_t)std::min(t + 1, lim - 1) * tb;
-                if (rb + ncol > end) {  // the segment's last rows: copy instead of reading past the buffer
-                    memset(safe.data(), 0, safe.size());
-                    memcpy(safe.data(), ra, tb);
-                    memcpy(safe.data() + ncol, rb, tb);
-                    ra = safe.data(), rb = safe.data() + ncol;
-                }
-                for (int r = 0; r < R2; r++) {
-                    uint16_t pp;
-                    memcpy(&pp, pq.data() + (size_t)r * kPad + t, 2);
-                    P2[r] = _mm256_set1_epi16((short)pp);
-                }
-                for (int j = 0; j < nc; j++) {
-                    const __m128i xa = _mm_loadu_si128((const __m128i *)(ra + 16 * j)), xb = _mm_loadu_si128((const __m128i *)(rb + 16 * j));
-                    __m256i z = _mm256_xor_si256(_mm256_inserti128_si256(_mm256_castsi128_si256(_mm_unpacklo_epi8(xa, xb)), _mm_unpackhi_epi8(xa, xb), 1), flip);
-                    for (int d = 0; d < 5; d++) {
-                        if (d) z = _mm256_add_epi8(z, _mm256_add_epi8(z, z));
-                        const __m256i sg = _mm256_sub_epi8(_mm256_cmpgt_epi8(lo_t, z), _mm256_cmpgt_epi8(z, hi_t));  // σ
-                        for (int r = 0; r < R2; r++) {
-                            __m256i &a = acc[((size_t)r * nc + j) * 5 + d];
-                            a = _mm256_add_epi16(a, _mm256_maddubs_epi16(P2[r], sg));
-                        }
-                    }
+            for (uint32_t live = ~(uint32_t)_mm256_movemask_epi8(_mm256_cmpeq_epi16(o, _mm256_setzero_si256())) & 0x55555555u; live; live &= live - 1)
+                pt[npairs++] = i + __builtin_ctz(live);
+        }
+        // the pairs' trits, decoded once for all rows (L1-resident: at most 64 pairs · nc · 5 vectors)
+        for (int m = 0; m < npairs; m++) {
+            const int t = pt[m];
+            const uint8_t *ra = rows + (size_t)t * tb, *rb = rows + (size_t)std::min(t + 1, lim - 1) * tb;
+            if (rb + ncol > end) {  // the segment's last rows: copy instead of reading past the buffer
+                memset(safe.data(), 0, safe.size());
+                memcpy(safe.data(), ra, tb);
+                memcpy(safe.data() + ncol, rb, tb);
+                ra = safe.data(), rb = safe.data() + ncol;
+            }
+            for (int j = 0; j < nc; j++) {
+                const __m128i xa = _mm_loadu_si128((const __m128i *)(ra + 16 * j)), xb = _mm_loadu_si128((const __m128i *)(rb + 16 * j));
+                __m256i z = _mm256_xor_si256(_mm256_inserti128_si256(_mm256_castsi128_si256(_mm_unpacklo_epi8(xa, xb)), _mm_unpackhi_epi8(xa, xb), 1), flip);
+                for (int d = 0; d < 5; d++) {
+                    if (d) z = _mm256_add_epi8(z, _mm256_add_epi8(z, z));
+                    sig[((size_t)m * nc + j) * 5 + d] = _mm256_sub_epi8(_mm256_cmpgt_epi8(lo_t, z), _mm256_cmpgt_epi8(z, hi_t));  // σ
                 }
             }
+        }
+        // per p̂ row, the sums over the pairs in registers
+        for (int r = 0; r < R2; r++) {
+            __m256i a[nc][5];
+            for (int j = 0; j < nc; j++)
+                for (int d = 0; d < 5; d++) a[j][d] = _mm256_setzero_si256();
+            const uint8_t *qr = pq.data() + (size_t)r * kPad;
+            for (int m = 0; m < npairs; m++) {
+                uint16_t pp;
+                memcpy(&pp, qr + pt[m], 2);
+                const __m256i p2 = _mm256_set1_epi16((short)pp);
+                const __m256i *sm = sig.data() + (size_t)m * nc * 5;
+                for (int j = 0; j < nc; j++)
+                    for (int d = 0; d < 5; d++) a[j][d] = _mm256_add_epi16(a[j][d], _mm256_maddubs_epi16(p2, sm[j * 5 + d]));
+            }
+            for (int j = 0; j < nc; j++)
+                for (int d = 0; d < 5; d++) acc[((size_t)r * nc + j) * 5 + d] = a[j][d];
         }
         // γ in trit-major order, then per row: od[i][k] += π·γ·Σ
         halves_avx2(p, D, gam.data());
@@ -1097,9 +1108,15 @@ QUANT_KERNEL void scores_onebit(const QuantSegment &seg, int32_t n, const float 
 }
 
 QUANT_KERNEL void accumulate_onebit(const QuantSegment &seg, int32_t n, const float *P, size_t ld, int R, float *out) {
-    if (g_avx2) return accumulate_onebit_avx2(seg, n, P, ld, R, out);
     const int D = seg.head_dim;
     const size_t tb = ob_v_token_bytes(D);
+    if (g_avx2) switch ((tb + 15) / 16) {  // the integer kernel for up to 4 chunks of 16 code bytes (D <= 320)
+            case 1: return accumulate_onebit_avx2<1>(seg, n, P, ld, R, out);
+            case 2: return accumulate_onebit_avx2<2>(seg, n, P, ld, R, out);
+            case 3: return accumulate_onebit_avx2<3>(seg, n, P, ld, R, out);
+            case 4: return accumulate_onebit_avx2<4>(seg, n, P, ld, R, out);
+            default: break;
+        }
     std::vector<float> blk((size_t)R * D), x(tb * 5 + 3);
     const uint8_t *p = seg.v.data();
     for (int32_t t0 = 0; t0 < seg.n && t0 < n; t0 += kOneBitBlock) {
