@@ -1,3 +1,4 @@
+import { createHash } from 'node:crypto';
 import { readFileSync } from 'node:fs';
 import * as path from 'node:path';
 import type { LlamaModel } from 'node-llama-cpp';
@@ -19,6 +20,14 @@ export function codePromptTokens(vocab: LlamaModel, n: number): number[] {
 		out.push(...once.slice(0, n - out.length));
 	}
 	return out;
+}
+
+/**
+ * The first 12 hex digits of a file's SHA-256. Results name the exact model files they were measured on: the
+ * bundled models are retrained from time to time under the same paths, so a path alone does not say which.
+ */
+export function fileFingerprint(file: string): string {
+	return createHash('sha256').update(readFileSync(file)).digest('hex').slice(0, 12);
 }
 
 export async function loadVocab(modelPath: string, threads: number): Promise<LlamaModel> {

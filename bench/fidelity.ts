@@ -6,7 +6,7 @@ import { argmax, NativeModel, tierCost, type NativeSession } from '../sidecar/sr
 import { DraftModel } from '../sidecar/src/engine/native-draft';
 import { compressSession, kvPolicies, kvPrecisions, observationFor, scoringPass, type KvPolicy, type KvPrecision } from '../sidecar/src/engine/native-policy';
 import { packageRoot } from '../sidecar/src/models/bundled';
-import { loadVocab, round } from './common';
+import { fileFingerprint, loadVocab, round } from './common';
 import { editSimilarity, TaskBuilder, type FidelityTask, type Tokenizer } from './tasks';
 
 // `repokv bench fidelity`: every KV policy at 3/6/12/25% of the fp16 cache's bytes on the same deterministic prompts
@@ -55,6 +55,9 @@ export interface FidelityOptions {
 export interface FidelityResult {
 	readonly model: string;
 	readonly draft: string;
+	/** SHA-256 prefixes of the target and draft files (fileFingerprint). */
+	readonly modelSha256: string;
+	readonly draftSha256: string;
 	readonly quick: boolean;
 	readonly seed: number;
 	readonly contexts: readonly number[];
@@ -323,6 +326,8 @@ export async function runFidelity(options: FidelityOptions): Promise<FidelityRes
 	const result = {
 		model: path.relative(packageRoot(), options.modelPath) || options.modelPath,
 		draft: path.relative(packageRoot(), options.draftPath) || options.draftPath,
+		modelSha256: fileFingerprint(options.modelPath),
+		draftSha256: fileFingerprint(options.draftPath),
 		quick: options.quick,
 		seed,
 		contexts,
@@ -379,7 +384,7 @@ function markdown(r: Omit<FidelityResult, 'markdownFile'>): string {
 	const lines = [
 		`# KV policy fidelity (${r.quick ? 'quick' : 'full'} run)`,
 		'',
-		`Command: \`${r.command}\` · target \`${r.model}\`, draft \`${r.draft}\` · contexts ${r.contexts.join(', ')} · ${r.perTask} prompts per task and context (seed ${r.seed}) · wall time ${r.wallSeconds} s, CPU time ${r.cpuSeconds} s (${r.threads} thread${r.threads === 1 ? '' : 's'}; other jobs shared the 2 cores, so wall time is inflated).`,
+		`Command: \`${r.command}\` · target \`${r.model}\` (sha256 ${r.modelSha256}), draft \`${r.draft}\` (sha256 ${r.draftSha256}) · contexts ${r.contexts.join(', ')} · ${r.perTask} prompts per task and context (seed ${r.seed}) · wall time ${r.wallSeconds} s, CPU time ${r.cpuSeconds} s (${r.threads} thread${r.threads === 1 ? '' : 's'}; other jobs shared the 2 cores, so wall time is inflated).`,
 		'',
 		'Scores ×100 (needle: exact value; code: exact line / edit similarity; proxy: teacher-forced top-1 agreement with `full` over 16 tokens of its greedy continuation, and mean KL(full ‖ policy) in nats). `bytes` = real KV bytes kept (positions and format metadata included) / the full fp16 cache. `quant`: how the picked tokens are stored; sinks and the recent window are fp16 in every row, and at one budget every quant spends the same bytes (`mixed` = ' + String((r.hiFraction ?? 0.75) * 100) + ' % of them at 4-bit kivi4 for the top-ranked, the rest at 1.x-bit onebit). `draft` = the draft model alone (its lookahead, no target).',
 		'',

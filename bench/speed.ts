@@ -7,7 +7,7 @@ import { argmax, NativeModel, tierCost } from '../sidecar/src/engine/native';
 import { DraftModel } from '../sidecar/src/engine/native-draft';
 import { compressSession, observationFor, scoringPass } from '../sidecar/src/engine/native-policy';
 import { bundledModelPath, packageRoot } from '../sidecar/src/models/bundled';
-import { codePromptTokens, loadVocab, peakRssMb, round, rssMb, summarize } from './common';
+import { codePromptTokens, fileFingerprint, loadVocab, peakRssMb, round, rssMb, summarize } from './common';
 
 // `repokv bench speed`: in one run, repokv's native engine and node-llama-cpp on the same model and the same prompt,
 // at each context length and thread count. Configurations (`--configs`):
@@ -101,6 +101,9 @@ export interface SpeedSummary {
 
 export interface SpeedResult {
 	readonly model: string;
+	/** SHA-256 prefixes of the model and of repokv-default's draft (fileFingerprint). */
+	readonly modelSha256: string;
+	readonly draftSha256: string;
 	readonly repeats: number;
 	readonly decodeTokens: number;
 	readonly rows: readonly SpeedRow[];
@@ -350,7 +353,7 @@ export async function runSpeed(opts: SpeedOptions): Promise<SpeedResult> {
 			});
 		}
 	}
-	return { model: opts.modelPath, repeats: opts.repeats, decodeTokens: opts.decodeTokens, rows, summary };
+	return { model: opts.modelPath, modelSha256: fileFingerprint(opts.modelPath), draftSha256: fileFingerprint(draftFor(opts)), repeats: opts.repeats, decodeTokens: opts.decodeTokens, rows, summary };
 }
 
 /** A markdown table of a speed run (bench/results/<name>.md next to its JSON). */
@@ -358,7 +361,7 @@ export function speedMarkdown(result: SpeedResult, command: string): string {
 	const lines = [
 		'# Speed: repokv vs node-llama-cpp on the same model and prompt',
 		'',
-		`Command: \`${command}\` · model \`${path.relative(packageRoot(), result.model) || result.model}\` · ${result.repeats} repeat(s) per row (median), ${result.decodeTokens} decoded tokens · each row in its own process.`,
+		`Command: \`${command}\` · model \`${path.relative(packageRoot(), result.model) || result.model}\` (sha256 ${result.modelSha256}, draft sha256 ${result.draftSha256}) · ${result.repeats} repeat(s) per row (median), ${result.decodeTokens} decoded tokens · each row in its own process.`,
 		'',
 		'| context | configuration | K/V | prefill tok/s | decode tok/s | KV bytes | of f16 | peak RSS MB | RSS before prompt MB | draft ms | compress ms |',
 		'|---|---|---|---|---|---|---|---|---|---|---|',
