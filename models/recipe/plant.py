@@ -27,7 +27,11 @@ with P a random 32×|A| matrix of orthonormal rows.
   reads P·(token identity at the key's position); the output adds P^T of it to A, which through the tied
   unembedding raises the logit of the token that followed the earlier occurrence.
 
-Gains (`PlantGains`) were calibrated with `python3 plant.py --calibrate` (loss on the second copy of random tokens).
+Gains (`PlantGains`) were chosen with `python3 plant.py --calibrate [--seq-len 4096]`, which prints, on random tokens
+with one run repeated, each head's attention on the token it should find and the loss on the run and its repeat.
+Beyond match ≈ 10 the induction heads' softmax saturates on whichever key scores highest, right or wrong (32 dims
+cannot keep 2,048 tokens apart); the copy gain only moves the loss a little at initialisation, because the random
+embeddings' logits are small until training scales them.
 """
 import argparse
 import math
@@ -104,11 +108,32 @@ def plant_induction(model, seed=0, gains: PlantGains = PlantGains()):
     return P
 
 
-def copy_loss(model, seq_len=1024, run=128, n=8, seed=1, vocab_lo=256, vocab_hi=2043):
-    """(loss on a first run of random tokens, loss on its repeat) in nats per token."""
+def attention_probs(model, x):
+    """Attention probabilities [layer][head, query, key] of one sequence (recomputed from the blocks' weights)."""
+    from model import apply_rope, rope_tables
+    T = x.shape[0]
+    cos, sin = rope_tables(model.cfg, torch.arange(T))
+    mask = torch.ones(T, T, dtype=torch.bool).triu(1)
+    out, h = [], model.embed(x[None])
+    for blk in model.blocks:
+        at, c = blk.attn, model.cfg
+        hn = blk.attn_norm(h)
+        q = apply_rope(at.wq(hn).view(1, T, c.n_heads, c.head_dim).transpose(1, 2), cos, sin)
+        k = apply_rope(at.wk(hn).view(1, T, c.n_kv_heads, c.head_dim).transpose(1, 2), cos, sin)
+        k = k.repeat_interleave(c.n_heads // c.n_kv_heads, dim=1)
+        s = (q @ k.transpose(-2, -1)) / math.sqrt(c.head_dim)
+        out.append(s.masked_fill(mask, float("-inf")).softmax(-1)[0])
+        h = blk(h, cos, sin)
+    return out
+
+
+def measure(model, seq_len=1024, run=128, n=4, seed=1, vocab_lo=256, vocab_hi=2043):
+    """What the circuit does on random tokens with one run repeated: the previous-token heads' attention on the
+    token δ back, the induction heads' attention on the token that followed the earlier occurrence, and the loss
+    (nats/token) on the first run and on its repeat."""
     import torch.nn.functional as F
     g = torch.Generator().manual_seed(seed)
-    first = second = 0.0
+    acc = {"prev1": 0.0, "prev2": 0.0, "induction1": 0.0, "induction2": 0.0, "loss_first": 0.0, "loss_repeat": 0.0}
     model.eval()
     with torch.no_grad():
         for _ in range(n):
@@ -116,12 +141,18 @@ def copy_loss(model, seq_len=1024, run=128, n=8, seed=1, vocab_lo=256, vocab_hi=
             a = int(torch.randint(0, seq_len // 2 - run, (1,), generator=g))
             b = int(torch.randint(a + run, seq_len - run, (1,), generator=g))
             x[b:b + run] = x[a:a + run]
-            logits = model(x[None, :-1])[0]
-            lp = F.cross_entropy(logits, x[1:], reduction="none")
-            first += lp[a:a + run - 1].mean().item()
-            second += lp[b:b + run - 1].mean().item()
+            p0, p1 = attention_probs(model, x)[:2]
+            i = torch.arange(8, seq_len)
+            acc["prev1"] += p0[0, i, i - 1].mean().item()
+            acc["prev2"] += p0[1, i, i - 2].mean().item()
+            j = torch.arange(b + 1, b + run - 1)  # in the repeat; the earlier occurrence's successor is j - b + a + 1
+            acc["induction1"] += p1[0, j, j - b + a + 1].mean().item()
+            acc["induction2"] += p1[1, j, j - b + a + 1].mean().item()
+            lp = F.cross_entropy(model(x[None, :-1])[0], x[1:], reduction="none")
+            acc["loss_first"] += lp[a:a + run - 1].mean().item()
+            acc["loss_repeat"] += lp[b:b + run - 1].mean().item()
     model.train()
-    return first / n, second / n
+    return {k: round(v / n, 3) for k, v in acc.items()}
 
 
 def main():
@@ -130,22 +161,22 @@ def main():
     import sys
     sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
     from model import PRESETS, Transformer
-    ap = argparse.ArgumentParser()
+    ap = argparse.ArgumentParser(description="measure the planted circuit at initialisation (random repeated tokens)")
     ap.add_argument("--preset", default="draft2")
-    ap.add_argument("--calibrate", action="store_true")
+    ap.add_argument("--calibrate", action="store_true", help="a grid over the match and copy gains")
     ap.add_argument("--seq-len", type=int, default=1024)
     args = ap.parse_args()
     torch.set_num_threads(1)
     torch.manual_seed(0)
-    base = Transformer(PRESETS[args.preset])
-    state = {k: v.clone() for k, v in base.state_dict().items()}
-    print("unplanted", copy_loss(base, args.seq_len))
-    grid = itertools.product([2.0], [5.0, 10.0, 20.0], [0.5, 1.0, 2.0, 4.0]) if args.calibrate else [None]
+    model = Transformer(PRESETS[args.preset])
+    state = {k: v.clone() for k, v in model.state_dict().items()}
+    print("unplanted", measure(model, args.seq_len), flush=True)
+    grid = itertools.product([2.0, 10.0, 40.0], [0.1, 1.0]) if args.calibrate else [None]
     for gs in grid:
-        base.load_state_dict(state)
-        gains = PlantGains() if gs is None else PlantGains(position=gs[0], match=gs[1], copy=gs[2])
-        plant_induction(base, 0, gains)
-        print(gains, copy_loss(base, args.seq_len), flush=True)
+        model.load_state_dict(state)
+        gains = PlantGains() if gs is None else PlantGains(match=gs[0], copy=gs[1])
+        plant_induction(model, 0, gains)
+        print(gains, measure(model, args.seq_len), flush=True)
 
 
 if __name__ == "__main__":
