@@ -201,10 +201,17 @@ export const benchCommand: Command = {
 				console.log(JSON.stringify(result, null, 2));
 			} else {
 				for (const s of result.summary) {
-					console.log(
-						`context ${s.context}: prefill ${s.repokvBestPrefill.prefillTokPerS} (${s.repokvBestPrefill.threads}t) vs ${s.baselineBestPrefill.prefillTokPerS} tok/s (${s.baselineBestPrefill.threads}t, fa ${s.baselineBestPrefill.flashAttention}) = ${s.prefillRatio}x; ` +
-							`decode ${s.repokvBestDecode.decodeTokPerS} (${s.repokvBestDecode.threads}t) vs ${s.baselineBestDecode.decodeTokPerS} tok/s (${s.baselineBestDecode.threads}t, fa ${s.baselineBestDecode.flashAttention}) = ${s.decodeRatio}x`,
-					);
+					const parts: string[] = [];
+					const f = s.full;
+					if (f) {
+						parts.push(
+							`full prefill ${f.repokvBestPrefill.prefillTokPerS} (${f.repokvBestPrefill.threads}t) vs ${f.baselineBestPrefill.prefillTokPerS} tok/s (${f.baselineBestPrefill.threads}t, fa ${f.baselineBestPrefill.flashAttention}) = ${f.prefillRatio}x`,
+							`full decode ${f.repokvBestDecode.decodeTokPerS} (${f.repokvBestDecode.threads}t) vs ${f.baselineBestDecode.decodeTokPerS} tok/s (${f.baselineBestDecode.threads}t, fa ${f.baselineBestDecode.flashAttention}) = ${f.decodeRatio}x`,
+						);
+					}
+					if (s.defaultDecodeOverF16 !== undefined) parts.push(`default decode / llama f16 = ${s.defaultDecodeOverF16}x`);
+					if (s.defaultDecodeOverQ4Fa !== undefined) parts.push(`default decode / llama q4_0+FA = ${s.defaultDecodeOverQ4Fa}x`);
+					console.log(`context ${s.context}: ${parts.join('; ')}`);
 				}
 			}
 			return 0;

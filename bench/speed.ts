@@ -85,18 +85,22 @@ export interface SpeedRow {
 	readonly rssBeforePromptMb: number;
 }
 
+/** Ratios of one context; each part is present where the run had the rows it compares. */
 export interface SpeedSummary {
 	readonly context: number;
 	/** Decode speed of repokv's default over each baseline's best thread count (where both ran). */
 	readonly defaultDecodeOverF16?: number;
 	readonly defaultDecodeOverQ4Fa?: number;
 	readonly defaultKvRatio?: number;
-	readonly repokvBestPrefill: { threads: number; prefillTokPerS: number };
-	readonly repokvBestDecode: { threads: number; decodeTokPerS: number };
-	readonly baselineBestPrefill: { threads: number; flashAttention: boolean | null; prefillTokPerS: number };
-	readonly baselineBestDecode: { threads: number; flashAttention: boolean | null; decodeTokPerS: number };
-	readonly prefillRatio: number;
-	readonly decodeRatio: number;
+	/** repokv-full against node-llama-cpp f16, each at its best thread count (where both ran). */
+	readonly full?: {
+		readonly repokvBestPrefill: { threads: number; prefillTokPerS: number };
+		readonly repokvBestDecode: { threads: number; decodeTokPerS: number };
+		readonly baselineBestPrefill: { threads: number; flashAttention: boolean | null; prefillTokPerS: number };
+		readonly baselineBestDecode: { threads: number; flashAttention: boolean | null; decodeTokPerS: number };
+		readonly prefillRatio: number;
+		readonly decodeRatio: number;
+	};
 }
 
 export interface SpeedResult {
@@ -339,16 +343,23 @@ export async function runSpeed(opts: SpeedOptions): Promise<SpeedResult> {
 		const bd = bestBy(base, 'decodeTokPerS');
 		const def = bestBy(here.filter((r) => r.config === 'repokv-default'), 'decodeTokPerS');
 		const q4 = bestBy(here.filter((r) => r.config === 'llama-q4_0-fa'), 'decodeTokPerS');
-		if (myPrefill && myDecode && bp && bd) {
+		const full =
+			myPrefill && myDecode && bp && bd
+				? {
+						repokvBestPrefill: { threads: myPrefill.threads, prefillTokPerS: myPrefill.prefillTokPerS },
+						repokvBestDecode: { threads: myDecode.threads, decodeTokPerS: myDecode.decodeTokPerS },
+						baselineBestPrefill: { threads: bp.threads, flashAttention: bp.flashAttention, prefillTokPerS: bp.prefillTokPerS },
+						baselineBestDecode: { threads: bd.threads, flashAttention: bd.flashAttention, decodeTokPerS: bd.decodeTokPerS },
+						prefillRatio: round(myPrefill.prefillTokPerS / bp.prefillTokPerS, 3),
+						decodeRatio: round(myDecode.decodeTokPerS / bd.decodeTokPerS, 3),
+					}
+				: undefined;
+		if (full || def) {
 			summary.push({
 				context,
-				repokvBestPrefill: { threads: myPrefill.threads, prefillTokPerS: myPrefill.prefillTokPerS },
-				repokvBestDecode: { threads: myDecode.threads, decodeTokPerS: myDecode.decodeTokPerS },
-				baselineBestPrefill: { threads: bp.threads, flashAttention: bp.flashAttention, prefillTokPerS: bp.prefillTokPerS },
-				baselineBestDecode: { threads: bd.threads, flashAttention: bd.flashAttention, decodeTokPerS: bd.decodeTokPerS },
-				prefillRatio: round(myPrefill.prefillTokPerS / bp.prefillTokPerS, 3),
-				decodeRatio: round(myDecode.decodeTokPerS / bd.decodeTokPerS, 3),
-				...(def ? { defaultDecodeOverF16: round(def.decodeTokPerS / bd.decodeTokPerS, 3), defaultKvRatio: def.kvRatio } : {}),
+				...(full ? { full } : {}),
+				...(def ? { defaultKvRatio: def.kvRatio } : {}),
+				...(def && bd ? { defaultDecodeOverF16: round(def.decodeTokPerS / bd.decodeTokPerS, 3) } : {}),
 				...(def && q4 ? { defaultDecodeOverQ4Fa: round(def.decodeTokPerS / q4.decodeTokPerS, 3) } : {}),
 			});
 		}
@@ -369,7 +380,7 @@ export function speedMarkdown(result: SpeedResult, command: string): string {
 		'',
 		'| context | repokv full / llama f16 (decode) | default / llama f16 (decode) | default / llama q4_0+FA (decode) | default KV of f16 |',
 		'|---|---|---|---|---|',
-		...result.summary.map((s) => `| ${s.context} | ${s.decodeRatio} | ${s.defaultDecodeOverF16 ?? '–'} | ${s.defaultDecodeOverQ4Fa ?? '–'} | ${s.defaultKvRatio ?? '–'} |`),
+		...result.summary.map((s) => `| ${s.context} | ${s.full?.decodeRatio ?? '–'} | ${s.defaultDecodeOverF16 ?? '–'} | ${s.defaultDecodeOverQ4Fa ?? '–'} | ${s.defaultKvRatio ?? '–'} |`),
 		'',
 	];
 	return lines.join('\n');

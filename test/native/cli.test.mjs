@@ -55,7 +55,20 @@ describe('repokv bench (native engine)', () => {
 		// 2 layers x 2 KV heads x tokens (128 prompt + 4 decoded) x (32 dims x 2 bytes x K,V + 4-byte position)
 		assert.equal(native.kvBytes, 2 * 2 * 132 * (32 * 2 * 2 + 4));
 		assert.equal(r.summary.length, 1);
-		assert.ok(r.summary[0].prefillRatio > 0 && r.summary[0].decodeRatio > 0);
+		const s = r.summary[0];
+		assert.ok(s.full.prefillRatio > 0 && s.full.decodeRatio > 0 && s.defaultDecodeOverF16 > 0 && s.defaultDecodeOverQ4Fa > 0, JSON.stringify(s));
+	});
+
+	test('bench speed with only some configurations gives the ratios those rows allow', async () => {
+		const { stdout } = await run(process.execPath, [cli, 'bench', 'speed', '--model', fixture, '--json', '--threads', '1', '--contexts', '128', '--repeats', '1', '--decode-tokens', '4', '--configs', 'repokv-default,llama-q4_0-fa']);
+		const r = JSON.parse(stdout);
+		assert.deepEqual(r.rows.map((row) => row.config), ['repokv-default', 'llama-q4_0-fa']);
+		assert.equal(r.summary.length, 1);
+		const s = r.summary[0];
+		assert.equal(s.full, undefined);
+		assert.equal(s.defaultDecodeOverF16, undefined);
+		assert.equal(s.defaultDecodeOverQ4Fa, Math.round((r.rows[0].decodeTokPerS / r.rows[1].decodeTokPerS) * 1000) / 1000);
+		assert.ok(/^[0-9a-f]{12}$/.test(r.modelSha256) && /^[0-9a-f]{12}$/.test(r.draftSha256), `${r.modelSha256} ${r.draftSha256}`);
 	});
 });
 
