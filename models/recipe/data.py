@@ -128,14 +128,18 @@ class Generator:
     def code(self, rng):
         return [t for f in self.repo_files(rng, self.seq_len + 1) for t in f]
 
-    def repeat(self, rng):
-        files = self.repo_files(rng, self.seq_len + 1)
-        flat = [t for f in files for t in f]
+    def repeat_placed(self, rng):
+        """Real code with a chunk of it (64-512 tokens from its first half) copied in again later; returns
+        (sequence, start of the chunk's first copy, the chunk, start of its second copy)."""
+        flat = self.code(rng)
         n = rng.randint(64, min(512, self.seq_len // 4))
         start = rng.randint(0, max(0, len(flat) // 2 - n))
         chunk = flat[start:start + n]
         at = rng.randint(start + n + 16, max(start + n + 16, len(flat) - n))
-        return flat[:at] + chunk + flat[at:]
+        return flat[:at] + chunk + flat[at:], start, chunk, at
+
+    def repeat(self, rng):
+        return self.repeat_placed(rng)[0]
 
     def retrieval_files(self, rng, n_keys):
         """A definitions file and a usage file; returns (defs_tokens, usage_prefix_tokens, queries)."""

@@ -77,13 +77,7 @@ class PointerGenerator(Generator):
         return seq, pairs
 
     def repeat_pointed(self, rng):
-        files = self.repo_files(rng, self.seq_len + 1)
-        flat = [t for f in files for t in f]
-        n = rng.randint(64, min(512, self.seq_len // 4))
-        start = rng.randint(0, max(0, len(flat) // 2 - n))
-        chunk = flat[start:start + n]
-        at = rng.randint(start + n + 16, max(start + n + 16, len(flat) - n))
-        seq = flat[:at] + chunk + flat[at:]
+        seq, start, chunk, at = self.repeat_placed(rng)
         ks = list(range(2, len(chunk)))
         rng.shuffle(ks)
         # input position at+k-1 predicts chunk[k]; the first copy of chunk[k] is at start+k
@@ -117,15 +111,8 @@ def _find(seq, pat):
 def attention_with_capture(self, x, cos, sin):
     """model.Attention.forward, keeping the attention probabilities of this layer when self.capture is set."""
     B, T, _ = x.shape
-    c = self.cfg
-    q = self.wq(x).view(B, T, c.n_heads, c.head_dim).transpose(1, 2)
-    k = self.wk(x).view(B, T, c.n_kv_heads, c.head_dim).transpose(1, 2)
-    v = self.wv(x).view(B, T, c.n_kv_heads, c.head_dim).transpose(1, 2)
-    q, k = M.apply_rope(q, cos, sin), M.apply_rope(k, cos, sin)
-    group = c.n_heads // c.n_kv_heads
-    k = k.repeat_interleave(group, dim=1)
-    v = v.repeat_interleave(group, dim=1)
-    att = (q @ k.transpose(-2, -1)) / math.sqrt(c.head_dim)
+    q, k, v = self.project(x, cos, sin)
+    att = (q @ k.transpose(-2, -1)) / math.sqrt(self.cfg.head_dim)
     mask = torch.ones(T, T, dtype=torch.bool, device=x.device).triu(1)
     att = att.masked_fill(mask, float("-inf")).softmax(-1)
     if getattr(self, "capture", False):

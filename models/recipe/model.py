@@ -82,7 +82,10 @@ class Attention(nn.Module):
         self.wv = nn.Linear(cfg.d_model, cfg.n_kv_heads * cfg.head_dim, bias=False)
         self.wo = nn.Linear(cfg.n_heads * cfg.head_dim, cfg.d_model, bias=False)
 
-    def forward(self, x, cos, sin):
+    def project(self, x, cos, sin):
+        """Queries, keys and values [B, n_heads, T, head_dim] of x: RoPE applied, each KV head repeated for the
+        query heads of its group. Shared with the recipe's tools that inspect attention (plant.py,
+        finetune_pointer.py), so they see exactly what the model computes."""
         B, T, _ = x.shape
         c = self.cfg
         q = self.wq(x).view(B, T, c.n_heads, c.head_dim).transpose(1, 2)
@@ -90,8 +93,12 @@ class Attention(nn.Module):
         v = self.wv(x).view(B, T, c.n_kv_heads, c.head_dim).transpose(1, 2)
         q, k = apply_rope(q, cos, sin), apply_rope(k, cos, sin)
         group = c.n_heads // c.n_kv_heads
-        k = k.repeat_interleave(group, dim=1)
-        v = v.repeat_interleave(group, dim=1)
+        return q, k.repeat_interleave(group, dim=1), v.repeat_interleave(group, dim=1)
+
+    def forward(self, x, cos, sin):
+        B, T, _ = x.shape
+        c = self.cfg
+        q, k, v = self.project(x, cos, sin)
         if hasattr(F, "scaled_dot_product_attention"):
             y = F.scaled_dot_product_attention(q, k, v, is_causal=True)
         else:

@@ -110,18 +110,14 @@ def plant_induction(model, seed=0, gains: PlantGains = PlantGains()):
 
 def attention_probs(model, x):
     """Attention probabilities [layer][head, query, key] of one sequence (recomputed from the blocks' weights)."""
-    from model import apply_rope, rope_tables
+    from model import rope_tables
     T = x.shape[0]
     cos, sin = rope_tables(model.cfg, torch.arange(T))
     mask = torch.ones(T, T, dtype=torch.bool).triu(1)
     out, h = [], model.embed(x[None])
     for blk in model.blocks:
-        at, c = blk.attn, model.cfg
-        hn = blk.attn_norm(h)
-        q = apply_rope(at.wq(hn).view(1, T, c.n_heads, c.head_dim).transpose(1, 2), cos, sin)
-        k = apply_rope(at.wk(hn).view(1, T, c.n_kv_heads, c.head_dim).transpose(1, 2), cos, sin)
-        k = k.repeat_interleave(c.n_heads // c.n_kv_heads, dim=1)
-        s = (q @ k.transpose(-2, -1)) / math.sqrt(c.head_dim)
+        q, k, _ = blk.attn.project(blk.attn_norm(h), cos, sin)
+        s = (q @ k.transpose(-2, -1)) / math.sqrt(model.cfg.head_dim)
         out.append(s.masked_fill(mask, float("-inf")).softmax(-1)[0])
         h = blk(h, cos, sin)
     return out
