@@ -1,5 +1,6 @@
 // Run make_eval_tasks.py's retrieval tasks through llama.cpp (node-llama-cpp) on the shipped GGUF files:
-// greedy decoding, exact match of the expected first line. Prints accuracy by kind, length and form as JSON.
+// greedy decoding, exact match of the expected first line. Prints accuracy by kind, length, form and layout (FIM-ordered
+// usage file or plain) as JSON.
 //   node models/recipe/eval_llama.mjs models/target.gguf models/recipe/work/eval-tasks.json [threads]
 import fs from "node:fs";
 import { getLlama } from "node-llama-cpp";
@@ -31,7 +32,9 @@ for (const task of tasks) {
   if (done % 10 === 0) {
     process.stderr.write(`${done}/${tasks.length} tasks, ${((Date.now() - started) / 1000).toFixed(0)} s\n`);
   }
-  for (const key of [`${task.kind}/${task.length}`, `${task.kind}/${task.length}/${task.form}`, `${task.kind}/form/${task.form}`]) {
+  const layout = task.fim ? 'fim' : 'plain';
+  for (const key of [`${task.kind}/${task.length}`, `${task.kind}/${task.length}/${task.form}`, `${task.kind}/form/${task.form}`,
+    `${task.kind}/${task.length}/${layout}`, `${task.kind}/layout/${layout}`]) {
     const r = (results[key] ??= { ok: 0, n: 0 });
     r.ok += ok ? 1 : 0;
     r.n += 1;
