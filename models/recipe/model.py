@@ -43,6 +43,12 @@ PRESETS = {
     # KV head per layer while the other stays free; 2 layers keep both matrix and attention compute under a quarter
     # of the target's (1.57M + 0.52M tied output = 2.1M matrix parameters, 20%; 8 vs 36 head-layers, 22%).
     "draft2": Config(d_model=256, n_layers=2, n_heads=4, n_kv_heads=2, ffn_dim=768),
+    # Proposed third-generation draft (not trained yet; needs a GPU phase, see gpu_draft3.sh): three layers so a FIM
+    # lookup can hop first (at <|fim_middle|>, fetch the name written before <|fim_suffix|>) and match after; the
+    # 2-layer draft2 cannot (diagnose_retrieval.py: its lookup head puts 0.15 of its attention on the definitions
+    # from <|fim_middle|>, 0.73 from a plain usage line). Same per-token compute as draft2 at 4K: 1.18M + 0.39M tied
+    # output = 1.57M matrix parameters (15%), 9 vs 36 head-layers (25%).
+    "draft3": Config(d_model=192, n_layers=3, n_heads=3, n_kv_heads=1, ffn_dim=512),
     # For smoke tests of the recipe itself.
     "tiny": Config(d_model=128, n_layers=2, n_heads=2, n_kv_heads=1, ffn_dim=256),
 }

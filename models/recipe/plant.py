@@ -56,10 +56,12 @@ def layout(d):
     return range(0, a), a, range(a + 1, a + 33), range(a + 33, a + 65)
 
 
-def plant_induction(model, seed=0, gains: PlantGains = PlantGains()):
+def plant_induction(model, seed=0, gains: PlantGains = PlantGains(), induction_layer=1):
+    """Plant the circuit: previous-token heads in layer 0, induction heads in `induction_layer` (1 unless a
+    deeper model leaves the layers between free, e.g. for a FIM hop that must run before the lookup)."""
     cfg = model.cfg
     hd = cfg.head_dim
-    if cfg.n_layers < 2 or cfg.n_heads // cfg.n_kv_heads < 2 or hd != 64 or cfg.d_model < 192:
+    if not 1 <= induction_layer < cfg.n_layers or cfg.n_layers < 2 or cfg.n_heads // cfg.n_kv_heads < 2 or hd != 64 or cfg.d_model < 192:
         raise ValueError("planting needs >= 2 layers, >= 2 query heads per KV head, head_dim 64, d_model >= 192")
     A, c, B1, B2 = layout(cfg.d_model)
     a0, a1 = A.start, A.stop
@@ -87,8 +89,8 @@ def plant_induction(model, seed=0, gains: PlantGains = PlantGains()):
             at.wo.weight[:, rows] = 0.0
             for r in range(N_P):
                 at.wo.weight[B[r], h * hd + 32 + r] = gains.write
-        # Layer 1: induction heads 0 (one-token match) and 1 (two-token match) on KV head 0.
-        at = model.blocks[1].attn
+        # Induction heads 0 (one-token match) and 1 (two-token match) on KV head 0.
+        at = model.blocks[induction_layer].attn
         at.wk.weight[0:hd] = 0.0
         at.wv.weight[0:hd] = 0.0
         for r in range(16):
@@ -123,7 +125,7 @@ def attention_probs(model, x):
     return out
 
 
-def measure(model, seq_len=1024, run=128, n=4, seed=1, vocab_lo=256, vocab_hi=2043):
+def measure(model, seq_len=1024, run=128, n=4, seed=1, vocab_lo=256, vocab_hi=2043, induction_layer=1):
     """What the circuit does on random tokens with one run repeated: the previous-token heads' attention on the
     token δ back, the induction heads' attention on the token that followed the earlier occurrence, and the loss
     (nats/token) on the first run and on its repeat."""
@@ -137,7 +139,8 @@ def measure(model, seq_len=1024, run=128, n=4, seed=1, vocab_lo=256, vocab_hi=20
             a = int(torch.randint(0, seq_len // 2 - run, (1,), generator=g))
             b = int(torch.randint(a + run, seq_len - run, (1,), generator=g))
             x[b:b + run] = x[a:a + run]
-            p0, p1 = attention_probs(model, x)[:2]
+            probs = attention_probs(model, x)
+            p0, p1 = probs[0], probs[induction_layer]
             i = torch.arange(8, seq_len)
             acc["prev1"] += p0[0, i, i - 1].mean().item()
             acc["prev2"] += p0[1, i, i - 2].mean().item()
@@ -161,18 +164,19 @@ def main():
     ap.add_argument("--preset", default="draft2")
     ap.add_argument("--calibrate", action="store_true", help="a grid over the match and copy gains")
     ap.add_argument("--seq-len", type=int, default=1024)
+    ap.add_argument("--induction-layer", type=int, default=1)
     args = ap.parse_args()
     torch.set_num_threads(1)
     torch.manual_seed(0)
     model = Transformer(PRESETS[args.preset])
     state = {k: v.clone() for k, v in model.state_dict().items()}
-    print("unplanted", measure(model, args.seq_len), flush=True)
+    print("unplanted", measure(model, args.seq_len, induction_layer=args.induction_layer), flush=True)
     grid = itertools.product([2.0, 10.0, 40.0], [0.1, 1.0]) if args.calibrate else [None]
     for gs in grid:
         model.load_state_dict(state)
         gains = PlantGains() if gs is None else PlantGains(match=gs[0], copy=gs[1])
-        plant_induction(model, 0, gains)
-        print(gains, measure(model, args.seq_len), flush=True)
+        plant_induction(model, 0, gains, args.induction_layer)
+        print(gains, measure(model, args.seq_len, induction_layer=args.induction_layer), flush=True)
 
 
 if __name__ == "__main__":

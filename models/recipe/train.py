@@ -51,6 +51,17 @@ class Batches(torch.utils.data.IterableDataset):
             yield torch.tensor([gen.sample(rng) for _ in range(n)], dtype=torch.long)
 
 
+def fim_middle_mask(x, special):
+    """True where the next token belongs to a FIM middle: the input is <|fim_middle|> or follows it, and no
+    <|endoftext|>, file separator or <|fim_prefix|> came in between (so the closing <|endoftext|> is included)."""
+    idx = torch.arange(x.shape[1], device=x.device).expand_as(x)
+    none = torch.full_like(x, -1)
+    last_middle = torch.where(x == special["<|fim_middle|>"], idx, none).cummax(1).values
+    resets = (x == special["<|endoftext|>"]) | (x == special["<|file_sep|>"]) | (x == special["<|fim_prefix|>"])
+    last_reset = torch.where(resets, idx, none).cummax(1).values
+    return last_middle > last_reset
+
+
 def heldout_loss(model, work, seq_len, n_seqs, device):
     """Mean loss in nats per token and bits per byte on contiguous held-out code (no synthetic data)."""
     import numpy as np
@@ -81,6 +92,10 @@ def main():
     ap.add_argument("--finetune", help="start a new schedule from these weights (previous runs kept in meta.phases)")
     ap.add_argument("--mix", help='JSON weights of sequence kinds, e.g. {"code":0.3,"retrieval":0.35,"fim":0.25,"repeat":0.1}')
     ap.add_argument("--plant", action="store_true", help="start from a planted copy circuit (plant.py); new runs only")
+    ap.add_argument("--induction-layer", type=int, default=1, help="the planted induction heads' layer (plant.py)")
+    ap.add_argument("--middle-weight", type=float, default=1.0,
+                    help="loss weight of the tokens a FIM middle holds (after <|fim_middle|>, up to <|endoftext|>): "
+                         "one answer per sequence against ~1,000 context tokens otherwise gets almost no gradient")
     ap.add_argument("--seq-len", type=int, default=4096)
     ap.add_argument("--batch", type=int, default=16, help="sequences of --seq-len per step")
     ap.add_argument("--lr", type=float, default=2e-3)
@@ -107,7 +122,7 @@ def main():
     step, spent, history = 0, 0.0, []
     model = Transformer(cfg)
     if args.plant and not (args.resume or args.finetune):
-        plant_induction(model, args.seed)
+        plant_induction(model, args.seed, induction_layer=args.induction_layer)
     model = model.to(dev)
     opt_kwargs = {"lr": args.lr, "betas": (0.9, 0.95), "weight_decay": 0.1}
     decay = [p for n, p in model.named_parameters() if p.dim() >= 2]
@@ -143,6 +158,7 @@ def main():
                                          # torch 1.13 rejects any prefetch_factor (even None) without workers
                                          **({"prefetch_factor": 4} if args.workers else {}),
                                          persistent_workers=bool(args.workers))
+    special = Tokenizer.load(os.path.join(args.work, "tokenizer.json")).special
     use_bf16 = dev.type == "cuda"
     last_save = time.time()
     tokens_seen = sum(h.get("tokens", 0) for h in history[-1:]) if history else 0
@@ -171,7 +187,12 @@ def main():
         x, y = batch[:, :-1], batch[:, 1:]
         with torch.autocast(device_type=dev.type, dtype=torch.bfloat16, enabled=use_bf16):
             logits = model(x)
-        loss = F.cross_entropy(logits.float().view(-1, logits.shape[-1]), y.reshape(-1))
+        if args.middle_weight == 1.0:
+            loss = F.cross_entropy(logits.float().view(-1, logits.shape[-1]), y.reshape(-1))
+        else:
+            w = 1.0 + (args.middle_weight - 1.0) * fim_middle_mask(x, special).float()
+            per_token = F.cross_entropy(logits.float().view(-1, logits.shape[-1]), y.reshape(-1), reduction="none")
+            loss = (per_token * w.view(-1)).sum() / w.sum()
         opt.zero_grad(set_to_none=True)
         loss.backward()
         torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
