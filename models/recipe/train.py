@@ -119,6 +119,8 @@ def main():
         torch.backends.cuda.matmul.allow_tf32 = True
         torch.backends.cudnn.allow_tf32 = True
     cfg = PRESETS[args.preset]
+    if args.resume or args.finetune:  # the checkpoint's shape wins (e.g. a model grown by grow_middle.py)
+        cfg = Config(**load_checkpoint(args.resume or args.finetune)["config"])
     step, spent, history = 0, 0.0, []
     model = Transformer(cfg)
     if args.plant and not (args.resume or args.finetune):
