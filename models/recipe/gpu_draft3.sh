@@ -4,7 +4,7 @@
 # llama.cpp, held-out, 4K: plain 0.75, FIM 0.20. From <|fim_middle|> its lookup head puts 0.15 of its attention on
 # the definitions (0.73 from a plain usage line): the name sits before <|fim_suffix|>, and with two layers there is
 # no layer left to fetch it before the lookup. Trained side by side on one GPU:
-#   - draft3 : preset draft3 (d192, 3 layers, 3 heads / 1 KV head; same per-token compute as draft2 at 4K), planted
+#   - draft3 : preset draft3 (d192, 3 layers, 3 heads / 1 KV head; about draft2's per-token compute at 4K), planted
 #              copy circuit with the induction heads in layer 2, so layer 1 is free to learn the hop; from scratch;
 #   - draft2f: the shipped draft2 continued on the same mix (does more FIM data alone fix the 2-layer draft?).
 # The mix adds dense_fim_retrieval (data.py): many keys, the usage file FIM-ordered with the hole at a random query.

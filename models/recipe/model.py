@@ -46,8 +46,8 @@ PRESETS = {
     # Proposed third-generation draft (not trained yet; needs a GPU phase, see gpu_draft3.sh): three layers so a FIM
     # lookup can hop first (at <|fim_middle|>, fetch the name written before <|fim_suffix|>) and match after; the
     # 2-layer draft2 cannot (diagnose_retrieval.py: its lookup head puts 0.15 of its attention on the definitions
-    # from <|fim_middle|>, 0.73 from a plain usage line). Same per-token compute as draft2 at 4K: 1.18M + 0.39M tied
-    # output = 1.57M matrix parameters (15%), 9 vs 36 head-layers (25%).
+    # from <|fim_middle|>, 0.73 from a plain usage line). About draft2's per-token compute at 4K (flops_per_token:
+    # 20.0% of the target's, draft2 21.3%): 1.18M + 0.39M tied output = 1.57M matrix parameters, 9 vs 36 head-layers.
     "draft3": Config(d_model=192, n_layers=3, n_heads=3, n_kv_heads=1, ffn_dim=512),
     # For smoke tests of the recipe itself.
     "tiny": Config(d_model=128, n_layers=2, n_heads=2, n_kv_heads=1, ffn_dim=256),
