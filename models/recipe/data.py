@@ -175,7 +175,12 @@ class Generator:
         return defs, defs_path, queries
 
     def retrieval_task(self, rng, length, n_keys=None, n_queries=None, fim_probability=0.5):
-        """A context of `length` tokens ending in a query; returns (prompt_tokens, answer_text).
+        """A context of `length` tokens ending in a query; returns (prompt_tokens, answer_text, fim)."""
+        return self.retrieval_task_placed(rng, length, n_keys, n_queries, fim_probability)[:3]
+
+    def retrieval_task_placed(self, rng, length, n_keys=None, n_queries=None, fim_probability=0.5):
+        """retrieval_task, plus where the definitions file landed: (prompt, answer, fim, defs_start, defs_len), so a
+        diagnosis can measure attention on it (diagnose_retrieval.py).
 
         A definitions file sits at a uniformly random file boundary of real code from one package, so the
         distance between definition and use covers the whole context; the last file uses some of them."""
@@ -204,13 +209,14 @@ class Generator:
         at = rng.randint(0, len(filler))
         files = filler[:at] + [defs] + filler[at:]
         context = [t for f in files for t in f][: max(0, length - len(usage))]
-        return context + usage, answer, fim
+        defs_start = sum(len(f) for f in filler[:at])
+        return context + usage, answer, fim, defs_start, max(0, min(len(defs), len(context) - defs_start))
 
-    def dense_retrieval(self, rng):
+    def dense_retrieval(self, rng, fim_probability=0.0):
         """One definitions file of many keys, every one of them asked in the usage file: ~10-30 answers per
         sequence instead of one, so the lookup gets a gradient on every key rather than on ~0.1% of the tokens."""
         prompt, answer, fim = self.retrieval_task(rng, self.seq_len - 24, n_keys=rng.randint(8, 24), n_queries=64,
-                                                  fim_probability=0.0)
+                                                  fim_probability=fim_probability)
         return prompt + self.tok.encode(answer, special=False) + ([self.eot] if fim else [])
 
     def dense_fim_retrieval(self, rng):
@@ -218,9 +224,7 @@ class Generator:
         file is FIM (DESIGN.md §4), so the lookup must also work from <|fim_middle|>, where the name sits before
         <|fim_suffix|> and the other queries. dense_retrieval never trains that (fim_probability 0), and the shipped
         draft fails there: held-out, 4K, 0.20 from FIM against 0.75 from plain usage files (models/README.md)."""
-        prompt, answer, fim = self.retrieval_task(rng, self.seq_len - 24, n_keys=rng.randint(8, 24), n_queries=64,
-                                                  fim_probability=1.0)
-        return prompt + self.tok.encode(answer, special=False) + ([self.eot] if fim else [])
+        return self.dense_retrieval(rng, fim_probability=1.0)
 
     def random_repeat(self, rng):
         """Code with a run of random tokens inserted, then the same run again later (1-3 times). Repeated real code

@@ -27,27 +27,6 @@ from plant import attention_probs  # noqa: E402
 TUNE_SEED = 424242
 
 
-def tasks_with_definitions(gen, rng, length, n):
-    """(prompt, expected first line, fim, start and length of the definitions file in the prompt) per task."""
-    captured = {}
-    make_files = gen.retrieval_files
-
-    def capture(rng_, n_keys):
-        files = make_files(rng_, n_keys)
-        captured["defs"] = files[0]
-        return files
-
-    gen.retrieval_files = capture
-    try:
-        for _ in range(n):
-            prompt, answer, fim = gen.retrieval_task(rng, length, n_keys=1, n_queries=1)
-            defs = captured["defs"]
-            start = next((j for j in range(len(prompt) - len(defs) + 1) if prompt[j:j + len(defs)] == defs), -1)
-            yield prompt, answer.split("\n")[0], fim, start, len(defs)
-    finally:
-        gen.retrieval_files = make_files
-
-
 def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("checkpoint")
@@ -66,9 +45,11 @@ def main():
     report = {"checkpoint": args.checkpoint, "split": args.split, "seed": TUNE_SEED, "n": args.n, "results": {}}
     started = time.time()
     for length in (int(v) for v in args.lengths.split(",")):
-        counts = {"fim": {"exact": 0, "firstToken": 0, "n": 0, "defsAttention": 0.0},
-                  "plain": {"exact": 0, "firstToken": 0, "n": 0, "defsAttention": 0.0}}
-        for prompt, expected, fim, start, n_defs in tasks_with_definitions(gen, random.Random(TUNE_SEED + length), length, args.n):
+        counts = {layout: {"exact": 0, "firstToken": 0, "n": 0, "defsAttention": 0.0} for layout in ("fim", "plain")}
+        rng = random.Random(TUNE_SEED + length)
+        for _ in range(args.n):
+            prompt, answer, fim, start, n_defs = gen.retrieval_task_placed(rng, length, n_keys=1, n_queries=1)
+            expected = answer.split("\n")[0]
             expected_ids = tok.encode(expected, special=False)
             x = torch.tensor(prompt + expected_ids)
             with torch.no_grad():
@@ -81,7 +62,7 @@ def main():
             if args.heads:
                 with torch.no_grad():
                     probs = attention_probs(model, x[:len(prompt)])[last][:, -1]  # [heads, keys] from the last query
-                defs_mass = probs[:, start:start + n_defs].sum(-1) if start >= 0 else torch.zeros(probs.shape[0])
+                defs_mass = probs[:, start:start + n_defs].sum(-1)
                 c["defsAttention"] += float(defs_mass.max())
                 looks = " ".join(f"h{h}:{float(defs_mass[h]):.2f}@{tok.decode(prompt[int(p.argmax()) - 1:int(p.argmax()) + 1])!r}"
                                  for h, p in enumerate(probs))

@@ -35,6 +35,7 @@ import model as M  # noqa: E402
 from bpe import Tokenizer  # noqa: E402
 from checkpoint import load_checkpoint, save_checkpoint  # noqa: E402
 from data import Corpus, Generator  # noqa: E402
+from grow import insert_block  # noqa: E402
 from train import heldout_loss  # noqa: E402
 
 
@@ -152,17 +153,11 @@ def main():
     ck = load_checkpoint(args.init)
     cfg = M.Config(**ck["config"])
     if args.add_layer:
-        # Grow by one block appended after the existing ones, with its output projections (attention wo, FFN
-        # down) zero: the grown model computes exactly what the old one did, and the new block's attention is
-        # free to become the pointer head without disturbing the trained heads.
-        old_n = cfg.n_layers
-        cfg = M.Config(**{**cfg.to_dict(), "n_layers": old_n + 1})
-        model = M.Transformer(cfg)
-        missing, unexpected = model.load_state_dict(ck["model"], strict=False)
-        assert not unexpected and all(k.startswith(f"blocks.{old_n}.") for k in missing), (missing, unexpected)
-        with torch.no_grad():
-            model.blocks[old_n].attn.wo.weight.zero_()
-            model.blocks[old_n].ffn.down.weight.zero_()
+        # Grow by one block appended after the existing ones (grow.py: zero output projections, so the grown model
+        # computes exactly what the old one did); its attention is free to become the pointer head without
+        # disturbing the trained heads.
+        model = insert_block(ck, cfg.n_layers)
+        cfg = model.cfg
     else:
         model = M.Transformer(cfg)
         model.load_state_dict(ck["model"])

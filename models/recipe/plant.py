@@ -61,8 +61,9 @@ def plant_induction(model, seed=0, gains: PlantGains = PlantGains(), induction_l
     deeper model leaves the layers between free, e.g. for a FIM hop that must run before the lookup)."""
     cfg = model.cfg
     hd = cfg.head_dim
-    if not 1 <= induction_layer < cfg.n_layers or cfg.n_layers < 2 or cfg.n_heads // cfg.n_kv_heads < 2 or hd != 64 or cfg.d_model < 192:
-        raise ValueError("planting needs >= 2 layers, >= 2 query heads per KV head, head_dim 64, d_model >= 192")
+    if not 1 <= induction_layer < cfg.n_layers or cfg.n_heads // cfg.n_kv_heads < 2 or hd != 64 or cfg.d_model < 192:
+        raise ValueError("planting needs the induction layer in 1..n_layers-1, >= 2 query heads per KV head, "
+                         "head_dim 64, d_model >= 192")
     A, c, B1, B2 = layout(cfg.d_model)
     a0, a1 = A.start, A.stop
     g = torch.Generator().manual_seed(seed)

@@ -118,9 +118,9 @@ def main():
     if dev.type == "cuda":
         torch.backends.cuda.matmul.allow_tf32 = True
         torch.backends.cudnn.allow_tf32 = True
-    cfg = PRESETS[args.preset]
-    if args.resume or args.finetune:  # the checkpoint's shape wins (e.g. a model grown by grow_middle.py)
-        cfg = Config(**load_checkpoint(args.resume or args.finetune)["config"])
+    # A resumed or fine-tuned model takes its shape from its checkpoint (e.g. one grown by grow.py), read once here.
+    ck = load_checkpoint(args.resume or args.finetune) if args.resume or args.finetune else None
+    cfg = Config(**ck["config"]) if ck else PRESETS[args.preset]
     step, spent, history = 0, 0.0, []
     model = Transformer(cfg)
     if args.plant and not (args.resume or args.finetune):
@@ -135,8 +135,6 @@ def main():
     except (TypeError, RuntimeError):  # torch 1.13 has no fused AdamW
         opt = torch.optim.AdamW(groups, **opt_kwargs)
     if args.resume:
-        ck = load_checkpoint(args.resume)
-        cfg = Config(**ck["config"])
         model.load_state_dict(ck["model"])
         if ck["optimizer"] is not None:
             opt.load_state_dict(ck["optimizer"])
@@ -144,8 +142,6 @@ def main():
         print(f"resumed {args.resume} at step {step} ({spent:.0f}s)", flush=True)
     phases = []
     if args.finetune:
-        ck = load_checkpoint(args.finetune)
-        cfg = Config(**ck["config"])
         model.load_state_dict(ck["model"])
         phases = ck["meta"].get("phases", []) + [{k: ck["meta"].get(k) for k in ("step", "seconds", "tokens", "args")}]
         print(f"fine-tuning from {args.finetune} ({len(phases)} earlier phase(s))", flush=True)
