@@ -37,5 +37,6 @@ export { RetrievalIndex, citationsFrom } from './ask/retrieval';
 export { answerQuestion, holdBack } from './ask/answer';
 export * as nativePolicy from './engine/native-policy';
 export { DraftModel } from './engine/native-draft';
+export { draftLayouts, draftPromptFor } from './engine/draft-prompt';
 export { scoreAttention, tierCost } from './engine/native';
 export { TaskBuilder, editSimilarity } from '../../bench/tasks';

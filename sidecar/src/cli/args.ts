@@ -1,5 +1,6 @@
 import { parseArgs, type ParseArgsConfig } from 'node:util';
 
+import { draftLayouts, isDraftLayout, type DraftLayout } from '../engine/draft-prompt';
 import { errorMessage, UserError } from '../errors';
 
 /** `node:util` parseArgs with errors turned into usage errors (exit code 2) instead of stack traces. */
@@ -32,4 +33,12 @@ export function integerOption(value: string | undefined, name: string, minimum: 
 		throw new UserError(`--${name} must be at least ${minimum} (got ${parsed})`, 2);
 	}
 	return parsed;
+}
+
+/** `--draft-layout`: how SpecKV's draft reads the prompt (engine/draft-prompt.ts); undefined stays undefined. */
+export function draftLayoutOption(value: string | undefined): DraftLayout | undefined {
+	if (value !== undefined && !isDraftLayout(value)) {
+		throw new UserError(`--draft-layout must be one of ${draftLayouts.join(', ')} (got '${value}')`, 2);
+	}
+	return value;
 }

@@ -5,7 +5,7 @@ import type { CompletionMode } from '../completion/postprocess';
 import { availableEngines, isEngineName } from '../engine';
 import { UserError } from '../errors';
 import { bundledModelPath } from '../models/bundled';
-import { integerOption, parseCommandArgs, requireOption } from './args';
+import { draftLayoutOption, integerOption, parseCommandArgs, requireOption } from './args';
 import type { Command } from './command';
 import { defaultThreads } from './defaults';
 
@@ -33,6 +33,8 @@ Complete the code at a cursor, with the whole workspace as context, and print th
   --precision NAME    storage of the picked tokens: f16, q8, kivi4, kivi2, onebit, mixed (4-bit + 1.x-bit);
                       the budget then buys bytes (default f16)
   --draft PATH        SpecKV's draft model (default: the bundled models/draft.gguf)
+  --draft-layout NAME how the draft reads a FIM prompt: prefix-last (the active file's text before the cursor,
+                      last; default) or fim (the target's prompt as it is)
   --show-prompt       also print the prompt the model saw (a "prompt" field with --json)
   --verbose           show the engine's log on stderr`;
 
@@ -58,6 +60,7 @@ export const completeCommand: Command = {
 			split: { type: 'string' },
 			precision: { type: 'string' },
 			draft: { type: 'string' },
+			'draft-layout': { type: 'string' },
 			verbose: { type: 'boolean' },
 			'show-prompt': { type: 'boolean' },
 			help: { type: 'boolean', short: 'h' },
@@ -79,6 +82,10 @@ export const completeCommand: Command = {
 			throw new UserError(`--budget must be a percentage in (0, 100] (got '${values.budget}')`, 2);
 		}
 		const budgetTokens = integerOption(values['budget-tokens'], 'budget-tokens', 1);
+		const draftLayout = draftLayoutOption(values['draft-layout']);
+		if (draftLayout !== undefined && values.policy !== 'speckv') {
+			throw new UserError('--draft-layout is for --policy speckv (the only policy with a draft)', 2);
+		}
 		const kvCache =
 			values.policy === undefined
 				? undefined
@@ -89,6 +96,7 @@ export const completeCommand: Command = {
 						...(values.split === undefined ? {} : { split: values.split }),
 						...(values.precision === undefined ? {} : { precision: values.precision }),
 						...(values.draft === undefined ? {} : { draftPath: path.resolve(values.draft) }),
+						...(draftLayout === undefined ? {} : { draftLayout }),
 					};
 		const contextSize = integerOption(values.context, 'context', 16);
 		const verbose = values.verbose === true;

@@ -1,17 +1,22 @@
 import type { LlamaContext, LlamaContextSequence, LlamaModel, Token } from 'node-llama-cpp';
 
+import { draftPromptFor, type DraftLayout, type FimTokens } from './draft-prompt';
+
 // SpecKV's draft lookahead (KV-METHODS.md §1.1 step 1): a small model that shares the target's tokenizer greedily
 // guesses the next L tokens of the prompt, in node-llama-cpp with its own full KV cache (reused across requests:
-// only the prompt's changed tail is evaluated). Only its token ids are used: the target scores them.
+// only the prompt's changed tail is evaluated). Only its token ids are used: the target scores them. It reads the
+// prompt in its own layout (draft-prompt.ts; default `prefix-last`).
 
 export class DraftModel {
 	private constructor(
 		private readonly model: LlamaModel,
 		private readonly context: LlamaContext,
 		private readonly sequence: LlamaContextSequence,
+		private readonly layout: DraftLayout,
+		private readonly fim: FimTokens | undefined,
 	) {}
 
-	static async load(modelPath: string, options: { threads: number; contextSize: number }): Promise<DraftModel> {
+	static async load(modelPath: string, options: { threads: number; contextSize: number; layout?: DraftLayout }): Promise<DraftModel> {
 		const { getLlama, LlamaLogLevel } = await import('node-llama-cpp');
 		const llama = await getLlama({ maxThreads: options.threads, build: 'never', skipDownload: true, progressLogs: false, logLevel: LlamaLogLevel.error });
 		const model = await llama.loadModel({ modelPath });
@@ -24,15 +29,17 @@ export class DraftModel {
 			// the draft's cost is its prompt prefill: flash attention cuts its CPU time at 4K tokens by ~35% (measured)
 			flashAttention: true,
 		});
-		return new DraftModel(model, context, context.getSequence());
+		return new DraftModel(model, context, context.getSequence(), options.layout ?? 'prefix-last', fimTokensOf(model));
 	}
 
 	/**
-	 * Up to `n` greedy tokens after `prompt` (fewer at an end-of-generation token). A prompt longer than the draft's
+	 * Up to `n` greedy tokens after the target's `prompt`, read in the draft's layout (fewer at an end-of-generation
+	 * token). A prompt longer than the draft's
 	 * context is cut to its most recent tokens (the draft only guesses; without the cut node-llama-cpp would shift its
 	 * context mid-evaluation, which is slow).
 	 */
-	async lookahead(prompt: readonly number[], n: number): Promise<number[]> {
+	async lookahead(targetPrompt: readonly number[], n: number): Promise<number[]> {
+		const prompt = draftPromptFor(targetPrompt, this.layout, this.fim);
 		const room = this.context.contextSize - n - 1;
 		const tokens = (prompt.length > room ? prompt.slice(prompt.length - room) : prompt) as Token[];
 		const last = tokens.at(-1);
@@ -65,4 +72,16 @@ export class DraftModel {
 		await this.context.dispose();
 		await this.model.dispose();
 	}
+}
+
+/** The model's FIM tokens, if each of them is one token of its vocabulary. */
+function fimTokensOf(model: LlamaModel): FimTokens | undefined {
+	const one = (text: string): number | undefined => {
+		const ids = model.tokenize(text, true);
+		return ids.length === 1 && model.isSpecialToken(ids[0]) ? Number(ids[0]) : undefined;
+	};
+	const prefix = one('<|fim_prefix|>');
+	const suffix = one('<|fim_suffix|>');
+	const middle = one('<|fim_middle|>');
+	return prefix === undefined || suffix === undefined || middle === undefined ? undefined : { prefix, suffix, middle };
 }

@@ -204,7 +204,11 @@ class NativeLoadedModel implements LoadedModel {
 		let compressMs: number | undefined;
 		if (this.selection !== undefined) {
 			if (policy === 'speckv') {
-				this.draft ??= await DraftModel.load(this.kvOptions?.draftPath ?? bundledModelPath('draft'), { threads: this.threads, contextSize: this.session.stats().contextSize + 64 });
+				this.draft ??= await DraftModel.load(this.kvOptions?.draftPath ?? bundledModelPath('draft'), {
+					threads: this.threads,
+					contextSize: this.session.stats().contextSize + 64,
+					...(this.kvOptions?.draftLayout === undefined ? {} : { layout: this.kvOptions.draftLayout }),
+				});
 				const lookahead = await this.draft.lookahead(promptTokens, this.kvOptions?.lookahead ?? Math.min(64, request.maxTokens));
 				const drafted = performance.now();
 				draftMs = drafted - prefilled;

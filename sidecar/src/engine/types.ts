@@ -2,6 +2,8 @@
 // planned: `llama` (node-llama-cpp, full KV cache; llama.ts) and `native` (our addon with the compressed KV cache).
 // Keep this surface small and runtime-neutral so that both can implement it and benchmarks can swap them.
 
+import type { DraftLayout } from './draft-prompt';
+
 /** Names of the available engines; the CLI's `--engine` option takes one of these. */
 export type EngineName = 'llama' | 'native';
 
@@ -65,6 +67,8 @@ export interface KvCacheOptions {
 	/** SpecKV's draft model (default: the bundled draft) and lookahead tokens (default: the request's maxTokens). */
 	readonly draftPath?: string;
 	readonly lookahead?: number;
+	/** How the draft reads the prompt (draft-prompt.ts; default `prefix-last`). */
+	readonly draftLayout?: DraftLayout;
 }
 
 export interface Engine {

@@ -1,0 +1,44 @@
+// SpecKV's draft (engine/native-draft.ts) with the bundled models: it reads a FIM prompt in its own layout
+// (engine/draft-prompt.ts), and in the default `prefix-last` layout it finds the needles that a FIM-ordered test
+// file asks for, which it misses when it reads the target's FIM prompt (models/README.md, "the draft's layout").
+import assert from 'node:assert/strict';
+import path from 'node:path';
+import { test } from 'node:test';
+
+import { root } from './helpers.mjs';
+
+const { DraftModel, TaskBuilder, draftPromptFor } = await import(path.join(root, 'dist', 'sidecar.mjs'));
+const { getLlama, LlamaLogLevel } = await import('node-llama-cpp');
+
+const draftPath = path.join(root, 'models', 'draft.gguf');
+
+test('the draft reads a FIM prompt as prefix-last by default, and finds FIM-ordered needles that way', async (t) => {
+	const llama = await getLlama({ maxThreads: 1, build: 'never', skipDownload: true, progressLogs: false, logLevel: LlamaLogLevel.error });
+	const vocab = await llama.loadModel({ modelPath: draftPath, vocabOnly: true });
+	t.after(() => vocab.dispose());
+	const tok = { tokenize: (s, special) => vocab.tokenize(s, special).map(Number), detokenize: (ids) => vocab.detokenize(ids) };
+	const [prefix, suffix, middle] = ['<|fim_prefix|>', '<|fim_suffix|>', '<|fim_middle|>'].map((s) => tok.tokenize(s, true)[0]);
+	const builder = new TaskBuilder(tok);
+	const tasks = [0, 1, 2, 3, 4].map((i) => builder.needle('fimsingle', 1024, i, 20260127));
+
+	const byDefault = await DraftModel.load(draftPath, { threads: 2, contextSize: 1024 + 64 });
+	const asTarget = await DraftModel.load(draftPath, { threads: 2, contextSize: 1024 + 64, layout: 'fim' });
+	t.after(async () => {
+		await byDefault.dispose();
+		await asTarget.dispose();
+	});
+	let found = 0;
+	let foundAsTarget = 0;
+	for (const task of tasks) {
+		const guess = await byDefault.lookahead(task.tokens, task.maxTokens);
+		// the same guess as a draft that is handed the rewritten prompt: the rewrite uses the model's own FIM tokens
+		const rewritten = draftPromptFor(task.tokens, 'prefix-last', { prefix, suffix, middle });
+		assert.ok(rewritten.length < task.tokens.length - 3 && !rewritten.includes(middle));
+		assert.deepEqual(await asTarget.lookahead(rewritten, task.maxTokens), guess);
+		found += tok.detokenize(guess).trimStart().startsWith(task.answer) ? 1 : 0;
+		foundAsTarget += tok.detokenize(await asTarget.lookahead(task.tokens, task.maxTokens)).trimStart().startsWith(task.answer) ? 1 : 0;
+	}
+	t.diagnostic(`FIM-ordered needles at 1K found by the draft: prefix-last ${found}/5, reading the target's FIM prompt ${foundAsTarget}/5`);
+	assert.ok(found >= 4, `prefix-last found ${found}/5`);
+	assert.ok(found >= foundAsTarget);
+});
