@@ -2,7 +2,7 @@ import { existsSync, mkdirSync, writeFileSync } from 'node:fs';
 import * as path from 'node:path';
 
 import type { Command } from '../sidecar/src/cli/command';
-import { integerOption, parseCommandArgs } from '../sidecar/src/cli/args';
+import { draftLayoutOption, integerOption, parseCommandArgs } from '../sidecar/src/cli/args';
 import { UserError } from '../sidecar/src/errors';
 import { bundledModelPath, packageRoot } from '../sidecar/src/models/bundled';
 import { runParity } from './parity';
@@ -44,6 +44,7 @@ options:
   --n N               prompts per task and context (default 10; quick 2)
   --seed N            task seed
   --draft PATH        draft model for speckv (default: the bundled models/draft.gguf)
+  --draft-layout NAME how the draft reads the prompts: prefix-last (default) or fim (as the target does)
   --policies LIST     eviction policies to run (default: all and speckv-L0)
   --quant-policies LIST  policies also run with the packed precisions (default speckv; "none" for none)
   --hi-fraction X     mixed precision: share of the picked bytes at 4-bit (default 0.75)
@@ -89,6 +90,7 @@ export const benchCommand: Command = {
 			n: { type: 'string' },
 			seed: { type: 'string' },
 			draft: { type: 'string' },
+			'draft-layout': { type: 'string' },
 			policies: { type: 'string' },
 			'quant-policies': { type: 'string' },
 			'hi-fraction': { type: 'string' },
@@ -130,11 +132,13 @@ export const benchCommand: Command = {
 				throw new UserError(`draft model file not found: ${draftPath}`);
 			}
 			const contexts = listOption(values.contexts, 'contexts');
+			const draftLayout = draftLayoutOption(values['draft-layout']);
 			const n = integerOption(values.n, 'n', 1);
 			const seed = integerOption(values.seed, 'seed', 0);
 			const result = await runFidelity({
 				modelPath,
 				draftPath,
+				...(draftLayout === undefined ? {} : { draftLayout }),
 				quick: values.quick === true,
 				threads: threads[0] ?? 1,
 				...(contexts === undefined ? {} : { contexts }),

@@ -3,11 +3,12 @@ import * as path from 'node:path';
 import { performance } from 'node:perf_hooks';
 
 import { argmax, NativeModel, tierCost, type NativeSession } from '../sidecar/src/engine/native';
+import type { DraftLayout } from '../sidecar/src/engine/draft-prompt';
 import { DraftModel } from '../sidecar/src/engine/native-draft';
 import { compressSession, kvPolicies, kvPrecisions, observationFor, scoringPass, type KvPolicy, type KvPrecision } from '../sidecar/src/engine/native-policy';
 import { packageRoot } from '../sidecar/src/models/bundled';
 import { fileFingerprint, loadVocab, round } from './common';
-import { editSimilarity, TaskBuilder, type FidelityTask, type Tokenizer } from './tasks';
+import { editSimilarity, needleTasks, TaskBuilder, type FidelityTask, type Tokenizer } from './tasks';
 
 // `repokv bench fidelity`: every KV policy at 3/6/12/25% of the fp16 cache's bytes on the same deterministic prompts
 // (bench/tasks.ts), against `full`. One target prefill per prompt serves every policy: the engine observes all scores
@@ -34,6 +35,8 @@ export interface FidelityRow {
 export interface FidelityOptions {
 	readonly modelPath: string;
 	readonly draftPath: string;
+	/** How the draft reads the prompts (draft-prompt.ts; default `prefix-last`). */
+	readonly draftLayout?: DraftLayout;
 	readonly quick: boolean;
 	readonly threads: number;
 	readonly contexts?: readonly number[];
@@ -55,6 +58,7 @@ export interface FidelityOptions {
 export interface FidelityResult {
 	readonly model: string;
 	readonly draft: string;
+	readonly draftLayout: DraftLayout;
 	/** SHA-256 prefixes of the target and draft files (fileFingerprint). */
 	readonly modelSha256: string;
 	readonly draftSha256: string;
@@ -146,7 +150,8 @@ export async function runFidelity(options: FidelityOptions): Promise<FidelityRes
 	if (quantPolicies.includes('window')) throw new Error('policy window keeps fp16 tokens only');
 	const maxContext = Math.max(...contexts);
 	const session = model.createSession({ contextSize: maxContext + 64 });
-	const draft = await DraftModel.load(options.draftPath, { threads: options.threads, contextSize: maxContext + 64 });
+	const draftLayout = options.draftLayout ?? 'prefix-last';
+	const draft = await DraftModel.load(options.draftPath, { threads: options.threads, contextSize: maxContext + 64, layout: draftLayout });
 
 	const acc = new Map<string, Acc>();
 	const add = (key: string, score: number, bytes: number): void => {
@@ -194,7 +199,7 @@ export async function runFidelity(options: FidelityOptions): Promise<FidelityRes
 	for (const context of contexts) {
 		const tasks: FidelityTask[] = [];
 		for (let i = 0; i < perTask; i++) {
-			for (const t of ['single', 'multikey', 'multivalue', 'vt'] as const) tasks.push(builder.needle(t, context, i, seed));
+			for (const t of needleTasks) tasks.push(builder.needle(t, context, i, seed));
 			for (const t of ['nextline', 'fim'] as const) tasks.push(builder.code(t, context, i, seed));
 		}
 		for (const task of tasks) {
@@ -328,6 +333,7 @@ export async function runFidelity(options: FidelityOptions): Promise<FidelityRes
 		draft: path.relative(packageRoot(), options.draftPath) || options.draftPath,
 		modelSha256: fileFingerprint(options.modelPath),
 		draftSha256: fileFingerprint(options.draftPath),
+		draftLayout,
 		quick: options.quick,
 		seed,
 		contexts,
@@ -356,6 +362,7 @@ function markdown(r: Omit<FidelityResult, 'markdownFile'>): string {
 		['needle', 'multikey'],
 		['needle', 'multivalue'],
 		['needle', 'vt'],
+		['needle', 'fimsingle'],
 		['code', 'nextline-exact'],
 		['code', 'nextline-edit'],
 		['code', 'fim-exact'],
@@ -384,7 +391,7 @@ function markdown(r: Omit<FidelityResult, 'markdownFile'>): string {
 	const lines = [
 		`# KV policy fidelity (${r.quick ? 'quick' : 'full'} run)`,
 		'',
-		`Command: \`${r.command}\` · target \`${r.model}\` (sha256 ${r.modelSha256}), draft \`${r.draft}\` (sha256 ${r.draftSha256}) · contexts ${r.contexts.join(', ')} · ${r.perTask} prompts per task and context (seed ${r.seed}) · wall time ${r.wallSeconds} s, CPU time ${r.cpuSeconds} s (${r.threads} thread${r.threads === 1 ? '' : 's'}; other jobs shared the 2 cores, so wall time is inflated).`,
+		`Command: \`${r.command}\` · target \`${r.model}\` (sha256 ${r.modelSha256}), draft \`${r.draft}\` (sha256 ${r.draftSha256}, layout ${r.draftLayout}) · contexts ${r.contexts.join(', ')} · ${r.perTask} prompts per task and context (seed ${r.seed}) · wall time ${r.wallSeconds} s, CPU time ${r.cpuSeconds} s (${r.threads} thread${r.threads === 1 ? '' : 's'}; other jobs shared the 2 cores, so wall time is inflated).`,
 		'',
 		'Scores ×100 (needle: exact value; code: exact line / edit similarity; proxy: teacher-forced top-1 agreement with `full` over 16 tokens of its greedy continuation, and mean KL(full ‖ policy) in nats). `bytes` = real KV bytes kept (positions and format metadata included) / the full fp16 cache. `quant`: how the picked tokens are stored; sinks and the recent window are fp16 in every row, and at one budget every quant spends the same bytes (`mixed` = ' + String((r.hiFraction ?? 0.75) * 100) + ' % of them at 4-bit kivi4 for the top-ranked, the rest at 1.x-bit onebit). `draft` = the draft model alone (its lookahead, no target).',
 		'',
@@ -392,7 +399,7 @@ function markdown(r: Omit<FidelityResult, 'markdownFile'>): string {
 		`|---|---|---|---|${cols.map(() => '---').join('|')}|`,
 		...configs.map((c) => `| ${c[0]} | ${c[1]} | ${budgetText(c)} | ${c[0] === 'draft' ? '–' : bytes(c)} | ${cols.map(([s, t]) => cell(c, s, t)).join(' | ')} |`),
 		'',
-		'Needle mean (single, multikey, multivalue, vt) per context:',
+		`Needle mean (${needleTasks.join(', ')}) per context:`,
 		'',
 		`| policy | quant | budget % | ${r.contexts.join(' | ')} |`,
 		`|---|---|---|${r.contexts.map(() => '---').join('|')}|`,

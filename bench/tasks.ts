@@ -12,7 +12,9 @@ import { packageRoot } from '../sidecar/src/models/bundled';
 //   `multikey` (eight definitions, one asked), `multivalue` (one key with four values,
 //   `export const NAME = [V1, V2, V3, V4];`, asked by `assert.deepEqual(NAME, [`; scored by the fraction of values
 //   recovered in order — a format the models were not trained on), `vt` (variable tracking: `export const B = A;` in
-//   a second file at another depth, `B` asked).
+//   a second file at another depth, `B` asked), `fimsingle` (`single` with the test file FIM-ordered, the hole at the
+//   value: `<|fim_prefix|>…assert.equal(NAME, <|fim_suffix|>);\n});\n<|fim_middle|>`, the layout the sidecar builds
+//   for the cursor's file).
 // - code: `nextline` (a real file cut at a line boundary, other files before it; the next line is expected) and `fim`
 //   (the active file as `<|fim_prefix|>…<|fim_suffix|>…<|fim_middle|>`, one missing line expected).
 
@@ -21,9 +23,12 @@ export interface Tokenizer {
 	detokenize(tokens: readonly number[]): string;
 }
 
+export const needleTasks = ['single', 'multikey', 'multivalue', 'vt', 'fimsingle'] as const;
+export type NeedleTask = (typeof needleTasks)[number];
+
 export interface FidelityTask {
 	readonly suite: 'needle' | 'code';
-	readonly task: 'single' | 'multikey' | 'multivalue' | 'vt' | 'nextline' | 'fim';
+	readonly task: NeedleTask | 'nextline' | 'fim';
 	readonly context: number;
 	readonly index: number;
 	readonly tokens: number[];
@@ -164,7 +169,7 @@ export class TaskBuilder {
 		return out;
 	}
 
-	needle(task: 'single' | 'multikey' | 'multivalue' | 'vt', context: number, index: number, seed: number): FidelityTask {
+	needle(task: NeedleTask, context: number, index: number, seed: number): FidelityTask {
 		const rng = seededRandom(hashString(`${seed}/${task}/${context}/${index}`));
 		const depth = (index % 5) / 5 + 0.1; // 0.1, 0.3, 0.5, 0.7, 0.9
 		const names = new Set<string>();
@@ -196,9 +201,10 @@ export class TaskBuilder {
 			queried = alias;
 			importPath = aliasPath;
 		}
+		const usagePrefix = this.tok.tokenize(`import assert from 'node:assert';\nimport { ${queried} } from './${importPath.slice(4, -3)}';\n\ndescribe('${fnName(rng)}', () => {\n  assert.${task === 'multivalue' ? 'deepEqual' : 'equal'}(${queried}, ${task === 'multivalue' ? '[' : ''}`, false);
 		const usage = [
 			...this.header(makePath(rng, '.test.ts')),
-			...this.tok.tokenize(`import assert from 'node:assert';\nimport { ${queried} } from './${importPath.slice(4, -3)}';\n\ndescribe('${fnName(rng)}', () => {\n  assert.${task === 'multivalue' ? 'deepEqual' : 'equal'}(${queried}, ${task === 'multivalue' ? '[' : ''}`, false),
+			...(task === 'fimsingle' ? [this.fimPrefix, ...usagePrefix, this.fimSuffix, ...this.tok.tokenize(');\n});\n', false), this.fimMiddle] : usagePrefix),
 		];
 		const budget = context - usage.length - docs.reduce((a, d) => a + d.tokens.length, 0);
 		// files cut to at most a sixth of the context, so that file boundaries (where the definitions go) spread the depth

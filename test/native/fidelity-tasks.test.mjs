@@ -23,12 +23,21 @@ test('needle and code tasks: seeded, exact context length, the trained retrieval
 	const tok = { tokenize: (s, special) => vocab.tokenize(s, special).map(Number), detokenize: (ids) => vocab.detokenize(ids) };
 	const a = new TaskBuilder(tok);
 	const b = new TaskBuilder(tok);
-	for (const task of ['single', 'multikey', 'multivalue', 'vt']) {
+	const [fimPrefix, fimSuffix, fimMiddle] = ['<|fim_prefix|>', '<|fim_suffix|>', '<|fim_middle|>'].map((t) => tok.tokenize(t, true)[0]);
+	for (const task of ['single', 'multikey', 'multivalue', 'vt', 'fimsingle']) {
 		const x = a.needle(task, 1024, 3, 42);
 		assert.deepEqual(x.tokens, b.needle(task, 1024, 3, 42).tokens);
 		assert.notDeepEqual(x.tokens, a.needle(task, 1024, 4, 42).tokens);
 		assert.equal(x.tokens.length, 1024);
-		const text = tok.detokenize(x.tokens);
+		let usage = x.tokens;
+		if (task === 'fimsingle') {
+			// the test file FIM-ordered, the hole at the value: the prefix is checked like a plain usage line
+			assert.equal(x.tokens.at(-1), fimMiddle);
+			const suffixAt = x.tokens.lastIndexOf(fimSuffix);
+			assert.equal(tok.detokenize(x.tokens.slice(suffixAt + 1, -1)), ');\n});\n');
+			usage = x.tokens.slice(0, suffixAt).filter((t) => t !== fimPrefix);
+		}
+		const text = tok.detokenize(usage);
 		assert.match(text, task === 'multivalue' ? /assert\.deepEqual\([A-Z_]+, \[$/ : /assert\.equal\([A-Z_]+, $/);
 		const name = text.match(/assert\.(?:deep)?[eE]qual\(([A-Z_]+), \[?$/)[1];
 		if (task === 'vt') {
