@@ -29,7 +29,7 @@ export { JobQueue } from './server/job-queue';
 export { CompletionPipeline } from './server/completion-pipeline';
 export { CachingCounter } from './server/engine-host';
 export { buildCacheSnapshot, fp16BytesPerHeadToken } from './server/cache-snapshot';
-export { resolveSettings } from './server/settings';
+export { needsReload, resolveSettings } from './server/settings';
 export { StatusReporter } from './server/status';
 export { Bm25Index, terms } from './ask/bm25';
 export { chunkFile } from './ask/chunks';

@@ -80,6 +80,12 @@ export interface RepokvSettings {
 		 * `onebit`, or `mixed` (4-bit for the top-ranked, 1.x-bit for the rest); the budget buys bytes. Default `f16`.
 		 */
 		readonly precision?: string;
+		/**
+		 * How SpecKV's draft reads a FIM prompt: `prefix-last` (the active file's text before the cursor, last; the
+		 * bundled draft cannot look names up from `<|fim_middle|>`) or `fim` (the target's prompt as it is). Default
+		 * `prefix-last`.
+		 */
+		readonly draftLayout?: string;
 	};
 	readonly completion?: {
 		/** `false` answers every inline completion request with no items. Default `true`. */

@@ -5,7 +5,7 @@ import { describe, test } from 'node:test';
 
 import { sidecar } from '../support/sidecar.mjs';
 
-const { buildCacheSnapshot, fp16BytesPerHeadToken, resolveSettings, StatusReporter, protocol } = sidecar;
+const { buildCacheSnapshot, fp16BytesPerHeadToken, needsReload, resolveSettings, StatusReporter, protocol } = sidecar;
 
 const shape = { layers: 6, kvHeads: 2, headDim: 64 };
 const base = {
@@ -78,6 +78,15 @@ describe('resolveSettings', () => {
 		assert.equal(bad.completion.debounceMaxMs, 100, 'max is never below min');
 		assert.equal(bad.limits.maxFileBytes, defaults.limits.maxFileBytes);
 		assert.equal(resolveSettings({ engine: 'native', model: { target: 'hf:user/repo/model.gguf' } }).model.target, 'hf:user/repo/model.gguf');
+	});
+
+	test('kv.draftLayout: prefix-last by default and for unknown values; a change reloads the model', () => {
+		assert.equal(resolveSettings(undefined).kv.draftLayout, 'prefix-last');
+		assert.equal(resolveSettings({ kv: { draftLayout: 'suffix-first' } }).kv.draftLayout, 'prefix-last');
+		const fim = resolveSettings({ engine: 'native', kv: { policy: 'speckv', draftLayout: 'fim' } });
+		assert.equal(fim.kv.draftLayout, 'fim');
+		assert.ok(needsReload(fim, resolveSettings({ engine: 'native', kv: { policy: 'speckv' } })));
+		assert.ok(!needsReload(fim, resolveSettings({ engine: 'native', kv: { policy: 'speckv', draftLayout: 'fim' } })));
 	});
 });
 

@@ -93,7 +93,7 @@ export class EngineHost {
 								budgetPercent: settings.kv.budgetPercent,
 								...(settings.kv.split === undefined ? {} : { split: settings.kv.split }),
 								...(settings.kv.precision === 'f16' ? {} : { precision: settings.kv.precision }),
-								...(draftPath === undefined ? {} : { draftPath }),
+								...(draftPath === undefined ? {} : { draftPath, draftLayout: settings.kv.draftLayout }),
 							},
 						}
 					: {}),

@@ -4,6 +4,7 @@ import type { EngineSetting } from '../protocol';
 import { bundledModelPath } from '../models/bundled';
 import { defaultMirrorLimits, type MirrorLimits } from './mirror';
 import { kvPolicies, kvPrecisions, layerSplits, type KvPolicy, type KvPrecision, type LayerSplit } from '../engine/native-policy';
+import { draftLayouts, type DraftLayout } from '../engine/draft-prompt';
 
 // Settings as the server uses them: every field present and valid. Whatever the client answers for
 // `workspace/configuration` (or puts in `initializationOptions`) goes through `resolveSettings`, so a wrong type or
@@ -14,7 +15,7 @@ export interface ResolvedSettings {
 	readonly model: { readonly target: string; readonly draft: string; readonly downloadFolder: string | undefined; readonly downloadTimeoutMs: number };
 	readonly threads: number;
 	readonly contextSize: number | undefined;
-	readonly kv: { readonly policy: KvPolicy; readonly budgetPercent: number; readonly split: LayerSplit | undefined; readonly precision: KvPrecision };
+	readonly kv: { readonly policy: KvPolicy; readonly budgetPercent: number; readonly split: LayerSplit | undefined; readonly precision: KvPrecision; readonly draftLayout: DraftLayout };
 	readonly completion: {
 		readonly enabled: boolean;
 		readonly maxTokens: number;
@@ -65,6 +66,7 @@ export function resolveSettings(raw: unknown): ResolvedSettings {
 			budgetPercent: int(kv['budgetPercent'], 12, 1, 100),
 			split: oneOf(kv['split'], layerSplits),
 			precision: oneOf(kv['precision'], kvPrecisions) ?? 'f16',
+			draftLayout: oneOf(kv['draftLayout'], draftLayouts) ?? 'prefix-last',
 		},
 		completion: {
 			enabled: typeof completion['enabled'] === 'boolean' ? completion['enabled'] : true,
@@ -95,7 +97,8 @@ export function needsReload(a: ResolvedSettings, b: ResolvedSettings): boolean {
 		a.kv.policy !== b.kv.policy ||
 		a.kv.budgetPercent !== b.kv.budgetPercent ||
 		a.kv.split !== b.kv.split ||
-		a.kv.precision !== b.kv.precision
+		a.kv.precision !== b.kv.precision ||
+		a.kv.draftLayout !== b.kv.draftLayout
 	);
 }
 
