@@ -23,8 +23,8 @@ const llama = await getLlama({ maxThreads: threads, logLevel: "error" });
 const model = await llama.loadModel({ modelPath });
 const maxLen = Math.max(...tasks.map((t) => t.prompt.length)) + 64;
 const context = await model.createContext({ contextSize: maxLen, threads, batchSize: 512 });
-const special = (text) => model.tokenize(text, true)[0];
-const fim = { prefix: special("<|fim_prefix|>"), suffix: special("<|fim_suffix|>"), middle: special("<|fim_middle|>") };
+const { infill } = model.tokens; // the GGUF's FIM token ids, as DraftModel reads them
+const fim = { prefix: infill.prefix, suffix: infill.suffix, middle: infill.middle };
 const sequence = context.getSequence();
 const results = {};
 let done = 0;

@@ -34,9 +34,8 @@ export class DraftModel {
 
 	/**
 	 * Up to `n` greedy tokens after the target's `prompt`, read in the draft's layout (fewer at an end-of-generation
-	 * token). A prompt longer than the draft's
-	 * context is cut to its most recent tokens (the draft only guesses; without the cut node-llama-cpp would shift its
-	 * context mid-evaluation, which is slow).
+	 * token). A prompt longer than the draft's context is cut to its most recent tokens (the draft only guesses;
+	 * without the cut node-llama-cpp would shift its context mid-evaluation, which is slow).
 	 */
 	async lookahead(targetPrompt: readonly number[], n: number): Promise<number[]> {
 		const prompt = draftPromptFor(targetPrompt, this.layout, this.fim);
@@ -74,14 +73,8 @@ export class DraftModel {
 	}
 }
 
-/** The model's FIM tokens, if each of them is one token of its vocabulary. */
+/** The model's FIM tokens as its GGUF declares them (the sidecar builds its prompts from the same ones). */
 function fimTokensOf(model: LlamaModel): FimTokens | undefined {
-	const one = (text: string): number | undefined => {
-		const ids = model.tokenize(text, true);
-		return ids.length === 1 && model.isSpecialToken(ids[0]) ? Number(ids[0]) : undefined;
-	};
-	const prefix = one('<|fim_prefix|>');
-	const suffix = one('<|fim_suffix|>');
-	const middle = one('<|fim_middle|>');
-	return prefix === undefined || suffix === undefined || middle === undefined ? undefined : { prefix, suffix, middle };
+	const { prefix, suffix, middle } = model.tokens.infill;
+	return prefix === null || suffix === null || middle === null ? undefined : { prefix: Number(prefix), suffix: Number(suffix), middle: Number(middle) };
 }
