@@ -12,6 +12,7 @@
 
 export const draftLayouts = ['prefix-last', 'fim'] as const;
 export type DraftLayout = (typeof draftLayouts)[number];
+export const defaultDraftLayout: DraftLayout = 'prefix-last';
 
 export function isDraftLayout(value: string): value is DraftLayout {
 	return (draftLayouts as readonly string[]).includes(value);

@@ -1,6 +1,6 @@
 import type { LlamaContext, LlamaContextSequence, LlamaModel, Token } from 'node-llama-cpp';
 
-import { draftPromptFor, type DraftLayout, type FimTokens } from './draft-prompt';
+import { defaultDraftLayout, draftPromptFor, type DraftLayout, type FimTokens } from './draft-prompt';
 
 // SpecKV's draft lookahead (KV-METHODS.md §1.1 step 1): a small model that shares the target's tokenizer greedily
 // guesses the next L tokens of the prompt, in node-llama-cpp with its own full KV cache (reused across requests:
@@ -29,7 +29,7 @@ export class DraftModel {
 			// the draft's cost is its prompt prefill: flash attention cuts its CPU time at 4K tokens by ~35% (measured)
 			flashAttention: true,
 		});
-		return new DraftModel(model, context, context.getSequence(), options.layout ?? 'prefix-last', fimTokensOf(model));
+		return new DraftModel(model, context, context.getSequence(), options.layout ?? defaultDraftLayout, fimTokensOf(model));
 	}
 
 	/**

@@ -4,7 +4,7 @@ import type { EngineSetting } from '../protocol';
 import { bundledModelPath } from '../models/bundled';
 import { defaultMirrorLimits, type MirrorLimits } from './mirror';
 import { kvPolicies, kvPrecisions, layerSplits, type KvPolicy, type KvPrecision, type LayerSplit } from '../engine/native-policy';
-import { draftLayouts, type DraftLayout } from '../engine/draft-prompt';
+import { defaultDraftLayout, draftLayouts, type DraftLayout } from '../engine/draft-prompt';
 
 // Settings as the server uses them: every field present and valid. Whatever the client answers for
 // `workspace/configuration` (or puts in `initializationOptions`) goes through `resolveSettings`, so a wrong type or
@@ -66,7 +66,7 @@ export function resolveSettings(raw: unknown): ResolvedSettings {
 			budgetPercent: int(kv['budgetPercent'], 12, 1, 100),
 			split: oneOf(kv['split'], layerSplits),
 			precision: oneOf(kv['precision'], kvPrecisions) ?? 'f16',
-			draftLayout: oneOf(kv['draftLayout'], draftLayouts) ?? 'prefix-last',
+			draftLayout: oneOf(kv['draftLayout'], draftLayouts) ?? defaultDraftLayout,
 		},
 		completion: {
 			enabled: typeof completion['enabled'] === 'boolean' ? completion['enabled'] : true,
