@@ -106,7 +106,12 @@ export const llamaEngine: Engine = {
 				batchSize: Math.min(512, contextSize),
 				// Measured on 2 CPU cores: flash attention speeds prefill but slows single-token decode at long
 				// context (GGUF-NOTES.md). Completion latency is dominated by decode for short prompts.
-				flashAttention: false,
+				flashAttention: options.referenceCache?.flashAttention ?? false,
+				// node-llama-cpp marks the K/V type options experimental; only benchmarks set them.
+				...(options.referenceCache?.kvType === undefined || options.referenceCache.kvType === 'F16'
+					? {}
+					: // eslint-disable-next-line @typescript-eslint/no-deprecated
+						{ experimentalKvCacheKeyType: options.referenceCache.kvType, experimentalKvCacheValueType: options.referenceCache.kvType }),
 			});
 			return new LlamaLoadedModel(model, context, modelPath, options.threads);
 		} catch (error) {

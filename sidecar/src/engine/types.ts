@@ -49,6 +49,18 @@ export interface LoadModelOptions {
 	readonly verbose?: boolean;
 	/** KV cache policy (native engine only; the llama engine always keeps the full cache). */
 	readonly kvCache?: KvCacheOptions;
+	/**
+	 * The llama engine's cache layout (the reference's tuning knobs, for benchmarks that compare against its best
+	 * configuration). Default: f16 K/V, flash attention off. A quantized V cache needs flash attention.
+	 */
+	readonly referenceCache?: ReferenceCacheOptions;
+}
+
+/** node-llama-cpp's own KV cache options, as the llama engine passes them to `createContext`. */
+export interface ReferenceCacheOptions {
+	readonly flashAttention?: boolean;
+	/** K and V element type: llama.cpp's F16, Q8_0 or Q4_0. */
+	readonly kvType?: 'F16' | 'Q8_0' | 'Q4_0';
 }
 
 /** The native engine's KV policy (KV-METHODS.md): which entries each layer and KV head keeps after the prefill. */
