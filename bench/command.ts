@@ -6,9 +6,10 @@ import { draftLayoutOption, integerOption, parseCommandArgs } from '../sidecar/s
 import { UserError } from '../sidecar/src/errors';
 import { bundledModelPath, packageRoot } from '../sidecar/src/models/bundled';
 import { runParity } from './parity';
+import { runSession, runSessionOnce, sessionConfigs, sessionMarkdown, type SessionConfig, type SessionOptions } from './session';
 import { runSpeed, runSpeedRow, speedConfigs, speedMarkdown, type SpeedConfig } from './speed';
 
-const usage = `usage: repokv bench <parity|speed|fidelity|kernels> [options]
+const usage = `usage: repokv bench <parity|speed|fidelity|kernels|session> [options]
 
   parity   the native engine (policy full) against llama.cpp's raw logits: every position of a code prompt, then
            greedy tokens
@@ -18,6 +19,11 @@ const usage = `usage: repokv bench <parity|speed|fidelity|kernels> [options]
            its own; min/median/max over repeats
   kernels  the packed KV formats' attention kernels alone (q8, kivi4, kivi2, onebit): CPU ms per call for
            --contexts N tokens (default 32768) x 3 query rows, D 64, median of --repeats (default 20)
+  session  an editing session as a user feels it: per configuration (repokv's default compressed path, repokv full,
+           node-llama-cpp with prefix reuse in f16 / f16+FA / q8_0+FA / q4_0+FA), a cold start then --completions
+           warm completions at other cursors in other files with a typed edit before each; TTFT and latency p50/p95
+           cold and warm, decode tok/s, resident KV with master copy and draft cache counted, peak RSS; each run a
+           fresh process, --runs per row (median)
   fidelity every KV policy (full, window, h2o, snapkv, pyramidkv, adakv, speckv) at 3/6/12/25% of the fp16 cache
            on deterministic tasks (repo needle, next line, FIM; teacher-forced top-1 and KL against full), and
            speckv with every packed precision (q8, kivi4, kivi2, onebit, mixed) at equal bytes; writes
@@ -50,12 +56,24 @@ options:
   --hi-fraction X     mixed precision: share of the picked bytes at 4-bit (default 0.75)
   --out NAME          results file name in bench/results (default fidelity[-quick])
 
+  session:
+  --workspace DIR     the workspace (default: one generated from this repository's sources)
+  --workspace-tokens N  its size in tokens, and the context (N + 2048) (default 4096)
+  --completions N     warm completions after the cold one (default 20)
+  --max-tokens N      tokens per completion (default 32)
+  --runs N            fresh-process runs per row (default 3)
+  --configs LIST      of ${sessionConfigs.join(', ')} (default: all)
+  --draft PATH        repokv-default's draft (default: the bundled draft for the bundled target, else the model)
+  --seed N            the session's cursors and edits
+  --switch-probability X  chance that the next completion is in another file (default 0.3)
+  --out NAME          also write bench/results/NAME.{json,md}
+
 Run speed benchmarks on a quiet machine: with other processes on the same cores ggml's thread pool collapses.`;
 
-function fractionOption(value: string): number {
+function fractionOption(value: string, name = 'hi-fraction'): number {
 	const x = Number(value);
 	if (!(x >= 0 && x <= 1)) {
-		throw new UserError(`--hi-fraction must be a number in [0, 1] (got '${value}')`, 2);
+		throw new UserError(`--${name} must be a number in [0, 1] (got '${value}')`, 2);
 	}
 	return x;
 }
@@ -98,6 +116,13 @@ export const benchCommand: Command = {
 			configs: { type: 'string' },
 			row: { type: 'string' },
 			'same-process': { type: 'boolean' },
+			workspace: { type: 'string' },
+			'workspace-tokens': { type: 'string' },
+			completions: { type: 'string' },
+			'max-tokens': { type: 'string' },
+			runs: { type: 'string' },
+			run: { type: 'string' },
+			'switch-probability': { type: 'string' },
 			help: { type: 'boolean', short: 'h' },
 		});
 		if (values.help === true) {
@@ -220,6 +245,51 @@ export const benchCommand: Command = {
 			}
 			return 0;
 		}
+		if (which === 'session') {
+			return runSessionCommand(values, modelPath, threads, rest);
+		}
 		throw new UserError(`unknown benchmark '${which}'\n\n${usage}`, 2);
 	},
 };
+
+/** `repokv bench session`: the whole run, or (internal, `--row`) one fresh-process session for the parent. */
+async function runSessionCommand(values: Record<string, string | boolean | undefined>, modelPath: string, threads: number[], rest: string[]): Promise<number> {
+	const str = (name: string): string | undefined => (typeof values[name] === 'string' ? values[name] : undefined);
+	const isConfig = (c: string): c is SessionConfig => (sessionConfigs as readonly string[]).includes(c);
+	const configs = str('configs')?.split(',').filter((c) => c !== '');
+	for (const c of [...(configs ?? []), ...(str('row') === undefined ? [] : [str('row') ?? ''])]) {
+		if (!isConfig(c)) throw new UserError(`unknown session configuration '${c}'; available: ${sessionConfigs.join(', ')}`, 2);
+	}
+	const draft = str('draft');
+	const workspace = str('workspace');
+	const opts: SessionOptions = {
+		modelPath,
+		...(draft === undefined ? {} : { draftPath: path.resolve(draft) }),
+		...(workspace === undefined ? {} : { workspace: path.resolve(workspace) }),
+		workspaceTokens: integerOption(str('workspace-tokens'), 'workspace-tokens', 64) ?? 4096,
+		completions: integerOption(str('completions'), 'completions', 0) ?? 20,
+		maxTokens: integerOption(str('max-tokens'), 'max-tokens', 1) ?? 32,
+		runs: integerOption(str('runs'), 'runs', 1) ?? 3,
+		threads,
+		...(configs === undefined ? {} : { configs: configs.filter(isConfig) }),
+		seed: integerOption(str('seed'), 'seed', 0) ?? 1,
+		...(str('switch-probability') === undefined ? {} : { switchProbability: fractionOption(str('switch-probability') ?? '', 'switch-probability') }),
+		onProgress: values['json'] === true ? undefined : (line: string) => { console.error(line); },
+	};
+	const row = str('row');
+	if (row !== undefined && isConfig(row)) {
+		console.log(JSON.stringify(await runSessionOnce({ ...opts, onProgress: (line: string) => { console.error(line); } }, row, threads[0] ?? 1, integerOption(str('run'), 'run', 0) ?? 0)));
+		return 0;
+	}
+	const result = await runSession(opts);
+	const out = str('out');
+	const command = `npx repokv bench session ${rest.join(' ')}`;
+	if (out !== undefined) {
+		const dir = path.join(packageRoot(), 'bench', 'results');
+		mkdirSync(dir, { recursive: true });
+		writeFileSync(path.join(dir, `${out}.json`), JSON.stringify({ command, ...result }, null, 2) + '\n');
+		writeFileSync(path.join(dir, `${out}.md`), sessionMarkdown(result, command));
+	}
+	console.log(values['json'] === true ? JSON.stringify(result, null, 2) : sessionMarkdown(result, command));
+	return 0;
+}
