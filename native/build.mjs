@@ -9,7 +9,9 @@
 // - Plain g++ invocations (no node-gyp, no network): node headers from Node's own include folder, node-addon-api's
 //   headers from its package. Incremental: an object is rebuilt only when its source or a local header is newer.
 //
-// Usage: node native/build.mjs [--force] [--quiet]
+// Usage: node native/build.mjs [--force] [--quiet] [--asan]
+//   --asan: the addon alone, built with AddressSanitizer (-fsanitize=address, -O1 -g) into native/build/asan/repokv.node,
+//           for the GGUF loader fuzz (test/fuzz/gguf-fuzz.mjs --asan); run it with LD_PRELOAD=$(g++ -print-file-name=libasan.so)
 import { execFileSync, spawn } from 'node:child_process';
 import fs from 'node:fs';
 import os from 'node:os';
@@ -19,9 +21,10 @@ import { fileURLToPath } from 'node:url';
 
 const here = path.dirname(fileURLToPath(import.meta.url));
 const root = path.resolve(here, '..');
-const buildDir = path.join(here, 'build');
+const asan = process.argv.includes('--asan');
+const buildDir = asan ? path.join(here, 'build', 'asan') : path.join(here, 'build');
 const objDir = path.join(buildDir, 'obj');
-const llamaSrc = path.join(buildDir, 'llama-src');
+const llamaSrc = path.join(here, 'build', 'llama-src');
 const force = process.argv.includes('--force');
 const quiet = process.argv.includes('--quiet');
 const require = createRequire(import.meta.url);
@@ -117,8 +120,9 @@ if (force || !fs.existsSync(stampFile) || fs.readFileSync(stampFile, 'utf8') !==
 
 // ---- compile -----------------------------------------------------------------------------------------------------
 const srcDir = path.join(here, 'src');
+const sanitize = asan ? ['-fsanitize=address', '-fno-omit-frame-pointer', '-g'] : [];
 const common = [
-	'-std=c++17', '-O3', '-fPIC', '-fvisibility=hidden', '-Wall', '-Wextra', '-Wno-unused-parameter', '-Wno-missing-field-initializers',
+	'-std=c++17', asan ? '-O1' : '-O3', ...sanitize, '-fPIC', '-fvisibility=hidden', '-Wall', '-Wextra', '-Wno-unused-parameter', '-Wno-missing-field-initializers',
 	'-I', path.join(llamaSrc, 'ggml', 'include'), '-I', path.join(llamaSrc, 'include'),
 ];
 const addonFlags = [...common, `-DREPOKV_LLAMA_TAG="${llamaTag}"`, '-I', nodeInclude, '-I', napiInclude, '-DNAPI_VERSION=8', '-DNODE_ADDON_API_DISABLE_DEPRECATED', '-DNAPI_CPP_EXCEPTIONS'];
@@ -189,19 +193,21 @@ const addon = path.join(buildDir, 'repokv.node');
 if (force || jobs.length || mtime(addon) < Math.max(...objects.map(mtime))) {
 	log('linking repokv.node');
 	try {
-		await run(cxx, ['-shared', '-o', addon, ...objects, ...linkFlags]);
+		await run(cxx, ['-shared', '-o', addon, ...objects, ...sanitize, ...linkFlags]);
 	} catch (error) {
 		fail(`linking failed (${error.message})`);
 	}
 }
 
 // Reference tool: raw llama.cpp logits for the parity tests (links libllama from the same release).
+// It loads the CPU variant the addon would (src/cpu_variant.cpp: REPOKV_GGML_CPU_VARIANT), so both compare like with like.
 const refSrc = path.join(here, 'tools', 'llama-ref.cpp');
 const refBin = path.join(buildDir, 'llama-ref');
-if (fs.existsSync(refSrc) && (force || mtime(refBin) < Math.max(mtime(refSrc), fs.statSync(path.join(here, 'build.mjs')).mtimeMs))) {
+const refDeps = [refSrc, path.join(srcDir, 'cpu_variant.cpp'), path.join(srcDir, 'cpu_variant.h'), path.join(here, 'build.mjs')];
+if (!asan && fs.existsSync(refSrc) && (force || mtime(refBin) < Math.max(...refDeps.map(mtime)))) {
 	log('building llama-ref (parity reference)');
 	try {
-		await run(cxx, [...common, refSrc, '-o', refBin, '-L', binsDir, `-l:${libLlama}`, '-l:libggml-base.so', `-l:${libGgml}`, `-Wl,-rpath,${binsDir}`, '-pthread']);
+		await run(cxx, [...common, refSrc, path.join(srcDir, 'cpu_variant.cpp'), '-o', refBin, '-L', binsDir, `-l:${libLlama}`, '-l:libggml-base.so', `-l:${libGgml}`, `-Wl,-rpath,${binsDir}`, '-ldl', '-pthread']);
 	} catch (error) {
 		fail(`building llama-ref failed (${error.message})`);
 	}
@@ -210,7 +216,7 @@ if (fs.existsSync(refSrc) && (force || mtime(refBin) < Math.max(mtime(refSrc), f
 // Fixture tool: K-quant versions of the generated test models (ggml's own quantizers).
 const requantSrc = path.join(here, 'tools', 'gguf-requant.cpp');
 const requantBin = path.join(buildDir, 'gguf-requant');
-if (fs.existsSync(requantSrc) && (force || mtime(requantBin) < Math.max(mtime(requantSrc), fs.statSync(path.join(here, 'build.mjs')).mtimeMs))) {
+if (!asan && fs.existsSync(requantSrc) && (force || mtime(requantBin) < Math.max(mtime(requantSrc), fs.statSync(path.join(here, 'build.mjs')).mtimeMs))) {
 	log('building gguf-requant (test fixtures)');
 	try {
 		await run(cxx, [...common, requantSrc, '-o', requantBin, '-L', binsDir, '-l:libggml-base.so', `-Wl,-rpath,${binsDir}`]);

@@ -5,7 +5,10 @@
 #include <cmath>
 #include <memory>
 
+#include <dlfcn.h>
+
 #include "attention.h"
+#include "cpu_variant.h"
 #include "model.h"
 #include "session.h"
 
@@ -15,7 +18,12 @@ namespace repokv { void register_quant_bindings(Napi::Env env, Napi::Object expo
 
 namespace {
 
-Napi::Error js_error(Napi::Env env, const std::exception &e) { return Napi::Error::New(env, e.what()); }
+// A JS Error with the message; an EngineError's kind (e.g. ERR_GGUF_TRUNCATED) goes on its `code`.
+Napi::Error js_error(Napi::Env env, const std::exception &e) {
+    Napi::Error err = Napi::Error::New(env, e.what());
+    if (auto *ee = dynamic_cast<const EngineError *>(&e); ee && !ee->code.empty()) err.Set("code", ee->code);
+    return err;
+}
 
 int get_int(const Napi::Object &o, const char *key, int def) {
     if (!o.Has(key)) return def;
@@ -63,6 +71,9 @@ public:
         o.Set("tiedOutput", m->tied_output);
         o.Set("weightBytes", (double)m->weight_bytes());
         o.Set("repackedBytes", (double)m->repacked_bytes());
+        Napi::Object bufs = Napi::Object::New(info.Env());
+        for (auto &b : m->weight_buffers()) bufs.Set(b.first, (double)b.second);
+        o.Set("weightBuffers", bufs);
         o.Set("weightTypes", m->weight_type_summary());
         o.Set("threads", m->n_threads());
         return o;
@@ -114,13 +125,20 @@ public:
             out.assign(a.Data(), a.Data() + a.ElementLength());
         } else if (v.IsTypedArray() && v.As<Napi::TypedArray>().TypedArrayType() == napi_uint32_array) {
             auto a = v.As<Napi::Uint32Array>();
-            for (size_t i = 0; i < a.ElementLength(); i++) out.push_back((int32_t)a[i]);
+            for (size_t i = 0; i < a.ElementLength(); i++) {
+                // no wrap-around into a valid id: the vocabulary check (Session::eval) must see the real value
+                if (a[i] > (uint32_t)INT32_MAX) throw Napi::RangeError::New(v.Env(), "token id " + std::to_string(a[i]) + " is out of range");
+                out.push_back((int32_t)a[i]);
+            }
         } else if (v.IsArray()) {
             auto a = v.As<Napi::Array>();
             for (uint32_t i = 0; i < a.Length(); i++) {
                 Napi::Value e = a.Get(i);
                 if (!e.IsNumber()) throw Napi::TypeError::New(v.Env(), "tokens must be numbers");
-                out.push_back(e.As<Napi::Number>().Int32Value());
+                const double d = e.As<Napi::Number>().DoubleValue();
+                if (!(d == std::floor(d)) || d < INT32_MIN || d > INT32_MAX)
+                    throw Napi::RangeError::New(v.Env(), "token id " + e.ToString().Utf8Value() + " is not an integer id");
+                out.push_back((int32_t)d);
             }
         } else {
             throw Napi::TypeError::New(v.Env(), "tokens must be an array or Int32Array of token ids");
@@ -404,6 +422,9 @@ public:
     void Execute() override {
         try {
             model_ = std::make_shared<Model>(path_, threads_);
+        } catch (const EngineError &e) {
+            code_ = e.code;
+            SetError(e.what());
         } catch (const std::exception &e) {
             SetError(e.what());
         }
@@ -413,11 +434,15 @@ public:
         ModelWrap::Unwrap(obj)->model = model_;
         deferred_.Resolve(obj);
     }
-    void OnError(const Napi::Error &e) override { deferred_.Reject(e.Value()); }
+    void OnError(const Napi::Error &e) override {
+        if (!code_.empty()) e.Value().Set("code", code_);
+        deferred_.Reject(e.Value());
+    }
     Napi::Promise promise() { return deferred_.Promise(); }
 
 private:
     Napi::Promise::Deferred deferred_;
+    std::string code_;
     std::string path_;
     int threads_;
     std::shared_ptr<Model> model_;
@@ -530,6 +555,22 @@ Napi::Object Init(Napi::Env env, Napi::Object exports) {
     exports.Set("createSession", Napi::Function::New(env, CreateSession));
     register_quant_bindings(env, exports);
     exports.Set("scoreAttention", Napi::Function::New(env, ScoreAttention));
+    // cpuVariants() -> [{ name, score }]: ggml's CPU variant libraries next to libggml-base.so, scored on this CPU (0 =
+    // cannot run here). Loads no backend (cpu_variant.h).
+    exports.Set("cpuVariants", Napi::Function::New(env, [](const Napi::CallbackInfo &info) {
+                    Dl_info dl{};
+                    std::string dir = ".";
+                    if (dladdr((void *)&ggml_init, &dl) && dl.dli_fname) dir = std::string(dl.dli_fname).substr(0, std::string(dl.dli_fname).rfind('/'));
+                    Napi::Array a = Napi::Array::New(info.Env());
+                    uint32_t i = 0;
+                    for (const CpuVariant &v : cpu_variants(dir)) {
+                        Napi::Object o = Napi::Object::New(info.Env());
+                        o.Set("name", v.name);
+                        o.Set("score", v.score);
+                        a.Set(i++, o);
+                    }
+                    return a;
+                }));
     exports.Set("physicalCores", Napi::Function::New(env, [](const Napi::CallbackInfo &info) { return Napi::Number::New(info.Env(), physical_cores()); }));
     exports.Set("runtimeInfo", Napi::Function::New(env, [](const Napi::CallbackInfo &info) {
                     Napi::Object o = Napi::Object::New(info.Env());
@@ -544,6 +585,8 @@ Napi::Object Init(Napi::Env env, Napi::Object exports) {
                     Napi::Object feats = Napi::Object::New(info.Env());
                     for (auto &f : rt.cpu_features) feats.Set(f.first, f.second);
                     o.Set("cpuFeatures", feats);
+                    o.Set("cpuVariant", rt.cpu_variant);
+                    o.Set("cpuVariantForced", rt.cpu_variant_forced);
                     o.Set("physicalCores", physical_cores());
                     return o;
                 }));

@@ -1,6 +1,8 @@
 #include "model.h"
 
 #include "attention.h"
+#include "cpu_variant.h"
+#include "gguf_check.h"
 
 #include <dlfcn.h>
 #include <sys/stat.h>
@@ -50,6 +52,10 @@ Runtime::Runtime() {
         std::string p = info.dli_fname;
         auto slash = p.rfind('/');
         bins_dir = slash == std::string::npos ? std::string(".") : p.substr(0, slash);
+        if (char *real = realpath(bins_dir.c_str(), nullptr)) {  // the rpath leaves "build/../.." in it
+            bins_dir = real;
+            free(real);
+        }
     }
     // node-llama-cpp may already have loaded the backends in this process (or will later); load only if needed.
     // The backend registry lives in libggml.<variant>.<release>.so, whose name differs between node-llama-cpp's
@@ -68,16 +74,37 @@ Runtime::Runtime() {
     }
     using dev_by_type_t = ggml_backend_dev_t (*)(enum ggml_backend_dev_type);
     using load_all_t = void (*)(const char *);
+    using load_t = ggml_backend_reg_t (*)(const char *);
     auto dev_by_type = (dev_by_type_t)dlsym(reg_lib, "ggml_backend_dev_by_type");
     auto load_all = (load_all_t)dlsym(reg_lib, "ggml_backend_load_all_from_path");
-    if (!dev_by_type || !load_all) throw EngineError("the ggml backend registry library lacks ggml_backend_dev_by_type/ggml_backend_load_all_from_path");
-    if (!dev_by_type(GGML_BACKEND_DEVICE_TYPE_CPU)) {
+    auto load_one = (load_t)dlsym(reg_lib, "ggml_backend_load");
+    if (!dev_by_type || !load_all || !load_one)
+        throw EngineError("the ggml backend registry library lacks ggml_backend_dev_by_type/ggml_backend_load_all_from_path/ggml_backend_load");
+    const std::string forced = forced_cpu_variant();
+    cpu_dev = dev_by_type(GGML_BACKEND_DEVICE_TYPE_CPU);
+    if (!forced.empty()) {
+        // REPOKV_GGML_CPU_VARIANT (cpu_variant.h): that library only. If node-llama-cpp already registered another
+        // variant in this process, ours is registered next to it and we use its device directly (by_type would
+        // return the first one registered).
+        cpu_variant_forced = true;
+        if (!cpu_dev || cpu_variant_of(ggml_backend_dev_backend_reg(cpu_dev)) != forced) {
+            LogCapture quiet;
+            ggml_backend_reg_t reg = nullptr;
+            try {
+                reg = load_cpu_variant(bins_dir, forced, load_one);
+            } catch (const std::exception &e) {
+                throw EngineError(e.what(), "ERR_CPU_VARIANT");
+            }
+            cpu_dev = ggml_backend_reg_dev_count(reg) > 0 ? ggml_backend_reg_dev_get(reg, 0) : nullptr;
+        }
+    } else if (!cpu_dev) {
         LogCapture quiet;  // "load_backend: ..." lines
         load_all(bins_dir.c_str());
+        cpu_dev = dev_by_type(GGML_BACKEND_DEVICE_TYPE_CPU);
     }
-    cpu_dev = dev_by_type(GGML_BACKEND_DEVICE_TYPE_CPU);
     if (!cpu_dev) throw EngineError("no ggml CPU backend could be loaded from " + bins_dir);
     cpu_reg = ggml_backend_dev_backend_reg(cpu_dev);
+    cpu_variant = cpu_variant_of(cpu_reg);
     auto get_features = (ggml_backend_get_features_t)ggml_backend_reg_get_proc_address(cpu_reg, "ggml_backend_get_features");
     bool avx2 = false, fma = false, f16c = false, avx512 = false, llamafile = false;
     if (get_features) {
@@ -199,6 +226,9 @@ struct Meta {
                 enum gguf_type at = gguf_get_arr_type(g, id);
                 size_t n = gguf_get_arr_n(g, id);
                 if (n == 0) throw EngineError("GGUF metadata key '" + k + "' is an empty array");
+                // the element type first: gguf_get_arr_data asserts (aborts) on an array of strings
+                if (at != GGUF_TYPE_UINT32 && at != GGUF_TYPE_INT32 && at != GGUF_TYPE_FLOAT32)
+                    throw EngineError("GGUF metadata key '" + k + "' has an unsupported array type");
                 const void *d = gguf_get_arr_data(g, id);
                 auto at_i = [&](size_t i) -> double {
                     switch (at) {
@@ -243,6 +273,13 @@ bool matrix_type_supported(ggml_type t) {
     }
 }
 
+// A name from the file for a message: quoted, printable ASCII, at most 64 characters.
+std::string printable(const std::string &s) {
+    std::string out = "'";
+    for (size_t i = 0; i < s.size() && i < 64; i++) out += (s[i] >= 32 && s[i] < 127) ? s[i] : '?';
+    return out + (s.size() > 64 ? "...'" : "'");
+}
+
 std::string shape_str(const ggml_tensor *t) {
     std::ostringstream s;
     s << "[";
@@ -258,17 +295,23 @@ std::string shape_str(const ggml_tensor *t) {
 
 Model::Model(const std::string &path, int n_threads) : path_(path) {
     struct stat st {};
-    if (stat(path.c_str(), &st) != 0) throw EngineError("cannot open model file '" + path + "': " + strerror(errno));
-    if (!S_ISREG(st.st_mode)) throw EngineError("model path '" + path + "' is not a regular file");
-    const uint64_t file_size = (uint64_t)st.st_size;
-    {
-        FILE *f = fopen(path.c_str(), "rb");
-        if (!f) throw EngineError("cannot open model file '" + path + "': " + strerror(errno));
-        char magic[4] = {0};
-        size_t n = fread(magic, 1, 4, f);
-        fclose(f);
-        if (n < 4 || memcmp(magic, "GGUF", 4) != 0) throw EngineError("'" + path + "' is not a GGUF file (bad magic)");
+    if (stat(path.c_str(), &st) != 0) throw EngineError("cannot open model file '" + path + "': " + strerror(errno), "ERR_GGUF_IO");
+    if (!S_ISREG(st.st_mode)) throw EngineError("model path '" + path + "' is not a regular file", "ERR_GGUF_IO");
+    file_mtime_ns_ = (int64_t)st.st_mtim.tv_sec * 1000000000 + st.st_mtim.tv_nsec;
+
+    // The whole header, metadata and tensor table are validated against the file before ggml parses them
+    // (gguf_check.h): ggml's parser would allocate for unchecked counts or assert on hostile content.
+    const GgufCheck chk = gguf_check_file(path);
+    if (!chk.ok) {
+        std::string code = "ERR_GGUF_" + chk.kind;
+        for (char &c : code) c = c == '-' ? '_' : (char)toupper((unsigned char)c);
+        if (chk.kind == "io") throw EngineError(chk.message, code);
+        if (chk.kind == "magic") throw EngineError("'" + path + "' is not a GGUF file (bad magic)", code);
+        if (chk.kind == "truncated" && chk.message.rfind("model file is truncated", 0) == 0) throw EngineError(chk.message, code);
+        throw EngineError("'" + path + "' is a corrupt or truncated GGUF file (" + chk.kind + "): " + chk.message, code);
     }
+    const uint64_t file_size = chk.file_size;
+    file_size_ = file_size;
 
     Runtime &rt = Runtime::get();
 
@@ -283,7 +326,8 @@ Model::Model(const std::string &path, int n_threads) : path_(path) {
         for (size_t i = 0; i < why.size(); i++)
             if (why[i] == '\n') why.replace(i, 1, "; ");
         throw EngineError("'" + path + "' is a corrupt or truncated GGUF file (header, metadata or tensor table could not be read)" +
-                          (why.empty() ? std::string() : ": " + why));
+                              (why.empty() ? std::string() : ": " + why),
+                          "ERR_GGUF_GGML");
     }
 
     try {
@@ -293,7 +337,7 @@ Model::Model(const std::string &path, int n_threads) : path_(path) {
         const std::string &a = m.arch;
         if (a == "llama") hp_.arch = Arch::Llama;
         else if (a == "qwen2") hp_.arch = Arch::Qwen2;
-        else throw EngineError("unsupported model architecture '" + a + "' (supported: llama, qwen2)");
+        else throw EngineError("unsupported model architecture " + printable(a) + " (supported: llama, qwen2)");
         hp_.arch_name = a;
 
         hp_.n_embd = m.count(a + ".embedding_length", true);
@@ -305,6 +349,15 @@ Model::Model(const std::string &path, int n_threads) : path_(path) {
         hp_.rms_eps = (float)m.number(a + ".attention.layer_norm_rms_epsilon", true, 1e-5);
         if (hp_.n_embd <= 0 || hp_.n_layer <= 0 || hp_.n_head <= 0 || hp_.n_head_kv <= 0 || hp_.n_ff <= 0)
             throw EngineError("model hyperparameters are invalid (zero sizes)");
+        // Counts that size allocations before any tensor is matched: a layer needs at least 9 tensors, and a
+        // context beyond 2^24 tokens is no model's (the KV store would be sized from it).
+        if (hp_.n_layer > gguf_get_n_tensors(gguf_) / 9)
+            throw EngineError(a + ".block_count " + std::to_string(hp_.n_layer) + " is more layers than the file's " +
+                              std::to_string(gguf_get_n_tensors(gguf_)) + " tensors can hold");
+        if (hp_.n_ctx_train < 1 || hp_.n_ctx_train > (1 << 24))
+            throw EngineError(a + ".context_length " + std::to_string(hp_.n_ctx_train) + " is out of range (1..16777216)");
+        if (!std::isfinite(hp_.rms_eps) || hp_.rms_eps < 0)
+            throw EngineError(a + ".attention.layer_norm_rms_epsilon is not a finite non-negative number");
         if (hp_.n_head % hp_.n_head_kv != 0)
             throw EngineError("attention.head_count (" + std::to_string(hp_.n_head) + ") is not a multiple of head_count_kv (" + std::to_string(hp_.n_head_kv) + ")");
         hp_.head_dim = m.count(a + ".attention.key_length", false, hp_.n_embd / hp_.n_head);
@@ -317,6 +370,7 @@ Model::Model(const std::string &path, int n_threads) : path_(path) {
         hp_.n_rot = m.count(a + ".rope.dimension_count", false, hp_.head_dim);
         if (hp_.n_rot != hp_.head_dim) throw EngineError("partial RoPE (rope.dimension_count != head dimension) is not supported");
         hp_.rope_freq_base = (float)m.number(a + ".rope.freq_base", false, 10000.0);
+        if (!std::isfinite(hp_.rope_freq_base) || hp_.rope_freq_base <= 0) throw EngineError(a + ".rope.freq_base is not a finite positive number");
         std::string scaling = m.str(a + ".rope.scaling.type");
         double factor = m.number(a + ".rope.scaling.factor", false, 0.0);
         if (scaling.empty() || scaling == "none") {
@@ -324,7 +378,7 @@ Model::Model(const std::string &path, int n_threads) : path_(path) {
         } else if (scaling == "linear") {
             if (factor > 0) hp_.rope_freq_scale = (float)(1.0 / factor);
         } else {
-            throw EngineError("RoPE scaling type '" + scaling + "' is not supported");
+            throw EngineError("RoPE scaling type " + printable(scaling) + " is not supported");
         }
         double attn_scale = m.number(a + ".attention.scale", false, 0.0);
         hp_.kq_scale = attn_scale != 0.0 ? (float)attn_scale : 1.0f / std::sqrt((float)hp_.head_dim);
@@ -471,6 +525,7 @@ Model::Model(const std::string &path, int n_threads) : path_(path) {
             ggml_backend_buffer_set_usage(b, GGML_BACKEND_BUFFER_USAGE_WEIGHTS);
             bufs_.push_back(b);
             if (kv.first != cpu_buft) repacked_ += ggml_backend_buffer_get_size(b);
+            buffer_bytes_.emplace_back(ggml_backend_buft_name(kv.first), ggml_backend_buffer_get_size(b));
         }
 
         // ---- read the weights ----
@@ -520,6 +575,33 @@ void Model::release() {
 }
 
 Model::~Model() { release(); }
+
+std::vector<float> Model::weight_f32(const ggml_tensor *t) const {
+    if (!t) return {};
+    const char *name = ggml_get_name(t);
+    const int64_t id = gguf_find_tensor(gguf_, name);
+    const ggml_tensor *orig = ggml_get_tensor(ctx_, name);  // type and shape as in the file
+    if (id < 0 || !orig) throw EngineError(std::string("weight_f32: tensor '") + name + "' is not in the model file");
+    const ggml_type_traits *traits = ggml_get_type_traits(orig->type);
+    if (orig->type != GGML_TYPE_F32 && !traits->to_float)
+        throw EngineError(std::string("weight_f32: ggml has no fp32 conversion for type ") + ggml_type_name(orig->type) + " (tensor '" + name + "')");
+    // The file must still be the one that was loaded (the reference would otherwise read other weights).
+    struct stat st {};
+    if (stat(path_.c_str(), &st) != 0 || (uint64_t)st.st_size != file_size_ ||
+        (int64_t)st.st_mtim.tv_sec * 1000000000 + st.st_mtim.tv_nsec != file_mtime_ns_)
+        throw EngineError("model file '" + path_ + "' changed or vanished since it was loaded");
+    std::vector<uint8_t> raw(ggml_nbytes(orig));
+    FILE *f = fopen(path_.c_str(), "rb");
+    if (!f) throw EngineError("cannot open model file '" + path_ + "': " + strerror(errno));
+    const uint64_t off = gguf_get_data_offset(gguf_) + gguf_get_tensor_offset(gguf_, id);
+    const bool ok = fseeko(f, (off_t)off, SEEK_SET) == 0 && fread(raw.data(), 1, raw.size(), f) == raw.size();
+    fclose(f);
+    if (!ok) throw EngineError(std::string("could not read tensor '") + name + "' from the model file");
+    std::vector<float> out((size_t)ggml_nelements(orig));
+    if (orig->type == GGML_TYPE_F32) memcpy(out.data(), raw.data(), out.size() * sizeof(float));
+    else traits->to_float(raw.data(), out.data(), (int64_t)out.size());
+    return out;
+}
 
 void Model::set_threads(int n) {
     if (n < 1) n = 1;

@@ -14,9 +14,12 @@
 
 namespace repokv {
 
-// Errors a caller (JS) should see as exceptions; never abort the process.
+// Errors a caller (JS) should see as exceptions; never abort the process. `code`, when set, is a stable error kind
+// (e.g. ERR_GGUF_TRUNCATED) that the binding puts on the JS error's `code`.
 struct EngineError : std::runtime_error {
     using std::runtime_error::runtime_error;
+    EngineError(const std::string &message, std::string code) : std::runtime_error(message), code(std::move(code)) {}
+    std::string code;
 };
 
 enum class Arch { Llama, Qwen2 };
@@ -63,6 +66,12 @@ public:
     size_t weight_bytes() const { return weight_bytes_; }
     // Bytes of weights held in the CPU backend's repacked ("extra") buffer type.
     size_t repacked_bytes() const { return repacked_; }
+    // Bytes of weight buffers by ggml buffer type name ("CPU", "CPU_REPACK", "AMX", ...), as ggml allocated them.
+    const std::vector<std::pair<std::string, size_t>> &weight_buffers() const { return buffer_bytes_; }
+    // A weight as the GGUF file stores it, dequantized to fp32 with ggml's to_float. Reads the file, not the backend's
+    // copy: the CPU backend may hold a weight in a repacked, CPU-specific layout that only its matmul kernels read.
+    // For tests and reference computations, not the forward pass.
+    std::vector<float> weight_f32(const ggml_tensor *t) const;
     std::string weight_type_summary() const;
 
     int n_threads() const { return n_threads_; }
@@ -88,6 +97,9 @@ private:
     std::vector<ggml_context *> weight_ctxs_;     // the weights, one context per buffer type
     std::vector<ggml_backend_buffer_t> bufs_;
     size_t repacked_ = 0;
+    std::vector<std::pair<std::string, size_t>> buffer_bytes_;
+    uint64_t file_size_ = 0;
+    int64_t file_mtime_ns_ = 0;
     mutable std::mutex compute_mu_;
     ggml_backend_t backend_ = nullptr;
     void *threadpool_ = nullptr;
@@ -101,6 +113,10 @@ struct Runtime {
     ggml_backend_dev_t cpu_dev = nullptr;
     ggml_backend_reg_t cpu_reg = nullptr;
     std::string bins_dir;
+    // The CPU variant library ggml's CPU backend came from ("haswell" for libggml-cpu-haswell.so), and whether it was
+    // forced with REPOKV_GGML_CPU_VARIANT (cpu_variant.h).
+    std::string cpu_variant;
+    bool cpu_variant_forced = false;
     // Features of the CPU backend variant ggml loaded (e.g. "AVX2" -> "1").
     std::vector<std::pair<std::string, std::string>> cpu_features;
     // Attention sums in the same order as this CPU variant's matmuls (AVX2 with FMA/F16C, no AVX-512): policy

@@ -225,17 +225,6 @@ Napi::Value Attention(const Napi::CallbackInfo &info) {
 
 // ---- a plain fp32 forward pass of llama/qwen2 (tests only): real post-RoPE queries for the attention tests --------
 
-std::vector<float> weights_f32(const ggml_tensor *t) {
-    if (!t) return {};
-    std::vector<uint8_t> raw(ggml_nbytes(t));
-    ggml_backend_tensor_get(t, raw.data(), 0, raw.size());
-    std::vector<float> out((size_t)ggml_nelements(t));
-    if (t->type == GGML_TYPE_F32) memcpy(out.data(), raw.data(), out.size() * 4);
-    else if (ggml_get_type_traits(t->type)->to_float) ggml_get_type_traits(t->type)->to_float(raw.data(), out.data(), (int64_t)out.size());
-    else throw std::runtime_error(std::string("reference forward: unsupported weight type ") + ggml_type_name(t->type));
-    return out;
-}
-
 __attribute__((target("avx2,fma"))) float dot_avx2(const float *a, const float *b, int n) {
     __m256 acc0 = _mm256_setzero_ps(), acc1 = _mm256_setzero_ps();
     int i = 0;
@@ -290,7 +279,7 @@ void reference_qk(const Model &m, const int32_t *tokens, int n, std::vector<std:
     const Hparams &hp = m.hparams();
     const int E = (int)hp.n_embd, H = (int)hp.n_head, HK = (int)hp.n_head_kv, D = (int)hp.head_dim, F = (int)hp.n_ff, G = H / HK;
     const float scale = hp.kq_scale != 0 ? hp.kq_scale : 1.0f / std::sqrt((float)D);
-    const std::vector<float> emb = weights_f32(m.tok_embd), factors = weights_f32(m.rope_freqs);
+    const std::vector<float> emb = m.weight_f32(m.tok_embd), factors = m.weight_f32(m.rope_freqs);
     std::vector<float> X((size_t)n * E);
     for (int t = 0; t < n; t++) memcpy(X.data() + (size_t)t * E, emb.data() + (size_t)tokens[t] * E, E * 4);
     std::vector<float> xn(E), q((size_t)n * H * D), k((size_t)n * HK * D), v((size_t)n * HK * D), att(H * D), o(E), g(F), u(F), p(n);
@@ -298,9 +287,10 @@ void reference_qk(const Model &m, const int32_t *tokens, int n, std::vector<std:
     Ks.assign(hp.n_layer, {});
     for (int l = 0; l < hp.n_layer; l++) {
         const Layer &L = m.layers[l];
-        const auto an = weights_f32(L.attn_norm), wq = weights_f32(L.wq), wk = weights_f32(L.wk), wv = weights_f32(L.wv), wo = weights_f32(L.wo);
-        const auto bq = weights_f32(L.bq), bk = weights_f32(L.bk), bv = weights_f32(L.bv), bo = weights_f32(L.bo);
-        const auto fn = weights_f32(L.ffn_norm), wg = weights_f32(L.ffn_gate), wu = weights_f32(L.ffn_up), wd = weights_f32(L.ffn_down);
+        // weights as the file stores them (model.h: the backend's copy may be repacked for its CPU variant)
+        const auto an = m.weight_f32(L.attn_norm), wq = m.weight_f32(L.wq), wk = m.weight_f32(L.wk), wv = m.weight_f32(L.wv), wo = m.weight_f32(L.wo);
+        const auto bq = m.weight_f32(L.bq), bk = m.weight_f32(L.bk), bv = m.weight_f32(L.bv), bo = m.weight_f32(L.bo);
+        const auto fn = m.weight_f32(L.ffn_norm), wg = m.weight_f32(L.ffn_gate), wu = m.weight_f32(L.ffn_up), wd = m.weight_f32(L.ffn_down);
         for (int t = 0; t < n; t++) {
             rms_norm(X.data() + (size_t)t * E, an, E, hp.rms_eps, xn.data());
             matvec(wq, bq, xn.data(), E, H * D, q.data() + (size_t)t * H * D);

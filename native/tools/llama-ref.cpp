@@ -17,6 +17,8 @@
 #include "ggml-backend.h"
 #include "llama.h"
 
+#include "../src/cpu_variant.h"
+
 static void quiet(enum ggml_log_level level, const char *text, void *) {
     if (level == GGML_LOG_LEVEL_ERROR) fputs(text, stderr);
 }
@@ -46,12 +48,23 @@ int main(int argc, char **argv) {
     llama_log_set(quiet, nullptr);
     llama_backend_init();
     {
-        // load the CPU backend variants from the folder libllama lives in (node-llama-cpp's bins)
+        // load the CPU backend from the folder libllama lives in (node-llama-cpp's bins): the variant named by
+        // REPOKV_GGML_CPU_VARIANT, as the addon does (src/cpu_variant.h), else the best one for this CPU
         Dl_info info{};
         if (!ggml_backend_dev_by_type(GGML_BACKEND_DEVICE_TYPE_CPU) && dladdr((void *)&llama_backend_init, &info) && info.dli_fname) {
             std::string dir = info.dli_fname;
             dir = dir.substr(0, dir.rfind('/'));
-            ggml_backend_load_all_from_path(dir.c_str());
+            const std::string forced = repokv::forced_cpu_variant();
+            if (!forced.empty()) {
+                try {
+                    repokv::load_cpu_variant(dir, forced, ggml_backend_load);
+                } catch (const std::exception &e) {
+                    fprintf(stderr, "llama-ref: %s\n", e.what());
+                    return 1;
+                }
+            } else {
+                ggml_backend_load_all_from_path(dir.c_str());
+            }
         }
     }
     llama_model_params mp = llama_model_default_params();

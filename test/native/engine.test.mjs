@@ -100,8 +100,58 @@ describe('native engine: sessions', () => {
 		assert.equal(model.info.nHeadKv, 2);
 		assert.equal(model.info.headDim, 32);
 		assert.equal(model.info.threads, loadNativeAddon().physicalCores());
-		assert.equal(model.info.repackedBytes, 0);
 		model.dispose();
+	});
+
+	// Which weights ggml repacks into a CPU-specific layout depends on the CPU variant (AVX2: Q4_0, Q4_K, IQ4_NL;
+	// AVX-512 and AMX variants more). The figures asserted here are the ones ggml reports, on any CPU.
+	test('repacked weights: the bytes ggml put in extra buffer types; none with REPOKV_NATIVE_NO_REPACK', () => {
+		const q40 = path.join(dir, 'qwen2-q4_0.gguf');
+		makeFixture(q40, { ...FIXTURES.qwen2, weightType: GGML.Q4_0 });
+		const sum = (o, keep) => Object.entries(o).filter(([name]) => keep(name)).reduce((a, [, b]) => a + b, 0);
+		for (const file of [good, q40]) {
+			const m = NativeModel.load(file, { threads: 1 });
+			const { weightBuffers, repackedBytes, weightBytes } = m.info;
+			assert.ok(weightBuffers.CPU > 0, 'norms and embeddings stay in plain CPU memory');
+			assert.equal(repackedBytes, sum(weightBuffers, (n) => n !== 'CPU'));
+			assert.ok(sum(weightBuffers, () => true) >= weightBytes);
+			if (file === q40 && loadNativeAddon().runtimeInfo().cpuFeatures.AVX2 === '1') assert.ok(repackedBytes > 0, 'ggml repacks Q4_0 matmul weights on AVX2');
+			m.dispose();
+		}
+		process.env.REPOKV_NATIVE_NO_REPACK = '1';
+		try {
+			const m = NativeModel.load(q40, { threads: 1 });
+			assert.equal(m.info.repackedBytes, 0);
+			assert.deepEqual(Object.keys(m.info.weightBuffers), ['CPU']);
+			m.dispose();
+		} finally {
+			delete process.env.REPOKV_NATIVE_NO_REPACK;
+		}
+	});
+
+	// The fp32 reference forward pass (quant.dumpKv with queries) reads weights from the file: the backend's copy may
+	// be repacked (Q4_0 on AVX2) and unreadable. Its keys must match the engine's.
+	test('reference forward pass on repacked Q4_0 weights matches the engine', () => {
+		const q40 = path.join(dir, 'qwen2-q4_0-ref.gguf');
+		makeFixture(q40, { ...FIXTURES.qwen2, weightType: GGML.Q4_0 });
+		const tokens = randomTokens(24, 259);
+		const kv = loadNativeAddon().quant.dumpKv(q40, tokens, { threads: 1, queries: true });
+		const D = kv.headDim;
+		for (let l = 0; l < kv.nLayer; l++) {
+			let err = 0, norm = 0;
+			for (let h = 0; h < kv.nHeadKv; h++) {
+				const mine = kv.k[l * kv.nHeadKv + h];
+				for (let t = 0; t < tokens.length; t++) {
+					for (let c = 0; c < D; c++) {
+						const ref = kv.kRef[l][(t * kv.nHeadKv + h) * D + c];
+						err += (mine[t * D + c] - ref) ** 2;
+						norm += ref ** 2;
+					}
+				}
+			}
+			// Q4_0 matmuls round activations to 8 bits; fp16 storage: a few 1e-3 relative
+			assert.ok(Math.sqrt(err / norm) < 0.02, `layer ${l}: keys differ from the reference by ${Math.sqrt(err / norm)}`);
+		}
 	});
 
 	test('bad inputs are errors, not crashes', () => {
