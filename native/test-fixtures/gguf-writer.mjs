@@ -67,14 +67,18 @@ export function encode(data, type) {
 			return Buffer.from(out.buffer);
 		}
 		case GGML.Q8_0: {
+			// Typed-array writes (not Buffer.writeInt8 per value): fixtures of real models encode ~10^8 values.
 			const out = Buffer.alloc((n / 32) * 34);
+			const q = new Int8Array(out.buffer, out.byteOffset, out.length);
 			for (let b = 0; b < n / 32; b++) {
 				let amax = 0;
 				for (let j = 0; j < 32; j++) amax = Math.max(amax, Math.abs(data[b * 32 + j]));
 				const d = Math.fround(amax / 127);
 				const id = d ? Math.fround(1 / d) : 0;
-				out.writeUInt16LE(toHalf(d), b * 34);
-				for (let j = 0; j < 32; j++) out.writeInt8(Math.round(Math.fround(data[b * 32 + j] * id)), b * 34 + 2 + j);
+				const h = toHalf(d);
+				out[b * 34] = h & 0xff;
+				out[b * 34 + 1] = h >>> 8;
+				for (let j = 0; j < 32; j++) q[b * 34 + 2 + j] = Math.round(Math.fround(data[b * 32 + j] * id));
 			}
 			return out;
 		}
@@ -134,13 +138,15 @@ class Out {
 	}
 }
 
-/**
- * Writes a GGUF file.
- * @param {string} file
- * @param {{key: string, type: number, value: any, itemType?: number}[]} kv  (type ARRAY needs itemType)
- * @param {{name: string, ne: number[], type: number, data: ArrayLike<number>}[]} tensors
- */
-export function writeGguf(file, kv, tensors, alignment = 32) {
+/** Bytes of a tensor's payload in a ggml type. */
+export function tensorBytes(ne, type) {
+	const [blk, bytes] = BLOCK[type];
+	if (ne[0] % blk) throw new Error(`row length ${ne[0]} is not a multiple of ${blk}`);
+	return (ne.reduce((a, b) => a * b, 1) / blk) * bytes;
+}
+
+/** The header (magic, metadata, tensor table, padding to the alignment) and each tensor's data offset. */
+function ggufHeader(kv, tensors, alignment) {
 	const head = new Out();
 	head.push(Buffer.from('GGUF'));
 	head.u32(3);
@@ -155,27 +161,68 @@ export function writeGguf(file, kv, tensors, alignment = 32) {
 			for (const v of value) head.scalar(itemType, v);
 		} else head.scalar(type, value);
 	}
-	const payloads = [];
 	let offset = 0;
 	for (const t of tensors) {
-		const [blk, bytes] = BLOCK[t.type];
-		if (t.ne[0] % blk) throw new Error(`${t.name}: row length ${t.ne[0]} is not a multiple of ${blk}`);
-		const payload = encode(t.data, t.type);
-		const count = t.ne.reduce((a, b) => a * b, 1);
-		if (payload.length !== (count / blk) * bytes) throw new Error(`${t.name}: payload size mismatch`);
+		const size = tensorBytes(t.ne, t.type);
 		head.str(t.name);
 		head.u32(t.ne.length);
 		for (const n of t.ne) head.u64(n);
 		head.u32(t.type);
 		head.u64(offset);
-		payloads.push(payload);
-		offset += Math.ceil(payload.length / alignment) * alignment;
+		offset += Math.ceil(size / alignment) * alignment;
 	}
-	const pad = (n) => Buffer.alloc((alignment - (n % alignment)) % alignment);
-	head.push(pad(head.size));
+	head.push(pad(head.size, alignment));
+	return Buffer.concat(head.parts);
+}
+
+const pad = (n, alignment) => Buffer.alloc((alignment - (n % alignment)) % alignment);
+
+/**
+ * Writes a GGUF file.
+ * @param {string} file
+ * @param {{key: string, type: number, value: any, itemType?: number}[]} kv  (type ARRAY needs itemType)
+ * @param {{name: string, ne: number[], type: number, data: ArrayLike<number>}[]} tensors
+ */
+export function writeGguf(file, kv, tensors, alignment = 32) {
 	const body = [];
-	for (const p of payloads) {
-		body.push(p, pad(p.length));
+	for (const t of tensors) {
+		const payload = encode(t.data, t.type);
+		if (payload.length !== tensorBytes(t.ne, t.type)) throw new Error(`${t.name}: payload size mismatch`);
+		body.push(payload, pad(payload.length, alignment));
 	}
-	fs.writeFileSync(file, Buffer.concat([...head.parts, ...body]));
+	fs.writeFileSync(file, Buffer.concat([ggufHeader(kv, tensors, alignment), ...body]));
+}
+
+/**
+ * Writes a GGUF file tensor by tensor, chunk by chunk, so a model of any size (a 151,936-row embedding) is never held
+ * in memory: each tensor's `chunks()` yields its float data in order, in pieces whose lengths are multiples of the
+ * type's block (whole rows are simplest). The file is written under a temporary name and renamed when complete, so
+ * an interrupted run never leaves a truncated file under the final name.
+ * @param {string} file
+ * @param {{key: string, type: number, value: any, itemType?: number}[]} kv
+ * @param {{name: string, ne: number[], type: number, chunks: () => Iterable<Float32Array>}[]} tensors
+ */
+export function writeGgufStreaming(file, kv, tensors, alignment = 32) {
+	const partial = `${file}.partial-${process.pid}`;
+	const fd = fs.openSync(partial, 'w');
+	try {
+		fs.writeSync(fd, ggufHeader(kv, tensors, alignment));
+		for (const t of tensors) {
+			const want = tensorBytes(t.ne, t.type);
+			let written = 0;
+			for (const chunk of t.chunks()) {
+				const payload = encode(chunk, t.type);
+				fs.writeSync(fd, payload);
+				written += payload.length;
+			}
+			if (written !== want) throw new Error(`${t.name}: wrote ${written} bytes, expected ${want}`);
+			fs.writeSync(fd, pad(written, alignment));
+		}
+	} catch (error) {
+		fs.closeSync(fd);
+		fs.rmSync(partial, { force: true });
+		throw error;
+	}
+	fs.closeSync(fd);
+	fs.renameSync(partial, file);
 }
