@@ -40,3 +40,6 @@ export { DraftModel } from './engine/native-draft';
 export { draftLayouts, draftPromptFor } from './engine/draft-prompt';
 export { scoreAttention, tierCost } from './engine/native';
 export { TaskBuilder, editSimilarity } from '../../bench/tasks';
+export { specialTokenTextsOf, hasRepoLevelFormat, repoHeaderText, repoNameTokenText, controlTokenId } from './context/repo-format';
+export { defaultRepoName } from './context/builder';
+export { checkDraftPairing, vocabularyFingerprint, vocabularyDifference, DraftMismatchError } from './models/pairing';

@@ -130,6 +130,8 @@ async function completeWithModel(
 			specialTokens: model.specialTokens,
 			counter: model,
 			budgetTokens: model.info.contextSize - options.maxTokens - (model.info.addsBos ? 1 : 0),
+			// Models with a repository-level format (Qwen2.5-Coder) name the repository: the workspace folder's name.
+			repoName: path.basename(path.resolve(options.workspace)),
 		});
 	} catch (error) {
 		if (error instanceof ContextBudgetError) {

@@ -1,10 +1,16 @@
 import type { SpecialTokenTexts, TokenCounter } from '../engine/types';
 import { inSameFolder, resolveImports } from './neighbours';
+import { repoHeaderText } from './repo-format';
 
 // Builds the long-context completion prompt (DESIGN.md §4):
 //
 //   <|file_sep|>a.ts\n...<|file_sep|>b.ts\n...            repository block, least relevant first
 //   <|file_sep|>{active}\n<|fim_prefix|>P<|fim_suffix|>S<|fim_middle|>     the active file's FIM prompt
+//
+// A model with Qwen2.5-Coder's repository-level format (`specialTokens.repoName`, repo-format.ts) gets the same
+// layout under a `<|repo_name|>{name}\n` header, every file ending with a newline, as it was trained:
+//
+//   <|repo_name|>{name}\n<|file_sep|>a.ts\n...\n<|file_sep|>{active}\n<|fim_prefix|>P<|fim_suffix|>S<|fim_middle|>
 //
 // Files are ordered stable-first: files unrelated to the active one first, then its neighbours (same folder, then
 // the files it imports), so that what matters most sits next to the cursor and the start of the prompt changes
@@ -39,6 +45,11 @@ export interface BuildPromptOptions {
 	 * `orderByRelevance`; the language server passes its stable-first order (least recently edited first).
 	 */
 	readonly orderFiles?: (files: readonly PromptFile[], activePath: string, activeText: string) => PromptFile[];
+	/**
+	 * The repository's name, for models with the repository-level format (`specialTokens.repoName`): the workspace
+	 * folder's name. Default `defaultRepoName`. Ignored for other models.
+	 */
+	readonly repoName?: string;
 }
 
 /** One file's piece of the prompt and the tokens it takes (as counted piece by piece). */
@@ -69,6 +80,8 @@ export interface BuiltPrompt {
 
 export const defaultMaxPrefixTokens = 1500;
 export const defaultMaxSuffixTokens = 500;
+/** The repository-level header's name when the caller does not know the workspace's. */
+export const defaultRepoName = 'workspace';
 
 /** Thrown when even the FIM prompt alone does not fit the budget: the context window is too small to be useful. */
 export class ContextBudgetError extends Error {
@@ -85,8 +98,11 @@ export function buildCompletionPrompt(options: BuildPromptOptions): BuiltPrompt 
 	const suffix = keepFirstTokens(neutral(options.activeText.slice(options.cursorOffset)), maxSuffixTokens, counter);
 	const fimPrompt = `${special.fileSeparator}${options.activePath}\n${special.fimPrefix}${prefix}${special.fimSuffix}${suffix}${special.fimMiddle}`;
 	const fimTokens = counter.countTokens(fimPrompt);
-	if (fimTokens > options.budgetTokens) {
-		throw new ContextBudgetError(`the completion prompt alone needs ${fimTokens} tokens but only ${options.budgetTokens} fit in the context; use a larger context`);
+	// The repository-level header (empty for models without the format) always comes first, whatever fits after it.
+	const header = repoHeaderText(special, neutral(oneLine(options.repoName ?? defaultRepoName)));
+	const headerTokens = header === '' ? 0 : counter.countTokens(header);
+	if (fimTokens + headerTokens > options.budgetTokens) {
+		throw new ContextBudgetError(`the completion prompt alone needs ${fimTokens + headerTokens} tokens but only ${options.budgetTokens} fit in the context; use a larger context`);
 	}
 
 	const ordered = (options.orderFiles ?? orderByRelevance)(options.files.filter((file) => file.path !== options.activePath), options.activePath, options.activeText);
@@ -97,7 +113,7 @@ export function buildCompletionPrompt(options: BuildPromptOptions): BuiltPrompt 
 
 	// Fill from the most relevant end. A file that does not fit is dropped, but smaller, less relevant files may
 	// still fit after it: every token of context the window allows is used.
-	let remaining = options.budgetTokens - fimTokens;
+	let remaining = options.budgetTokens - fimTokens - headerTokens;
 	const keep = new Array<boolean>(pieces.length).fill(false);
 	const dropped: string[] = [];
 	for (let index = pieces.length - 1; index >= 0; index--) {
@@ -113,22 +129,36 @@ export function buildCompletionPrompt(options: BuildPromptOptions): BuiltPrompt 
 		}
 	}
 	const kept = pieces.filter((_, index) => keep[index]);
+	const spans: PromptSpan[] = [...kept.map((piece) => ({ path: piece.path, role: 'repo' as const, tokens: piece.tokens })), { path: options.activePath, role: 'active', tokens: fimTokens }];
+	// The header's tokens are counted in the first span, so the spans still add up to the prompt.
+	const [first, ...rest] = spans;
+	const spansWithHeader = first === undefined ? spans : [{ ...first, tokens: first.tokens + headerTokens }, ...rest];
 
 	return {
-		text: kept.map((piece) => piece.text).join('') + fimPrompt,
+		text: header + kept.map((piece) => piece.text).join('') + fimPrompt,
 		fimPrompt,
 		prefix,
 		suffix,
 		included: kept.map((piece) => piece.path),
 		dropped,
 		tokenCount: options.budgetTokens - remaining,
-		spans: [...kept.map((piece) => ({ path: piece.path, role: 'repo' as const, tokens: piece.tokens })), { path: options.activePath, role: 'active', tokens: fimTokens }],
+		spans: spansWithHeader,
 	};
 }
 
-/** A file's piece of the repository block: `<|file_sep|>{path}\n{text}`, special token texts neutralised. */
+/**
+ * A file's piece of the repository block: `<|file_sep|>{path}\n{text}`, special token texts neutralised. With the
+ * repository-level format the text ends with a newline (the next `<|file_sep|>` starts a line, as in training).
+ */
 export function repoPieceText(file: PromptFile, special: SpecialTokenTexts): string {
-	return `${special.fileSeparator}${file.path}\n${neutraliseSpecialTokens(file.text, special)}`;
+	const text = neutraliseSpecialTokens(file.text, special);
+	const ending = special.repoName !== undefined && !text.endsWith('\n') ? '\n' : '';
+	return `${special.fileSeparator}${file.path}\n${text}${ending}`;
+}
+
+/** A name for the header: its first line (a newline would end the header early). */
+function oneLine(name: string): string {
+	return name.split(/\r?\n/, 1)[0] ?? '';
 }
 
 /**
@@ -157,7 +187,7 @@ export function orderByRelevance(files: readonly PromptFile[], activePath: strin
  */
 export function neutraliseSpecialTokens(text: string, special: SpecialTokenTexts): string {
 	let result = text;
-	for (const token of [special.fimPrefix, special.fimSuffix, special.fimMiddle, special.fileSeparator, special.endOfText]) {
+	for (const token of [special.fimPrefix, special.fimSuffix, special.fimMiddle, special.fileSeparator, special.endOfText, special.repoName ?? '']) {
 		if (token.length > 1 && result.includes(token)) {
 			result = result.split(token).join(`${token.slice(0, 1)}\u200b${token.slice(1)}`);
 		}

@@ -1,11 +1,11 @@
 import { performance } from 'node:perf_hooks';
 import type { Llama, LlamaContext, LlamaContextSequence, LlamaModel, Token } from 'node-llama-cpp';
 
+import { specialTokenTextsOf } from '../context/repo-format';
 import { errorMessage, UserError } from '../errors';
 import { GreedyOutput } from './greedy-output';
 import { checkLoadOptions } from './load-options';
 import {
-	defaultSpecialTokenTexts,
 	type CompletionRequest,
 	type CompletionResult,
 	type Engine,
@@ -229,15 +229,7 @@ function isAborted(signal: AbortSignal | undefined): boolean {
 /** Prompt tokens evaluated per prefill step; between steps the abort signal is checked and progress reported. */
 const prefillChunkTokens = 256;
 
-/** FIM texts from the model's vocabulary when it declares them; the defaults otherwise. */
+/** FIM texts from the model's vocabulary when it declares them, the defaults otherwise; the repository-level format where declared. */
 function readSpecialTokens(model: LlamaModel): SpecialTokenTexts {
-	const { infill } = model.tokens;
-	return {
-		fimPrefix: infill.prefixString ?? defaultSpecialTokenTexts.fimPrefix,
-		fimSuffix: infill.suffixString ?? defaultSpecialTokenTexts.fimSuffix,
-		fimMiddle: infill.middleString ?? defaultSpecialTokenTexts.fimMiddle,
-		// llama.cpp has no accessor for the file separator; it recognises `<|file_sep|>` by its text.
-		fileSeparator: defaultSpecialTokenTexts.fileSeparator,
-		endOfText: model.tokens.eosString ?? defaultSpecialTokenTexts.endOfText,
-	};
+	return specialTokenTextsOf(model);
 }

@@ -1,6 +1,7 @@
 import { performance } from 'node:perf_hooks';
 import type { LlamaModel, Token } from 'node-llama-cpp';
 
+import { specialTokenTextsOf } from '../context/repo-format';
 import { errorMessage, UserError } from '../errors';
 import { bundledModelPath } from '../models/bundled';
 import { GreedyOutput } from './greedy-output';
@@ -9,7 +10,6 @@ import { argmax, NativeModel, tierCost, type NativeSession } from './native';
 import { DraftModel } from './native-draft';
 import { compressSession, isKvPolicy, isKvPrecision, kvPrecisions, layerSplits, observationFor, scoringPass, selectionDefaults, type KvBudget, type LayerSplit, type SelectionOptions } from './native-policy';
 import {
-	defaultSpecialTokenTexts,
 	type CompletionRequest,
 	type CompletionResult,
 	type Engine,
@@ -130,14 +130,8 @@ class NativeLoadedModel implements LoadedModel {
 		private readonly selection: SelectionOptions | undefined,
 		private readonly kvOptions: KvCacheOptions | undefined,
 	) {
-		const { infill } = vocab.tokens;
-		this.specialTokens = {
-			fimPrefix: infill.prefixString ?? defaultSpecialTokenTexts.fimPrefix,
-			fimSuffix: infill.suffixString ?? defaultSpecialTokenTexts.fimSuffix,
-			fimMiddle: infill.middleString ?? defaultSpecialTokenTexts.fimMiddle,
-			fileSeparator: defaultSpecialTokenTexts.fileSeparator,
-			endOfText: vocab.tokens.eosString ?? defaultSpecialTokenTexts.endOfText,
-		};
+		// FIM texts the GGUF declares, and the repository-level format (Qwen2.5-Coder) where its vocabulary has it.
+		this.specialTokens = specialTokenTextsOf(vocab);
 		const sep = vocab.tokenize(this.specialTokens.fileSeparator, true);
 		const [only] = sep;
 		this.stopTokens = new Set(sep.length === 1 && only !== undefined && vocab.isSpecialToken(only) ? [only] : []);

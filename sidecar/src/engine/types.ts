@@ -18,6 +18,11 @@ export interface SpecialTokenTexts {
 	/** Starts each file of the repository block: `<|file_sep|>{path}\n{text}`. */
 	readonly fileSeparator: string;
 	readonly endOfText: string;
+	/**
+	 * `<|repo_name|>` when the model declares Qwen2.5-Coder's repository-level format (the token and `<|file_sep|>`
+	 * are control tokens of its vocabulary): the prompt then starts with `<|repo_name|>{name}\n`. Absent otherwise.
+	 */
+	readonly repoName?: string;
 }
 
 /** The spellings used by the bundled models (and Qwen2.5-Coder, StarCoder2-style repo-level FIM). */
