@@ -11,7 +11,7 @@
 //
 // Usage: node native/build.mjs [--force] [--quiet] [--asan]
 //   --asan: the addon alone, built with AddressSanitizer (-fsanitize=address, -O1 -g) into native/build/asan/repokv.node,
-//           for the GGUF loader fuzz (test/fuzz/gguf-fuzz.mjs --asan); run it with LD_PRELOAD=$(g++ -print-file-name=libasan.so)
+//           for the GGUF loader fuzz (test/fuzz/gguf.fuzz.mjs --asan); run it with LD_PRELOAD=$(g++ -print-file-name=libasan.so)
 import { execFileSync, spawn } from 'node:child_process';
 import fs from 'node:fs';
 import os from 'node:os';
