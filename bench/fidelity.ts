@@ -3,7 +3,7 @@ import * as path from 'node:path';
 import { performance } from 'node:perf_hooks';
 
 import { argmax, NativeModel, tierCost, type NativeSession } from '../sidecar/src/engine/native';
-import { defaultDraftLayout, type DraftLayout } from '../sidecar/src/engine/draft-prompt';
+import { defaultKvSettings, type DraftLayout } from '../sidecar/src/protocol';
 import { DraftModel } from '../sidecar/src/engine/native-draft';
 import { compressSession, kvPolicies, kvPrecisions, observationFor, scoringPass, type KvPolicy, type KvPrecision } from '../sidecar/src/engine/native-policy';
 import { packageRoot } from '../sidecar/src/models/bundled';
@@ -150,7 +150,7 @@ export async function runFidelity(options: FidelityOptions): Promise<FidelityRes
 	if (quantPolicies.includes('window')) throw new Error('policy window keeps fp16 tokens only');
 	const maxContext = Math.max(...contexts);
 	const session = model.createSession({ contextSize: maxContext + 64 });
-	const draftLayout = options.draftLayout ?? defaultDraftLayout;
+	const draftLayout = options.draftLayout ?? defaultKvSettings.draftLayout;
 	const draft = await DraftModel.load(options.draftPath, { threads: options.threads, contextSize: maxContext + 64, layout: draftLayout });
 
 	const acc = new Map<string, Acc>();

@@ -7,6 +7,7 @@ import { argmax, NativeModel, tierCost } from '../sidecar/src/engine/native';
 import { DraftModel } from '../sidecar/src/engine/native-draft';
 import { compressSession, observationFor, scoringPass } from '../sidecar/src/engine/native-policy';
 import { bundledModelPath, packageRoot } from '../sidecar/src/models/bundled';
+import { defaultKvSettings } from '../sidecar/src/protocol';
 import { codePromptTokens, fileFingerprint, loadVocab, peakRssMb, round, rssMb, summarize } from './common';
 
 // `repokv bench speed`: in one run, repokv's native engine and node-llama-cpp on the same model and the same prompt,
@@ -157,7 +158,7 @@ async function benchNative(model: NativeModel, prompt: Int32Array, context: numb
 				const t2 = performance.now();
 				await scoringPass(session, last, lookahead);
 				session.stopObserving();
-				compressSession(session, nLayer, nHeadKv, { policy: 'speckv', budget: { percent: 12 }, precision: 'mixed', tierCost: tierCost(headDim), reserveTokens: opts.decodeTokens + 2 }, opts.decodeTokens + 2, { dropMaster: true });
+				compressSession(session, nLayer, nHeadKv, { policy: defaultKvSettings.policy, budget: { percent: defaultKvSettings.budgetPercent }, precision: defaultKvSettings.precision, tierCost: tierCost(headDim), reserveTokens: opts.decodeTokens + 2 }, opts.decodeTokens + 2, { dropMaster: true });
 				const t3 = performance.now();
 				draftMs.push(t2 - t1);
 				compressMs.push(t3 - t2);
@@ -188,7 +189,7 @@ async function benchNative(model: NativeModel, prompt: Int32Array, context: numb
 		context,
 		config: compressed ? 'repokv-default' : 'repokv-full',
 		impl: 'repokv',
-		kv: compressed ? 'speckv+mixed@12%' : 'full-f16',
+		kv: compressed ? `${defaultKvSettings.policy}+${defaultKvSettings.precision}@${defaultKvSettings.budgetPercent}%` : 'full-f16',
 		threads,
 		flashAttention: null,
 		...rates(prefill, decode, prefillCpu, decodeCpu),

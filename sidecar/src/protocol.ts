@@ -29,18 +29,69 @@ import {
 // Settings (`workspace/configuration`, section `repokv`)
 // ---------------------------------------------------------------------------------------------------------------
 
+/**
+ * Every setting with a fixed set of values is defined here once, as a `const` list; its type is derived from the
+ * list, and the server (settings.ts), the CLI (cli/args.ts), the engine, the extension and the benchmarks import both.
+ * package.json's `contributes.configuration` repeats the lists as JSON enums (it cannot import); a unit test checks
+ * that they match.
+ */
+
 /** Which inference engine runs the target model. The engine interface hides which one is in use. */
-export type EngineSetting = 'native' | 'llama';
+export const engineSettings = ['native', 'llama'] as const;
+export type EngineSetting = (typeof engineSettings)[number];
+
+/** KV policies of the native engine (KV-METHODS.md): which entries each layer and KV head keeps after the prefill. */
+export const kvPolicies = ['full', 'window', 'h2o', 'snapkv', 'pyramidkv', 'adakv', 'speckv'] as const;
+export type KvPolicy = (typeof kvPolicies)[number];
+
+/** How a policy's budget is split over layers and KV heads (`undefined`: the policy's own split). */
+export const kvSplits = ['uniform', 'pyramid', 'adaptive'] as const;
+export type KvSplit = (typeof kvSplits)[number];
 
 /**
- * The sidecar's settings, answered by the client for `workspace/configuration` with `section: "repokv"` (and also
- * accepted as `initializationOptions.settings`). Every field is optional: a missing or invalid field takes its
- * default, and the server reports what it used in `StatusParams.settings`.
+ * How the tokens a policy picks beyond its sinks and recent window are stored. `mixed`: the top-ranked at 4-bit
+ * (kivi4), the next at ~1.6-bit (onebit); sinks and the recent window stay fp16. Packed precisions make the budget
+ * buy bytes, not tokens.
  */
+export const kvPrecisions = ['f16', 'q8', 'kivi4', 'kivi2', 'onebit', 'mixed'] as const;
+export type KvPrecision = (typeof kvPrecisions)[number];
+
+/**
+ * How SpecKV's draft reads a FIM prompt: `prefix-last` (the active file's text before the cursor, last) or `fim`
+ * (the target's prompt as it is). engine/draft-prompt.ts says why `prefix-last` is the default.
+ */
+export const draftLayouts = ['prefix-last', 'fim'] as const;
+export type DraftLayout = (typeof draftLayouts)[number];
+
+/** Allowed range of `kv.budgetPercent` (percent of the fp16 KV cache's bytes). */
+export const kvBudgetPercentRange = { min: 1, max: 100 } as const;
+
+/** The KV settings the server, the CLI and the extension use when none is given. */
+export interface KvDefaults {
+	readonly policy: KvPolicy;
+	readonly budgetPercent: number;
+	readonly precision: KvPrecision;
+	readonly draftLayout: DraftLayout;
+	/**
+	 * The draft-free policy used instead of `speckv` when no compatible draft is available (file missing, or a
+	 * vocabulary other than the target's): same budget, split and precision, so the cache stays compressed.
+	 */
+	readonly fallbackPolicy: Exclude<KvPolicy, 'speckv' | 'full' | 'window'>;
+}
+
+/**
+ * The product's default: the native engine with SpecKV at 12 % of the fp16 KV bytes, picked tokens in the mixed
+ * 4-bit + 1.x-bit tiers (bench/results: at 12 % the needle scores match `full`'s on the bundled models).
+ */
+export const defaultKvSettings: KvDefaults = { policy: 'speckv', budgetPercent: 12, precision: 'mixed', draftLayout: 'prefix-last', fallbackPolicy: 'snapkv' };
+
+/** The engine the server, the CLI and the extension use when none is given: the compressed one. */
+export const defaultEngine: EngineSetting = 'native';
+
 export interface RepokvSettings {
 	/**
-	 * `native`: repokv's addon with the compressed KV cache. `llama`: node-llama-cpp with a full KV cache (the
-	 * reference). Default `llama` until the native engine implements every pipeline step.
+	 * `native`: repokv's addon with the compressed KV cache (the default). `llama`: node-llama-cpp with a full KV cache
+	 * (the reference).
 	 */
 	readonly engine?: EngineSetting;
 	readonly model?: {
@@ -66,26 +117,23 @@ export interface RepokvSettings {
 	readonly contextSize?: number;
 	/**
 	 * KV cache compression of the `native` engine (the `llama` engine always keeps the full cache): which entries
-	 * each layer and KV head keeps after the prefill (native/README.md). Changing it reloads the model.
+	 * each layer and KV head keeps after the prefill (native/README.md). A change applies to the next request without
+	 * reloading the target model (only SpecKV's draft is loaded or unloaded).
 	 */
 	readonly kv?: {
-		/** `full`, `window`, `h2o`, `snapkv`, `pyramidkv`, `adakv` or `speckv` (draft: `model.draft`). Default `full`. */
-		readonly policy?: string;
-		/** Budget in percent of the full fp16 cache's bytes, 1–100. Default 12. */
+		/**
+		 * One of `kvPolicies`; `speckv` needs a draft (`model.draft`) with the target's vocabulary, and without one
+		 * `defaultKvSettings.fallbackPolicy` is used (the status says so). Default `defaultKvSettings.policy`.
+		 */
+		readonly policy?: KvPolicy;
+		/** Budget in percent of the full fp16 cache's bytes, `kvBudgetPercentRange`. Default `defaultKvSettings.budgetPercent`. */
 		readonly budgetPercent?: number;
-		/** How the budget is split over layers and heads: `uniform`, `pyramid`, `adaptive`. Default: the policy's own. */
-		readonly split?: string;
-		/**
-		 * Storage of the tokens a policy picks beyond its sinks and recent window: `f16`, `q8`, `kivi4`, `kivi2`,
-		 * `onebit`, or `mixed` (4-bit for the top-ranked, 1.x-bit for the rest); the budget buys bytes. Default `f16`.
-		 */
-		readonly precision?: string;
-		/**
-		 * How SpecKV's draft reads a FIM prompt: `prefix-last` (the active file's text before the cursor, last; the
-		 * bundled draft cannot look names up from `<|fim_middle|>`) or `fim` (the target's prompt as it is). Default
-		 * `prefix-last`.
-		 */
-		readonly draftLayout?: string;
+		/** One of `kvSplits`. Default: the policy's own (pyramidkv: pyramid, adakv: adaptive, else uniform). */
+		readonly split?: KvSplit;
+		/** One of `kvPrecisions` (`window` and `full` always store f16). Default `defaultKvSettings.precision`. */
+		readonly precision?: KvPrecision;
+		/** One of `draftLayouts`. Default `defaultKvSettings.draftLayout`. */
+		readonly draftLayout?: DraftLayout;
 	};
 	readonly completion?: {
 		/** `false` answers every inline completion request with no items. Default `true`. */
@@ -276,6 +324,24 @@ export interface StatusParams {
 		readonly contextSize: number;
 		readonly threads: number;
 	};
+	/** The KV cache the native engine serves with, once configured (absent for the llama engine: always full). */
+	readonly kvCache?: KvCacheStatus;
+}
+
+/** What KV compression the next request runs with: the settings as applied, after any fallback. */
+export interface KvCacheStatus {
+	readonly policy: KvPolicy;
+	readonly budgetPercent: number;
+	readonly precision: KvPrecision;
+	/** Absent: the policy's own split. */
+	readonly split?: KvSplit;
+	/** SpecKV's draft model file, when the policy is `speckv`. */
+	readonly draft?: string;
+	/**
+	 * Set when the policy asked for could not be served (SpecKV without a compatible draft): what was asked, why not,
+	 * and what to change. The cache is still compressed, with `policy`.
+	 */
+	readonly fallback?: { readonly requested: KvPolicy; readonly reason: string; readonly fixHint: string };
 }
 
 /** ⬅️ Pushed on every state change and at most every 250 ms during progress. */
@@ -419,8 +485,15 @@ export interface BudgetRule {
 	 * (KV-METHODS.md).
 	 */
 	readonly policy: string;
-	/** `uniform` (same per layer), `pyramid` (more for lower layers), `adaptive` (per head), or `none` under `full`. */
-	readonly allocation: 'none' | 'uniform' | 'pyramid' | 'adaptive';
+	/**
+	 * `uniform` (same per layer), `pyramid` (more for lower layers), `adaptive` (per head): the split the engine used
+	 * (the setting, or the policy's own); `none` under `full`.
+	 */
+	readonly allocation: 'none' | KvSplit;
+	/** Storage of the picked tokens (`mixed`: 4-bit + 1.x-bit tiers); absent under `full`. */
+	readonly precision?: KvPrecision;
+	/** The budget in percent of the fp16 cache's bytes; absent under `full`. */
+	readonly budgetPercent?: number;
 	/** The one knob: KV bytes per context token across all layers and heads; absent under `full`. */
 	readonly bytesPerToken?: number;
 	/** Attention-sink positions kept in fp16. */
@@ -462,6 +535,11 @@ export interface CacheTotals {
 	readonly bitsPerElement: number;
 	/** `fp16Bytes / kvBytes` (1 under `full`). */
 	readonly compressionRatio: number;
+	/**
+	 * Native engine: everything it holds for this context, `kvBytes` plus the master copy the next request reuses
+	 * (kept apart from a compressed store) and SpecKV's draft's own cache.
+	 */
+	readonly residentBytes?: number;
 }
 
 /** Where the last request's time went, in milliseconds. Steps an engine does not run are 0. */

@@ -1,7 +1,7 @@
 import { performance } from 'node:perf_hooks';
 
 import { neutraliseSpecialTokens, repoPieceText } from '../context/builder';
-import type { LoadedModel, TokenCounter } from '../engine/types';
+import type { EngineTimings, LoadedModel, TokenCounter } from '../engine/types';
 import type { AskPartialResult, AskResult, Citation } from '../protocol';
 import { citationsFrom, type RetrievableFile, type RetrievalIndex } from './retrieval';
 
@@ -39,7 +39,7 @@ export interface AskInput {
 /** Most citations returned. */
 const maxCitations = 5;
 
-export async function answerQuestion(input: AskInput): Promise<AskResult & { readonly promptTokens: number; readonly reusedTokens: number; readonly generatedTokens: number; readonly spans: { path: string; tokens: number }[] }> {
+export async function answerQuestion(input: AskInput): Promise<AskResult & { readonly promptTokens: number; readonly reusedTokens: number; readonly generatedTokens: number; readonly spans: { path: string; tokens: number }[]; readonly engineTimings: EngineTimings }> {
 	const started = performance.now();
 	const { model, counter } = input;
 	const special = model.specialTokens;
@@ -120,6 +120,8 @@ export async function answerQuestion(input: AskInput): Promise<AskResult & { rea
 		promptTokens: result.tokens.prompt,
 		reusedTokens: result.tokens.reused ?? 0,
 		generatedTokens: result.tokens.generated,
+		// the engine's own split (draft, scoring, compression), for the cache inspector
+		engineTimings: result.timings,
 		spans: [...pieces.map((piece) => ({ path: piece.path, tokens: piece.tokens })), { path: 'ANSWER.md', tokens: counter.countTokens(tail) }],
 	};
 }

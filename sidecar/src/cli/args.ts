@@ -1,7 +1,7 @@
 import { parseArgs, type ParseArgsConfig } from 'node:util';
 
-import { draftLayouts, isDraftLayout, type DraftLayout } from '../engine/draft-prompt';
 import { errorMessage, UserError } from '../errors';
+import { draftLayouts, type DraftLayout } from '../protocol';
 
 /** `node:util` parseArgs with errors turned into usage errors (exit code 2) instead of stack traces. */
 export function parseCommandArgs<const T extends NonNullable<ParseArgsConfig['options']>>(argv: readonly string[], options: T) {
@@ -35,10 +35,19 @@ export function integerOption(value: string | undefined, name: string, minimum: 
 	return parsed;
 }
 
-/** `--draft-layout`: how SpecKV's draft reads the prompt (engine/draft-prompt.ts); undefined stays undefined. */
-export function draftLayoutOption(value: string | undefined): DraftLayout | undefined {
-	if (value !== undefined && !isDraftLayout(value)) {
-		throw new UserError(`--draft-layout must be one of ${draftLayouts.join(', ')} (got '${value}')`, 2);
+/** An option whose value is one of `allowed` (a protocol list); undefined stays undefined. */
+export function oneOfOption<T extends string>(value: string | undefined, name: string, allowed: readonly T[]): T | undefined {
+	if (value === undefined) {
+		return undefined;
 	}
-	return value;
+	const found = allowed.find((candidate) => candidate === value);
+	if (found === undefined) {
+		throw new UserError(`--${name} must be one of ${allowed.join(', ')} (got '${value}')`, 2);
+	}
+	return found;
+}
+
+/** `--draft-layout`: how SpecKV's draft reads the prompt (protocol `draftLayouts`); undefined stays undefined. */
+export function draftLayoutOption(value: string | undefined): DraftLayout | undefined {
+	return oneOfOption(value, 'draft-layout', draftLayouts);
 }

@@ -4,7 +4,8 @@ import { stat } from 'node:fs/promises';
 import { answerQuestion } from '../ask/answer';
 import { RetrievalIndex } from '../ask/retrieval';
 import { orderStableFirst } from '../context/stable-order';
-import { availableEngines, isEngineName, loadEngine } from '../engine';
+import { loadEngine } from '../engine';
+import { describeKvCache } from '../engine/kv-choice';
 import { UserError } from '../errors';
 import { bundledModelPath } from '../models/bundled';
 import { CachingCounter } from '../server/engine-host';
@@ -12,6 +13,7 @@ import { readWorkspace } from '../workspace/reader';
 import { integerOption, parseCommandArgs, requireOption } from './args';
 import type { Command } from './command';
 import { defaultThreads } from './defaults';
+import { engineOptionSpecs, engineOptionsUsage, parseEngineOptions, prepareKv } from './engine-options';
 
 const usage = `usage: repokv ask --workspace DIR --question TEXT [options]
 
@@ -26,7 +28,7 @@ With the bundled 10M-parameter model the written answer is weak; the citations a
   --max-tokens N      most tokens to generate (default 128)
   --context N         context window in tokens (default: what the model was trained with)
   --model PATH        GGUF model (default: the bundled models/target.gguf)
-  --engine NAME       inference engine: ${availableEngines().join(', ')} (default llama)`;
+${engineOptionsUsage()}`;
 
 export const askCommand: Command = {
 	summary: 'answer a question over a workspace, with file:line citations',
@@ -40,7 +42,7 @@ export const askCommand: Command = {
 			'max-tokens': { type: 'string' },
 			context: { type: 'string' },
 			model: { type: 'string' },
-			engine: { type: 'string' },
+			...engineOptionSpecs,
 			help: { type: 'boolean', short: 'h' },
 		});
 		if (values.help === true) {
@@ -49,21 +51,24 @@ export const askCommand: Command = {
 		}
 		const workspace = path.resolve(requireOption(values.workspace, 'workspace'));
 		const question = requireOption(values.question, 'question');
-		const engineName = values.engine ?? 'llama';
-		if (!isEngineName(engineName)) {
-			throw new UserError(`unknown engine '${engineName}'; available: ${availableEngines().join(', ')}`, 2);
-		}
+		const engineOptions = parseEngineOptions(values);
+		const engineName = engineOptions.engine;
 		const isFolder = await stat(workspace).then((stats) => stats.isDirectory(), () => false);
 		if (!isFolder) {
 			throw new UserError(`workspace folder not found: ${workspace}`);
 		}
 		const contextSize = integerOption(values.context, 'context', 64);
+		const threads = integerOption(values.threads, 'threads', 1) ?? defaultThreads();
+		const maxTokens = integerOption(values['max-tokens'], 'max-tokens', 1) ?? 128;
 		const snapshot = await readWorkspace(workspace);
+		const modelPath = values.model === undefined ? bundledModelPath('target') : path.resolve(values.model);
+		const { kvCache, status: kvStatus } = await prepareKv(engineOptions, modelPath);
 		const engine = await loadEngine(engineName);
 		const model = await engine.loadModel({
-			modelPath: values.model === undefined ? bundledModelPath('target') : path.resolve(values.model),
-			threads: integerOption(values.threads, 'threads', 1) ?? defaultThreads(),
+			modelPath,
+			threads,
 			...(contextSize === undefined ? {} : { contextSize }),
+			...(kvCache === undefined ? {} : { kvCache }),
 			onLog: (level, message) => {
 				if (level === 'error') {
 					process.stderr.write(`[${engineName} ${level}] ${message}\n`);
@@ -77,12 +82,13 @@ export const askCommand: Command = {
 				index: new RetrievalIndex(),
 				model,
 				counter: new CachingCounter(model),
-				maxTokens: integerOption(values['max-tokens'], 'max-tokens', 1) ?? 128,
+				maxTokens,
 				maxChunks: 24,
 			});
-			const { promptTokens: _p, reusedTokens: _r, generatedTokens: _g, spans: _s, ...answer } = result;
+			const { promptTokens: _p, reusedTokens: _r, generatedTokens: _g, spans: _s, engineTimings: _t, ...answer } = result;
 			if (values.json === true) {
-				console.log(JSON.stringify(answer, null, 2));
+				// `kv`: the KV settings served (native engine), with `fallback` when SpecKV could not run
+				console.log(JSON.stringify({ ...answer, ...(kvStatus === undefined ? {} : { kv: kvStatus }) }, null, 2));
 			} else {
 				console.log(
 					[
@@ -92,6 +98,7 @@ export const askCommand: Command = {
 						...(answer.citations.length === 0 ? ['  (no matching lines)'] : answer.citations.map((c) => `  ${c.file}:${c.line}  ${c.preview}`)),
 						'',
 						`context   ${answer.context.tokens} tokens, ${answer.context.mode === 'whole' ? 'the whole workspace' : `${answer.context.files.length} files' best chunks of ${answer.context.chunksSearched}`}`,
+						`kv cache  ${kvStatus === undefined ? `full fp16 (engine ${engineName})` : describeKvCache(kvStatus)}`,
 						`timings   retrieve ${answer.timings.retrieveMs.toFixed(1)} ms, prefill ${answer.timings.prefillMs.toFixed(0)} ms, decode ${answer.timings.decodeMs.toFixed(0)} ms, total ${answer.timings.totalMs.toFixed(0)} ms`,
 					].join('\n'),
 				);

@@ -2,12 +2,14 @@ import * as path from 'node:path';
 
 import { completeInWorkspace, type WorkspaceCompletionReport } from '../completion/workspace-completion';
 import type { CompletionMode } from '../completion/postprocess';
-import { availableEngines, isEngineName } from '../engine';
+import { describeKvCache } from '../engine/kv-choice';
 import { UserError } from '../errors';
 import { bundledModelPath } from '../models/bundled';
-import { draftLayoutOption, integerOption, parseCommandArgs, requireOption } from './args';
+import type { KvCacheStatus } from '../protocol';
+import { integerOption, parseCommandArgs, requireOption } from './args';
 import type { Command } from './command';
 import { defaultThreads } from './defaults';
+import { engineOptionSpecs, engineOptionsUsage, parseEngineOptions, prepareKv } from './engine-options';
 
 const usage = `usage: repokv complete --workspace DIR --file REL --line N --column N [options]
 
@@ -25,16 +27,7 @@ Complete the code at a cursor, with the whole workspace as context, and print th
   --mode MODE         single (rest of the line) or multi (a block); default: single when there is code before the
                       cursor on its line, multi otherwise
   --model PATH        GGUF model (default: the bundled models/target.gguf)
-  --engine NAME       inference engine: ${availableEngines().join(', ')} (default llama)
-  --policy NAME       KV cache policy (native engine): full, window, h2o, snapkv, pyramidkv, adakv, speckv
-                      (default full)
-  --budget PCT        KV budget in percent of the fp16 cache's bytes (default 12); or --budget-tokens N per head
-  --split NAME        budget split over layers/heads: uniform, pyramid, adaptive (default per policy)
-  --precision NAME    storage of the picked tokens: f16, q8, kivi4, kivi2, onebit, mixed (4-bit + 1.x-bit);
-                      the budget then buys bytes (default f16)
-  --draft PATH        SpecKV's draft model (default: the bundled models/draft.gguf)
-  --draft-layout NAME how the draft reads a FIM prompt: prefix-last (the active file's text before the cursor,
-                      last; default) or fim (the target's prompt as it is)
+${engineOptionsUsage()}
   --show-prompt       also print the prompt the model saw (a "prompt" field with --json)
   --verbose           show the engine's log on stderr`;
 
@@ -53,14 +46,7 @@ export const completeCommand: Command = {
 			context: { type: 'string' },
 			mode: { type: 'string' },
 			model: { type: 'string' },
-			engine: { type: 'string' },
-			policy: { type: 'string' },
-			budget: { type: 'string' },
-			'budget-tokens': { type: 'string' },
-			split: { type: 'string' },
-			precision: { type: 'string' },
-			draft: { type: 'string' },
-			'draft-layout': { type: 'string' },
+			...engineOptionSpecs,
 			verbose: { type: 'boolean' },
 			'show-prompt': { type: 'boolean' },
 			help: { type: 'boolean', short: 'h' },
@@ -69,48 +55,30 @@ export const completeCommand: Command = {
 			console.log(usage);
 			return 0;
 		}
-		const engine = values.engine ?? 'llama';
-		if (!isEngineName(engine)) {
-			throw new UserError(`unknown engine '${engine}'; available: ${availableEngines().join(', ')}`, 2);
-		}
+		// Every usage error first, before any model file is read.
 		const mode = parseMode(values.mode);
-		if (values.policy !== undefined && values.policy !== 'full' && engine !== 'native') {
-			throw new UserError(`--policy ${values.policy} needs --engine native (the llama engine keeps the full cache)`, 2);
-		}
-		const budgetPercent = values.budget === undefined ? undefined : Number(values.budget);
-		if (budgetPercent !== undefined && !(budgetPercent > 0 && budgetPercent <= 100)) {
-			throw new UserError(`--budget must be a percentage in (0, 100] (got '${values.budget}')`, 2);
-		}
-		const budgetTokens = integerOption(values['budget-tokens'], 'budget-tokens', 1);
-		const draftLayout = draftLayoutOption(values['draft-layout']);
-		if (draftLayout !== undefined && values.policy !== 'speckv') {
-			throw new UserError('--draft-layout is for --policy speckv (the only policy with a draft)', 2);
-		}
-		const kvCache =
-			values.policy === undefined
-				? undefined
-				: {
-						policy: values.policy,
-						...(budgetPercent === undefined ? {} : { budgetPercent }),
-						...(budgetTokens === undefined ? {} : { budgetTokens }),
-						...(values.split === undefined ? {} : { split: values.split }),
-						...(values.precision === undefined ? {} : { precision: values.precision }),
-						...(values.draft === undefined ? {} : { draftPath: path.resolve(values.draft) }),
-						...(draftLayout === undefined ? {} : { draftLayout }),
-					};
+		const engineOptions = parseEngineOptions(values);
+		const { engine } = engineOptions;
+		const workspace = requireOption(values.workspace, 'workspace');
+		const file = requireOption(values.file, 'file');
+		const position = {
+			line: integerOption(requireOption(values.line, 'line'), 'line', 1) ?? 1,
+			column: integerOption(requireOption(values.column, 'column'), 'column', 1) ?? 1,
+		};
+		const threads = integerOption(values.threads, 'threads', 1) ?? defaultThreads();
+		const maxTokens = integerOption(values['max-tokens'], 'max-tokens', 1) ?? 64;
 		const contextSize = integerOption(values.context, 'context', 16);
+		const modelPath = values.model === undefined ? bundledModelPath('target') : path.resolve(values.model);
+		const { kvCache, status: kvStatus } = await prepareKv(engineOptions, modelPath);
 		const verbose = values.verbose === true;
 		const report = await completeInWorkspace({
-			workspace: requireOption(values.workspace, 'workspace'),
-			file: requireOption(values.file, 'file'),
-			position: {
-				line: integerOption(requireOption(values.line, 'line'), 'line', 1) ?? 1,
-				column: integerOption(requireOption(values.column, 'column'), 'column', 1) ?? 1,
-			},
+			workspace,
+			file,
+			position,
 			engine,
-			modelPath: values.model === undefined ? bundledModelPath('target') : path.resolve(values.model),
-			threads: integerOption(values.threads, 'threads', 1) ?? defaultThreads(),
-			maxTokens: integerOption(values['max-tokens'], 'max-tokens', 1) ?? 64,
+			modelPath,
+			threads,
+			maxTokens,
 			...(contextSize === undefined ? {} : { contextSize }),
 			...(mode === undefined ? {} : { mode }),
 			...(kvCache === undefined ? {} : { kvCache }),
@@ -118,15 +86,15 @@ export const completeCommand: Command = {
 			// stderr, so that --json output on stdout stays parseable.
 			onLog: (level, message) => {
 				if (verbose || level === 'error') {
-					process.stderr.write(`[${values.engine ?? 'llama'} ${level}] ${message}\n`);
+					process.stderr.write(`[${engine} ${level}] ${message}\n`);
 				}
 			},
 		});
 		const showPrompt = values['show-prompt'] === true;
 		if (values.json === true) {
-			console.log(JSON.stringify({ ...toJson(report), ...(showPrompt ? { prompt: report.prompt } : {}) }, null, 2));
+			console.log(JSON.stringify({ ...toJson(report, kvStatus), ...(showPrompt ? { prompt: report.prompt } : {}) }, null, 2));
 		} else {
-			console.log(showPrompt ? `${report.prompt}\n\n${'-'.repeat(80)}\n${formatText(report)}` : formatText(report));
+			console.log(showPrompt ? `${report.prompt}\n\n${'-'.repeat(80)}\n${formatText(report, kvStatus)}` : formatText(report, kvStatus));
 		}
 		return 0;
 	},
@@ -146,7 +114,7 @@ function parseMode(value: string | undefined): CompletionMode | undefined {
 }
 
 /** The `--json` shape; a stable, documented output that scripts and tests rely on. */
-function toJson(report: WorkspaceCompletionReport): object {
+function toJson(report: WorkspaceCompletionReport, kv: KvCacheStatus | undefined): object {
 	const round = (ms: number): number => Math.round(ms * 100) / 100;
 	const { timings } = report;
 	return {
@@ -173,8 +141,13 @@ function toJson(report: WorkspaceCompletionReport): object {
 			: {
 					cache: {
 						policy: report.cache.policy,
+						...(report.cache.split === undefined ? {} : { split: report.cache.split }),
 						tokens: report.cache.tokens,
 						bytes: report.cache.bytes,
+						// a full fp16 cache of the same positions, and everything held: master copy, tiers, the draft's cache
+						...(report.cache.fp16Bytes === undefined ? {} : { fp16Bytes: report.cache.fp16Bytes }),
+						...(report.cache.residentBytes === undefined ? {} : { residentBytes: report.cache.residentBytes }),
+						...(report.cache.draft === undefined ? {} : { draft: report.cache.draft }),
 						...(report.cache.masterBytes === undefined ? {} : { masterBytes: report.cache.masterBytes, masterTokens: report.cache.masterTokens }),
 						...(report.cache.tiers === undefined ? {} : { tiers: report.cache.tiers }),
 						// bytes actually allocated, per layer, KV head and tier (a head's segments: one per tier it uses)
@@ -184,11 +157,13 @@ function toJson(report: WorkspaceCompletionReport): object {
 					},
 				}),
 		model: report.model,
+		// the KV settings served (native engine), with `fallback` when SpecKV could not run
+		...(kv === undefined ? {} : { kv }),
 		files: report.files,
 	};
 }
 
-function formatText(report: WorkspaceCompletionReport): string {
+function formatText(report: WorkspaceCompletionReport, kv: KvCacheStatus | undefined): string {
 	const { timings, tokens } = report;
 	const ms = (value: number): string => `${value.toFixed(value < 10 ? 1 : 0)} ms`;
 	const perToken = tokens.generated > 0 ? ` (${(tokens.generated / (timings.decodeMs / 1000)).toFixed(1)} tokens/s)` : '';
@@ -200,6 +175,35 @@ function formatText(report: WorkspaceCompletionReport): string {
 		`model     ${report.model.path} (engine ${report.model.engine}, ${report.model.architecture} architecture, context ${report.model.contextSize}, ${report.model.threads} thread${report.model.threads === 1 ? '' : 's'})`,
 		`context   ${tokens.context} tokens from ${report.files.included.length} files + the active file` + (report.files.dropped.length > 0 ? `, ${report.files.dropped.length} files dropped to fit` : ''),
 		`generated ${tokens.generated} tokens, ${report.mode === 'singleLine' ? 'single-line' : 'multi-line'} mode, stopped by ${report.stopReason}`,
-		`timings   load ${ms(timings.loadMs)}, read workspace ${ms(timings.readWorkspaceMs)}, build prompt ${ms(timings.buildPromptMs)}, tokenize ${ms(timings.tokenizeMs)}, prefill ${ms(timings.prefillMs)}, decode ${ms(timings.decodeMs)}${perToken}, total ${ms(timings.totalMs)}`,
+		`timings   load ${ms(timings.loadMs)}, read workspace ${ms(timings.readWorkspaceMs)}, build prompt ${ms(timings.buildPromptMs)}, tokenize ${ms(timings.tokenizeMs)}, prefill ${ms(timings.prefillMs)}` +
+			(timings.draftMs === undefined ? '' : `, draft ${ms(timings.draftMs)}`) +
+			(timings.scoringMs === undefined ? '' : `, scoring ${ms(timings.scoringMs)}`) +
+			(timings.compressMs === undefined ? '' : `, compress ${ms(timings.compressMs)}`) +
+			`, decode ${ms(timings.decodeMs)}${perToken}, total ${ms(timings.totalMs)}`,
+		...formatCache(report, kv),
 	].join('\n');
+}
+
+/** The KV cache lines of the text output: what was served, its bytes against fp16, and each tier. */
+function formatCache(report: WorkspaceCompletionReport, kv: KvCacheStatus | undefined): string[] {
+	const cache = report.cache;
+	if (cache === undefined) {
+		return [`kv cache  full fp16 (engine ${report.model.engine}: node-llama-cpp, the reference)`];
+	}
+	const mib = (bytes: number): string => `${(bytes / 2 ** 20).toFixed(2)} MiB`;
+	const share = (bytes: number): string => (cache.fp16Bytes === undefined || cache.fp16Bytes === 0 ? '' : ` (${((100 * bytes) / cache.fp16Bytes).toFixed(1)} % of fp16)`);
+	const lines = [`kv cache  ${kv === undefined ? cache.policy : describeKvCache(kv)}${kv?.fallback === undefined ? '' : ' (SpecKV fell back: see the warning above)'}`];
+	lines.push(`          attended ${mib(cache.bytes)}${share(cache.bytes)} for ${cache.tokens} positions; a full fp16 cache: ${cache.fp16Bytes === undefined ? '?' : mib(cache.fp16Bytes)}`);
+	if (cache.residentBytes !== undefined) {
+		const parts = [`${mib(cache.bytes)} attended`];
+		if (cache.masterBytes !== undefined && cache.residentBytes - cache.bytes - (cache.draft?.bytes ?? 0) > 0) parts.push(`${mib(cache.masterBytes)} master copy (${cache.masterTokens ?? 0} tokens, kept for the next request's prefix reuse)`);
+		if (cache.draft !== undefined) parts.push(`${mib(cache.draft.bytes)} draft cache (${cache.draft.tokens} tokens)`);
+		lines.push(`          resident ${mib(cache.residentBytes)}${share(cache.residentBytes)}: ${parts.join(' + ')}`);
+	}
+	for (const [tier, amount] of Object.entries(cache.tiers ?? {})) {
+		if (amount !== undefined && amount.tokens > 0) {
+			lines.push(`  ${tier.padEnd(8)}${String(amount.tokens).padStart(9)} token·heads ${mib(amount.bytes).padStart(11)}`);
+		}
+	}
+	return lines;
 }

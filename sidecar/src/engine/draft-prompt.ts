@@ -10,13 +10,7 @@
 //
 // `fim`: the target's prompt unchanged (for a draft that reads FIM well, e.g. a larger model).
 
-export const draftLayouts = ['prefix-last', 'fim'] as const;
-export type DraftLayout = (typeof draftLayouts)[number];
-export const defaultDraftLayout: DraftLayout = 'prefix-last';
-
-export function isDraftLayout(value: string): value is DraftLayout {
-	return (draftLayouts as readonly string[]).includes(value);
-}
+import type { DraftLayout } from '../protocol';
 
 /** The FIM control tokens of the draft's vocabulary. */
 export interface FimTokens {

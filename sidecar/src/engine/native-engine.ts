@@ -8,7 +8,8 @@ import { GreedyOutput } from './greedy-output';
 import { checkLoadOptions } from './load-options';
 import { argmax, NativeModel, tierCost, type NativeSession } from './native';
 import { DraftModel } from './native-draft';
-import { compressSession, isKvPolicy, isKvPrecision, kvPrecisions, layerSplits, observationFor, scoringPass, selectionDefaults, type KvBudget, type LayerSplit, type SelectionOptions } from './native-policy';
+import { defaultKvSettings } from '../protocol';
+import { compressSession, defaultSplit, observationFor, scoringPass, selectionDefaults, type KvBudget, type SelectionOptions } from './native-policy';
 import {
 	type CompletionRequest,
 	type CompletionResult,
@@ -28,31 +29,31 @@ import {
 // is always re-evaluated; H2O needs every row, so it re-prefills), the rest is prefilled with importance observation,
 // then SpecKV's draft lookahead and scoring pass, then selection from the master copy into a compacted store that
 // decoding reads. The master copy stays for the next request.
+//
+// The KV options are the session's, not the model's: `configureKv` changes them between requests (the language
+// server does on a settings change), loading or dropping only SpecKV's draft.
 
+/** Room after a full context for SpecKV's scoring pass (the draft's lookahead is at most 64 tokens). */
+const scoringRoomTokens = 256;
+
+/** The selection a request runs (`undefined`: the full cache). The options are valid by type (their callers checked). */
 function selectionOf(kv: KvCacheOptions | undefined, headDim: number): SelectionOptions | undefined {
 	if (kv === undefined || kv.policy === 'full') {
 		return undefined;
 	}
-	if (!isKvPolicy(kv.policy)) {
-		throw new UserError(`unknown KV policy '${kv.policy}'; available: full, window, h2o, snapkv, pyramidkv, adakv, speckv`, 2);
-	}
-	if (kv.split !== undefined && !(layerSplits as readonly string[]).includes(kv.split)) {
-		throw new UserError(`unknown layer split '${kv.split}'; available: ${layerSplits.join(', ')}`, 2);
-	}
 	const precision = kv.precision ?? 'f16';
-	if (!isKvPrecision(precision)) {
-		throw new UserError(`unknown KV precision '${precision}'; available: ${kvPrecisions.join(', ')}`, 2);
-	}
-	if (precision !== 'f16' && kv.policy === 'window') {
-		throw new UserError(`KV precision ${precision} needs a ranking policy (h2o, snapkv, pyramidkv, adakv, speckv), not window`, 2);
-	}
-	const budget: KvBudget = kv.budgetTokens !== undefined ? { tokens: kv.budgetTokens } : { percent: kv.budgetPercent ?? 12 };
+	const budget: KvBudget = kv.budgetTokens !== undefined ? { tokens: kv.budgetTokens } : { percent: kv.budgetPercent ?? defaultKvSettings.budgetPercent };
 	return {
 		policy: kv.policy,
 		budget,
-		...(kv.split === undefined ? {} : { split: kv.split as LayerSplit }),
+		...(kv.split === undefined ? {} : { split: kv.split }),
 		...(precision === 'f16' ? {} : { precision, tierCost: tierCost(headDim), ...(kv.hiFraction === undefined ? {} : { hiFraction: kv.hiFraction }) }),
 	};
+}
+
+/** Packed precisions stage the master copy in q8 as it is prefilled (its fp16 form never exists whole). */
+function stagesMaster(selection: SelectionOptions | undefined): boolean {
+	return selection?.precision !== undefined && selection.precision !== 'f16';
 }
 
 async function loadVocab(modelPath: string, options: LoadModelOptions): Promise<LlamaModel> {
@@ -94,21 +95,16 @@ export const nativeEngine: Engine = {
 		}
 		const trainContextSize = model.info.contextLength;
 		const contextSize = Math.min(options.contextSize ?? trainContextSize, trainContextSize);
-		let selection: SelectionOptions | undefined;
+		// Room for SpecKV's scoring pass whatever the policy now: a later `configureKv` may turn SpecKV on.
+		const session = model.createSession({ contextSize: contextSize + scoringRoomTokens });
+		const loaded = new NativeLoadedModel(model, vocab, session, modelPath, options.threads, contextSize);
 		try {
-			selection = selectionOf(options.kvCache, model.info.headDim);
+			await loaded.configureKv(options.kvCache);
 		} catch (error) {
-			model.dispose();
-			await vocab.dispose();
+			await loaded.dispose();
 			throw error;
 		}
-		// room for SpecKV's scoring pass after a full context
-		const session = model.createSession({ contextSize: contextSize + (selection?.policy === 'speckv' ? 256 : 0) });
-		// packed precisions: the master copy is staged in q8 as the prompt is prefilled (its fp16 form never exists whole)
-		if (selection?.precision !== undefined && selection.precision !== 'f16') {
-			session.setStaging(true);
-		}
-		return new NativeLoadedModel(model, vocab, session, modelPath, options.threads, contextSize, selection, options.kvCache);
+		return loaded;
 	},
 };
 
@@ -118,7 +114,10 @@ class NativeLoadedModel implements LoadedModel {
 	private readonly stopTokens: ReadonlySet<Token>;
 	/** Tokens of the master copy (the cache before selection), for prefix reuse. */
 	private masterTokens: number[] = [];
+	/** SpecKV's draft, loaded while the policy is `speckv`. */
 	private draft: DraftModel | undefined;
+	private kvOptions: KvCacheOptions | undefined;
+	private selection: SelectionOptions | undefined;
 
 	constructor(
 		private readonly model: NativeModel,
@@ -127,8 +126,6 @@ class NativeLoadedModel implements LoadedModel {
 		modelPath: string,
 		private readonly threads: number,
 		contextSize: number,
-		private readonly selection: SelectionOptions | undefined,
-		private readonly kvOptions: KvCacheOptions | undefined,
 	) {
 		// FIM texts the GGUF declares, and the repository-level format (Qwen2.5-Coder) where its vocabulary has it.
 		this.specialTokens = specialTokenTextsOf(vocab);
@@ -143,6 +140,31 @@ class NativeLoadedModel implements LoadedModel {
 			threads,
 			addsBos: vocab.tokens.shouldPrependBosToken && vocab.tokens.bos !== null,
 		};
+	}
+
+	async configureKv(kv: KvCacheOptions | undefined): Promise<void> {
+		const selection = selectionOf(kv, this.model.info.headDim);
+		if (stagesMaster(selection) !== stagesMaster(this.selection) || this.masterTokens.length === 0) {
+			// The master copy was prefilled with the other staging (q8 or fp16): start it afresh.
+			this.session.truncate(0);
+			this.masterTokens = [];
+			this.session.setStaging(stagesMaster(selection));
+		}
+		const draftPath = kv?.policy === 'speckv' ? (kv.draftPath ?? bundledModelPath('draft')) : undefined;
+		if (this.draft !== undefined && this.draft.path !== draftPath) {
+			const previous = this.draft;
+			this.draft = undefined;
+			await previous.dispose();
+		}
+		if (draftPath !== undefined && this.draft === undefined) {
+			try {
+				this.draft = await DraftModel.load(draftPath, { threads: this.threads, contextSize: this.session.stats().contextSize + 64 });
+			} catch (error) {
+				throw new UserError(`cannot load the draft model ${draftPath}: ${errorMessage(error)}`);
+			}
+		}
+		this.kvOptions = kv;
+		this.selection = selection;
 	}
 
 	countTokens(text: string): number {
@@ -197,13 +219,8 @@ class NativeLoadedModel implements LoadedModel {
 		let scoringMs: number | undefined;
 		let compressMs: number | undefined;
 		if (this.selection !== undefined) {
-			if (policy === 'speckv') {
-				this.draft ??= await DraftModel.load(this.kvOptions?.draftPath ?? bundledModelPath('draft'), {
-					threads: this.threads,
-					contextSize: this.session.stats().contextSize + 64,
-					...(this.kvOptions?.draftLayout === undefined ? {} : { layout: this.kvOptions.draftLayout }),
-				});
-				const lookahead = await this.draft.lookahead(promptTokens, this.kvOptions?.lookahead ?? Math.min(64, request.maxTokens));
+			if (policy === 'speckv' && this.draft !== undefined) {
+				const lookahead = await this.draft.lookahead(promptTokens, this.kvOptions?.lookahead ?? Math.min(64, request.maxTokens), this.kvOptions?.draftLayout);
 				const drafted = performance.now();
 				draftMs = drafted - prefilled;
 				await scoringPass(this.session, last, lookahead);
@@ -242,7 +259,19 @@ class NativeLoadedModel implements LoadedModel {
 	}
 
 	kvStats(): EngineKvStats {
-		return this.session.stats();
+		const stats = this.session.stats();
+		const draft = this.draft === undefined ? undefined : { path: this.draft.path, ...this.draft.cacheStats() };
+		// In compressed mode the master copy is a store of its own; otherwise attention reads the master itself.
+		const master = stats.compressed ? stats.masterBytes : 0;
+		const selection = this.selection;
+		const { nLayer, nHeadKv, headDim } = this.model.info;
+		return {
+			...stats,
+			fp16Bytes: stats.tokens * nLayer * nHeadKv * headDim * 4,
+			...(draft === undefined ? {} : { draft }),
+			residentBytes: stats.bytes + master + (draft?.bytes ?? 0),
+			...(selection === undefined ? {} : { split: selection.split ?? defaultSplit(selection.policy) }),
+		};
 	}
 
 	async dispose(): Promise<void> {

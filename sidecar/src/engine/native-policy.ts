@@ -20,27 +20,17 @@
 // ones at 1.x bits (onebit); what no byte buys is dropped. The cost of a tier is its exact allocation (quant.bytes +
 // positions), so after decoding `reserveTokens` tokens a head still holds at most C · 4D bytes.
 
+import type { KvPolicy, KvPrecision, KvSplit } from '../protocol';
 import type { NativeSession } from './native';
 
-export const kvPolicies = ['full', 'window', 'h2o', 'snapkv', 'pyramidkv', 'adakv', 'speckv'] as const;
-export type KvPolicy = (typeof kvPolicies)[number];
-export const layerSplits = ['uniform', 'pyramid', 'adaptive'] as const;
-export type LayerSplit = (typeof layerSplits)[number];
-
-export function isKvPolicy(name: string): name is KvPolicy {
-	return (kvPolicies as readonly string[]).includes(name);
-}
+// The policy, split and precision names are the settings' (protocol.ts); re-exported for the policy tests and the
+// benchmarks, which reach them through this module.
+export { kvPolicies, kvPrecisions, kvSplits } from '../protocol';
+export type { KvPolicy, KvPrecision, KvSplit } from '../protocol';
 
 /** Storage tiers of the native KV store (native/src/kv_store.h), by the addon's names. */
 export const storageTiers = ['f16', 'q8', 'kivi4', 'kivi2', 'onebit'] as const;
 export type StorageTier = (typeof storageTiers)[number];
-/** How the picked (non-sink, non-window) tokens are stored. */
-export const kvPrecisions = ['f16', 'q8', 'kivi4', 'kivi2', 'onebit', 'mixed'] as const;
-export type KvPrecision = (typeof kvPrecisions)[number];
-
-export function isKvPrecision(name: string): name is KvPrecision {
-	return (kvPrecisions as readonly string[]).includes(name);
-}
 
 /**
  * Exact bytes n tokens of one KV head take in a tier (keys, values, format metadata, positions). Monotone in n.
@@ -73,7 +63,7 @@ export interface SelectionOptions {
 	readonly policy: KvPolicy;
 	readonly budget: KvBudget;
 	/** Layer/head split of the budget; default per policy: pyramidkv → pyramid, adakv → adaptive, else uniform. */
-	readonly split?: LayerSplit;
+	readonly split?: KvSplit;
 	readonly sinks?: number;
 	/** Observation window (query rows scored by SnapKV/SpecKV) and the most recent tokens kept: 32. */
 	readonly window?: number;
@@ -119,7 +109,7 @@ export function scoreKind(policy: KvPolicy): 'h2o' | 'snapkv' | 'speckv' | undef
 	}
 }
 
-export function defaultSplit(policy: KvPolicy): LayerSplit {
+export function defaultSplit(policy: KvPolicy): KvSplit {
 	return policy === 'pyramidkv' ? 'pyramid' : policy === 'adakv' ? 'adaptive' : 'uniform';
 }
 

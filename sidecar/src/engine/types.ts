@@ -2,7 +2,7 @@
 // planned: `llama` (node-llama-cpp, full KV cache; llama.ts) and `native` (our addon with the compressed KV cache).
 // Keep this surface small and runtime-neutral so that both can implement it and benchmarks can swap them.
 
-import type { DraftLayout } from './draft-prompt';
+import type { DraftLayout, KvPolicy, KvPrecision, KvSplit } from '../protocol';
 
 /** Names of the available engines; the CLI's `--engine` option takes one of these. */
 export type EngineName = 'llama' | 'native';
@@ -68,17 +68,19 @@ export interface ReferenceCacheOptions {
 	readonly kvType?: 'F16' | 'Q8_0' | 'Q4_0';
 }
 
-/** The native engine's KV policy (KV-METHODS.md): which entries each layer and KV head keeps after the prefill. */
+/**
+ * The native engine's KV policy (KV-METHODS.md): which entries each layer and KV head keeps after the prefill. The
+ * values are valid by type; the callers' boundaries (settings.ts, the CLI's arguments) filled in the defaults.
+ */
 export interface KvCacheOptions {
-	/** full, window, h2o, snapkv, pyramidkv, adakv, speckv. */
-	readonly policy: string;
-	/** Budget: percent of the fp16 cache's bytes, or tokens per KV head. */
+	readonly policy: KvPolicy;
+	/** Budget: percent of the fp16 cache's bytes, or tokens per KV head (one of the two). */
 	readonly budgetPercent?: number;
 	readonly budgetTokens?: number;
-	/** Layer/head split: uniform, pyramid, adaptive (default per policy). */
-	readonly split?: string;
-	/** Storage of the picked tokens: f16 (default), q8, kivi4, kivi2, onebit, mixed (native-policy.ts). */
-	readonly precision?: string;
+	/** Layer/head split (default per policy). */
+	readonly split?: KvSplit;
+	/** Storage of the picked tokens (default f16; `window` and `full` only store f16). */
+	readonly precision?: KvPrecision;
 	/** `mixed`: share of the picked bytes at 4-bit (default 0.75). */
 	readonly hiFraction?: number;
 	/** SpecKV's draft model (default: the bundled draft) and lookahead tokens (default: the request's maxTokens). */
@@ -127,6 +129,17 @@ export interface EngineKvStats {
 	/** The retained uncompressed master copy the policy selected from (native engine), for reuse by the next request. */
 	readonly masterTokens?: number;
 	readonly masterBytes?: number;
+	/** What a full fp16 cache of the same `tokens` positions takes: tokens × layers × KV heads × head dim × 2 (K, V) × 2 bytes. */
+	readonly fp16Bytes?: number;
+	/** SpecKV's draft model: the tokens its own (full, fp16) KV cache holds and their bytes. Absent without a draft. */
+	readonly draft?: { readonly path: string; readonly tokens: number; readonly bytes: number };
+	/**
+	 * Everything the engine holds for this context: the attended store (`bytes`), the master copy when it is kept
+	 * apart from it, and the draft's cache.
+	 */
+	readonly residentBytes?: number;
+	/** The split the policy used (`uniform`, `pyramid`, `adaptive`); absent under `full`. */
+	readonly split?: KvSplit;
 }
 
 export interface LoadedModel extends TokenCounter {
@@ -134,6 +147,12 @@ export interface LoadedModel extends TokenCounter {
 	readonly specialTokens: SpecialTokenTexts;
 	/** The engine's per-layer/per-head KV accounting, where it has one. */
 	kvStats?(): EngineKvStats;
+	/**
+	 * Native engine: the KV compression of the next requests, without reloading the target model. Loads SpecKV's
+	 * draft (`policy: 'speckv'`) or disposes it (any other policy); a change of storage precision drops the master
+	 * copy (its staging differs), so the next request prefills afresh. `undefined`: the full cache.
+	 */
+	configureKv?(kv: KvCacheOptions | undefined): Promise<void>;
 	/** Generate a continuation of `prompt`, greedily. Special token texts in the prompt are parsed as special tokens. */
 	complete(request: CompletionRequest): Promise<CompletionResult>;
 	dispose(): Promise<void>;

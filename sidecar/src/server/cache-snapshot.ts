@@ -1,5 +1,7 @@
-import type { EngineKvStats } from '../engine/types';
-import { kvTiers, type CacheSnapshot, type EngineSetting, type FileInContext, type KvLayerStats, type KvTier, type LatencySplit, type TierAmounts } from '../protocol';
+import { describeKvCache } from '../engine/kv-choice';
+import { selectionDefaults } from '../engine/native-policy';
+import type { EngineKvStats, EngineTimings } from '../engine/types';
+import { kvTiers, type BudgetRule, type CacheSnapshot, type EngineSetting, type FileInContext, type KvCacheStatus, type KvLayerStats, type KvTier, type LatencySplit, type TierAmounts } from '../protocol';
 
 // Builds the cache inspector's data (protocol `CacheSnapshot`) after a request. Two sources:
 // - `engineStats`: the engine's own per-layer/per-head accounting (the native engine's `kvStats()`), real bytes;
@@ -27,6 +29,25 @@ export interface SnapshotInput {
 	readonly bos: boolean;
 	readonly latency: LatencySplit;
 	readonly kvStats?: EngineKvStats;
+	/** The KV settings the engine served this request with (native engine), for the budget rule. */
+	readonly kv?: KvCacheStatus;
+}
+
+/**
+ * The inspector's latency split of one engine request. `extraPrefillMs`: work before the engine that belongs to
+ * preparing the prompt (building it); tiering (compression) is counted with scoring, as the protocol defines it.
+ */
+export function latencySplit(timings: EngineTimings, tokens: { prompt: number; reused: number; generated: number }, extraPrefillMs: number, totalMs: number): LatencySplit {
+	return {
+		prefillMs: round2(timings.tokenizeMs + timings.prefillMs + extraPrefillMs),
+		draftMs: round2(timings.draftMs ?? 0),
+		scoringMs: round2((timings.scoringMs ?? 0) + (timings.compressMs ?? 0)),
+		decodeMs: round2(timings.decodeMs),
+		totalMs: round2(totalMs),
+		prefillTokens: tokens.prompt - tokens.reused,
+		reusedTokens: tokens.reused,
+		generatedTokens: tokens.generated,
+	};
 }
 
 /** Bytes of one token of one KV head in fp16: K and V, `headDim` elements each, 2 bytes per element. */
@@ -92,7 +113,6 @@ export function buildCacheSnapshot(input: SnapshotInput): CacheSnapshot {
 		position += span.tokens;
 	}
 
-	const policy = stats?.policy ?? 'full';
 	return {
 		sequence: input.sequence,
 		time: new Date().toISOString(),
@@ -100,10 +120,7 @@ export function buildCacheSnapshot(input: SnapshotInput): CacheSnapshot {
 		engine: input.engine,
 		source: stats === undefined ? 'modelShape' : 'engineStats',
 		model: { ...input.model, layers: shape.layers, kvHeads: shape.kvHeads, headDim: shape.headDim },
-		budget:
-			policy === 'full'
-				? { policy, allocation: 'none', description: `full KV cache: every token in fp16 (engine ${input.engine}${stats === undefined ? ', computed from the model shape' : ''})` }
-				: { policy, allocation: 'uniform', description: `policy ${policy} (engine ${input.engine})` },
+		budget: budgetRule(input, stats, kvBytes, contextTokens),
 		layers,
 		files,
 		totals: {
@@ -112,8 +129,30 @@ export function buildCacheSnapshot(input: SnapshotInput): CacheSnapshot {
 			fp16Bytes,
 			bitsPerElement: elements === 0 ? 0 : round((kvBytes * 8) / elements),
 			compressionRatio: kvBytes === 0 ? 1 : round(fp16Bytes / kvBytes),
+			...(stats?.residentBytes === undefined ? {} : { residentBytes: stats.residentBytes }),
 		},
 		latency: input.latency,
+	};
+}
+
+/** The budget rule the engine actually used: its policy and split, with the settings it served (after any fallback). */
+function budgetRule(input: SnapshotInput, stats: EngineKvStats | undefined, kvBytes: number, contextTokens: number): BudgetRule {
+	const policy = stats?.policy ?? 'full';
+	const kv = input.kv;
+	if (policy === 'full' || stats?.split === undefined) {
+		// Nothing was compressed: the `full` policy, or a prompt within the budget (the engine keeps it whole).
+		const why = kv === undefined || kv.policy === 'full' ? '' : `; ${describeKvCache(kv)} compresses only a prompt larger than its budget`;
+		return { policy: 'full', allocation: 'none', description: `full KV cache: every token in fp16 (engine ${input.engine}${stats === undefined ? ', computed from the model shape' : ''})${why}` };
+	}
+	const fallback = kv?.fallback === undefined ? '' : `; SpecKV is off (${kv.fallback.reason}), ${kv.fallback.fixHint}`;
+	return {
+		policy,
+		allocation: stats.split,
+		...(kv === undefined ? {} : { precision: kv.precision, budgetPercent: kv.budgetPercent }),
+		bytesPerToken: contextTokens === 0 ? 0 : round(kvBytes / contextTokens),
+		sinkTokens: selectionDefaults.sinks,
+		recentWindow: selectionDefaults.window,
+		description: `${kv === undefined ? policy : describeKvCache(kv)}, ${stats.split} split over layers and heads (engine ${input.engine})${fallback}`,
 	};
 }
 
@@ -146,4 +185,8 @@ function tierOf(name: string): KvTier {
 
 function round(value: number): number {
 	return Math.round(value * 1000) / 1000;
+}
+
+function round2(value: number): number {
+	return Math.round(value * 100) / 100;
 }

@@ -5,6 +5,7 @@ import { buildCompletionPrompt, ContextBudgetError, type PromptSpan } from '../c
 import { orderStableFirst } from '../context/stable-order';
 import { errorMessage, UserError } from '../errors';
 import type { LatencySplit } from '../protocol';
+import { latencySplit } from './cache-snapshot';
 import { AdaptiveDebouncer, sleep } from './debounce';
 import type { EngineHost, LoadedEngine } from './engine-host';
 import { LruCache } from './lru';
@@ -269,7 +270,9 @@ export class CompletionPipeline {
 		this.counters.computed++;
 		this.lastActivePath = input.path;
 		const started = performance.now();
-		const { model, counter, settings } = engine;
+		const { model, counter } = engine;
+		// Completion settings apply to the next request whatever the engine was loaded with.
+		const settings = this.deps.settings();
 		const maxTokens = settings.completion.maxTokens;
 		const context = postprocessContextAt(input.text, input.offset);
 		const files = this.deps.mirror.files().filter((file) => file.path !== input.path);
@@ -330,16 +333,7 @@ export class CompletionPipeline {
 			spans: prompt.spans,
 			promptTokens: result.tokens.prompt,
 			generatedTokens: result.tokens.generated,
-			latency: {
-				prefillMs: round(result.timings.tokenizeMs + result.timings.prefillMs + (built - started)),
-				draftMs: 0,
-				scoringMs: 0,
-				decodeMs: round(result.timings.decodeMs),
-				totalMs: round(totalMs),
-				prefillTokens: result.tokens.prompt - reused,
-				reusedTokens: reused,
-				generatedTokens: result.tokens.generated,
-			},
+			latency: latencySplit(result.timings, { prompt: result.tokens.prompt, reused, generated: result.tokens.generated }, built - started, totalMs),
 		});
 		this.deps.log(
 			`completion ${input.path}:${input.offset} v${input.version}: ${result.tokens.prompt} prompt tokens (${reused} reused), ${result.tokens.generated} generated, ${result.stopReason}, ${totalMs.toFixed(0)} ms → ${JSON.stringify(text)}`,
@@ -355,6 +349,3 @@ function isAborted(signal: AbortSignal): boolean {
 	return signal.aborted;
 }
 
-function round(value: number): number {
-	return Math.round(value * 100) / 100;
-}

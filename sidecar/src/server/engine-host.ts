@@ -1,16 +1,21 @@
 import { loadEngine } from '../engine';
+import { chooseKvCache, describeFallback, describeKvCache, type KvChoice } from '../engine/kv-choice';
 import type { LoadedModel, TokenCounter } from '../engine/types';
 import { errorMessage, UserError } from '../errors';
+import type { KvCacheStatus } from '../protocol';
 import type { ModelShape } from './cache-snapshot';
 import { JobQueue } from './job-queue';
 import { resolveModelPath } from './model-files';
-import type { ResolvedSettings } from './settings';
+import { reloadNeeded, type ReloadNeeded, type ResolvedSettings } from './settings';
 import type { StatusReporter } from './status';
 
-// Owns the loaded model: loads it for the current settings (downloading `hf:` models first), reloads when settings
-// that matter change, and runs every engine job through one queue. A failed load is remembered, so requests fail
-// fast with the same clear message (and the status says how to fix it) until the settings change; an engine that
-// throws mid-request is disposed and reloaded on the next request.
+// Owns the loaded model: loads it for the current settings (downloading `hf:` models first), applies settings
+// changes at the cost `reloadNeeded` gives (the target is reloaded only when a model setting changed; a KV change
+// reconfigures the native engine's next request, a SpecKV toggle loads or drops only the draft), and runs every
+// engine job through one queue. A failed load is remembered, so requests fail fast with the same clear message (and
+// the status says how to fix it) until the settings change; an engine that throws mid-request is disposed and
+// reloaded on the next request. SpecKV without a compatible draft falls back to a draft-free policy (kv-choice.ts):
+// said once in the log, and in the status for as long as it lasts.
 
 export interface LoadedEngine {
 	readonly model: LoadedModel;
@@ -18,31 +23,49 @@ export interface LoadedEngine {
 	/** Counts tokens with a cache: the repository block's pieces are counted once per text. */
 	readonly counter: TokenCounter;
 	readonly settings: ResolvedSettings;
+	/** The KV cache the native engine serves with, after any fallback; `undefined` for the llama engine (full). */
+	readonly kv: KvCacheStatus | undefined;
 }
 
 export class EngineHost {
 	readonly queue = new JobQueue();
-	private current: { key: string; promise: Promise<LoadedEngine> } | undefined;
+	private current: { settings: ResolvedSettings; promise: Promise<LoadedEngine> } | undefined;
+	/** Target model loads since start (a KV change must not add one). */
+	private targetLoads = 0;
 
 	constructor(
 		private readonly status: StatusReporter,
 		private readonly log: (message: string) => void,
 	) {}
 
-	/** The engine for `settings`, loading or reloading it as needed. Rejects with a `UserError` when it cannot load. */
+	get loads(): number {
+		return this.targetLoads;
+	}
+
+	/** The engine for `settings`, loading, reloading or reconfiguring it as needed. Rejects with a `UserError` when it cannot load. */
 	get(settings: ResolvedSettings): Promise<LoadedEngine> {
-		const key = JSON.stringify([settings.engine, settings.model.target, settings.threads, settings.contextSize]);
-		if (this.current?.key !== key) {
-			const previous = this.current?.promise;
-			const promise = (async () => {
+		const current = this.current;
+		if (current?.settings === settings) {
+			return current.promise;
+		}
+		const change = current === undefined ? 'model' : reloadNeeded(current.settings, settings);
+		let promise: Promise<LoadedEngine>;
+		if (current === undefined || change === 'model') {
+			const previous = current?.promise;
+			promise = (async () => {
 				await this.disposeQueued(previous);
 				return this.load(settings);
 			})();
-			this.current = { key, promise };
-			// Unhandled-rejection safety: callers see the error through their own await.
-			promise.catch(() => undefined);
+		} else if (change === 'none') {
+			promise = current.promise.then((loaded) => ({ ...loaded, settings }));
+		} else {
+			// Queued: a request already waiting for the engine runs with the settings it was made under.
+			promise = current.promise.then(async (loaded) => (await this.queue.run(() => this.reconfigure(loaded, settings, change))) ?? loaded);
 		}
-		return this.current.promise;
+		this.current = { settings, promise };
+		// Unhandled-rejection safety: callers see the error through their own await.
+		promise.catch(() => undefined);
+		return promise;
 	}
 
 	/** Forget a model that failed mid-request; the next `get` loads it again. */
@@ -74,29 +97,15 @@ export class EngineHost {
 				onProgress: (done, total) => { this.status.set('loadingModel', `downloading ${settings.model.target}`, { progress: { done, total, unit: 'bytes' } }); },
 			});
 			this.status.set('loadingModel', `loading ${modelPath} (engine ${settings.engine}, ${settings.threads} thread${settings.threads === 1 ? '' : 's'})`);
-			// SpecKV's draft is a model file of its own (a path or an hf: URI, resolved the same way).
-			const draftPath =
-				settings.engine === 'native' && settings.kv.policy === 'speckv'
-					? await resolveModelPath(settings.model.draft, { downloadFolder: settings.model.downloadFolder, timeoutMs: settings.model.downloadTimeoutMs })
-					: undefined;
 			const shape = await readShape(modelPath);
 			const engine = await loadEngine(settings.engine);
+			this.targetLoads++;
+			// The KV options are applied after the load, as any later change is (a draft that fails to load then
+			// falls back instead of failing the target's load).
 			const model = await engine.loadModel({
 				modelPath,
 				threads: settings.threads,
 				...(settings.contextSize === undefined ? {} : { contextSize: settings.contextSize }),
-				// Only the native engine owns its KV cache; `full` needs no options at all.
-				...(settings.engine === 'native' && settings.kv.policy !== 'full'
-					? {
-							kvCache: {
-								policy: settings.kv.policy,
-								budgetPercent: settings.kv.budgetPercent,
-								...(settings.kv.split === undefined ? {} : { split: settings.kv.split }),
-								...(settings.kv.precision === 'f16' ? {} : { precision: settings.kv.precision }),
-								...(draftPath === undefined ? {} : { draftPath, draftLayout: settings.kv.draftLayout }),
-							},
-						}
-					: {}),
 				onLog: (level, message) => {
 					if (level === 'error' || level === 'warn') {
 						this.log(`[${settings.engine} ${level}] ${message}`);
@@ -104,13 +113,83 @@ export class EngineHost {
 				},
 			});
 			this.status.annotate({ engine: { name: settings.engine, model: modelPath, contextSize: model.info.contextSize, threads: settings.threads } });
-			return { model, shape, counter: new CachingCounter(model), settings };
+			const loaded: LoadedEngine = { model, shape, counter: new CachingCounter(model), settings, kv: undefined };
+			return await this.configureKv(loaded, settings);
 		} catch (error) {
 			const message = errorMessage(error);
 			this.status.set('error', `cannot load the model: ${message}`, { fixHint: fixHintFor(message, settings) });
 			throw error instanceof UserError ? error : new UserError(message);
 		}
 	}
+
+	/** A settings change that keeps the target: the native engine's KV options, and SpecKV's draft when `draft`. */
+	private async reconfigure(loaded: LoadedEngine, settings: ResolvedSettings, change: Exclude<ReloadNeeded, 'none' | 'model'>): Promise<LoadedEngine> {
+		if (change === 'draft' && settings.kv.policy === 'speckv') {
+			this.status.set('loadingModel', `loading SpecKV's draft ${settings.model.draft} (the target stays loaded)`);
+		}
+		try {
+			const configured = await this.configureKv(loaded, settings);
+			if (this.status.state === 'loadingModel') {
+				this.status.set('ready', 'ready');
+			}
+			return configured;
+		} catch (error) {
+			const message = errorMessage(error);
+			this.status.set('error', `cannot apply the KV settings: ${message}`, { fixHint: fixHintFor(message, settings) });
+			throw error instanceof UserError ? error : new UserError(message);
+		}
+	}
+
+	/**
+	 * Applies `settings.kv` to a native engine (the llama engine keeps the full cache): SpecKV only with a draft
+	 * that pairs with the target, and a draft that fails to load gives way to the fallback policy as well.
+	 */
+	private async configureKv(loaded: LoadedEngine, settings: ResolvedSettings): Promise<LoadedEngine> {
+		const { model } = loaded;
+		if (settings.engine !== 'native' || model.configureKv === undefined) {
+			return { ...loaded, settings, kv: undefined };
+		}
+		let choice = await chooseKvCache(model.info.path, settings.kv, await this.draftSource(settings), 'repokv.model.draft');
+		try {
+			await model.configureKv(choice.kvCache);
+		} catch (error) {
+			if (choice.kvCache?.policy !== 'speckv') {
+				throw error;
+			}
+			choice = await chooseKvCache(model.info.path, settings.kv, { unavailable: errorMessage(error) }, 'repokv.model.draft');
+			await model.configureKv(choice.kvCache);
+		}
+		this.report(choice);
+		return { ...loaded, settings, kv: choice.status };
+	}
+
+	/** SpecKV's draft as a local file (downloading an `hf:` draft), or why there is none. */
+	private async draftSource(settings: ResolvedSettings): Promise<{ path: string } | { unavailable: string }> {
+		if (settings.kv.policy !== 'speckv') {
+			return { unavailable: 'SpecKV is not the policy' };
+		}
+		try {
+			return { path: await resolveModelPath(settings.model.draft, { downloadFolder: settings.model.downloadFolder, timeoutMs: settings.model.downloadTimeoutMs }) };
+		} catch (error) {
+			return { unavailable: `the draft model cannot be used: ${errorMessage(error)}` };
+		}
+	}
+
+	/** Once per configuration: the log line, and the KV cache in the status (with the fallback, while it lasts). */
+	private report(choice: KvChoice): void {
+		const fallback = describeFallback(choice.status);
+		this.log(fallback ?? `kv cache: ${describeKvCache(choice.status)}${choice.status.draft === undefined ? '' : ` (draft ${choice.status.draft})`}`);
+		this.status.annotate({ kvCache: choice.status });
+	}
+}
+
+/** The status line while `kv` serves: `ready`, or what the fallback costs and how to fix it. */
+export function readyStatus(kv: KvCacheStatus | undefined): { message: string; fixHint?: string } {
+	const fallback = kv?.fallback;
+	if (kv === undefined || fallback === undefined) {
+		return { message: 'ready' };
+	}
+	return { message: `ready; SpecKV is off (${fallback.reason}), serving ${describeKvCache(kv)}`, fixHint: fallback.fixHint };
 }
 
 /** Layers, KV heads and head size from the GGUF header (for full-KV byte accounting). */

@@ -34,9 +34,9 @@ import {
 	type DidChangeFilesParams,
 	type RepokvInitializationOptions,
 } from '../protocol';
-import { summarise } from './cache-snapshot';
+import { latencySplit, summarise } from './cache-snapshot';
 import { CompletionPipeline } from './completion-pipeline';
-import { EngineHost } from './engine-host';
+import { EngineHost, readyStatus } from './engine-host';
 import { Indexer } from './indexer';
 import { WorkspaceMirror } from './mirror';
 import { resolveSettings, type ResolvedSettings } from './settings';
@@ -115,6 +115,7 @@ export function startServer(options: ServeOptions): Promise<void> {
 				bos: model.info.addsBos,
 				latency: computed.latency,
 				...(model.kvStats === undefined ? {} : { kvStats: model.kvStats() }),
+				...(computed.engine.kv === undefined ? {} : { kv: computed.engine.kv }),
 			});
 			publishCounters();
 		},
@@ -163,9 +164,11 @@ export function startServer(options: ServeOptions): Promise<void> {
 
 	const loadModel = async (): Promise<void> => {
 		try {
-			await engines.get(settings);
-			if (status.state === 'loadingModel' || status.state === 'error') {
-				status.set('ready', 'ready');
+			const engine = await engines.get(settings);
+			// `ready`, or ready with what a SpecKV fallback costs and its fix (for as long as it lasts).
+			if (status.state === 'loadingModel' || status.state === 'error' || status.state === 'ready') {
+				const { message, fixHint } = readyStatus(engine.kv);
+				status.set('ready', message, fixHint === undefined ? {} : { fixHint });
 			}
 			indexer.schedule();
 		} catch (error) {
@@ -388,20 +391,12 @@ export function startServer(options: ServeOptions): Promise<void> {
 				contextTokens: result.promptTokens + result.generatedTokens,
 				spans: result.spans.map((span, index) => ({ ...span, role: index === result.spans.length - 1 ? 'active' : 'repo' })),
 				bos: model.info.addsBos,
-				latency: {
-					prefillMs: round(result.timings.prefillMs),
-					draftMs: 0,
-					scoringMs: 0,
-					decodeMs: round(result.timings.decodeMs),
-					totalMs: round(result.timings.totalMs),
-					prefillTokens: result.promptTokens - result.reusedTokens,
-					reusedTokens: result.reusedTokens,
-					generatedTokens: result.generatedTokens,
-				},
+				latency: latencySplit(result.engineTimings, { prompt: result.promptTokens, reused: result.reusedTokens, generated: result.generatedTokens }, 0, result.timings.totalMs),
 				...(model.kvStats === undefined ? {} : { kvStats: model.kvStats() }),
+				...(engine.kv === undefined ? {} : { kv: engine.kv }),
 			});
 			pipeline.contextChanged();
-			const { promptTokens: _p, reusedTokens: _r, generatedTokens: _g, spans: _s, ...answer } = result;
+			const { promptTokens: _p, reusedTokens: _r, generatedTokens: _g, spans: _s, engineTimings: _t, ...answer } = result;
 			return answer;
 		} finally {
 			subscription.dispose();
@@ -458,6 +453,3 @@ function mergeSettings(base: unknown, override: unknown): unknown {
 	return merged;
 }
 
-function round(value: number): number {
-	return Math.round(value * 100) / 100;
-}

@@ -1,10 +1,9 @@
 import { availableParallelism } from 'node:os';
 
-import type { EngineSetting } from '../protocol';
+import { resolveKvSettings, type ResolvedKvSettings } from '../engine/kv-choice';
+import { defaultEngine, defaultKvSettings, draftLayouts, engineSettings, kvBudgetPercentRange, kvPolicies, kvPrecisions, kvSplits, type EngineSetting } from '../protocol';
 import { bundledModelPath } from '../models/bundled';
 import { defaultMirrorLimits, type MirrorLimits } from './mirror';
-import { kvPolicies, kvPrecisions, layerSplits, type KvPolicy, type KvPrecision, type LayerSplit } from '../engine/native-policy';
-import { defaultDraftLayout, draftLayouts, type DraftLayout } from '../engine/draft-prompt';
 
 // Settings as the server uses them: every field present and valid. Whatever the client answers for
 // `workspace/configuration` (or puts in `initializationOptions`) goes through `resolveSettings`, so a wrong type or
@@ -15,7 +14,7 @@ export interface ResolvedSettings {
 	readonly model: { readonly target: string; readonly draft: string; readonly downloadFolder: string | undefined; readonly downloadTimeoutMs: number };
 	readonly threads: number;
 	readonly contextSize: number | undefined;
-	readonly kv: { readonly policy: KvPolicy; readonly budgetPercent: number; readonly split: LayerSplit | undefined; readonly precision: KvPrecision; readonly draftLayout: DraftLayout };
+	readonly kv: ResolvedKvSettings;
 	readonly completion: {
 		readonly enabled: boolean;
 		readonly maxTokens: number;
@@ -28,7 +27,6 @@ export interface ResolvedSettings {
 	readonly ask: { readonly maxTokens: number; readonly maxChunks: number };
 	readonly limits: MirrorLimits;
 }
-
 
 function oneOf<T extends string>(value: unknown, allowed: readonly T[]): T | undefined {
 	return allowed.find((candidate) => candidate === value);
@@ -52,7 +50,7 @@ export function resolveSettings(raw: unknown): ResolvedSettings {
 	const kv = asRecord(root['kv']);
 	const debounceMinMs = int(completion['debounceMinMs'], 25, 0, 5000);
 	return {
-		engine: root['engine'] === 'native' ? 'native' : 'llama',
+		engine: oneOf(root['engine'], engineSettings) ?? defaultEngine,
 		model: {
 			target: str(model['target']) ?? bundledModelPath('target'),
 			draft: str(model['draft']) ?? bundledModelPath('draft'),
@@ -61,13 +59,13 @@ export function resolveSettings(raw: unknown): ResolvedSettings {
 		},
 		threads: int(root['threads'], defaultServerThreads(), 1, 256),
 		contextSize: root['contextSize'] === undefined || root['contextSize'] === null ? undefined : int(root['contextSize'], 4096, 64, 1 << 20),
-		kv: {
-			policy: oneOf(kv['policy'], kvPolicies) ?? 'full',
-			budgetPercent: int(kv['budgetPercent'], 12, 1, 100),
-			split: oneOf(kv['split'], layerSplits),
-			precision: oneOf(kv['precision'], kvPrecisions) ?? 'f16',
-			draftLayout: oneOf(kv['draftLayout'], draftLayouts) ?? defaultDraftLayout,
-		},
+		kv: resolveKvSettings({
+			policy: oneOf(kv['policy'], kvPolicies),
+			budgetPercent: int(kv['budgetPercent'], defaultKvSettings.budgetPercent, kvBudgetPercentRange.min, kvBudgetPercentRange.max),
+			split: oneOf(kv['split'], kvSplits),
+			precision: oneOf(kv['precision'], kvPrecisions),
+			draftLayout: oneOf(kv['draftLayout'], draftLayouts),
+		}),
 		completion: {
 			enabled: typeof completion['enabled'] === 'boolean' ? completion['enabled'] : true,
 			maxTokens: int(completion['maxTokens'], 64, 1, 1024),
@@ -86,20 +84,36 @@ export function resolveSettings(raw: unknown): ResolvedSettings {
 	};
 }
 
-/** Whether a settings change needs the model reloaded (engine, model files, threads, context size or KV policy). */
-export function needsReload(a: ResolvedSettings, b: ResolvedSettings): boolean {
-	return (
-		a.engine !== b.engine ||
-		a.model.target !== b.model.target ||
-		a.model.draft !== b.model.draft ||
-		a.threads !== b.threads ||
-		a.contextSize !== b.contextSize ||
-		a.kv.policy !== b.kv.policy ||
-		a.kv.budgetPercent !== b.kv.budgetPercent ||
-		a.kv.split !== b.kv.split ||
-		a.kv.precision !== b.kv.precision ||
-		a.kv.draftLayout !== b.kv.draftLayout
-	);
+/**
+ * What a settings change from `a` to `b` costs, the one place that decides it (the engine host acts on it):
+ * - `model`: reload the target (engine, target file, threads, context size changed);
+ * - `draft`: load, swap or drop SpecKV's draft and re-check its pairing (the draft file, or whether the native
+ *   engine runs SpecKV, changed); the target stays loaded;
+ * - `kv`: the next request compresses with other options (budget, split, precision, policy between draft-free ones,
+ *   draft layout); nothing is loaded;
+ * - `none`: no engine setting changed (completion, ask, limits are read per request).
+ */
+export type ReloadNeeded = 'none' | 'kv' | 'draft' | 'model';
+
+export function reloadNeeded(a: ResolvedSettings, b: ResolvedSettings): ReloadNeeded {
+	if (a.engine !== b.engine || a.model.target !== b.model.target || a.threads !== b.threads || a.contextSize !== b.contextSize) {
+		return 'model';
+	}
+	// The llama engine keeps the full cache and runs no draft: KV settings do not reach it.
+	if (b.engine !== 'native') {
+		return 'none';
+	}
+	const speckvA = a.kv.policy === 'speckv';
+	const speckvB = b.kv.policy === 'speckv';
+	if (speckvA !== speckvB || (speckvB && a.model.draft !== b.model.draft)) {
+		return 'draft';
+	}
+	const kvA = a.kv;
+	const kvB = b.kv;
+	if (kvA.policy !== kvB.policy || kvA.budgetPercent !== kvB.budgetPercent || kvA.split !== kvB.split || kvA.precision !== kvB.precision || kvA.draftLayout !== kvB.draftLayout) {
+		return 'kv';
+	}
+	return 'none';
 }
 
 function asRecord(value: unknown): Record<string, unknown> {

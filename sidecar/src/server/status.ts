@@ -24,7 +24,7 @@ export class StatusReporter {
 		return this.current.state;
 	}
 
-	/** Enter a state (or update its message/progress). `fixHint` only in `error`. */
+	/** Enter a state (or update its message/progress). `fixHint`: in `error`, or in `ready` while serving degraded. */
 	set(state: ServerState, message: string, extra: { progress?: StatusProgress; fixHint?: string } = {}): void {
 		const changed = state !== this.current.state || message !== this.current.message && extra.progress === undefined;
 		const { progress: _progress, fixHint: _fixHint, ...rest } = this.current;
@@ -39,7 +39,7 @@ export class StatusReporter {
 	}
 
 	/** Merge facts (workspace, engine) into the status without changing the state. */
-	annotate(facts: Pick<StatusParams, 'workspace' | 'engine' | 'completions'>): void {
+	annotate(facts: Pick<StatusParams, 'workspace' | 'engine' | 'completions' | 'kvCache'>): void {
 		this.current = { ...this.current, ...facts };
 		this.schedule(false);
 	}
