@@ -45,3 +45,6 @@ export { TaskBuilder, editSimilarity } from '../../bench/tasks';
 export { specialTokenTextsOf, hasRepoLevelFormat, repoHeaderText, repoNameTokenText, controlTokenId } from './context/repo-format';
 export { defaultRepoName } from './context/builder';
 export { checkDraftPairing, vocabularyFingerprint, vocabularyDifference, DraftMismatchError } from './models/pairing';
+export { modelPresets, presetById, downloadPreset, localPresetFile, defaultModelsFolder } from './models/presets';
+export type { ModelPreset, PresetFile } from './models/presets';
+export { buildModelCatalog, compatibleGroups } from './models/catalog';

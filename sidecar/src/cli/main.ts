@@ -3,6 +3,7 @@ import type { Command } from './command';
 import { benchCommand } from '../../../bench/command';
 import { askCommand } from './ask';
 import { completeCommand } from './complete';
+import { modelsCommand } from './models';
 import { serveCommand } from './serve';
 
 // Entry point of the sidecar bundle (dist/sidecar.mjs). `bin/repokv.js` calls `main`; the bundle also exports the
@@ -14,6 +15,7 @@ const commands: Readonly<Record<string, Command>> = {
 	ask: askCommand,
 	bench: benchCommand,
 	complete: completeCommand,
+	models: modelsCommand,
 	serve: serveCommand,
 };
 

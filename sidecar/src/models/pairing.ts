@@ -34,7 +34,7 @@ export async function vocabularyFingerprint(modelPath: string): Promise<Vocabula
 	let metadata: Record<string, unknown>;
 	try {
 		const info = await readGgufFileInfo(modelPath, { readTensorInfo: false });
-		metadata = info.metadata as unknown as Record<string, unknown>;
+		metadata = info.metadata;
 	} catch (error) {
 		throw new UserError(`model file ${modelPath} is not a valid GGUF file: ${errorMessage(error)}`);
 	}
