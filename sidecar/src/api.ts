@@ -48,3 +48,4 @@ export { checkDraftPairing, vocabularyFingerprint, vocabularyDifference, DraftMi
 export { modelPresets, presetById, downloadPreset, localPresetFile, defaultModelsFolder } from './models/presets';
 export type { ModelPreset, PresetFile } from './models/presets';
 export { buildModelCatalog, compatibleGroups } from './models/catalog';
+export { chooseContextSize, fp16KvBytesPerToken } from './engine/load-options';

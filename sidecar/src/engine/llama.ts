@@ -4,7 +4,7 @@ import type { Llama, LlamaContext, LlamaContextSequence, LlamaModel, Token } fro
 import { specialTokenTextsOf } from '../context/repo-format';
 import { errorMessage, UserError } from '../errors';
 import { GreedyOutput } from './greedy-output';
-import { checkLoadOptions } from './load-options';
+import { checkLoadOptions, chooseContextSize, fp16KvBytesPerToken, type KvShape } from './load-options';
 import {
 	type CompletionRequest,
 	type CompletionResult,
@@ -97,7 +97,7 @@ export const llamaEngine: Engine = {
 
 		try {
 			const trainContextSize = model.trainContextSize;
-			const contextSize = Math.min(options.contextSize ?? trainContextSize, trainContextSize);
+			const contextSize = chooseContextSize({ trainContextSize, requested: options.contextSize, kvBytesPerToken: fp16KvBytesPerToken(kvShapeOf(model)) });
 			const context = await model.createContext({
 				contextSize,
 				// Explicit on both ends: `ideal` is what we want, `min` makes it a reservation rather than a hint.
@@ -232,4 +232,13 @@ const prefillChunkTokens = 256;
 /** FIM texts from the model's vocabulary when it declares them, the defaults otherwise; the repository-level format where declared. */
 function readSpecialTokens(model: LlamaModel): SpecialTokenTexts {
 	return specialTokenTextsOf(model);
+}
+
+/** The KV cache's shape from the GGUF header (the head dim from `key_length` when declared, else d_model / heads). */
+function kvShapeOf(model: LlamaModel): KvShape {
+	const meta = model.fileInfo.architectureMetadata;
+	const nHead = meta.attention?.head_count ?? 1;
+	const nHeadKv = meta.attention?.head_count_kv ?? nHead;
+	const headDim = meta.attention?.key_length ?? Math.floor((meta.embedding_length ?? 0) / (typeof nHead === 'number' ? nHead : 1));
+	return { nLayer: meta.block_count ?? 0, nHeadKv: typeof nHeadKv === 'number' ? nHeadKv : 1, headDim };
 }

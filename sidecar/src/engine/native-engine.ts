@@ -5,7 +5,7 @@ import { specialTokenTextsOf } from '../context/repo-format';
 import { errorMessage, UserError } from '../errors';
 import { bundledModelPath } from '../models/bundled';
 import { GreedyOutput } from './greedy-output';
-import { checkLoadOptions } from './load-options';
+import { checkLoadOptions, chooseContextSize, fp16KvBytesPerToken } from './load-options';
 import { argmax, NativeModel, tierCost, type NativeSession } from './native';
 import { DraftModel } from './native-draft';
 import { defaultKvSettings } from '../protocol';
@@ -94,7 +94,8 @@ export const nativeEngine: Engine = {
 			throw new UserError(`cannot load the tokenizer of ${modelPath}: ${errorMessage(error)}`);
 		}
 		const trainContextSize = model.info.contextLength;
-		const contextSize = Math.min(options.contextSize ?? trainContextSize, trainContextSize);
+		// Up to the trained context, capped by the setting; without one, by the memory a full fp16 cache would need.
+		const contextSize = chooseContextSize({ trainContextSize, requested: options.contextSize, kvBytesPerToken: fp16KvBytesPerToken(model.info) });
 		// Room for SpecKV's scoring pass whatever the policy now: a later `configureKv` may turn SpecKV on.
 		const session = model.createSession({ contextSize: contextSize + scoringRoomTokens });
 		const loaded = new NativeLoadedModel(model, vocab, session, modelPath, options.threads, contextSize);
