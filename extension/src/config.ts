@@ -1,5 +1,20 @@
 import * as vscode from 'vscode';
-import type { EngineSetting, RepokvSettings } from '../../sidecar/src/protocol';
+import {
+	defaultEngine,
+	defaultKvSettings,
+	draftLayouts,
+	engineSettings,
+	kvBudgetPercentRange,
+	kvPolicies,
+	kvPrecisions,
+	kvSplits,
+	type DraftLayout,
+	type EngineSetting,
+	type KvPolicy,
+	type KvPrecision,
+	type KvSplit,
+	type RepokvSettings,
+} from '../../sidecar/src/protocol';
 
 // The one typed reader of repokv's settings (package.json `contributes.configuration`). Every value goes through
 // a sanitiser, so a hand-edited settings.json with a wrong type falls back to the default instead of reaching the
@@ -20,6 +35,15 @@ export interface Config {
 	};
 	readonly engine: EngineSetting;
 	readonly model: { readonly target: string; readonly draft: string };
+	/** The native engine's KV compression (the sidecar applies it from the next request, reloading no model). */
+	readonly kv: {
+		readonly policy: KvPolicy;
+		readonly budgetPercent: number;
+		/** `default`: the policy's own split. */
+		readonly split: KvSplit | 'default';
+		readonly precision: KvPrecision;
+		readonly draftLayout: DraftLayout;
+	};
 	/** 0 = the sidecar's default (cores less one). */
 	readonly threads: number;
 	/** 0 = the model's trained context. */
@@ -67,8 +91,15 @@ export function readConfig(scope?: vscode.ConfigurationScope): Config {
 			disabledLanguages: strings(c.get('completion.disabledLanguages')),
 			maxTokens: int(c.get('completion.maxTokens'), 64, 1, 512),
 		},
-		engine: oneOf(c.get('engine'), ['llama', 'native'] as const, 'llama'),
+		engine: oneOf(c.get('engine'), engineSettings, defaultEngine),
 		model: { target: str(c.get('model.target'), ''), draft: str(c.get('model.draft'), '') },
+		kv: {
+			policy: oneOf(c.get('kv.policy'), kvPolicies, defaultKvSettings.policy),
+			budgetPercent: int(c.get('kv.budgetPercent'), defaultKvSettings.budgetPercent, kvBudgetPercentRange.min, kvBudgetPercentRange.max),
+			split: oneOf(c.get('kv.split'), [...kvSplits, 'default'] as const, 'default'),
+			precision: oneOf(c.get('kv.precision'), kvPrecisions, defaultKvSettings.precision),
+			draftLayout: oneOf(c.get('kv.draftLayout'), draftLayouts, defaultKvSettings.draftLayout),
+		},
 		threads: int(c.get('threads'), 0, 0, 256),
 		contextSize: int(c.get('contextSize'), 0, 0, 1 << 20),
 		workspace: {
@@ -88,6 +119,13 @@ export function toServerSettings(config: Config): RepokvSettings {
 		model,
 		...(config.threads > 0 ? { threads: config.threads } : {}),
 		...(config.contextSize > 0 ? { contextSize: config.contextSize } : {}),
+		kv: {
+			policy: config.kv.policy,
+			budgetPercent: config.kv.budgetPercent,
+			...(config.kv.split === 'default' ? {} : { split: config.kv.split }),
+			precision: config.kv.precision,
+			draftLayout: config.kv.draftLayout,
+		},
 		completion: { enabled: config.completion.enabled, maxTokens: config.completion.maxTokens },
 		limits: { maxFileBytes: config.workspace.maxFileKB * 1024 },
 	};

@@ -71,6 +71,17 @@ export function describeStatus({ view, config, trusted, feed }: StatusInputs): S
 			lines.push(`Sidecar: ${status.state}: ${status.message}`);
 			if (status.fixHint) lines.push(`Fix: ${status.fixHint}`);
 			if (status.engine) lines.push(`Engine ${status.engine.name}, ${status.engine.model}, context ${status.engine.contextSize} tokens, ${status.engine.threads} threads`);
+			const kv = status.kvCache;
+			if (kv && status.engine?.name !== 'llama') {
+				lines.push(kv.policy === 'full' ? 'KV cache: full, every token in fp16' : `KV cache: ${kv.policy}, ${kv.precision} at ${kv.budgetPercent} % of the fp16 bytes${kv.draft ? ` (draft ${kv.draft})` : ''}`);
+				if (kv.fallback) {
+					// Degraded, not broken: still compressed, but without SpecKV until the draft is fixed.
+					text += ' $(warning)';
+					warning = true;
+					lines.push(`SpecKV is off: ${kv.fallback.reason}.`);
+					if (!status.fixHint) lines.push(`Fix: ${kv.fallback.fixHint}`);
+				}
+			}
 			const l = status.latencies;
 			if (l?.lastCompletionMs !== undefined) {
 				lines.push(`Last completion ${Math.round(l.lastCompletionMs)} ms (median ${Math.round(l.medianCompletionMs ?? l.lastCompletionMs)} ms)` +

@@ -36,6 +36,18 @@ describe('repokv CLI', () => {
 		assertCleanError(repokv('complete', ...needle, '--line', 'ten', '--column', '1'), 2, /--line must be an integer/);
 		assertCleanError(repokv('complete', ...needle, '--line', '1', '--column', '1', '--engine', 'gpt'), 2, /unknown engine 'gpt'/);
 	});
+	test('KV options are checked before any model is read', () => {
+		const at = [...needle, '--line', '10', '--column', '32'];
+		// the llama engine keeps the full cache: a KV option would be silently ignored
+		assertCleanError(repokv('complete', ...at, '--engine', 'llama', '--policy', 'speckv'), 2, /--policy speckv needs --engine native/);
+		assertCleanError(repokv('complete', ...at, '--engine', 'llama', '--budget', '6'), 2, /--budget 6 needs --engine native/);
+		assertCleanError(repokv('complete', ...at, '--policy', 'lru'), 2, /--policy must be one of full, window, h2o, snapkv, pyramidkv, adakv, speckv \(got 'lru'\)/);
+		assertCleanError(repokv('complete', ...at, '--precision', 'int3'), 2, /--precision must be one of/);
+		assertCleanError(repokv('complete', ...at, '--budget', '0'), 2, /--budget must be a percentage from 1 to 100/);
+		assertCleanError(repokv('complete', ...at, '--policy', 'window', '--precision', 'mixed'), 2, /needs a ranking policy/);
+		assertCleanError(repokv('complete', ...at, '--policy', 'snapkv', '--draft', 'x.gguf'), 2, /--draft is for --policy speckv/);
+		assertCleanError(repokv('ask', '--workspace', needleWorkspace, '--question', 'q', '--engine', 'llama', '--split', 'pyramid'), 2, /--split pyramid needs --engine native/);
+	});
 	test('a missing workspace or file is named', () => {
 		assertCleanError(repokv('complete', '--workspace', '/no/such/folder', '--file', 'a.ts', '--line', '1', '--column', '1'), 1, /workspace folder not found: \/no\/such\/folder/);
 		assertCleanError(repokv('complete', '--workspace', needleWorkspace, '--file', 'src/nope.ts', '--line', '1', '--column', '1'), 1, /file not found in the workspace: src\/nope\.ts/);

@@ -5,7 +5,7 @@ import { describe, test } from 'node:test';
 
 import { sidecar } from '../support/sidecar.mjs';
 
-const { buildCacheSnapshot, fp16BytesPerHeadToken, needsReload, resolveSettings, StatusReporter, protocol } = sidecar;
+const { buildCacheSnapshot, fp16BytesPerHeadToken, reloadNeeded, resolveSettings, StatusReporter, protocol } = sidecar;
 
 const shape = { layers: 6, kvHeads: 2, headDim: 64 };
 const base = {
@@ -46,6 +46,7 @@ describe('buildCacheSnapshot', () => {
 		const head = (tokens, segments) => ({ tokens, bytes: segments.reduce((s, x) => s + x.bytes, 0), segments });
 		const kvStats = {
 			policy: 'speckv',
+			split: 'uniform',
 			tokens: 1001,
 			bytes: 0,
 			layers: Array.from({ length: 6 }, () => ({
@@ -55,6 +56,17 @@ describe('buildCacheSnapshot', () => {
 		const snapshot = buildCacheSnapshot({ ...base, engine: 'native', kvStats });
 		assert.equal(snapshot.source, 'engineStats');
 		assert.equal(snapshot.budget.policy, 'speckv');
+		assert.equal(snapshot.budget.allocation, 'uniform');
+		// the split the engine used is the budget rule shown, not a fixed 'uniform'
+		const pyramid = buildCacheSnapshot({ ...base, engine: 'native', kvStats: { ...kvStats, policy: 'pyramidkv+mixed', split: 'pyramid' }, kv: { policy: 'pyramidkv', budgetPercent: 6, precision: 'mixed' } });
+		assert.equal(pyramid.budget.allocation, 'pyramid');
+		assert.equal(pyramid.budget.budgetPercent, 6);
+		assert.equal(pyramid.budget.precision, 'mixed');
+		assert.match(pyramid.budget.description, /pyramidkv.*6 %.*pyramid split/);
+		// a prompt within the budget is not compressed: the engine still says `full`, and the rule says why
+		const small = buildCacheSnapshot({ ...base, engine: 'native', kvStats: { ...kvStats, policy: 'full', split: 'uniform' }, kv: { policy: 'speckv', budgetPercent: 12, precision: 'mixed' } });
+		assert.equal(small.budget.allocation, 'none');
+		assert.match(small.budget.description, /compresses only a prompt larger than its budget/);
 		const [h0, h1] = snapshot.layers[2].heads;
 		assert.deepEqual(h0.tiers.onebit, { tokens: 900, bytes: 900 * 24 });
 		assert.equal(h0.bytes, 101 * 256 + 900 * 24);
@@ -68,11 +80,23 @@ describe('buildCacheSnapshot', () => {
 describe('resolveSettings', () => {
 	test('defaults, and invalid values fall back instead of reaching the engine', () => {
 		const defaults = resolveSettings(undefined);
-		assert.equal(defaults.engine, 'llama');
+		// compressed by default: the native engine, SpecKV, mixed tiers, 12 % of the fp16 bytes
+		assert.equal(defaults.engine, 'native');
+		assert.deepEqual(defaults.kv, { policy: 'speckv', budgetPercent: 12, split: undefined, precision: 'mixed', draftLayout: 'prefix-last' });
+		assert.equal(defaults.kv.budgetPercent, protocol.defaultKvSettings.budgetPercent);
 		assert.match(defaults.model.target, /models[/\\]target\.gguf$/);
 		assert.ok(defaults.threads >= 1);
 		const bad = resolveSettings({ engine: 'gpu', threads: -3, completion: { maxTokens: 'many', debounceMinMs: 100, debounceMaxMs: 10 }, limits: { maxFileBytes: 0 } });
-		assert.equal(bad.engine, 'llama');
+		assert.equal(bad.engine, 'native');
+		assert.equal(resolveSettings({ engine: 'llama' }).engine, 'llama');
+		const badKv = resolveSettings({ kv: { policy: 'gpt', budgetPercent: 0, split: 'diagonal', precision: 'int3', draftLayout: 'suffix-first' } }).kv;
+		assert.deepEqual(badKv, defaults.kv);
+		assert.equal(resolveSettings({ kv: { budgetPercent: 101 } }).kv.budgetPercent, 12);
+		assert.equal(resolveSettings({ kv: { budgetPercent: 5 } }).kv.budgetPercent, 5);
+		// window and full rank nothing: they store f16 whatever precision is set (the default mixed never breaks them)
+		assert.equal(resolveSettings({ kv: { policy: 'window' } }).kv.precision, 'f16');
+		assert.equal(resolveSettings({ kv: { policy: 'full', precision: 'q8' } }).kv.precision, 'f16');
+		assert.equal(resolveSettings({ kv: { policy: 'snapkv', precision: 'q8' } }).kv.precision, 'q8');
 		assert.equal(bad.threads, defaults.threads);
 		assert.equal(bad.completion.maxTokens, 64);
 		assert.equal(bad.completion.debounceMaxMs, 100, 'max is never below min');
@@ -80,13 +104,68 @@ describe('resolveSettings', () => {
 		assert.equal(resolveSettings({ engine: 'native', model: { target: 'hf:user/repo/model.gguf' } }).model.target, 'hf:user/repo/model.gguf');
 	});
 
-	test('kv.draftLayout: prefix-last by default and for unknown values; a change reloads the model', () => {
+	test('kv.draftLayout: prefix-last by default and for unknown values', () => {
 		assert.equal(resolveSettings(undefined).kv.draftLayout, 'prefix-last');
 		assert.equal(resolveSettings({ kv: { draftLayout: 'suffix-first' } }).kv.draftLayout, 'prefix-last');
-		const fim = resolveSettings({ engine: 'native', kv: { policy: 'speckv', draftLayout: 'fim' } });
-		assert.equal(fim.kv.draftLayout, 'fim');
-		assert.ok(needsReload(fim, resolveSettings({ engine: 'native', kv: { policy: 'speckv' } })));
-		assert.ok(!needsReload(fim, resolveSettings({ engine: 'native', kv: { policy: 'speckv', draftLayout: 'fim' } })));
+		assert.equal(resolveSettings({ kv: { draftLayout: 'fim' } }).kv.draftLayout, 'fim');
+	});
+});
+
+describe('reloadNeeded: what a settings change costs', () => {
+	const native = (extra = {}) => resolveSettings({ engine: 'native', threads: 1, ...extra });
+	test('model settings reload the target', () => {
+		assert.equal(reloadNeeded(native(), native({ threads: 2 })), 'model');
+		assert.equal(reloadNeeded(native(), native({ contextSize: 2048 })), 'model');
+		assert.equal(reloadNeeded(native(), native({ model: { target: '/elsewhere.gguf' } })), 'model');
+		assert.equal(reloadNeeded(native(), native({ engine: 'llama' })), 'model');
+	});
+	test('budget, precision, split, layout and draft-free policies only reconfigure the next request', () => {
+		assert.equal(reloadNeeded(native(), native({ kv: { budgetPercent: 6 } })), 'kv');
+		assert.equal(reloadNeeded(native(), native({ kv: { precision: 'q8' } })), 'kv');
+		assert.equal(reloadNeeded(native(), native({ kv: { split: 'pyramid' } })), 'kv');
+		assert.equal(reloadNeeded(native(), native({ kv: { draftLayout: 'fim' } })), 'kv');
+		assert.equal(reloadNeeded(native({ kv: { policy: 'snapkv' } }), native({ kv: { policy: 'adakv' } })), 'kv');
+	});
+	test('turning SpecKV on or off, or another draft, loads or drops only the draft', () => {
+		assert.equal(reloadNeeded(native(), native({ kv: { policy: 'snapkv' } })), 'draft');
+		assert.equal(reloadNeeded(native({ kv: { policy: 'full' } }), native()), 'draft');
+		assert.equal(reloadNeeded(native(), native({ model: { draft: '/other-draft.gguf' } })), 'draft');
+		// without SpecKV the draft file does not matter
+		assert.equal(reloadNeeded(native({ kv: { policy: 'snapkv' } }), native({ kv: { policy: 'snapkv' }, model: { draft: '/other.gguf' } })), 'none');
+	});
+	test('nothing for settings the engine does not hold, or KV settings under the llama engine', () => {
+		assert.equal(reloadNeeded(native(), native({ completion: { maxTokens: 8 } })), 'none');
+		const llama = (extra = {}) => resolveSettings({ engine: 'llama', threads: 1, ...extra });
+		assert.equal(reloadNeeded(llama(), llama({ kv: { policy: 'snapkv', budgetPercent: 3 } })), 'none');
+	});
+});
+
+describe('settings defined once', () => {
+	test("package.json's contributed enums and defaults are the protocol's lists and defaults", async () => {
+		const { readFile } = await import('node:fs/promises');
+		const manifest = JSON.parse(await readFile(new URL('../../package.json', import.meta.url), 'utf8'));
+		const properties = Object.assign({}, ...manifest.contributes.configuration.map((group) => group.properties));
+		const sorted = (list) => [...list].sort();
+		const p = protocol;
+		assert.deepEqual(sorted(properties['repokv.engine'].enum), sorted(p.engineSettings));
+		assert.equal(properties['repokv.engine'].default, p.defaultEngine);
+		assert.deepEqual(sorted(properties['repokv.kv.policy'].enum), sorted(p.kvPolicies));
+		assert.equal(properties['repokv.kv.policy'].default, p.defaultKvSettings.policy);
+		assert.deepEqual(sorted(properties['repokv.kv.precision'].enum), sorted(p.kvPrecisions));
+		assert.equal(properties['repokv.kv.precision'].default, p.defaultKvSettings.precision);
+		assert.deepEqual(sorted(properties['repokv.kv.split'].enum), sorted(['default', ...p.kvSplits]));
+		assert.deepEqual(sorted(properties['repokv.kv.draftLayout'].enum), sorted(p.draftLayouts));
+		assert.equal(properties['repokv.kv.draftLayout'].default, p.defaultKvSettings.draftLayout);
+		assert.equal(properties['repokv.kv.budgetPercent'].default, p.defaultKvSettings.budgetPercent);
+		assert.equal(properties['repokv.kv.budgetPercent'].minimum, p.kvBudgetPercentRange.min);
+		assert.equal(properties['repokv.kv.budgetPercent'].maximum, p.kvBudgetPercentRange.max);
+		for (const [name, property] of Object.entries(properties)) {
+			if (property.enum !== undefined) {
+				assert.equal(property.enumDescriptions?.length, property.enum.length, `${name}: one description per value`);
+			}
+			assert.ok(property.description ?? property.markdownDescription, `${name} has a description`);
+		}
+		assert.ok(properties['repokv.model.draft']);
 	});
 });
 

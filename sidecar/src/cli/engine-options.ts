@@ -1,11 +1,11 @@
 import * as path from 'node:path';
 
-import { availableEngines } from '../engine';
+import { availableEngines, isEngineName } from '../engine';
 import { chooseKvCache, describeFallback, ranksTokens, resolveKvSettings, type KvChoice, type ResolvedKvSettings } from '../engine/kv-choice';
 import type { EngineName, KvCacheOptions } from '../engine/types';
 import { UserError } from '../errors';
 import { bundledModelPath } from '../models/bundled';
-import { defaultEngine, defaultKvSettings, engineSettings, kvBudgetPercentRange, kvPolicies, kvPrecisions, kvSplits, type KvCacheStatus } from '../protocol';
+import { defaultEngine, defaultKvSettings, kvBudgetPercentRange, kvPolicies, kvPrecisions, kvSplits, type KvCacheStatus } from '../protocol';
 import { draftLayoutOption, integerOption, oneOfOption } from './args';
 
 // The engine and KV cache options that `repokv complete` and `repokv ask` share: their `parseArgs` specs, their help
@@ -52,7 +52,10 @@ export interface EngineOptions {
 }
 
 export function parseEngineOptions(values: EngineOptionValues): EngineOptions {
-	const engine = oneOfOption(values.engine, 'engine', engineSettings) ?? defaultEngine;
+	const engine = values.engine ?? defaultEngine;
+	if (!isEngineName(engine)) {
+		throw new UserError(`unknown engine '${engine}'; available: ${availableEngines().join(', ')}`, 2);
+	}
 	const policy = oneOfOption(values.policy, 'policy', kvPolicies);
 	// `--policy full` describes what the llama engine does anyway; any other KV option would be silently ignored.
 	const nativeOnly = (['policy', 'budget', 'budget-tokens', 'split', 'precision', 'draft', 'draft-layout'] as const).find((name) => values[name] !== undefined && !(name === 'policy' && policy === 'full'));

@@ -56,15 +56,7 @@ export class DraftModel {
 		if (last === undefined || n <= 0) {
 			return [];
 		}
-		const head = tokens.slice(0, -1);
-		let reused = Math.min(this.sequence.compareContextTokens(head).firstDifferentIndex, head.length);
-		if (reused < this.sequence.nextTokenIndex) {
-			await this.sequence.eraseContextTokenRanges([{ start: reused, end: this.sequence.nextTokenIndex }]);
-		}
-		reused = Math.min(reused, this.sequence.nextTokenIndex);
-		if (reused < head.length) {
-			await this.sequence.evaluateWithoutGeneratingNewTokens(head.slice(reused));
-		}
+		await this.evaluate(tokens.slice(0, -1));
 		const out: number[] = [];
 		for await (const token of this.sequence.evaluate([last], { temperature: 0 })) {
 			if (this.model.isEogToken(token)) {
@@ -76,6 +68,28 @@ export class DraftModel {
 			}
 		}
 		return out;
+	}
+
+	/**
+	 * Evaluates the draft's reading of `targetPrompt` into its cache without guessing: a cache warm-up, so the next
+	 * lookahead that starts the same way evaluates only its tail.
+	 */
+	async warm(targetPrompt: readonly number[], layout: DraftLayout = this.layout): Promise<void> {
+		const prompt = draftPromptFor(targetPrompt, layout, this.fim);
+		const room = this.context.contextSize - 1;
+		await this.evaluate((prompt.length > room ? prompt.slice(prompt.length - room) : prompt) as Token[]);
+	}
+
+	/** Makes the cache hold exactly `tokens`: keeps the longest common prefix, evaluates the rest. */
+	private async evaluate(tokens: readonly Token[]): Promise<void> {
+		let reused = Math.min(this.sequence.compareContextTokens([...tokens]).firstDifferentIndex, tokens.length);
+		if (reused < this.sequence.nextTokenIndex) {
+			await this.sequence.eraseContextTokenRanges([{ start: reused, end: this.sequence.nextTokenIndex }]);
+		}
+		reused = Math.min(reused, this.sequence.nextTokenIndex);
+		if (reused < tokens.length) {
+			await this.sequence.evaluateWithoutGeneratingNewTokens(tokens.slice(reused));
+		}
 	}
 
 	async dispose(): Promise<void> {

@@ -33,6 +33,14 @@ import {
 // The KV options are the session's, not the model's: `configureKv` changes them between requests (the language
 // server does on a settings change), loading or dropping only SpecKV's draft.
 
+/** Prompt tokens per prefill call: the addon's micro-batch, so chunking changes no batch boundary of a cold prefill. */
+const prefillChunkTokens = 512;
+
+/** A function, not a property read, so the compiler does not narrow a signal that can flip while we await. */
+function isAborted(signal: AbortSignal | undefined): boolean {
+	return signal?.aborted === true;
+}
+
 /** Room after a full context for SpecKV's scoring pass (the draft's lookahead is at most 64 tokens). */
 const scoringRoomTokens = 256;
 
@@ -203,15 +211,31 @@ class NativeLoadedModel implements LoadedModel {
 		}
 		this.session.truncate(reused);
 		this.masterTokens = this.masterTokens.slice(0, reused);
+		// `full` prefills m tokens (decoding feeds the last); the others the whole prompt, observed (the window ends
+		// with the last token), then cut to m: decoding re-feeds it.
+		const end = policy === 'full' ? m : n;
 		if (policy === 'full') {
 			this.session.stopObserving();
-			if (m > reused) {
-				await this.session.prefill(promptTokens.slice(reused, m));
-			}
 		} else {
-			// the whole prompt, observed (the window ends with the last token), then cut to m: decoding re-feeds it
 			this.session.observe(observationFor(policy, n));
-			await this.session.prefill(promptTokens.slice(reused));
+		}
+		// In chunks, as the llama engine does: a cancelled request stops within one chunk, and progress is reported.
+		request.onPrefillProgress?.(reused, n);
+		let evaluated = reused;
+		while (evaluated < end && !isAborted(request.signal)) {
+			const chunk = promptTokens.slice(evaluated, Math.min(end, evaluated + prefillChunkTokens));
+			await this.session.prefill(chunk);
+			evaluated += chunk.length;
+			this.masterTokens = promptTokens.slice(0, evaluated);
+			request.onPrefillProgress?.(evaluated, n);
+		}
+		if (evaluated < end || isAborted(request.signal)) {
+			// What was evaluated stays in the master copy for the next request's prefix.
+			this.session.stopObserving();
+			const stopped = performance.now();
+			return { text: '', stopReason: 'aborted', tokens: { prompt: n, reused, generated: 0 }, timings: { tokenizeMs: tokenized - started, prefillMs: stopped - tokenized, decodeMs: 0 } };
+		}
+		if (policy !== 'full') {
 			this.session.truncate(m);
 		}
 		this.masterTokens = promptTokens.slice(0, m);
@@ -219,7 +243,15 @@ class NativeLoadedModel implements LoadedModel {
 		let draftMs: number | undefined;
 		let scoringMs: number | undefined;
 		let compressMs: number | undefined;
-		if (this.selection !== undefined) {
+		if (request.maxTokens === 0) {
+			// Nothing to decode (a cache warm-up): the master copy is what the next request reuses, and selecting
+			// would be wasted; SpecKV's draft warms its own cache on the same prompt (its cold pass is the costly one).
+			this.session.stopObserving();
+			if (this.draft !== undefined) {
+				await this.draft.warm(promptTokens, this.kvOptions?.draftLayout);
+				draftMs = performance.now() - prefilled;
+			}
+		} else if (this.selection !== undefined) {
 			if (policy === 'speckv' && this.draft !== undefined) {
 				const lookahead = await this.draft.lookahead(promptTokens, this.kvOptions?.lookahead ?? Math.min(64, request.maxTokens), this.kvOptions?.draftLayout);
 				const drafted = performance.now();
