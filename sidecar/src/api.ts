@@ -47,5 +47,5 @@ export { defaultRepoName } from './context/builder';
 export { checkDraftPairing, vocabularyFingerprint, vocabularyDifference, DraftMismatchError } from './models/pairing';
 export { modelPresets, presetById, downloadPreset, localPresetFile, defaultModelsFolder } from './models/presets';
 export type { ModelPreset, PresetFile } from './models/presets';
-export { buildModelCatalog, compatibleGroups } from './models/catalog';
+export { buildModelCatalog, compatibleGroups, findPairedDraft } from './models/catalog';
 export { chooseContextSize, fp16KvBytesPerToken } from './engine/load-options';

@@ -13,7 +13,7 @@ import { after, before, describe, test } from 'node:test';
 import { FIXTURES, makeFixture } from '../../native/test-fixtures/make-fixture.mjs';
 import { cliPath, draftModelPath, sidecar, tempFolder } from '../support/sidecar.mjs';
 
-const { modelPresets, presetById, downloadPreset, DraftMismatchError, UserError } = sidecar;
+const { modelPresets, presetById, downloadPreset, findPairedDraft, DraftMismatchError, UserError } = sidecar;
 const run = promisify(execFile);
 
 /** Serves `files` (name -> path) over HTTP with Content-Length and byte ranges, as a model host does. */
@@ -155,5 +155,23 @@ describe('repokv models', () => {
 			assert.match(error.stderr, /unknown model preset 'no-such-preset'; known presets: qwen2\.5-coder-1\.5b/);
 			return true;
 		});
+	});
+});
+
+describe('findPairedDraft', () => {
+	test("finds the smallest local file with the target's vocabulary, smaller than the target; none for a lone target", async (t) => {
+		const folder = await tempFolder(t, 'repokv-find-draft-');
+		const target = path.join(folder, 'target.gguf');
+		makeFixture(target, { ...FIXTURES.llama });
+		const empty = path.join(folder, 'empty');
+		assert.equal(await findPairedDraft(target, { downloadFolder: empty }), undefined);
+		const drafts = path.join(folder, 'drafts');
+		fs.mkdirSync(drafts);
+		makeFixture(path.join(drafts, 'draft.gguf'), { ...FIXTURES.qwen2 }); // same 259-token vocabulary, smaller
+		makeFixture(path.join(drafts, 'bigger.gguf'), { ...FIXTURES.llama, nLayer: 3 }); // same vocabulary, not smaller
+		makeFixture(path.join(drafts, 'other-vocab.gguf'), { ...FIXTURES.qwen2, nVocab: 300 });
+		assert.equal(await findPairedDraft(target, { downloadFolder: empty, folders: [drafts] }), path.join(drafts, 'draft.gguf'));
+		// The target's own folder is searched too (drafts/ is one level below it).
+		assert.equal(await findPairedDraft(target, { downloadFolder: empty }), path.join(drafts, 'draft.gguf'));
 	});
 });

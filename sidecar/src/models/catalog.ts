@@ -54,13 +54,15 @@ export interface CatalogOptions {
 	readonly downloadFolder?: string;
 	/** More folders to list GGUF files from (their files and their subfolders' files). */
 	readonly folders?: readonly string[];
+	/** Leave the presets out (no lookup of their downloads). */
+	readonly skipPresets?: boolean;
 }
 
 export async function buildModelCatalog(options: CatalogOptions = {}): Promise<ModelCatalog> {
 	const modelsFolder = defaultModelsFolder();
 	const downloadFolder = path.resolve(options.downloadFolder ?? modelsFolder);
 	const presets = await Promise.all(
-		modelPresets.map(async (preset) => {
+		(options.skipPresets === true ? [] : modelPresets).map(async (preset) => {
 			const [target, draft] = await Promise.all([localPresetFile(preset.target, downloadFolder), localPresetFile(preset.draft, downloadFolder)]);
 			return { preset, ...(target === undefined ? {} : { target }), ...(draft === undefined ? {} : { draft }) };
 		}),
@@ -167,4 +169,21 @@ function stringField(value: unknown): string | undefined {
 
 function numberField(value: unknown): number | undefined {
 	return typeof value === 'number' ? value : undefined;
+}
+
+/**
+ * A local draft for `targetPath`: the smallest GGUF file, smaller than the target, with the target's vocabulary,
+ * among the bundled models, node-llama-cpp's models folder, the download folder, the target's own folder and
+ * `folders`. For a user who brings a Qwen2.5-Coder target and has its 0.5B next to it (or downloaded a preset),
+ * SpecKV then needs no draft setting. Undefined when there is none.
+ */
+export async function findPairedDraft(targetPath: string, options: CatalogOptions = {}): Promise<string | undefined> {
+	const target = path.resolve(targetPath);
+	const [targetVocabulary, targetSize] = await Promise.all([vocabularyFingerprint(target), stat(target).then((s) => s.size)]);
+	const catalog = await buildModelCatalog({ ...options, folders: [path.dirname(target), ...(options.folders ?? [])], skipPresets: true });
+	const candidates = catalog.models
+		.filter((m) => m.path !== target && m.sizeBytes < targetSize && m.vocabulary !== undefined)
+		.filter((m) => m.vocabulary?.hash === targetVocabulary.hash && m.vocabulary.tokenCount === targetVocabulary.tokenCount && m.vocabulary.tokenizerModel === targetVocabulary.tokenizerModel)
+		.sort((a, b) => a.sizeBytes - b.sizeBytes);
+	return candidates[0]?.path;
 }
