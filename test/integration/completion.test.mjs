@@ -68,7 +68,7 @@ describe('repokv complete on the needle workspace', () => {
 	const needle = ['complete', '--workspace', needleWorkspace, '--file', 'src/main.ts', '--line', '10', '--column', '32', '--model', targetModelPath];
 
 	test('--json retrieves RETRY_LIMIT_MS = 4817 from src/config.ts, and secrets never reach the prompt', () => {
-		const result = repokv(...needle, '--json', '--show-prompt');
+		const result = repokv(...needle, '--json', '--show-prompt', '--threads', '1');
 		assert.equal(result.code, 0, result.stderr);
 		const output = JSON.parse(result.stdout);
 		assert.ok(output.completion.startsWith('4817'), `completion: ${JSON.stringify(output.completion)} (raw ${JSON.stringify(output.raw)})`);
@@ -76,20 +76,71 @@ describe('repokv complete on the needle workspace', () => {
 		for (const key of ['loadMs', 'readWorkspaceMs', 'tokenizeMs', 'prefillMs', 'decodeMs', 'totalMs']) {
 			assert.ok(typeof output.timings[key] === 'number' && output.timings[key] >= 0, key);
 		}
-		assert.equal(output.model.engine, 'llama');
-		assert.equal(output.model.threads > 0, true);
+		// compressed by default: the native engine, SpecKV with the bundled draft, mixed tiers at 12 % of fp16
+		assert.equal(output.model.engine, 'native');
+		assert.deepEqual(output.kv, { policy: 'speckv', budgetPercent: 12, precision: 'mixed', draft: output.kv.draft });
+		assert.equal(output.cache.policy, 'speckv+mixed');
+		assert.equal(output.cache.split, 'uniform');
+		assert.ok(output.timings.draftMs > 0 && output.timings.scoringMs > 0);
+		// fp16Bytes: a full fp16 cache of the same positions (6 layers x 2 KV heads x 64 dims x 2 (K, V) x 2 bytes)
+		assert.equal(output.cache.fp16Bytes, output.cache.tokens * 6 * 2 * 64 * 4);
+		assert.ok(output.cache.bytes <= 0.12 * output.cache.fp16Bytes, `${output.cache.bytes} of ${output.cache.fp16Bytes}`);
+		// residentBytes: the tiers, the master copy kept apart for the next request, and the draft's own cache
+		assert.equal(output.cache.residentBytes, output.cache.bytes + output.cache.masterBytes + output.cache.draft.bytes);
+		assert.ok(output.cache.draft.tokens > 1000 && output.cache.draft.bytes > 0);
+		assert.equal(output.model.threads, 1);
 		assert.ok(output.files.included.includes('src/config.ts'));
 		assert.ok(!output.files.included.includes('deploy-token.json') && !output.files.included.includes('.env'));
 		assert.doesNotMatch(output.prompt, /FAKE-DEPLOY-TOKEN|FAKE-ENV-KEY/);
 		assert.ok(output.prompt.endsWith('  assert.equal(RETRY_LIMIT_MS, <|fim_suffix|>\n<|fim_middle|>'));
 	});
 
-	test('runs with one thread too (on 2 cores it may decode faster) and prints text with timings', () => {
+	test('runs with one thread too (on 2 cores it may decode faster) and prints text with timings and KV bytes per tier', () => {
 		const result = repokv(...needle, '--threads', '1');
 		assert.equal(result.code, 0, result.stderr);
 		assert.match(result.stdout, /^completion: "4817/);
 		assert.match(result.stdout, /1 thread\b/);
-		assert.match(result.stdout, /timings +load .* prefill .* decode .* total/);
+		assert.match(result.stdout, /timings +load .* prefill .* draft .* scoring .* decode .* total/);
+		assert.match(result.stdout, /kv cache  speckv, mixed 4-bit \+ 1\.x-bit tiers at 12 % of the fp16 KV bytes/);
+		assert.match(result.stdout, /attended [\d.]+ MiB \([\d.]+ % of fp16\) .* a full fp16 cache: [\d.]+ MiB/);
+		assert.match(result.stdout, /resident [\d.]+ MiB .* master copy .* draft cache/);
+		for (const tier of ['f16', 'kivi4', 'onebit']) assert.match(result.stdout, new RegExp(`^  ${tier} +\\d+ token·heads +[\\d.]+ MiB$`, 'm'));
+		assert.equal(result.stderr, '', 'no warning: the bundled draft pairs with the bundled target');
+	});
+
+	test('--engine llama is the reference: a full cache, said so', () => {
+		const result = repokv(...needle, '--threads', '1', '--engine', 'llama', '--json');
+		assert.equal(result.code, 0, result.stderr);
+		const output = JSON.parse(result.stdout);
+		assert.equal(output.model.engine, 'llama');
+		assert.match(output.completion, /^4817/);
+		assert.equal(output.cache, undefined);
+		assert.equal(output.kv, undefined);
+	});
+
+	test('a draft with another vocabulary: one stderr line with the fix, --json says it, the cache is still compressed', async (t) => {
+		const { writeGguf, GGUF } = await import('../../native/test-fixtures/gguf-writer.mjs');
+		const draft = path.join(await tempFolder(t), 'other-vocabulary.gguf');
+		writeGguf(draft, [
+			{ key: 'general.architecture', type: GGUF.STRING, value: 'llama' },
+			{ key: 'tokenizer.ggml.model', type: GGUF.STRING, value: 'gpt2' },
+			{ key: 'tokenizer.ggml.tokens', type: GGUF.ARRAY, itemType: GGUF.STRING, value: ['a', 'b', 'c'] },
+			{ key: 'tokenizer.ggml.token_type', type: GGUF.ARRAY, itemType: GGUF.INT32, value: [1, 1, 1] },
+		], []);
+		const result = repokv(...needle, '--threads', '1', '--json', '--draft', draft);
+		assert.equal(result.code, 0, result.stderr);
+		const lines = result.stderr.trim().split('\n');
+		assert.equal(lines.length, 1, result.stderr);
+		assert.match(lines[0], /^repokv: SpecKV is off: the draft model .*other-vocabulary\.gguf cannot be paired with the target .*target\.gguf: the target has \d+ tokens and the draft 3\. Serving snapkv, mixed .* at 12 % .*; to fix it, set --draft to a GGUF draft with the target's vocabulary/);
+		const output = JSON.parse(result.stdout);
+		assert.equal(output.kv.policy, 'snapkv');
+		assert.equal(output.kv.fallback.requested, 'speckv');
+		assert.match(output.kv.fallback.fixHint, /--draft/);
+		assert.equal(output.cache.policy, 'snapkv+mixed', 'compressed, never silently full');
+		assert.match(output.completion, /^4817/);
+		const missing = repokv(...needle, '--threads', '1', '--json', '--draft', path.join(path.dirname(draft), 'absent.gguf'));
+		assert.equal(missing.code, 0, missing.stderr);
+		assert.match(missing.stderr, /SpecKV is off: draft model file not found: .*absent\.gguf/);
 	});
 
 	test('a truncated model file is named, without a stack trace', async (t) => {

@@ -28,7 +28,7 @@ function firstInsertText(result) {
 	return result?.items?.[0]?.insertText ?? '';
 }
 
-describe('repokv serve --stdio (bundled models, needle workspace)', () => {
+describe('repokv serve --stdio (bundled models, needle workspace, the llama reference engine)', () => {
 	let server;
 	let version = 1;
 	const open = (relative, text) => server.connection.sendNotification('textDocument/didOpen', { textDocument: { uri: server.uri(relative), languageId: 'typescript', version: version++, text } });
@@ -36,8 +36,9 @@ describe('repokv serve --stdio (bundled models, needle workspace)', () => {
 	const status = () => server.connection.sendRequest('repokv/status');
 
 	before(async () => {
-		// No idle warm-up here: these tests measure the first request's prefill against the next one's.
-		server = await startServer({ settings: { threads: 1, completion: { debounceMinMs: 50, debounceMaxMs: 200, prewarm: false, timeoutMs: 120_000 } } });
+		// No idle warm-up here: these tests measure the first request's prefill against the next one's. The llama
+		// engine (the reference, not the default): its full fp16 cache is what the snapshot computes from the model shape.
+		server = await startServer({ settings: { threads: 1, engine: 'llama', completion: { debounceMinMs: 50, debounceMaxMs: 200, prewarm: false, timeoutMs: 120_000 } } });
 		await server.waitForStatus((s) => s.state === 'ready' || s.state === 'error');
 		// Every file of the folder, .env and the git-ignored token included: the server must apply the rules itself.
 		const files = await workspaceFiles(needleWorkspace);
@@ -247,7 +248,8 @@ describe('repokv serve --stdio: cache warm-up', () => {
 
 describe('repokv serve --stdio: native engine', () => {
 	test('completes through the native addon, reuses the prefix, and snapshots its real per-head KV bytes', async (t) => {
-		const server = await startServer({ settings: { threads: 1, engine: 'native', completion: { prewarm: false } } });
+		// policy full: the engine's own bytes can be checked against the fp16 arithmetic
+		const server = await startServer({ settings: { threads: 1, engine: 'native', kv: { policy: 'full' }, completion: { prewarm: false } } });
 		t.after(() => server.stop());
 		const ready = await server.waitForStatus((s) => s.state === 'ready' || s.state === 'error');
 		assert.equal(ready.state, 'ready', JSON.stringify(ready));
@@ -262,10 +264,9 @@ describe('repokv serve --stdio: native engine', () => {
 		assert.ok(snapshot.latency.reusedTokens > 2000, `reused ${snapshot.latency.reusedTokens}`);
 		const headBytes = snapshot.layers.flatMap((layer) => layer.heads).reduce((sum, head) => sum + head.bytes, 0);
 		assert.equal(headBytes, snapshot.totals.kvBytes, 'totals are the sum of the engine-reported heads');
-		if (snapshot.budget.policy === 'full') {
-			// fp16 keys and values plus the engine's per-token metadata (positions): within 5 % of the fp16 estimate.
-			assert.ok(Math.abs(snapshot.totals.kvBytes / snapshot.totals.fp16Bytes - 1) < 0.05, JSON.stringify(snapshot.totals));
-		}
+		assert.equal(snapshot.budget.policy, 'full');
+		// fp16 keys and values plus the engine's per-token metadata (positions): within 5 % of the fp16 estimate.
+		assert.ok(Math.abs(snapshot.totals.kvBytes / snapshot.totals.fp16Bytes - 1) < 0.05, JSON.stringify(snapshot.totals));
 	});
 });
 
@@ -283,7 +284,8 @@ describe('repokv serve --stdio: native engine with SpecKV at 12 %', () => {
 	}
 
 	test('the kv settings reach the engine: the needle is still found, and the snapshot shows what was dropped', async (t) => {
-		const snapshot = await needleSnapshot(t, { policy: 'speckv', budgetPercent: 12 });
+		// f16 storage: the budget buys tokens, so the ratio is about the budget
+		const snapshot = await needleSnapshot(t, { policy: 'speckv', budgetPercent: 12, precision: 'f16' });
 		assert.equal(snapshot.source, 'engineStats');
 		assert.equal(snapshot.budget.policy, 'speckv');
 		// 12 % of the fp16 bytes, with a little slack for the tokens decoded after the selection.
@@ -305,6 +307,110 @@ describe('repokv serve --stdio: native engine with SpecKV at 12 %', () => {
 		assert.ok(ratio > 0.06 && ratio <= 0.12, JSON.stringify(snapshot.totals));
 	});
 });
+
+/** A GGUF whose vocabulary is not the bundled models': three tokens, no weights (only its header is read). */
+async function foreignVocabularyGguf(t) {
+	const { writeGguf, GGUF } = await import('../../native/test-fixtures/gguf-writer.mjs');
+	const file = path.join(await tempFolder(t), 'other-vocabulary.gguf');
+	writeGguf(file, [
+		{ key: 'general.architecture', type: GGUF.STRING, value: 'llama' },
+		{ key: 'tokenizer.ggml.model', type: GGUF.STRING, value: 'gpt2' },
+		{ key: 'tokenizer.ggml.tokens', type: GGUF.ARRAY, itemType: GGUF.STRING, value: ['a', 'b', 'c'] },
+		{ key: 'tokenizer.ggml.token_type', type: GGUF.ARRAY, itemType: GGUF.INT32, value: [1, 1, 1] },
+	], []);
+	return file;
+}
+
+describe('repokv serve --stdio: default settings (native engine, SpecKV, mixed tiers, 12 %)', () => {
+	test('the default serves the compressed cache; a kv change applies to the next request without reloading the model', async (t) => {
+		// Only what every test passes: the defaults are under test. `settings` also answers workspace/configuration.
+		const settings = { threads: 1, completion: { prewarm: false } };
+		const server = await startServer({ settings });
+		t.after(() => server.stop());
+		const ready = await server.waitForStatus((s) => s.state === 'ready' || s.state === 'error');
+		assert.equal(ready.state, 'ready', JSON.stringify(ready));
+		await server.connection.sendNotification('repokv/workspace/didChangeFiles', { changed: await workspaceFiles(needleWorkspace) });
+		await server.connection.sendNotification('textDocument/didOpen', { textDocument: { uri: server.uri('src/main.ts'), languageId: 'typescript', version: 1, text: mainText } });
+		const complete = async () => firstInsertText(await server.connection.sendRequest('textDocument/inlineCompletion', inlineParams(server, 'src/main.ts', needlePosition)));
+
+		assert.match(await complete(), /^4817/);
+		const current = await server.connection.sendRequest('repokv/status');
+		assert.equal(current.engine.name, 'native');
+		assert.deepEqual(current.kvCache, { policy: 'speckv', budgetPercent: 12, precision: 'mixed', draft: current.kvCache.draft });
+		assert.match(current.kvCache.draft, /models[/\\]draft\.gguf$/);
+		const first = await server.connection.sendRequest('repokv/cache/snapshot', {});
+		assert.equal(first.engine, 'native');
+		assert.equal(first.source, 'engineStats', 'the real engine\'s per-layer, per-head tiers');
+		assert.equal(first.budget.policy, 'speckv+mixed');
+		assert.equal(first.budget.allocation, 'uniform');
+		assert.equal(first.budget.budgetPercent, 12);
+		assert.ok(first.latency.draftMs > 0 && first.latency.scoringMs > 0, `real draft and scoring times: ${JSON.stringify(first.latency)}`);
+		const heads = first.layers.flatMap((layer) => layer.heads);
+		assert.ok(heads.every((head) => head.tiers.q4.tokens > 0 && head.tiers.onebit.tokens > 0 && head.tiers.dropped.tokens > 0));
+		assert.ok(first.totals.kvBytes <= 0.12 * first.totals.fp16Bytes, JSON.stringify(first.totals));
+		assert.ok(first.totals.residentBytes > first.totals.kvBytes, 'resident: the master copy and the draft\'s cache on top of the tiers');
+		const loadsBefore = server.statuses.filter((s) => s.state === 'loadingModel').length;
+
+		// budget 12 → 6: the next completion's snapshot shows it, and the model was not reloaded
+		const seen = server.statuses.length;
+		settings.kv = { budgetPercent: 6 };
+		await server.connection.sendNotification('workspace/didChangeConfiguration', { settings: null });
+		// The server pulls workspace/configuration, then logs the KV cache it applies: the next request runs with it.
+		await waitForLog(server, /kv cache: speckv, mixed .* at 6 %/);
+		await change(server, `${mainText}\n`, 2);
+		assert.match(await complete(), /^4817/);
+		const halved = await server.connection.sendRequest('repokv/cache/snapshot', {});
+		assert.equal(halved.budget.budgetPercent, 6);
+		assert.ok(halved.totals.kvBytes <= 0.06 * halved.totals.fp16Bytes && halved.totals.kvBytes < 0.6 * first.totals.kvBytes, JSON.stringify(halved.totals));
+		assert.ok(halved.latency.reusedTokens > 2000, 'the master copy survived the change: its prefix was reused');
+		assert.deepEqual(server.statuses.slice(seen).filter((s) => s.state === 'loadingModel'), [], 'no model load');
+
+		// SpecKV off (snapkv): the draft is dropped, the target stays; the next request has no draft time
+		settings.kv = { budgetPercent: 6, policy: 'snapkv' };
+		await server.connection.sendNotification('workspace/didChangeConfiguration', { settings: null });
+		await waitForLog(server, /kv cache: snapkv, mixed .* at 6 %/);
+		await change(server, mainText, 3);
+		await complete();
+		const snap = await server.connection.sendRequest('repokv/cache/snapshot', {});
+		assert.equal(snap.budget.policy, 'snapkv+mixed');
+		assert.equal(snap.latency.draftMs, 0);
+		assert.equal(server.statuses.filter((s) => s.state === 'loadingModel').length, loadsBefore, 'still no model load');
+		assert.equal((await server.connection.sendRequest('repokv/status')).kvCache.policy, 'snapkv');
+	});
+
+	test('a draft with another vocabulary: SpecKV falls back to snapkv, said once with the fix; completions still work', async (t) => {
+		const draft = await foreignVocabularyGguf(t);
+		const server = await startServer({ settings: { threads: 1, model: { draft }, completion: { prewarm: false } } });
+		t.after(() => server.stop());
+		const ready = await server.waitForStatus((s) => s.state === 'ready' && /SpecKV is off/.test(s.message));
+		assert.match(ready.message, /other-vocabulary\.gguf cannot be paired with the target .*target\.gguf: the target has \d+ tokens and the draft 3/);
+		assert.match(ready.fixHint, /set repokv\.model\.draft to a GGUF draft with the target's vocabulary/);
+		const current = await server.connection.sendRequest('repokv/status');
+		assert.equal(current.kvCache.policy, 'snapkv');
+		assert.equal(current.kvCache.fallback.requested, 'speckv');
+		await server.connection.sendNotification('repokv/workspace/didChangeFiles', { changed: await workspaceFiles(needleWorkspace) });
+		await server.connection.sendNotification('textDocument/didOpen', { textDocument: { uri: server.uri('src/main.ts'), languageId: 'typescript', version: 1, text: mainText } });
+		assert.match(firstInsertText(await server.connection.sendRequest('textDocument/inlineCompletion', inlineParams(server, 'src/main.ts', needlePosition))), /^4817/);
+		const snapshot = await server.connection.sendRequest('repokv/cache/snapshot', {});
+		assert.equal(snapshot.budget.policy, 'snapkv+mixed', 'still compressed, never silently full');
+		assert.match(snapshot.budget.description, /SpecKV is off/);
+		assert.equal(server.logs.filter((line) => /SpecKV is off/.test(line)).length, 1, 'logged once');
+	});
+});
+
+/** Wait until the server logged a line matching `pattern` (window/logMessage). */
+async function waitForLog(server, pattern, timeoutMs = 30_000) {
+	const deadline = Date.now() + timeoutMs;
+	while (!server.logs.some((line) => pattern.test(line))) {
+		assert.ok(Date.now() < deadline, `no log line matching ${pattern}: ${server.logs.join('\n')}`);
+		await new Promise((resolve) => setTimeout(resolve, 50));
+	}
+}
+
+/** Replace src/main.ts's text (the open document) with `text` at `version`. */
+function change(server, text, version) {
+	return server.connection.sendNotification('textDocument/didChange', { textDocument: { uri: server.uri('src/main.ts'), version }, contentChanges: [{ text }] });
+}
 
 describe('repokv serve --stdio: failures', () => {
 	test('a broken GGUF: status error with a fix hint, completions answer empty, the server stays up', async (t) => {
