@@ -77,6 +77,8 @@ const FILE_TYPE = { F32: 0, F16: 1, Q8_0: 7 };
 // ---- vocabulary files from node-llama-cpp's llama.cpp bundle --------------------------------------------------------
 
 const VOCAB_SOURCES = { 'qwen2.5-coder': 'ggml-vocab-qwen2.gguf', 'deepseek-coder': 'ggml-vocab-deepseek-coder.gguf' };
+/** Token counts of those vocabularies (= token_embd rows), to describe a cached file without reading it. */
+const VOCAB_SIZES = { 'qwen2.5-coder': 151936, 'deepseek-coder': 32256 };
 
 function llamaBundle() {
 	const bundle = path.join(root, 'node_modules', 'node-llama-cpp', 'llama', 'gitRelease.bundle');
@@ -251,7 +253,9 @@ export function llamaQuantizeTool() {
 	if (!fs.existsSync(pathsFile)) throw new Error('native/build/paths.json is missing: run `node native/build.mjs` first');
 	const { binsDir, llamaTag } = JSON.parse(fs.readFileSync(pathsFile, 'utf8'));
 	const inc = path.join(buildDir, 'llama-src');
-	execFileSync(process.env.CXX || 'g++', ['-std=c++17', '-O2', '-I', path.join(inc, 'ggml', 'include'), '-I', path.join(inc, 'include'), src, '-o', bin, '-L', binsDir, `-l:libllama.${llamaTag}.so`, '-l:libggml-base.so', `-l:libggml.${llamaTag}.so`, `-Wl,-rpath,${binsDir}`, '-pthread'], { stdio: ['ignore', 'ignore', 'pipe'] });
+	const partial = `${bin}.partial-${process.pid}`;
+	execFileSync(process.env.CXX || 'g++', ['-std=c++17', '-O2', '-I', path.join(inc, 'ggml', 'include'), '-I', path.join(inc, 'include'), src, '-o', partial, '-L', binsDir, `-l:libllama.${llamaTag}.so`, '-l:libggml-base.so', `-l:libggml.${llamaTag}.so`, `-Wl,-rpath,${binsDir}`, '-pthread'], { stdio: ['ignore', 'ignore', 'pipe'] });
+	fs.renameSync(partial, bin);
 	return bin;
 }
 
@@ -272,12 +276,16 @@ export function writeRealShape(out, { shape: shapeName, type = 'Q8_0', layers, s
 	if (type in DIRECT) {
 		writeGgufStreaming(out, layout.kv, layout.tensors);
 	} else {
+		// Under temporary names, renamed when complete: a test running alongside never sees half a file.
 		const f16 = `${out}.f16-${process.pid}`;
+		const partial = `${out}.partial-${process.pid}`;
 		try {
 			writeGgufStreaming(f16, layout.kv, layout.tensors);
-			execFileSync(llamaQuantizeTool(), [f16, out, type, String(threads)], { stdio: ['ignore', 'ignore', 'pipe'] });
+			execFileSync(llamaQuantizeTool(), [f16, partial, type, String(threads)], { stdio: ['ignore', 'ignore', 'pipe'] });
+			fs.renameSync(partial, out);
 		} finally {
 			fs.rmSync(f16, { force: true });
+			fs.rmSync(partial, { force: true });
 		}
 	}
 	return { file: out, shape: shapeName, type, nLayer: layout.nLayer, nVocab: layout.nVocab, headDim: layout.headDim, tied: shape.tied, arch: shape.arch, nHeadKv: shape.nHeadKv, contextLength: shape.contextLength };
@@ -292,7 +300,7 @@ export function realShapeFixture({ shape, type = 'Q8_0', layers, seed = 1, threa
 	const file = path.join(cacheDir, `${shape}-${nLayer}L-${type}-s${seed}-v${GENERATOR_VERSION}.gguf`);
 	if (fs.existsSync(file)) {
 		const s = SHAPES[shape];
-		return { file, shape, type, nLayer, nVocab: undefined, headDim: s.nEmbd / s.nHead, tied: s.tied, arch: s.arch, nHeadKv: s.nHeadKv, contextLength: s.contextLength };
+		return { file, shape, type, nLayer, nVocab: VOCAB_SIZES[s.vocab], headDim: s.nEmbd / s.nHead, tied: s.tied, arch: s.arch, nHeadKv: s.nHeadKv, contextLength: s.contextLength };
 	}
 	return writeRealShape(file, { shape, type, layers, seed, threads });
 }
