@@ -177,8 +177,7 @@ export class WorkspaceFeed implements vscode.Disposable {
 	private onChanged(uri: vscode.Uri): void {
 		const path = this.relative(uri);
 		if (path === undefined) return;
-		const name = path.slice(path.lastIndexOf('/') + 1);
-		if (ignoreFileNames.includes(name)) {
+		if (isIgnoreFile(path)) {
 			void this.rescan();
 			return;
 		}
@@ -190,6 +189,12 @@ export class WorkspaceFeed implements vscode.Disposable {
 	private onDeleted(uri: vscode.Uri): void {
 		const path = this.relative(uri);
 		if (path === undefined) return;
+		// Rules that went away (an ignore file, or a folder holding one) may let in files that were left out, and the
+		// feed's own rule cache must forget them: a rescan does both.
+		if (isIgnoreFile(path) || [...this.rules.keys()].some((folder) => folder === path || folder.startsWith(`${path}/`))) {
+			void this.rescan();
+			return;
+		}
 		// A deleted folder arrives as one event: send the paths of the files it held.
 		for (const sent of this.sent) {
 			if (sent === path || sent.startsWith(`${path}/`)) {
@@ -201,20 +206,31 @@ export class WorkspaceFeed implements vscode.Disposable {
 	}
 
 	private async onRenamed(event: vscode.FileRenameEvent): Promise<void> {
-		const renamed = [];
+		const renamed: { from: string; to: string }[] = [];
+		const deleted: string[] = [];
 		for (const { oldUri, newUri } of event.files) {
 			const from = this.relative(oldUri);
 			const to = this.relative(newUri);
-			if (from === undefined || to === undefined || !this.sent.has(from)) continue;
-			if (this.skipReason(to) !== undefined) {
-				this.onDeleted(oldUri);
-				continue;
+			if (from === undefined || to === undefined) continue;
+			// A renamed folder is one event: rename each file sent from inside it.
+			const moves = this.sent.has(from) ? [[from, to]] : [...this.sent].filter((sent) => sent.startsWith(`${from}/`)).map((sent) => [sent, `${to}${sent.slice(from.length)}`]);
+			if (isIgnoreFile(from) || isIgnoreFile(to) || moves.some(([a = '', b = '']) => isIgnoreFile(a) || isIgnoreFile(b))) {
+				// The rules change with the move: a rescan sends what they now let in and out.
+				void this.rescan();
+				return;
 			}
-			this.sent.delete(from);
-			this.sent.add(to);
-			renamed.push({ from, to });
+			for (const [a = '', b = ''] of moves) {
+				this.sent.delete(a);
+				this.pendingChanged.delete(a);
+				if (this.skipReason(b) !== undefined) {
+					deleted.push(a);
+					continue;
+				}
+				this.sent.add(b);
+				renamed.push({ from: a, to: b });
+			}
 		}
-		if (renamed.length > 0) await this.sink({ renamed });
+		if (renamed.length > 0 || deleted.length > 0) await this.sink({ renamed, deleted });
 	}
 
 	private scheduleDelta(): void {
@@ -227,7 +243,24 @@ export class WorkspaceFeed implements vscode.Disposable {
 		const changed: WorkspaceFileContent[] = [];
 		const deleted = [...this.pendingDeleted];
 		for (const path of this.pendingChanged) {
-			const result = await this.read(vscode.Uri.joinPath(this.root, path), path);
+			const uri = vscode.Uri.joinPath(this.root, path);
+			const result = await this.read(uri, path);
+			if (result === 'folder') {
+				// A folder moved or copied in arrives as one event: its files are new too.
+				const inside = await vscode.workspace.findFiles(new vscode.RelativePattern(uri, '**/*'), this.excludeGlob(), maxFiles);
+				const paths = inside.flatMap((found) => { const relative = this.relative(found); return relative === undefined ? [] : [relative]; });
+				if (paths.some(isIgnoreFile)) {
+					this.pendingChanged.clear();
+					this.pendingDeleted.clear();
+					void this.rescan();
+					return;
+				}
+				for (const inner of paths) {
+					const file = await this.read(vscode.Uri.joinPath(this.root, inner), inner);
+					if (typeof file !== 'string') changed.push(file);
+				}
+				continue;
+			}
 			if (typeof result === 'string') {
 				// A file that became ignored, too large or binary leaves the mirror.
 				if (this.sent.has(path) && result !== 'folder') deleted.push(path);
@@ -249,4 +282,8 @@ export class WorkspaceFeed implements vscode.Disposable {
 		this.generation++;
 		for (const disposable of this.disposables) disposable.dispose();
 	}
+}
+
+function isIgnoreFile(path: string): boolean {
+	return ignoreFileNames.includes(path.slice(path.lastIndexOf('/') + 1));
 }

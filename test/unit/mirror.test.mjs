@@ -147,3 +147,19 @@ describe('orderStableFirst', () => {
 		assert.deepEqual(after, ['a.ts', 'c.ts', 'd.ts', 'b.ts']);
 	});
 });
+
+describe('WorkspaceMirror: ignore files that move or go (found by test/fuzz/workspace.fuzz.mjs)', () => {
+	test('a renamed ignore file takes its rules along; a reset forgets the rules of ignore files it no longer has', () => {
+		const mirror = new WorkspaceMirror();
+		mirror.apply({ changed: [file('.gitignore', '*.md'), file('a.md', 'a'), file('b.ts', 'b')], reset: true });
+		assert.deepEqual(mirror.files().map((f) => f.path), ['.gitignore', 'b.ts']);
+		mirror.apply({ renamed: [{ from: '.gitignore', to: 'sub/.gitignore' }] });
+		mirror.apply({ changed: [file('c.md', 'c')] });
+		assert.deepEqual(mirror.files().map((f) => f.path), ['b.ts', 'c.md', 'sub/.gitignore']);
+		mirror.apply({ renamed: [{ from: 'sub/.gitignore', to: '.gitignore' }] });
+		assert.deepEqual(mirror.files().map((f) => f.path), ['.gitignore', 'b.ts']);
+		// The client deleted .gitignore and rescanned: a.md is back, though the old rules once refused it.
+		mirror.apply({ changed: [file('a.md', 'a'), file('b.ts', 'b')], reset: true });
+		assert.deepEqual(mirror.files().map((f) => f.path), ['a.md', 'b.ts']);
+	});
+});

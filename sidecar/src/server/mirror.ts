@@ -102,8 +102,14 @@ export class WorkspaceMirror {
 			skipped.push({ path, reason });
 			this.skippedCounts.set(reason, (this.skippedCounts.get(reason) ?? 0) + 1);
 		};
+		let rulesChanged = false;
 		if (params.reset === true && (params.batch === undefined || params.batch.index === 0)) {
 			this.resetSeen = new Set();
+			// A reset feed is the whole truth, its ignore files included: rules of ignore files it no longer has
+			// (deleted, renamed) must not keep out the files it now sends.
+			for (const path of [...this.ignoreFileTexts.keys()]) {
+				this.setIgnoreText(path, undefined);
+			}
 		}
 
 		// Parameters come off the wire: read every field as unknown, whatever the declared type says.
@@ -117,6 +123,15 @@ export class WorkspaceMirror {
 			}
 			this.remove(from);
 			removed.add(from);
+			// A moved ignore file takes its rules with it.
+			if (isIgnoreFile(from)) {
+				this.setIgnoreText(from, undefined);
+				rulesChanged = true;
+			}
+			if (isIgnoreFile(to)) {
+				this.setIgnoreText(to, entry.text);
+				rulesChanged = true;
+			}
 			const reason = this.refusal(to, entry.text, entry.bytes);
 			if (reason === undefined) {
 				this.insert({ ...entry, path: to, editedAt: ++this.clock });
@@ -135,13 +150,13 @@ export class WorkspaceMirror {
 			}
 			if (normal !== undefined && isIgnoreFile(normal)) {
 				this.setIgnoreText(normal, undefined);
+				rulesChanged = true;
 			}
 		}
 
 		// Ignore files first, so that a batch's other files are judged by the rules it brings.
 		const incoming = asArray(params.changed).map(asRecord);
 		const ignoreFirst = [...incoming.filter((file) => isIgnoreFile(String(file['path']))), ...incoming.filter((file) => !isIgnoreFile(String(file['path'])))];
-		let rulesChanged = false;
 		for (const file of ignoreFirst) {
 			const path = normalisePath(file['path']);
 			const text = file['text'];
@@ -214,7 +229,8 @@ export class WorkspaceMirror {
 	 */
 	setOverlay(path: string, text: string): boolean {
 		const normal = normalisePath(path);
-		if (normal === undefined) {
+		// An open document's text comes off the wire too (a didOpen with a number for its text).
+		if (normal === undefined || typeof text !== 'string') {
 			return false;
 		}
 		const bytes = Buffer.byteLength(text, 'utf8');
