@@ -34,7 +34,7 @@ export function activate(context: vscode.ExtensionContext): RepokvApi {
 		status = statusBar.update({ view: sidecar.view, config: sidecar.config, trusted: vscode.workspace.isTrusted, feed: sidecar.feedStats });
 		if (stateFile) {
 			const snapshot = sidecar.snapshot;
-			const state = { time: new Date().toISOString(), view: sidecar.view, status, feed: sidecar.feedStats ?? null, snapshot: snapshot ? { sequence: snapshot.sequence, totals: snapshot.totals, latency: snapshot.latency } : null };
+			const state = { time: new Date().toISOString(), view: sidecar.view, status, feed: sidecar.feedStats ?? null, snapshot: snapshot ? { sequence: snapshot.sequence, engine: snapshot.engine, source: snapshot.source, budget: snapshot.budget, totals: snapshot.totals, latency: snapshot.latency, layers: snapshot.layers } : null };
 			// Atomic (write then rename): the driver polls this file while the extension rewrites it.
 			try {
 				fs.writeFileSync(`${stateFile}.tmp`, JSON.stringify(state, null, 1));

@@ -173,14 +173,37 @@ export class Ui {
 
 	async inspector() {
 		this.requireSidecar();
-		const snapshot = await waitFor(() => this.state()?.snapshot, { timeoutMs: 30000, what: 'a repokv/cache/didChange push after the completion' });
+		await waitFor(() => this.state()?.snapshot, { timeoutMs: 30000, what: 'a repokv/cache/didChange push after the completion' });
 		await this.command('repokv: Show Cache Inspector');
 		const frame = this.inspectorFrame();
 		await frame.locator('canvas.layers[data-draw-ms]').waitFor({ timeout: 30000 });
+		// A completion that ends while the panel opens (the automatic trigger after Tab) pushes a newer snapshot: the
+		// numbers are compared with the push whose sequence the panel shows.
+		const snapshot = await waitFor(async () => {
+			const shownSequence = Number(await frame.locator('.meta').getAttribute('data-sequence'));
+			const latest = this.state()?.snapshot;
+			return latest?.sequence === shownSequence ? latest : false;
+		}, { timeoutMs: 30000, what: 'the panel to show the last pushed snapshot' });
 		const shown = await frame.locator('[data-metric=contextTokens] .value').textContent();
 		const expected = snapshot.totals.contextTokens.toLocaleString('en-US');
 		assert.equal(shown, expected, 'the inspector shows the last completion\'s context tokens');
 		const latency = await frame.locator('#latency-text').textContent();
+		// Default settings (settings.json sets no repokv.*): the compressed engine, seen in the editor (issue 14 §7).
+		assert.equal(snapshot.engine, 'native', 'the default engine is the native one');
+		assert.equal(snapshot.source, 'engineStats', "the real engine's per-layer, per-head tiers, not modelShape");
+		assert.equal(await frame.locator('.meta').getAttribute('data-source'), 'engineStats');
+		const heads = snapshot.layers.flatMap((layer) => layer.heads);
+		assert.ok(heads.length > 0 && heads.every((head) => head.tiers.q4.tokens > 0 && head.tiers.onebit.tokens > 0), 'mixed 4-bit and 1.x-bit tiers in every head');
+		assert.ok(snapshot.latency.draftMs > 0 && snapshot.latency.scoringMs > 0, `real draft and scoring times: ${JSON.stringify(snapshot.latency)}`);
+		const shownMs = (name) => {
+			const match = new RegExp(`${name} ([\\d.]+) (ms|s)\\b`).exec(latency);
+			return match === null ? 0 : Number(match[1]) * (match[2] === 's' ? 1000 : 1);
+		};
+		assert.ok(shownMs('draft') > 0 && shownMs('scoring') > 0, `the panel shows them: ${latency}`);
+		const rule = (await frame.locator('#budget-rule').textContent()).trim();
+		assert.equal(snapshot.budget.policy, 'speckv+mixed');
+		assert.equal(snapshot.budget.allocation, 'uniform', 'the split SpecKV used');
+		assert.match(rule, /policy speckv\+mixed · allocation uniform · budget 12 % of fp16 · precision mixed/);
 		const shot = await this.shot('05-inspector');
 		// Live update: another completion (end of the file) pushes repokv/cache/didChange into the open panel.
 		await key(this.page, 'Control+1');
@@ -194,7 +217,7 @@ export class Ui {
 		}, { timeoutMs: 60000, intervalMs: 3000, what: `the open inspector to update after another completion (still ${live})` });
 		await key(this.page, 'Escape');
 		await this.shot('05b-inspector-live-update');
-		return `inspector shows ${shown} context tokens (= last completion's snapshot #${snapshot.sequence}); ${latency.trim().slice(0, 90)}; live update ${live}; ${shot}`;
+		return `inspector shows ${shown} context tokens (= last completion's snapshot #${snapshot.sequence}), source ${snapshot.source}; ${latency.trim().slice(0, 90)}; budget rule "${rule}"; live update ${live}; ${shot}`;
 	}
 
 	async ask() {

@@ -199,13 +199,14 @@ export function startInspector(root: HTMLElement): void {
 		const t = snapshot.totals;
 		const meta = el('div', 'meta', `last ${snapshot.request} · ${new Date(snapshot.time).toLocaleTimeString()} · engine ${snapshot.engine} · ${snapshot.model.architecture}, ${snapshot.model.layers} layers × ${snapshot.model.kvHeads} KV heads × ${snapshot.model.headDim} · ${snapshot.source === 'modelShape' ? 'full cache computed from the model shape' : "engine's own accounting"} · #${snapshot.sequence} `);
 		meta.dataset['sequence'] = String(snapshot.sequence);
+		meta.dataset['source'] = snapshot.source;
 		meta.dataset['request'] = snapshot.request;
 		meta.append(refresh);
 		nodes.push(meta);
 		const cards = el('div', 'cards');
 		cards.append(
 			card(formatInt(t.contextTokens), 'context tokens', 'contextTokens'),
-			card(formatBytes(t.kvBytes), `KV bytes (fp16: ${formatBytes(t.fp16Bytes)})`, 'kvBytes'),
+			card(formatBytes(t.kvBytes), `KV bytes (fp16: ${formatBytes(t.fp16Bytes)}${t.residentBytes === undefined ? '' : `; resident with master copy and draft: ${formatBytes(t.residentBytes)}`})`, 'kvBytes'),
 			card(t.bitsPerElement.toFixed(2), 'bits per element', 'bitsPerElement'),
 			card(`${t.compressionRatio.toFixed(2)}×`, 'compression vs fp16', 'compressionRatio'),
 			card(formatMs(snapshot.latency.totalMs), 'total latency', 'totalMs'),
@@ -236,10 +237,15 @@ export function startInspector(root: HTMLElement): void {
 		nodes.push(el('h3', undefined, 'Budget rule'));
 		const b = snapshot.budget;
 		const rule = [`policy ${b.policy}`, `allocation ${b.allocation}`];
+		if (b.budgetPercent !== undefined) rule.push(`budget ${b.budgetPercent} % of fp16`);
+		if (b.precision !== undefined) rule.push(`precision ${b.precision}`);
 		if (b.bytesPerToken !== undefined) rule.push(`${formatBytes(b.bytesPerToken)} per token`);
 		if (b.sinkTokens !== undefined) rule.push(`${b.sinkTokens} sink tokens`);
 		if (b.recentWindow !== undefined) rule.push(`recent window ${b.recentWindow}`);
-		nodes.push(el('div', undefined, b.description), el('div', 'muted', rule.join(' · ')));
+		const ruleText = el('div', 'muted', rule.join(' · '));
+		ruleText.id = 'budget-rule';
+		ruleText.dataset['allocation'] = b.allocation;
+		nodes.push(el('div', undefined, b.description), ruleText);
 
 		nodes.push(el('h3', undefined, `Per layer: kept tokens per KV head by tier, and bytes against fp16`), legend(colors));
 		canvas = el('canvas', 'layers');

@@ -2,10 +2,10 @@
 // planned: `llama` (node-llama-cpp, full KV cache; llama.ts) and `native` (our addon with the compressed KV cache).
 // Keep this surface small and runtime-neutral so that both can implement it and benchmarks can swap them.
 
-import type { DraftLayout, KvPolicy, KvPrecision, KvSplit } from '../protocol';
+import type { DraftLayout, EngineSetting, KvPolicy, KvPrecision, KvSplit } from '../protocol';
 
-/** Names of the available engines; the CLI's `--engine` option takes one of these. */
-export type EngineName = 'llama' | 'native';
+/** Names of the available engines (the `engine` setting's values); the CLI's `--engine` option takes one of these. */
+export type EngineName = EngineSetting;
 
 /**
  * The special token texts a prompt is built from. They are read from the model's vocabulary, so that a model with

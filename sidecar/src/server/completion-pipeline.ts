@@ -328,13 +328,17 @@ export class CompletionPipeline {
 		const reused = result.tokens.reused ?? 0;
 		this.debouncer.recordLatency(totalMs);
 		this.deps.status.recordCompletion(totalMs, result.timings.prefillMs, result.tokens.prompt - reused, reused);
-		this.deps.onComputed({
-			engine,
-			spans: prompt.spans,
-			promptTokens: result.tokens.prompt,
-			generatedTokens: result.tokens.generated,
-			latency: latencySplit(result.timings, { prompt: result.tokens.prompt, reused, generated: result.tokens.generated }, built - started, totalMs),
-		});
+		// The inspector describes the last completed request: an aborted one (superseded mid-prefill) compressed
+		// nothing and measured no draft, so it would show a cache that no completion ran with.
+		if (result.stopReason !== 'aborted') {
+			this.deps.onComputed({
+				engine,
+				spans: prompt.spans,
+				promptTokens: result.tokens.prompt,
+				generatedTokens: result.tokens.generated,
+				latency: latencySplit(result.timings, { prompt: result.tokens.prompt, reused, generated: result.tokens.generated }, built - started, totalMs),
+			});
+		}
 		this.deps.log(
 			`completion ${input.path}:${input.offset} v${input.version}: ${result.tokens.prompt} prompt tokens (${reused} reused), ${result.tokens.generated} generated, ${result.stopReason}, ${totalMs.toFixed(0)} ms → ${JSON.stringify(text)}`,
 		);

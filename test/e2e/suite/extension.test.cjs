@@ -41,16 +41,43 @@ suite('repokv extension host', () => {
 		assert.ok(manifest.contributes.keybindings.some((binding) => binding.key === 'alt+\\' && binding.command === 'repokv.triggerCompletion'), 'Alt+\\ triggers');
 	});
 
-	test('contributes at most a dozen grouped settings, each with its default', () => {
+	test('contributes grouped settings, each with its default and description; the compressed engine by default', () => {
 		const groups = vscode.extensions.getExtension(id).packageJSON.contributes.configuration;
-		const keys = groups.flatMap((group) => Object.keys(group.properties));
+		const properties = Object.assign({}, ...groups.map((group) => group.properties));
 		assert.ok(groups.length >= 2, 'grouped');
-		assert.ok(keys.length <= 12, `${keys.length} settings`);
+		// twelve, and the five KV settings of the native engine (issue 14)
+		assert.ok(Object.keys(properties).length <= 17, `${Object.keys(properties).length} settings`);
+		for (const [key, property] of Object.entries(properties)) {
+			assert.ok('default' in property && (property.description || property.markdownDescription), `${key}: a default and a description`);
+		}
 		const config = vscode.workspace.getConfiguration('repokv');
 		assert.equal(config.get('completion.enabled'), true);
 		assert.equal(config.get('completion.trigger'), 'automatic');
-		assert.equal(config.get('engine'), 'llama');
+		assert.equal(config.get('engine'), 'native');
+		assert.equal(config.get('kv.policy'), 'speckv');
+		assert.equal(config.get('kv.budgetPercent'), 12);
+		assert.equal(config.get('kv.precision'), 'mixed');
 		assert.equal(api.sidecar.config.completion.maxTokens, 64);
+		assert.deepEqual(api.sidecar.config.kv, { policy: 'speckv', budgetPercent: 12, split: 'default', precision: 'mixed', draftLayout: 'prefix-last' });
+	});
+
+	test('a KV setting reaches the sidecar and applies without a model reload', async function () {
+		this.timeout(180000);
+		const config = vscode.workspace.getConfiguration('repokv');
+		const status = () => (api.sidecar.view.kind === 'running' ? api.sidecar.view.status : undefined);
+		await until(() => status()?.state === 'ready' && status()?.kvCache !== undefined, 150000, 'the sidecar ready with its KV cache in the status');
+		const states = [];
+		const subscription = api.sidecar.onDidChangeView((view) => states.push(view.kind === 'running' ? view.status.state : view.kind));
+		try {
+			await config.update('kv.budgetPercent', 6, vscode.ConfigurationTarget.Global);
+			// the server's own status says what it applied: the setting went through toServerSettings and workspace/configuration
+			await until(() => status()?.kvCache?.budgetPercent === 6, 30000, 'kvCache.budgetPercent 6 in the sidecar status');
+			assert.ok(!states.includes('loadingModel'), `no model load: ${states.join(' → ')}`);
+		} finally {
+			subscription.dispose();
+			await config.update('kv.budgetPercent', undefined, vscode.ConfigurationTarget.Global);
+		}
+		await until(() => status()?.kvCache?.budgetPercent === 12, 30000, 'back to 12');
 	});
 
 	test('a wrongly typed setting falls back to its default', async () => {
