@@ -59,6 +59,53 @@ describe('llama engine', () => {
 	});
 });
 
+describe('native engine (the default): progress, abort and KV reconfiguration between requests', () => {
+	let model;
+	before(async () => {
+		const engine = await sidecar.loadEngine('native');
+		model = await engine.loadModel({ modelPath: targetModelPath, threads: 1, contextSize: 2048, kvCache: { policy: 'snapkv', budgetPercent: 12, precision: 'mixed' } });
+	});
+	after(() => model?.dispose());
+	const longPrompt = fimPrompt.replace('<|file_sep|>src/main.ts', `<|file_sep|>src/filler.ts\n${'export const filler = [1, 2, 3];\n'.repeat(120)}<|file_sep|>src/main.ts`);
+
+	test('prefills in chunks, reporting progress; an abort stops it within a chunk and keeps what was evaluated', async () => {
+		const progress = [];
+		const controller = new AbortController();
+		const result = await model.complete({
+			prompt: longPrompt,
+			maxTokens: 8,
+			onPrefillProgress: (done, total) => {
+				progress.push([done, total]);
+				if (done > 0) controller.abort();
+			},
+			signal: controller.signal,
+		});
+		assert.equal(result.stopReason, 'aborted');
+		assert.equal(result.tokens.generated, 0);
+		assert.deepEqual(progress.map(([done]) => done), [0, 512], 'one chunk, then stopped');
+		// the next request reuses the evaluated chunk (the master copy kept it)
+		const next = await model.complete({ prompt: longPrompt, maxTokens: 8, reusePrefix: true });
+		assert.equal(next.tokens.reused, 512);
+		assert.ok(next.tokens.generated > 0);
+	});
+
+	test('configureKv changes the next request\'s compression without a reload', async () => {
+		await model.complete({ prompt: longPrompt, maxTokens: 4, reusePrefix: true });
+		const at12 = model.kvStats();
+		await model.configureKv({ policy: 'snapkv', budgetPercent: 6, precision: 'mixed' });
+		await model.complete({ prompt: longPrompt, maxTokens: 4, reusePrefix: true });
+		const at6 = model.kvStats();
+		assert.equal(at6.policy, 'snapkv+mixed');
+		assert.ok(at6.bytes < 0.6 * at12.bytes, `${at6.bytes} vs ${at12.bytes}`);
+		assert.ok(at6.bytes <= 0.06 * at6.fp16Bytes, `${at6.bytes} of ${at6.fp16Bytes}`);
+		// f16 storage has another staging of the master copy: it is prefilled afresh, not reused
+		await model.configureKv({ policy: 'snapkv', budgetPercent: 12, precision: 'f16' });
+		const fresh = await model.complete({ prompt: longPrompt, maxTokens: 4, reusePrefix: true });
+		assert.equal(fresh.tokens.reused, 0);
+		assert.equal(model.kvStats().policy, 'snapkv');
+	});
+});
+
 function repokv(...args) {
 	const result = spawnSync(process.execPath, [cliPath, ...args], { encoding: 'utf8', timeout: 120_000 });
 	return { code: result.status, stdout: result.stdout, stderr: result.stderr };
@@ -101,7 +148,7 @@ describe('repokv complete on the needle workspace', () => {
 		assert.match(result.stdout, /^completion: "4817/);
 		assert.match(result.stdout, /1 thread\b/);
 		assert.match(result.stdout, /timings +load .* prefill .* draft .* scoring .* decode .* total/);
-		assert.match(result.stdout, /kv cache  speckv, mixed 4-bit \+ 1\.x-bit tiers at 12 % of the fp16 KV bytes/);
+		assert.match(result.stdout, /kv cache {2}speckv, mixed 4-bit \+ 1\.x-bit tiers at 12 % of the fp16 KV bytes/);
 		assert.match(result.stdout, /attended [\d.]+ MiB \([\d.]+ % of fp16\) .* a full fp16 cache: [\d.]+ MiB/);
 		assert.match(result.stdout, /resident [\d.]+ MiB .* master copy .* draft cache/);
 		for (const tier of ['f16', 'kivi4', 'onebit']) assert.match(result.stdout, new RegExp(`^  ${tier} +\\d+ token·heads +[\\d.]+ MiB$`, 'm'));
