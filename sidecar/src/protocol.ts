@@ -294,7 +294,10 @@ export interface StatusParams {
 	readonly message: string;
 	/** Progress of the current state's work, when it has a measurable size. */
 	readonly progress?: StatusProgress;
-	/** In state `error`: what the user can do about it (e.g. "set repokv.model.target to a GGUF file"). */
+	/**
+	 * What the user can do about it (e.g. "set repokv.model.target to a GGUF file"): in state `error`, and in `ready`
+	 * while the server runs degraded (SpecKV fell back, `kvCache.fallback`).
+	 */
 	readonly fixHint?: string;
 	readonly latencies?: StatusLatencies;
 	/** What the mirror holds. */
@@ -324,7 +327,7 @@ export interface StatusParams {
 		readonly contextSize: number;
 		readonly threads: number;
 	};
-	/** The KV cache the native engine serves with, once configured (absent for the llama engine: always full). */
+	/** The KV cache the engine serves with, once configured (the llama engine: always `full`, 100 %, f16). */
 	readonly kvCache?: KvCacheStatus;
 }
 

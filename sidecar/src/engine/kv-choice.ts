@@ -1,8 +1,8 @@
-import { existsSync } from 'node:fs';
+import { existsSync, statSync } from 'node:fs';
 import * as path from 'node:path';
 
 import { errorMessage, UserError } from '../errors';
-import { DraftMismatchError, vocabularyDifference, vocabularyFingerprint } from '../models/pairing';
+import { DraftMismatchError, vocabularyDifference, vocabularyFingerprint, type VocabularyFingerprint } from '../models/pairing';
 import { defaultKvSettings, type DraftLayout, type KvCacheStatus, type KvPolicy, type KvPrecision, type KvSplit } from '../protocol';
 import type { KvCacheOptions } from './types';
 
@@ -111,7 +111,7 @@ async function draftProblem(targetPath: string, draft: DraftSource): Promise<str
 	if (!existsSync(targetPath)) {
 		throw new UserError(`model file not found: ${targetPath}`);
 	}
-	const target = await vocabularyFingerprint(targetPath);
+	const target = await fingerprintOf(targetPath);
 	if ('unavailable' in draft) {
 		return draft.unavailable;
 	}
@@ -119,12 +119,30 @@ async function draftProblem(targetPath: string, draft: DraftSource): Promise<str
 		return `draft model file not found: ${draft.path}`;
 	}
 	try {
-		const reason = vocabularyDifference(target, await vocabularyFingerprint(draft.path));
+		const reason = vocabularyDifference(target, await fingerprintOf(draft.path));
 		return reason === undefined ? undefined : new DraftMismatchError(path.resolve(targetPath), path.resolve(draft.path), reason).message;
 	} catch (error) {
 		// an unreadable draft GGUF: the message names the file
 		return errorMessage(error);
 	}
+}
+
+/**
+ * Fingerprints by file identity (path, size, modification time): a budget change re-checks the pairing without
+ * re-reading a 151,936-token vocabulary. A failed read is not kept, so a fixed file is read again.
+ */
+const fingerprints = new Map<string, Promise<VocabularyFingerprint>>();
+
+function fingerprintOf(file: string): Promise<VocabularyFingerprint> {
+	const stats = statSync(file, { throwIfNoEntry: false });
+	const key = `${file}\u0000${stats?.size ?? -1}\u0000${stats?.mtimeMs ?? -1}`;
+	let fingerprint = fingerprints.get(key);
+	if (fingerprint === undefined) {
+		fingerprint = vocabularyFingerprint(file);
+		fingerprints.set(key, fingerprint);
+		fingerprint.catch(() => fingerprints.delete(key));
+	}
+	return fingerprint;
 }
 
 /** One line saying what `status` serves, for logs and the CLI: `speckv, mixed tiers at 12 % of the fp16 KV bytes`. */

@@ -30,17 +30,11 @@ export interface LoadedEngine {
 export class EngineHost {
 	readonly queue = new JobQueue();
 	private current: { settings: ResolvedSettings; promise: Promise<LoadedEngine> } | undefined;
-	/** Target model loads since start (a KV change must not add one). */
-	private targetLoads = 0;
 
 	constructor(
 		private readonly status: StatusReporter,
 		private readonly log: (message: string) => void,
 	) {}
-
-	get loads(): number {
-		return this.targetLoads;
-	}
 
 	/** The engine for `settings`, loading, reloading or reconfiguring it as needed. Rejects with a `UserError` when it cannot load. */
 	get(settings: ResolvedSettings): Promise<LoadedEngine> {
@@ -99,7 +93,6 @@ export class EngineHost {
 			this.status.set('loadingModel', `loading ${modelPath} (engine ${settings.engine}, ${settings.threads} thread${settings.threads === 1 ? '' : 's'})`);
 			const shape = await readShape(modelPath);
 			const engine = await loadEngine(settings.engine);
-			this.targetLoads++;
 			// The KV options are applied after the load, as any later change is (a draft that fails to load then
 			// falls back instead of failing the target's load).
 			const model = await engine.loadModel({
@@ -147,6 +140,7 @@ export class EngineHost {
 	private async configureKv(loaded: LoadedEngine, settings: ResolvedSettings): Promise<LoadedEngine> {
 		const { model } = loaded;
 		if (settings.engine !== 'native' || model.configureKv === undefined) {
+			this.status.annotate({ kvCache: fullCache });
 			return { ...loaded, settings, kv: undefined };
 		}
 		let choice = await chooseKvCache(model.info.path, settings.kv, await this.draftSource(settings), 'repokv.model.draft');
@@ -182,6 +176,9 @@ export class EngineHost {
 		this.status.annotate({ kvCache: choice.status });
 	}
 }
+
+/** What the status says of an engine that never compresses (the llama reference). */
+const fullCache: KvCacheStatus = { policy: 'full', budgetPercent: 100, precision: 'f16' };
 
 /** The status line while `kv` serves: `ready`, or what the fallback costs and how to fix it. */
 export function readyStatus(kv: KvCacheStatus | undefined): { message: string; fixHint?: string } {
