@@ -1,3 +1,5 @@
+import { appendFileSync } from 'node:fs';
+
 import { UserError } from '../errors';
 import type { Engine, EngineName } from './types';
 
@@ -22,5 +24,26 @@ export async function loadEngine(name: EngineName): Promise<Engine> {
 	if (loader === undefined) {
 		throw new UserError(`engine '${name}' is not available yet; available: ${availableEngines().join(', ')}`, 2);
 	}
-	return loader();
+	const engine = await loader();
+	const traceFile = process.env['REPOKV_TRACE_PROMPTS'];
+	return traceFile === undefined || traceFile === '' ? engine : tracingEngine(engine, traceFile);
+}
+
+/**
+ * `REPOKV_TRACE_PROMPTS=FILE` (off by default): every prompt an engine is asked to complete is appended to FILE as one
+ * JSON line `{engine, model, prompt}`, before the engine sees it. The privacy test reads the prompts themselves from it.
+ */
+function tracingEngine(engine: Engine, traceFile: string): Engine {
+	return {
+		name: engine.name,
+		loadModel: async (options) => {
+			const model = await engine.loadModel(options);
+			const complete = model.complete.bind(model);
+			model.complete = (request) => {
+				appendFileSync(traceFile, `${JSON.stringify({ engine: engine.name, model: model.info.path, prompt: request.prompt })}\n`);
+				return complete(request);
+			};
+			return model;
+		},
+	};
 }

@@ -8,6 +8,7 @@ import {
 	InlineCompletionRequest,
 	InlineCompletionTriggerKind,
 	ProposedFeatures,
+	StreamMessageWriter,
 	TextDocuments,
 	TextDocumentSyncKind,
 	type InitializeParams,
@@ -39,6 +40,7 @@ import { CompletionPipeline } from './completion-pipeline';
 import { EngineHost, readyStatus } from './engine-host';
 import { Indexer } from './indexer';
 import { WorkspaceMirror } from './mirror';
+import { ResumingMessageReader } from './robust-reader';
 import { resolveSettings, type ResolvedSettings } from './settings';
 import { SnapshotStore } from './snapshots';
 import { StatusReporter } from './status';
@@ -56,7 +58,7 @@ export interface ServeOptions {
 }
 
 export function startServer(options: ServeOptions): Promise<void> {
-	const connection = createConnection(ProposedFeatures.all, options.input, options.output, {
+	const connection = createConnection(ProposedFeatures.all, new ResumingMessageReader(options.input), new StreamMessageWriter(options.output), {
 		connectionStrategy: {
 			// A request cancelled before it was dispatched (the user typed on while the server was busy) is answered
 			// at once without running its handler: an empty completion list, or the library's default error.
@@ -413,6 +415,12 @@ export function startServer(options: ServeOptions): Promise<void> {
 	});
 
 	connection.onRequest(StatusRequest.type, () => ({ ...status.status, completions: { ...pipeline.counters } }));
+
+	// Test hook, off unless REPOKV_TEST_HOOKS=1: the mirror's files, for the workspace-feed fuzz and fault tests to
+	// compare with the disk. Not part of the protocol.
+	if (process.env['REPOKV_TEST_HOOKS'] === '1') {
+		connection.onRequest('repokv/debug/mirror', () => ({ files: mirror.files().map((file) => ({ path: file.path, text: file.text })) }));
+	}
 
 	connection.onShutdown(async () => {
 		indexer.dispose();
