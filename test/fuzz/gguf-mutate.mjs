@@ -104,19 +104,22 @@ function writeUint(buf, at, width, v) {
 }
 
 /**
- * One mutated copy of `base` (a Buffer) with its layout `lay`. Returns { buf, how } where `how` names the mutation
- * (for the crash report: with the seed it reproduces the file).
+ * One mutated copy of a GGUF file of `fullSize` bytes whose first bytes are `base` (the whole file, or for large
+ * models a prefix covering the header and metadata) with its layout `lay`. Returns { buf, length, how }: the new file
+ * is `buf` followed, when `length` > buf.length, by the original's bytes from buf.length to `length`. `how` names the
+ * mutation (with the seed it reproduces the file).
  */
-export function mutate(base, lay, r) {
+export function mutate(base, lay, r, fullSize = base.length) {
 	const roll = r();
 	const header = Math.max(lay.dataStart, 24);
 	lay.values ??= lay.fields.filter((f) => f.what === 'value' && f.key);
 	if (roll < 0.2) {
 		// truncation: half inside the header and metadata, half anywhere (tensor data included)
-		const at = r() < 0.5 ? r.int(header + 1) : r.int(base.length);
-		return { buf: base.subarray(0, at), how: `truncate@${at}` };
+		const at = r() < 0.5 ? r.int(header + 1) : r.int(fullSize);
+		return { buf: base.subarray(0, Math.min(at, base.length)), length: at, how: `truncate@${at}` };
 	}
-	const buf = Buffer.from(base.subarray(0, r() < 0.9 ? base.length : Math.max(header, r.int(base.length))));
+	const length = r() < 0.9 ? fullSize : Math.max(header, r.int(fullSize));
+	const buf = Buffer.from(base.subarray(0, Math.min(length, base.length)));
 	const edits = [];
 	const n = 1 + (r() < 0.3 ? r.int(4) : 0);
 	for (let k = 0; k < n; k++) {
@@ -156,5 +159,5 @@ export function mutate(base, lay, r) {
 			edits.push(`data@${at}x${len}`);
 		}
 	}
-	return { buf, how: edits.join(',') + (buf.length < base.length ? `,cut@${buf.length}` : '') };
+	return { buf, length, how: edits.join(',') + (length < fullSize ? `,cut@${length}` : '') };
 }

@@ -48,6 +48,12 @@ function buildBases(dir, small) {
 			const file = path.join(root, 'models', `${name}.gguf`);
 			if (fs.existsSync(file)) bases.push({ name, file, weight: name === 'target' ? 0.6 : 1 });
 		}
+		// Real code models' shapes and tokenizers (Qwen2.5-Coder's 151,936-token vocabulary: ~5 MB of metadata), two
+		// layers, when the real-shape tests have generated them (native/test-fixtures/real-shapes.mjs caches them).
+		for (const name of ['qwen2.5-coder-0.5b-2L-Q8_0-s1-v1', 'qwen2.5-coder-1.5b-2L-Q4_K_M-s1-v1']) {
+			const file = path.join(root, 'native', 'build', 'real-shapes', `${name}.gguf`);
+			if (fs.existsSync(file)) bases.push({ name, file, weight: 0.4 });
+		}
 	}
 	return bases;
 }
@@ -72,9 +78,26 @@ export async function runGgufFuzz({ n = 10000, seed = 1, timeoutMs = 20000, asan
 		execFileSync(requant, [f16src, k, 'Q4_K_M'], { stdio: 'ignore' });
 		bases.push({ name: 'llama-q4_k_m', file: k, weight: 1 });
 	}
+	// Large files are held as a prefix (header, metadata and the first tensor bytes); a mutated copy is the prefix
+	// written over a copy of the original (fuzzCase below).
 	for (const b of bases) {
-		b.buf = fs.readFileSync(b.file);
-		b.layout = layout(b.buf);
+		b.size = fs.statSync(b.file).size;
+		const fd = fs.openSync(b.file, 'r');
+		let want = Math.min(b.size, 1 << 20);
+		for (;;) {
+			b.buf = Buffer.alloc(want);
+			fs.readSync(fd, b.buf, 0, want, 0);
+			try {
+				b.layout = layout(b.buf);
+				if (b.layout.dataStart <= want) break;
+			} catch {
+				// RangeError: the header goes on past the prefix
+			}
+			if (want === b.size) throw new Error(`${b.file}: cannot read its GGUF header`);
+			want = Math.min(b.size, want * 4);
+		}
+		fs.closeSync(fd);
+		if (b.size > b.buf.length) b.buf = b.buf.subarray(0, Math.min(b.size, b.layout.dataStart + (256 << 10)));
 	}
 	const totalWeight = bases.reduce((a, b) => a + b.weight, 0);
 
@@ -93,7 +116,7 @@ export async function runGgufFuzz({ n = 10000, seed = 1, timeoutMs = 20000, asan
 		files: 0,
 		seed,
 		asan,
-		bases: bases.map((b) => ({ name: b.name, bytes: b.buf.length, headerBytes: b.layout.dataStart })),
+		bases: bases.map((b) => ({ name: b.name, bytes: b.size, headerBytes: b.layout.dataStart })),
 		outcomes: { loaded: 0, error: 0, crash: 0, hang: 0 },
 		loadedButEvalFailed: 0,
 		byKind: {},
@@ -152,8 +175,16 @@ export async function runGgufFuzz({ n = 10000, seed = 1, timeoutMs = 20000, asan
 		for (let i = 0; i < n; i++) {
 			let w = r() * totalWeight;
 			const base = bases.find((b) => (w -= b.weight) < 0) ?? bases[0];
-			const { buf, how } = mutate(base.buf, base.layout, r);
-			fs.writeFileSync(file, buf);
+			const { buf, length, how } = mutate(base.buf, base.layout, r, base.size);
+			if (length <= buf.length) {
+				fs.writeFileSync(file, buf.subarray(0, length));
+			} else {
+				fs.copyFileSync(base.file, file);
+				const fd = fs.openSync(file, 'r+');
+				fs.writeSync(fd, buf, 0, buf.length, 0);
+				fs.ftruncateSync(fd, length);
+				fs.closeSync(fd);
+			}
 			const res = await send(file);
 			report.files++;
 			const byBase = (report.byBase[base.name] ??= { files: 0, loaded: 0, error: 0, crash: 0, hang: 0 });
