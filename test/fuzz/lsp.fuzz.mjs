@@ -15,6 +15,7 @@ import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { fileURLToPath, pathToFileURL } from 'node:url';
 
+import { guardEnv, networkAttempts } from '../support/privacy.mjs';
 import { argValue, rng } from './support/random.mjs';
 
 const repoRoot = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..', '..');
@@ -107,7 +108,8 @@ export async function runLspFuzz({ messages = 10_000, seed = 1, log = () => {}, 
 	const int = (max) => Math.floor(random() * max);
 	const root = await makeWorkspace();
 	const settings = { threads: 1, completion: { maxTokens: 8 }, ask: { maxTokens: 8 } };
-	const child = spawn(process.execPath, [cliPath, 'serve', '--stdio'], { stdio: ['pipe', 'pipe', 'pipe'], env: { ...process.env, REPOKV_TEST_HOOKS: '1' } });
+	const netLog = path.join(root, '..', `${path.basename(root)}-net.jsonl`);
+	const child = spawn(process.execPath, [cliPath, 'serve', '--stdio'], { stdio: ['pipe', 'pipe', 'pipe'], env: { ...process.env, ...guardEnv(netLog), REPOKV_TEST_HOOKS: '1' } });
 	let stderr = '';
 	child.stderr.on('data', (chunk) => {
 		stderr = (stderr + chunk).slice(-20_000);
@@ -317,11 +319,13 @@ export async function runLspFuzz({ messages = 10_000, seed = 1, log = () => {}, 
 		clearTimeout(timer);
 		assert.deepEqual(exit, { code: 0, signal: null }, `exit after shutdown: ${JSON.stringify(exit)}; stderr: ${stderr}`);
 		assert.deepEqual(peer.stray, [], 'a request was answered twice');
+		assert.deepEqual(networkAttempts(netLog), [], 'the server attempted network access');
 		const total = Object.entries(counts).filter(([kind]) => !['responses', 'errorResponses'].includes(kind)).reduce((sum, [, value]) => sum + value, 0);
 		return { messages: total, byKind: counts, serverRequests: peer.serverRequests, serverNotifications: peer.notifications, crashes: 0, rssBeforeKB: memoryBefore.rssKB, rssAfterKB: memoryAfter.rssKB, peakRssKB: memoryAfter.peakKB, ms: Date.now() - started };
 	} finally {
 		if (exitInfo === undefined) child.kill('SIGKILL');
 		await rm(root, { recursive: true, force: true });
+		await rm(netLog, { force: true });
 	}
 }
 

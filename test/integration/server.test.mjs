@@ -430,7 +430,7 @@ describe('repokv serve --stdio: failures', () => {
 
 	test('an hf: model that cannot be downloaded: a clear error within the time-out, not a hang', async (t) => {
 		const folder = await tempFolder(t);
-		const server = await startServer({ settings: { threads: 1, model: { target: 'hf:repokv-test/missing/missing.gguf', downloadTimeoutSeconds: 3, downloadFolder: folder } } });
+		const server = await startServer({ settings: { threads: 1, model: { target: 'hf:repokv-test/missing/missing.gguf', downloadTimeoutSeconds: 3, downloadFolder: folder } }, allowNetwork: true });
 		t.after(() => server.stop());
 		const started = Date.now();
 		const error = await server.waitForStatus((s) => s.state === 'error', 20_000);

@@ -1,20 +1,35 @@
 // A real LSP client for the integration tests: spawns `node bin/repokv.js serve --stdio` and talks JSON-RPC to it
 // with vscode-jsonrpc's Node connection, the same library vscode-languageclient is built on.
 import { spawn } from 'node:child_process';
+import { rmSync } from 'node:fs';
 import { readdir, readFile } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { pathToFileURL } from 'node:url';
 
 import { createMessageConnection, StreamMessageReader, StreamMessageWriter } from 'vscode-jsonrpc/node';
 
+import { guardEnv, networkAttempts, socketsOf } from './privacy.mjs';
 import { cliPath, needleWorkspace } from './sidecar.mjs';
 
 /**
  * Start the server and initialize it. Returns the connection, the child process, collected notifications, and
  * helpers. `settings` go to initializationOptions (and answer workspace/configuration).
  */
-export async function startServer({ settings = {}, workspace = needleWorkspace, lazyModelLoad = false, env = {} } = {}) {
-	const child = spawn(process.execPath, [cliPath, 'serve', '--stdio'], { stdio: ['pipe', 'pipe', 'pipe'], env: { ...process.env, ...env } });
+export async function startServer({ settings = {}, workspace = needleWorkspace, lazyModelLoad = false, env = {}, allowNetwork = false } = {}) {
+	// Privacy, checked for every server the integration tests start (test/support/privacy.mjs): the net-guard preload
+	// logs every network attempt, and the kernel's view of its sockets is sampled while it runs. `stop()` fails the
+	// test on any attempt, inet socket or listening socket, unless the test asked for a download (`allowNetwork`).
+	const netLog = path.join(tmpdir(), `repokv-net-${process.pid}-${Date.now()}-${Math.random().toString(36).slice(2)}.jsonl`);
+	const child = spawn(process.execPath, [cliPath, 'serve', '--stdio'], { stdio: ['pipe', 'pipe', 'pipe'], env: { ...process.env, ...guardEnv(netLog), ...env } });
+	const observedSockets = [];
+	const sampler = setInterval(() => {
+		const { inet, listening } = socketsOf(child.pid);
+		observedSockets.push(...inet, ...listening.filter((entry) => entry.table === 'unix'));
+	}, 250);
+	sampler.unref();
+	child.once('exit', () => clearInterval(sampler));
+	const privacy = () => ({ attempts: networkAttempts(netLog), sockets: [...observedSockets, ...socketsOf(child.pid).inet, ...socketsOf(child.pid).listening] });
 	let stderr = '';
 	child.stderr.on('data', (chunk) => {
 		stderr += chunk;
@@ -74,7 +89,11 @@ export async function startServer({ settings = {}, workspace = needleWorkspace, 
 				await new Promise((resolve) => setTimeout(resolve, 50));
 			}
 		},
+		/** Network attempts (from the guard's log) and inet or listening sockets seen so far. */
+		privacy,
 		async stop() {
+			const seen = privacy();
+			rmSync(netLog, { force: true });
 			try {
 				await Promise.race([connection.sendRequest('shutdown'), new Promise((resolve) => setTimeout(resolve, 5000))]);
 				await connection.sendNotification('exit');
@@ -85,6 +104,9 @@ export async function startServer({ settings = {}, workspace = needleWorkspace, 
 			await exited;
 			clearTimeout(timer);
 			connection.dispose();
+			if (!allowNetwork && (seen.attempts.length > 0 || seen.sockets.length > 0)) {
+				throw new Error(`privacy: the sidecar used the network: ${JSON.stringify(seen).slice(0, 2000)}`);
+			}
 		},
 	};
 }

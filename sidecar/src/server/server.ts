@@ -20,6 +20,7 @@ import {
 import { answerQuestion } from '../ask/answer';
 import { RetrievalIndex } from '../ask/retrieval';
 import { orderStableFirst } from '../context/stable-order';
+import { isSecretPath } from '../workspace/secrets';
 import { errorMessage } from '../errors';
 import {
 	CacheDidChangeNotification,
@@ -134,7 +135,7 @@ export function startServer(options: ServeOptions): Promise<void> {
 		log,
 		onIndexed: () => {
 			const document = focusUri === undefined ? undefined : documents.get(focusUri);
-			if (document !== undefined) {
+			if (document !== undefined && !isPrivate(document.uri)) {
 				pipeline.prewarm(relativePath(document.uri) ?? path.posix.basename(document.uri), document.getText());
 			}
 		},
@@ -162,6 +163,16 @@ export function startServer(options: ServeOptions): Promise<void> {
 			}
 		}
 		return undefined;
+	};
+
+	/**
+	 * A document whose text must never reach a prompt: a secret-looking file, or one the ignore files exclude. The
+	 * mirror refuses them, but an open document is sent by the editor itself; it gets no warm-up and no completion.
+	 */
+	const isPrivate = (uri: string): boolean => {
+		const relative = relativePath(uri);
+		const checked = relative ?? path.posix.basename(uri);
+		return isSecretPath(checked) || (relative !== undefined && mirror.isIgnored(relative));
 	};
 
 	const loadModel = async (): Promise<void> => {
@@ -284,6 +295,9 @@ export function startServer(options: ServeOptions): Promise<void> {
 		}
 	});
 	documents.onDidOpen((event) => {
+		if (isPrivate(event.document.uri)) {
+			return;
+		}
 		focusUri = event.document.uri;
 		pipeline.prewarm(relativePath(event.document.uri) ?? path.posix.basename(event.document.uri), event.document.getText());
 	});
@@ -298,7 +312,7 @@ export function startServer(options: ServeOptions): Promise<void> {
 		const empty: InlineCompletionList = { items: [] };
 		try {
 			const document = documents.get(params.textDocument.uri);
-			if (document === undefined) {
+			if (document === undefined || isPrivate(document.uri)) {
 				return empty;
 			}
 			const controller = new AbortController();
