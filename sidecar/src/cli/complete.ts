@@ -192,7 +192,7 @@ function formatCache(report: WorkspaceCompletionReport, kv: KvCacheStatus | unde
 	}
 	const mib = (bytes: number): string => `${(bytes / 2 ** 20).toFixed(2)} MiB`;
 	const share = (bytes: number): string => (cache.fp16Bytes === undefined || cache.fp16Bytes === 0 ? '' : ` (${((100 * bytes) / cache.fp16Bytes).toFixed(1)} % of fp16)`);
-	const lines = [`kv cache  ${kv === undefined ? cache.policy : describeKvCache(kv)}${kv?.fallback === undefined ? '' : ' (SpecKV fell back: see the warning above)'}`];
+	const lines = [`kv cache  ${kv === undefined ? cache.policy : describeKvCache(kv)}${kv?.draft === undefined ? '' : `, draft ${kv.draft}`}${kv?.fallback === undefined ? '' : ' (SpecKV fell back: see the warning above)'}`];
 	lines.push(`          attended ${mib(cache.bytes)}${share(cache.bytes)} for ${cache.tokens} positions; a full fp16 cache: ${cache.fp16Bytes === undefined ? '?' : mib(cache.fp16Bytes)}`);
 	if (cache.residentBytes !== undefined) {
 		const parts = [`${mib(cache.bytes)} attended`];

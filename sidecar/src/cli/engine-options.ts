@@ -4,7 +4,6 @@ import { availableEngines, isEngineName } from '../engine';
 import { chooseKvCache, describeFallback, ranksTokens, resolveKvSettings, type KvChoice, type ResolvedKvSettings } from '../engine/kv-choice';
 import type { EngineName, KvCacheOptions } from '../engine/types';
 import { UserError } from '../errors';
-import { bundledModelPath } from '../models/bundled';
 import { defaultEngine, defaultKvSettings, kvBudgetPercentRange, kvPolicies, kvPrecisions, kvSplits, type KvCacheStatus } from '../protocol';
 import { draftLayoutOption, integerOption, oneOfOption } from './args';
 
@@ -37,7 +36,8 @@ export function engineOptionsUsage(): string {
   --split NAME        budget split over layers/heads: ${kvSplits.join(', ')} (default per policy)
   --precision NAME    storage of the picked tokens: ${kvPrecisions.join(', ')} (mixed: 4-bit + 1.x-bit);
                       the budget then buys bytes (default ${d.precision}; full and window store f16)
-  --draft PATH        SpecKV's draft model, with the model's vocabulary (default: the bundled models/draft.gguf)
+  --draft PATH        SpecKV's draft model, with the model's vocabulary (default: the bundled models/draft.gguf when
+                      it pairs, else the smallest GGUF with the model's vocabulary next to it or in the models folder)
   --draft-layout NAME how the draft reads a FIM prompt: prefix-last (the active file's text before the cursor,
                       last; default) or fim (the target's prompt as it is)`;
 }
@@ -48,7 +48,8 @@ export interface EngineOptions {
 	/** Native engine only. */
 	readonly kv: ResolvedKvSettings;
 	readonly budgetTokens: number | undefined;
-	readonly draftPath: string;
+	/** `undefined`: automatic (the bundled draft when it pairs with the model, else a local GGUF that does). */
+	readonly draftPath: string | undefined;
 }
 
 export function parseEngineOptions(values: EngineOptionValues): EngineOptions {
@@ -84,7 +85,7 @@ export function parseEngineOptions(values: EngineOptionValues): EngineOptions {
 		engine,
 		kv,
 		budgetTokens: integerOption(values['budget-tokens'], 'budget-tokens', 1),
-		draftPath: values.draft === undefined ? bundledModelPath('draft') : path.resolve(values.draft),
+		draftPath: values.draft === undefined ? undefined : path.resolve(values.draft),
 	};
 }
 
@@ -102,7 +103,7 @@ export async function prepareKv(options: EngineOptions, modelPath: string): Prom
 	if (options.engine !== 'native') {
 		return { kvCache: undefined, status: undefined };
 	}
-	const choice: KvChoice = await chooseKvCache(modelPath, options.kv, { path: options.draftPath }, '--draft');
+	const choice: KvChoice = await chooseKvCache(modelPath, options.kv, options.draftPath === undefined ? { automatic: {} } : { path: options.draftPath }, '--draft');
 	const warning = describeFallback(choice.status);
 	if (warning !== undefined) {
 		process.stderr.write(`repokv: ${warning}\n`);

@@ -2,6 +2,8 @@ import { existsSync, statSync } from 'node:fs';
 import * as path from 'node:path';
 
 import { errorMessage, UserError } from '../errors';
+import { bundledModelPath } from '../models/bundled';
+import { findPairedDraft } from '../models/catalog';
 import { DraftMismatchError, vocabularyDifference, vocabularyFingerprint, type VocabularyFingerprint } from '../models/pairing';
 import { defaultKvSettings, type DraftLayout, type KvCacheStatus, type KvPolicy, type KvPrecision, type KvSplit } from '../protocol';
 import type { KvCacheOptions } from './types';
@@ -55,8 +57,12 @@ export interface KvChoice {
 	readonly status: KvCacheStatus;
 }
 
-/** SpecKV's draft: a local file, or why there is none (e.g. an `hf:` download that failed). */
-export type DraftSource = { readonly path: string } | { readonly unavailable: string };
+/**
+ * SpecKV's draft: a local file; why there is none (e.g. an `hf:` download that failed); or `automatic` (no draft
+ * setting): the bundled draft when it pairs with the target, else the smallest local GGUF with the target's
+ * vocabulary (models/catalog.ts: the target's folder, node-llama-cpp's models folder, `downloadFolder`).
+ */
+export type DraftSource = { readonly path: string } | { readonly unavailable: string } | { readonly automatic: { readonly downloadFolder?: string } };
 
 /**
  * The native engine's KV options for `kv`. Under `speckv` the draft is checked first: the file must exist and have
@@ -68,14 +74,14 @@ export async function chooseKvCache(targetPath: string, kv: ResolvedKvSettings, 
 	let fallback: KvCacheStatus['fallback'];
 	let draftPath: string | undefined;
 	if (policy === 'speckv') {
-		const problem = await draftProblem(targetPath, draft);
-		if (problem === undefined && 'path' in draft) {
-			draftPath = draft.path;
+		const usable = await usableDraft(targetPath, draft);
+		if ('path' in usable) {
+			draftPath = usable.path;
 		} else {
 			policy = defaultKvSettings.fallbackPolicy;
 			fallback = {
 				requested: 'speckv',
-				reason: problem ?? 'no draft model',
+				reason: usable.problem,
 				fixHint: `set ${draftSetting} to a GGUF draft with the target's vocabulary (the same tokenizer family, e.g. the 0.5B model of the target's series)`,
 			};
 		}
@@ -104,23 +110,40 @@ export async function chooseKvCache(targetPath: string, kv: ResolvedKvSettings, 
 }
 
 /**
- * Why `draft` cannot serve `targetPath` as SpecKV's draft, in one sentence; `undefined` when it can. A target that
- * cannot be read is not the draft's fault: that rejects, with the error loading it would give.
+ * The draft that can serve `targetPath`, or why none can, in one sentence. A target that cannot be read is not the
+ * draft's fault: that rejects, with the error loading it would give.
  */
-async function draftProblem(targetPath: string, draft: DraftSource): Promise<string | undefined> {
+async function usableDraft(targetPath: string, draft: DraftSource): Promise<{ path: string } | { problem: string }> {
 	if (!existsSync(targetPath)) {
 		throw new UserError(`model file not found: ${targetPath}`);
 	}
 	const target = await fingerprintOf(targetPath);
 	if ('unavailable' in draft) {
-		return draft.unavailable;
+		return { problem: draft.unavailable };
 	}
-	if (!existsSync(draft.path)) {
-		return `draft model file not found: ${draft.path}`;
+	if ('path' in draft) {
+		const problem = await pairingProblem(targetPath, target, draft.path);
+		return problem === undefined ? { path: draft.path } : { problem };
+	}
+	const bundled = bundledModelPath('draft');
+	const bundledProblem = await pairingProblem(targetPath, target, bundled);
+	if (bundledProblem === undefined) {
+		return { path: bundled };
+	}
+	const found = await findPairedDraft(targetPath, draft.automatic).catch(() => undefined);
+	return found === undefined
+		? { problem: `${bundledProblem}, and no smaller GGUF with the target's vocabulary was found next to the target or in the models and download folders` }
+		: { path: found };
+}
+
+/** Why `draftPath` cannot serve the target as its draft; `undefined` when it can. */
+async function pairingProblem(targetPath: string, target: VocabularyFingerprint, draftPath: string): Promise<string | undefined> {
+	if (!existsSync(draftPath)) {
+		return `draft model file not found: ${draftPath}`;
 	}
 	try {
-		const reason = vocabularyDifference(target, await fingerprintOf(draft.path));
-		return reason === undefined ? undefined : new DraftMismatchError(path.resolve(targetPath), path.resolve(draft.path), reason).message;
+		const reason = vocabularyDifference(target, await fingerprintOf(draftPath));
+		return reason === undefined ? undefined : new DraftMismatchError(path.resolve(targetPath), path.resolve(draftPath), reason).message;
 	} catch (error) {
 		// an unreadable draft GGUF: the message names the file
 		return errorMessage(error);

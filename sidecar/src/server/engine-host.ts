@@ -1,5 +1,5 @@
 import { loadEngine } from '../engine';
-import { chooseKvCache, describeFallback, describeKvCache, type KvChoice } from '../engine/kv-choice';
+import { chooseKvCache, describeFallback, describeKvCache, type DraftSource, type KvChoice } from '../engine/kv-choice';
 import type { LoadedModel, TokenCounter } from '../engine/types';
 import { errorMessage, UserError } from '../errors';
 import type { KvCacheStatus } from '../protocol';
@@ -118,7 +118,7 @@ export class EngineHost {
 	/** A settings change that keeps the target: the native engine's KV options, and SpecKV's draft when `draft`. */
 	private async reconfigure(loaded: LoadedEngine, settings: ResolvedSettings, change: Exclude<ReloadNeeded, 'none' | 'model'>): Promise<LoadedEngine> {
 		if (change === 'draft' && settings.kv.policy === 'speckv') {
-			this.status.set('loadingModel', `loading SpecKV's draft ${settings.model.draft} (the target stays loaded)`);
+			this.status.set('loadingModel', `loading SpecKV's draft ${settings.model.draft ?? '(automatic)'} (the target stays loaded)`);
 		}
 		try {
 			const configured = await this.configureKv(loaded, settings);
@@ -157,10 +157,13 @@ export class EngineHost {
 		return { ...loaded, settings, kv: choice.status };
 	}
 
-	/** SpecKV's draft as a local file (downloading an `hf:` draft), or why there is none. */
-	private async draftSource(settings: ResolvedSettings): Promise<{ path: string } | { unavailable: string }> {
+	/** SpecKV's draft as a local file (downloading an `hf:` draft), automatic without a setting, or why there is none. */
+	private async draftSource(settings: ResolvedSettings): Promise<DraftSource> {
 		if (settings.kv.policy !== 'speckv') {
 			return { unavailable: 'SpecKV is not the policy' };
+		}
+		if (settings.model.draft === undefined) {
+			return { automatic: settings.model.downloadFolder === undefined ? {} : { downloadFolder: settings.model.downloadFolder } };
 		}
 		try {
 			return { path: await resolveModelPath(settings.model.draft, { downloadFolder: settings.model.downloadFolder, timeoutMs: settings.model.downloadTimeoutMs }) };

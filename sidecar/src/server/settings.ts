@@ -11,7 +11,13 @@ import { defaultMirrorLimits, type MirrorLimits } from './mirror';
 
 export interface ResolvedSettings {
 	readonly engine: EngineSetting;
-	readonly model: { readonly target: string; readonly draft: string; readonly downloadFolder: string | undefined; readonly downloadTimeoutMs: number };
+	readonly model: {
+		readonly target: string;
+		/** `undefined`: automatic (the bundled draft when it pairs with the target, else a local GGUF that does). */
+		readonly draft: string | undefined;
+		readonly downloadFolder: string | undefined;
+		readonly downloadTimeoutMs: number;
+	};
 	readonly threads: number;
 	readonly contextSize: number | undefined;
 	readonly kv: ResolvedKvSettings;
@@ -53,7 +59,7 @@ export function resolveSettings(raw: unknown): ResolvedSettings {
 		engine: oneOf(root['engine'], engineSettings) ?? defaultEngine,
 		model: {
 			target: str(model['target']) ?? bundledModelPath('target'),
-			draft: str(model['draft']) ?? bundledModelPath('draft'),
+			draft: str(model['draft']),
 			downloadFolder: str(model['downloadFolder']),
 			downloadTimeoutMs: int(model['downloadTimeoutSeconds'], 600, 1, 86_400) * 1000,
 		},
