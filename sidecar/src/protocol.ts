@@ -101,7 +101,11 @@ export interface RepokvSettings {
 		 * `models/target.gguf`.
 		 */
 		readonly target?: string;
-		/** Draft model for SpecKV lookahead; same forms as `target`. Default: the bundled `models/draft.gguf`. */
+		/**
+		 * Draft model for SpecKV lookahead; same forms as `target`, with the target's vocabulary. Default: automatic,
+		 * the bundled `models/draft.gguf` when it pairs with the target, else the smallest local GGUF that does (next
+		 * to the target, node-llama-cpp's models folder, `downloadFolder`).
+		 */
 		readonly draft?: string;
 		/** Folder that downloaded models are stored in. Default: node-llama-cpp's models folder under the user's home. */
 		readonly downloadFolder?: string;
