@@ -80,6 +80,36 @@ suite('repokv extension host', () => {
 		await until(() => status()?.kvCache?.budgetPercent === 12, 30000, 'back to 12');
 	});
 
+	test('a draft of another vocabulary: the status bar warns that SpecKV is off, with the fix', async function () {
+		this.timeout(180000);
+		const os = require('node:os');
+		const path = require('node:path');
+		const { writeGguf, GGUF } = await import(path.join(__dirname, '..', '..', '..', 'native', 'test-fixtures', 'gguf-writer.mjs'));
+		const draft = path.join(os.tmpdir(), `repokv-e2e-foreign-${process.pid}.gguf`);
+		writeGguf(draft, [
+			{ key: 'general.architecture', type: GGUF.STRING, value: 'llama' },
+			{ key: 'tokenizer.ggml.model', type: GGUF.STRING, value: 'gpt2' },
+			{ key: 'tokenizer.ggml.tokens', type: GGUF.ARRAY, itemType: GGUF.STRING, value: ['a', 'b', 'c'] },
+			{ key: 'tokenizer.ggml.token_type', type: GGUF.ARRAY, itemType: GGUF.INT32, value: [1, 1, 1] },
+		], []);
+		const config = vscode.workspace.getConfiguration('repokv');
+		const status = () => (api.sidecar.view.kind === 'running' ? api.sidecar.view.status : undefined);
+		await until(() => status()?.state === 'ready' && status()?.kvCache !== undefined, 150000, 'the sidecar ready');
+		try {
+			await config.update('model.draft', draft, vscode.ConfigurationTarget.Global);
+			await until(() => status()?.kvCache?.fallback !== undefined, 30000, 'kvCache.fallback in the sidecar status');
+			assert.equal(status().kvCache.policy, 'snapkv', 'still compressed');
+			const shown = api.statusText();
+			assert.match(shown.text, /\$\(warning\)/);
+			assert.match(shown.tooltip, /SpecKV is off: the draft model .*repokv-e2e-foreign.*cannot be paired with the target/);
+			assert.match(shown.tooltip, /Fix: set repokv\.model\.draft to a GGUF draft with the target's vocabulary/);
+		} finally {
+			await config.update('model.draft', undefined, vscode.ConfigurationTarget.Global);
+		}
+		await until(() => status()?.kvCache?.policy === 'speckv' && status()?.kvCache?.fallback === undefined, 60000, 'SpecKV back with the bundled draft');
+		assert.doesNotMatch(api.statusText().text, /\$\(warning\)/);
+	});
+
 	test('a wrongly typed setting falls back to its default', async () => {
 		const config = vscode.workspace.getConfiguration('repokv');
 		await config.update('completion.maxTokens', 'many', vscode.ConfigurationTarget.Global);
