@@ -427,6 +427,8 @@ Model::Model(const std::string &path, int n_threads) : path_(path) {
         const int64_t E = hp_.n_embd, Q = hp_.n_head * hp_.head_dim, KV = hp_.n_head_kv * hp_.head_dim, F = hp_.n_ff;
         tok_embd = get("token_embd.weight", true);
         hp_.n_vocab = tok_embd->ne[1];
+        if (hp_.n_vocab < 1 || hp_.n_vocab > INT32_MAX)
+            throw EngineError("token_embd.weight gives a vocabulary of " + std::to_string(hp_.n_vocab) + " tokens (needs 1..2^31-1: token ids are int32)");
         expect(tok_embd, {E, hp_.n_vocab}, true);
         output_norm = get("output_norm.weight", true);
         expect(output_norm, {E}, false);
