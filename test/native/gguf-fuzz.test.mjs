@@ -50,8 +50,38 @@ function rejects(file, code, message) {
 describe('GGUF loader: hostile files are clear errors', () => {
 	test('counts the file cannot hold', () => {
 		rejects(withField('kv-count', (f) => f.what === 'n_kv', 2n ** 40n), 'ERR_GGUF_COUNT', /metadata key count/);
-		rejects(withField('tensor-count', (f) => f.what === 'n_tensors', 60000), 'ERR_GGUF_COUNT', /cannot fit/);
+		const cut = path.join(dir, 'tensor-count.gguf');
+		fs.writeFileSync(cut, fs.readFileSync(withField('tensor-count-src', (f) => f.what === 'n_tensors', 8000)).subarray(0, 4000));
+		rejects(cut, 'ERR_GGUF_COUNT', /8000 tensors cannot fit in the 3976 bytes that follow the header/);
 		rejects(withField('tensor-count-neg', (f) => f.what === 'n_tensors', 2n ** 64n - 1n), 'ERR_GGUF_COUNT', /tensor count -1/);
+	});
+	// ggml compares every key and tensor name with all earlier ones (quadratic): 65,536 took 9-12 s to parse
+	test('more keys or tensors than the limits, cheap to write, are rejected before ggml parses them', () => {
+		const many = (nTensors, nKv, name) => {
+			const str = (x) => {
+				const b = Buffer.from(x);
+				const len = Buffer.alloc(8);
+				len.writeBigUInt64LE(BigInt(b.length));
+				return [len, b];
+			};
+			const u32 = (v) => { const b = Buffer.alloc(4); b.writeUInt32LE(v); return b; };
+			const u64 = (v) => { const b = Buffer.alloc(8); b.writeBigUInt64LE(BigInt(v)); return b; };
+			const parts = [Buffer.from('GGUF'), u32(3), u64(nTensors), u64(nKv), ...str('general.architecture'), u32(8), ...str('llama')];
+			for (let i = 1; i < nKv; i++) parts.push(...str(`k.${i}`), u32(4), u32(i));
+			for (let i = 0; i < nTensors; i++) parts.push(...str(`t.${i}`), u32(1), u64(0), u32(0), u64(0));
+			const file = path.join(dir, `${name}.gguf`);
+			fs.writeFileSync(file, Buffer.concat([...parts, Buffer.alloc(32)]));
+			return file;
+		};
+		for (const [file, what] of [[many(65536, 1, 'many-tensors'), /tensor count 65536 is out of range \(0\.\.8192\)/], [many(0, 65536, 'many-keys'), /metadata key count 65536 is out of range \(0\.\.4096\)/]]) {
+			const t0 = performance.now();
+			rejects(file, 'ERR_GGUF_COUNT', what);
+			assert.ok(performance.now() - t0 < 1000, 'rejected without parsing the entries');
+		}
+		// at the limits the file is parsed (ggml's quadratic checks included) and fails on the model checks
+		const t0 = performance.now();
+		rejects(many(8192, 4096, 'at-limits'), undefined, /llama\.embedding_length' is missing/);
+		console.log(`  8,192 tensors and 4,096 keys parsed and rejected in ${(performance.now() - t0).toFixed(0)} ms`);
 	});
 	test('string and array lengths beyond the file or the limits', () => {
 		rejects(withField('key-len', (f) => f.what === 'key_len', 2n ** 62n), 'ERR_GGUF_KEY');
