@@ -8,7 +8,7 @@ import { buildCompletionPrompt } from '../sidecar/src/context/builder';
 import { offsetAt } from '../sidecar/src/context/position';
 import { orderStableFirst, type EditedPromptFile } from '../sidecar/src/context/stable-order';
 import { loadEngine } from '../sidecar/src/engine';
-import type { CompletionResult, EngineKvStats, EngineName, KvCacheOptions, LoadedModel, ReferenceCacheOptions } from '../sidecar/src/engine/types';
+import type { CompletionResult, EngineName, KvCacheOptions, LoadedModel, ReferenceCacheOptions } from '../sidecar/src/engine/types';
 import { UserError } from '../sidecar/src/errors';
 import { bundledModelPath, packageRoot } from '../sidecar/src/models/bundled';
 import { CachingCounter } from '../sidecar/src/server/engine-host';
@@ -89,7 +89,7 @@ export interface SessionRun {
 export interface KvAccounting {
 	/** A full fp16 cache of the last prompt's tokens. */
 	readonly fp16Bytes: number;
-	/** Compressed tiers (native) or the allocated cache (llama.cpp: the whole context, as it allocates it). */
+	/** The store attention reads: compressed tiers (native) or llama.cpp's cache of the context's tokens. */
 	readonly tierBytes: number;
 	/** The native engine's master copy kept for re-selection and prefix reuse. */
 	readonly masterBytes: number;
@@ -97,6 +97,8 @@ export interface KvAccounting {
 	readonly draftBytes: number;
 	readonly residentBytes: number;
 	readonly residentOfFp16: number;
+	/** What the engine allocated for its cache (llama.cpp: the whole context at creation). */
+	readonly allocatedBytes: number;
 }
 
 export interface Range {
@@ -272,6 +274,7 @@ export async function runSessionOnce(opts: SessionOptions, config: SessionConfig
 	const steps: SessionStep[] = [];
 	let clock = 0;
 	let lastPrompt = 0;
+	let lastGenerated = 0;
 	try {
 		let file = pickFile(files, random);
 		for (let i = 0; i <= opts.completions; i++) {
@@ -285,9 +288,10 @@ export async function runSessionOnce(opts: SessionOptions, config: SessionConfig
 			const step = await completeOnce(model, files, file, cursor, counter, opts.maxTokens);
 			steps.push(step);
 			lastPrompt = step.promptTokens;
+			lastGenerated = step.generated;
 			opts.onProgress?.(`${config} t${threads} run ${run} step ${i}: ${file.path} prompt ${step.promptTokens} (reused ${step.reusedTokens}) ttft ${round(step.ttftMs)} ms, total ${round(step.latencyMs)} ms`);
 		}
-		return { config, threads, loadMs, contextSize: model.info.contextSize, workspaceTokens: steps[0]?.promptTokens ?? 0, steps, kv: kvAccounting(model, lastPrompt, shape, referenceCache), peakRssMb: peakRssMb() };
+		return { config, threads, loadMs, contextSize: model.info.contextSize, workspaceTokens: steps[0]?.promptTokens ?? 0, steps, kv: kvAccounting(model, lastPrompt, lastGenerated, shape, referenceCache), peakRssMb: peakRssMb() };
 	} finally {
 		await model.dispose();
 	}
@@ -364,25 +368,35 @@ async function completeOnce(model: LoadedModel, files: MutableFile[], active: Mu
 	};
 }
 
-/** Bytes the engine holds for the context after the session, everything counted. */
-function kvAccounting(model: LoadedModel, promptTokens: number, shape: ModelShape, referenceCache: ReferenceCacheOptions | undefined): KvAccounting {
-	const fp16Bytes = promptTokens * shape.layers * shape.kvHeads * shape.headDim * 2 * 2;
-	let tierBytes: number;
-	let masterBytes = 0;
-	let draftBytes = 0;
-	const stats: (EngineKvStats & { compressed?: boolean; reservedBytes?: number; draftBytes?: number }) | undefined = model.kvStats?.();
+/**
+ * Bytes the engine holds for the context after the session, everything counted, each side by the same rule: the
+ * bytes that hold the context's tokens. The native engine reports them itself (attended tiers, the master copy kept
+ * apart for re-selection and prefix reuse, SpecKV's draft cache); llama.cpp's are its tokens × its cache type's bytes
+ * per token (it allocates the whole context up front; `allocatedBytes` says how much).
+ */
+function kvAccounting(model: LoadedModel, promptTokens: number, generated: number, shape: ModelShape, referenceCache: ReferenceCacheOptions | undefined): KvAccounting {
+	const perTokenFp16 = shape.layers * shape.kvHeads * shape.headDim * 2 * 2;
+	const stats = model.kvStats?.();
 	if (stats !== undefined) {
-		// uncompressed, the master copy is the store attention reads: count its allocation once
-		tierBytes = stats.compressed === true ? stats.bytes : (stats.reservedBytes ?? stats.bytes);
-		masterBytes = stats.compressed === true ? (stats.masterBytes ?? 0) : 0;
-		draftBytes = stats.draftBytes ?? 0;
-	} else {
-		// llama.cpp allocates its cache for the whole context when the context is created
-		const perElement = referenceCache?.kvType === 'Q8_0' ? 34 / 32 : referenceCache?.kvType === 'Q4_0' ? 18 / 32 : 2;
-		tierBytes = Math.round(model.info.contextSize * shape.layers * shape.kvHeads * shape.headDim * 2 * perElement);
+		const draftBytes = stats.draft?.bytes ?? 0;
+		const residentBytes = stats.residentBytes ?? stats.bytes + draftBytes;
+		const masterBytes = residentBytes - stats.bytes - draftBytes;
+		const fp16Bytes = stats.fp16Bytes ?? stats.tokens * perTokenFp16;
+		return { fp16Bytes, tierBytes: stats.bytes, masterBytes, draftBytes, residentBytes, residentOfFp16: round(residentBytes / fp16Bytes, 4), allocatedBytes: residentBytes };
 	}
-	const residentBytes = tierBytes + masterBytes + draftBytes;
-	return { fp16Bytes, tierBytes, masterBytes, draftBytes, residentBytes, residentOfFp16: round(residentBytes / fp16Bytes, 4) };
+	const tokens = promptTokens + generated;
+	const perElement = referenceCache?.kvType === 'Q8_0' ? 34 / 32 : referenceCache?.kvType === 'Q4_0' ? 18 / 32 : 2;
+	const fp16Bytes = tokens * perTokenFp16;
+	const residentBytes = Math.round((fp16Bytes / 2) * perElement);
+	return {
+		fp16Bytes,
+		tierBytes: residentBytes,
+		masterBytes: 0,
+		draftBytes: 0,
+		residentBytes,
+		residentOfFp16: round(residentBytes / fp16Bytes, 4),
+		allocatedBytes: Math.round(model.info.contextSize * (perTokenFp16 / 2) * perElement),
+	};
 }
 
 interface ModelShape {
