@@ -113,7 +113,8 @@ export class Sidecar implements vscode.Disposable {
 			outputChannel: this.log,
 			// No pop-ups for transient errors: the status bar and the log say it.
 			revealOutputChannelOn: RevealOutputChannelOn.Never,
-			initializationOptions: { settings: toServerSettings(this.config) },
+			// The extension feeds the workspace (feed.ts): the server must not read the disk as well.
+			initializationOptions: { settings: toServerSettings(this.config), feedsWorkspace: true },
 			initializationFailedHandler: (error) => {
 				this.log.error(`sidecar initialization failed: ${String(error)}`);
 				return false;

@@ -57,6 +57,13 @@ export const kvPrecisions = ['f16', 'q8', 'kivi4', 'kivi2', 'onebit', 'mixed'] a
 export type KvPrecision = (typeof kvPrecisions)[number];
 
 /**
+ * The format the master copy of the prompt's KV (kept for prefix reuse and re-selection) is staged in while a packed
+ * precision prefills: q8 (8.5 bits per element), kivi4 (5.0) or kivi2 (3.0); kivi moves whole 32-token blocks.
+ */
+export const kvMasterPrecisions = ['q8', 'kivi4', 'kivi2'] as const;
+export type KvMasterPrecision = (typeof kvMasterPrecisions)[number];
+
+/**
  * How SpecKV's draft reads a FIM prompt: `prefix-last` (the active file's text before the cursor, last) or `fim`
  * (the target's prompt as it is). engine/draft-prompt.ts says why `prefix-last` is the default.
  */
@@ -72,6 +79,8 @@ export interface KvDefaults {
 	readonly budgetPercent: number;
 	readonly precision: KvPrecision;
 	readonly draftLayout: DraftLayout;
+	/** Staging format of the master copy under a packed precision (`kvMasterPrecisions`). */
+	readonly masterPrecision: KvMasterPrecision;
 	/**
 	 * The draft-free policy used instead of `speckv` when no compatible draft is available (file missing, or a
 	 * vocabulary other than the target's): same budget, split and precision, so the cache stays compressed.
@@ -83,7 +92,7 @@ export interface KvDefaults {
  * The product's default: the native engine with SpecKV at 12 % of the fp16 KV bytes, picked tokens in the mixed
  * 4-bit + 1.x-bit tiers (bench/results: at 12 % the needle scores match `full`'s on the bundled models).
  */
-export const defaultKvSettings: KvDefaults = { policy: 'speckv', budgetPercent: 12, precision: 'mixed', draftLayout: 'prefix-last', fallbackPolicy: 'snapkv' };
+export const defaultKvSettings: KvDefaults = { policy: 'speckv', budgetPercent: 12, precision: 'mixed', draftLayout: 'prefix-last', masterPrecision: 'q8', fallbackPolicy: 'snapkv' };
 
 /** The engine the server, the CLI and the extension use when none is given: the compressed one. */
 export const defaultEngine: EngineSetting = 'native';
@@ -186,6 +195,12 @@ export interface RepokvInitializationOptions {
 	readonly settings?: RepokvSettings;
 	/** Do not load a model before the first request. Default `false`: the model loads right after `initialized`. */
 	readonly lazyModelLoad?: boolean;
+	/**
+	 * The client sends the workspace itself through `repokv/workspace/didChangeFiles` (repokv's extension does).
+	 * Default `false`: the server reads the workspace folders from disk with the CLI's reader and rules, and follows
+	 * changes through `workspace/didChangeWatchedFiles` (when the client can register it) or its own watcher.
+	 */
+	readonly feedsWorkspace?: boolean;
 }
 
 // ---------------------------------------------------------------------------------------------------------------

@@ -16,7 +16,7 @@ import { cliPath, needleWorkspace } from './sidecar.mjs';
  * Start the server and initialize it. Returns the connection, the child process, collected notifications, and
  * helpers. `settings` go to initializationOptions (and answer workspace/configuration).
  */
-export async function startServer({ settings = {}, workspace = needleWorkspace, lazyModelLoad = false, env = {}, allowNetwork = false } = {}) {
+export async function startServer({ settings = {}, workspace = needleWorkspace, lazyModelLoad = false, env = {}, allowNetwork = false, feedsWorkspace = true } = {}) {
 	// Privacy, checked for every server the integration tests start (test/support/privacy.mjs): the net-guard preload
 	// logs every network attempt, and the kernel's view of its sockets is sampled while it runs. `stop()` fails the
 	// test on any attempt, inet socket or listening socket, unless the test asked for a download (`allowNetwork`).
@@ -60,7 +60,9 @@ export async function startServer({ settings = {}, workspace = needleWorkspace, 
 		rootUri,
 		workspaceFolders: [{ uri: rootUri, name: 'workspace' }],
 		capabilities: { workspace: { configuration: true }, window: { workDoneProgress: true } },
-		initializationOptions: { settings, lazyModelLoad },
+		// `feedsWorkspace`: the tests send the files themselves (repokv/workspace/didChangeFiles), as the extension
+		// does; `false` makes the server read the workspace folder from disk, as for any other editor.
+		initializationOptions: { settings, lazyModelLoad, feedsWorkspace },
 	});
 	await connection.sendNotification('initialized', {});
 

@@ -5,6 +5,7 @@ import { TextDocument } from 'vscode-languageserver-textdocument';
 import {
 	createConnection,
 	DidChangeConfigurationNotification,
+	DidChangeWatchedFilesNotification,
 	InlineCompletionRequest,
 	InlineCompletionTriggerKind,
 	ProposedFeatures,
@@ -38,6 +39,7 @@ import {
 } from '../protocol';
 import { latencySplit, summarise } from './cache-snapshot';
 import { CompletionPipeline } from './completion-pipeline';
+import { DiskWorkspace } from './disk-workspace';
 import { EngineHost, readyStatus } from './engine-host';
 import { Indexer } from './indexer';
 import { WorkspaceMirror } from './mirror';
@@ -99,6 +101,12 @@ export function startServer(options: ServeOptions): Promise<void> {
 	const retrieval = new RetrievalIndex();
 	let roots: string[] = [];
 	let supportsConfiguration = false;
+	/** The client can register `workspace/didChangeWatchedFiles` for us (else the server watches the disk itself). */
+	let clientWatchesFiles = false;
+	/** The workspace read from disk, for a client that does not feed it (initializationOptions.feedsWorkspace). */
+	let disk: DiskWorkspace | undefined;
+	/** The first disk scan: a completion waits for it (else the very first one would see only the active file). */
+	let diskRead: Promise<void> | undefined;
 
 	const pipeline = new CompletionPipeline({
 		engines,
@@ -221,6 +229,7 @@ export function startServer(options: ServeOptions): Promise<void> {
 			roots = [fileURLToPath(rootUri)];
 		}
 		supportsConfiguration = params.capabilities.workspace?.configuration === true;
+		clientWatchesFiles = params.capabilities.workspace?.didChangeWatchedFiles?.dynamicRegistration === true;
 		return {
 			capabilities: {
 				textDocumentSync: { openClose: true, change: TextDocumentSyncKind.Incremental },
@@ -238,6 +247,7 @@ export function startServer(options: ServeOptions): Promise<void> {
 			if (supportsConfiguration) {
 				void connection.client.register(DidChangeConfigurationNotification.type, { section: settingsSection }).catch(() => undefined);
 			}
+			startDiskWorkspace();
 			if (initOptions.lazyModelLoad !== true) {
 				await loadModel();
 			} else {
@@ -258,9 +268,51 @@ export function startServer(options: ServeOptions): Promise<void> {
 		}
 	});
 
+	/**
+	 * Any editor but repokv's extension does not send `repokv/workspace/didChangeFiles`: read the workspace folders
+	 * from disk (the CLI's reader and rules) and follow them, through the client's file events when it can register
+	 * them, else through the server's own bounded, debounced watcher. The extension says it feeds the workspace
+	 * (`initializationOptions.feedsWorkspace`), and then the disk is never read.
+	 */
+	const startDiskWorkspace = (): void => {
+		if (initOptions.feedsWorkspace === true || roots.length === 0 || disk !== undefined) {
+			return;
+		}
+		const reader = new DiskWorkspace({ roots, limits: () => settings.limits, apply: applyFeed, log });
+		disk = reader;
+		if (clientWatchesFiles) {
+			void connection.client.register(DidChangeWatchedFilesNotification.type, { watchers: [{ globPattern: '**/*' }] }).catch(() => undefined);
+		}
+		diskRead = reader.start(!clientWatchesFiles).catch((error: unknown) => {
+			log(`workspace: reading the disk failed: ${errorMessage(error)}`);
+		});
+	};
+
+	connection.onDidChangeWatchedFiles(() => {
+		disk?.changed();
+	});
+
 	connection.onNotification(WorkspaceDidChangeFilesNotification.type, (params: DidChangeFilesParams | null | undefined) => {
+		if (disk !== undefined) {
+			// A client that feeds the workspace without saying so: its feed is the truth from now on.
+			log('workspace: the client feeds the workspace; no longer reading the disk');
+			disk.dispose();
+			disk = undefined;
+		}
+		applyFeed(params);
+	});
+
+	/** A feed batch or delta (from the client, or a disk scan) into the mirror, then status, indexing, overlays. */
+	function applyFeed(params: DidChangeFilesParams | null | undefined): void {
 		try {
 			const result = mirror.apply(params ?? {});
+			// A file re-fed with new text loses its open document's overlay: the editor's buffer still wins.
+			for (const document of documents.all()) {
+				const relative = relativePath(document.uri);
+				if (relative !== undefined && !isPrivate(document.uri)) {
+					mirror.setOverlay(relative, document.getText());
+				}
+			}
 			if (result.changed.length > 0 || result.removed.length > 0) {
 				pipeline.contextChanged();
 			}
@@ -286,7 +338,7 @@ export function startServer(options: ServeOptions): Promise<void> {
 		} catch (error) {
 			log(`workspace/didChangeFiles failed: ${errorMessage(error)}`);
 		}
-	});
+	}
 
 	documents.onDidChangeContent((event) => {
 		const relative = relativePath(event.document.uri);
@@ -324,6 +376,7 @@ export function startServer(options: ServeOptions): Promise<void> {
 			}
 			focusUri = document.uri;
 			try {
+				await diskRead;
 				const text = document.getText();
 				const outcome = await pipeline.complete(
 					{
@@ -437,6 +490,7 @@ export function startServer(options: ServeOptions): Promise<void> {
 	}
 
 	connection.onShutdown(async () => {
+		disk?.dispose();
 		indexer.dispose();
 		status.dispose();
 		snapshots.dispose();
