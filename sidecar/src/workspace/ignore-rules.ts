@@ -30,7 +30,9 @@ export class IgnoreRules {
 		if (patterns.length === 0) {
 			return this;
 		}
-		const matcher = ignore({ allowRelativePaths: true });
+		// git matches case-sensitively where its file system does (core.ignoreCase is false on Linux): `*.log` keeps
+		// `B.LOG`, and `Build/` keeps `build/`. The package ignores case by default.
+		const matcher = ignore({ allowRelativePaths: true, ignorecase: caseInsensitiveFileSystem });
 		for (const text of patterns) {
 			matcher.add(text);
 		}
@@ -56,3 +58,7 @@ export class IgnoreRules {
 		return ignored;
 	}
 }
+
+/** git's default core.ignoreCase: true where the file system usually folds case (macOS, Windows). */
+const caseInsensitiveFileSystem = process.platform === 'darwin' || process.platform === 'win32';
+
