@@ -302,8 +302,21 @@ public:
         return Napi::Number::New(env, s.n_past());
     }
     Napi::Value SetStaging(const Napi::CallbackInfo &info) {
-        get(info.Env()).set_staging(info.Length() > 0 && info[0].ToBoolean());
-        return info.Env().Undefined();
+        // false / undefined: off; true: q8 (the original meaning); a tier name: that tier
+        Napi::Env env = info.Env();
+        Tier tier = Tier::F16;
+        if (info.Length() > 0 && info[0].IsString()) {
+            const std::string name = info[0].As<Napi::String>().Utf8Value();
+            if (!parse_tier(name, tier)) throw Napi::TypeError::New(env, "setStaging: unknown tier '" + name + "'");
+        } else if (info.Length() > 0 && info[0].ToBoolean()) {
+            tier = Tier::Q8;
+        }
+        try {
+            get(env).set_staging(tier);
+        } catch (const std::exception &e) {
+            throw js_error(env, e);
+        }
+        return env.Undefined();
     }
     Napi::Value DequantizeActive(const Napi::CallbackInfo &info) {
         Session &s = get(info.Env());

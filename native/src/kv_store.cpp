@@ -80,6 +80,14 @@ void Segment::truncate_to(int32_t n_keep) {
     if (n_keep >= n) return;
     if (n_keep < 0) n_keep = 0;
     if (tier != Tier::F16) {
+        // q8 and kivi: the packed bytes of the kept tokens are a prefix (a cut kivi block keeps its scales: exact)
+        if (quant::truncate(packed, n_keep)) {
+            pos.resize(n_keep);
+            pos.shrink_to_fit();
+            n = n_keep;
+            if (n == 0) packed = quant::QuantSegment{};
+            return;
+        }
         std::vector<float> K((size_t)n * head_dim), V((size_t)n * head_dim);
         quant::dequantize(packed, K.data(), V.data());
         std::vector<int32_t> keep_pos(pos.begin(), pos.begin() + n_keep);
@@ -242,13 +250,19 @@ void KvStore::truncate(int32_t position) {
                 seg = std::move(fresh);
             }
         }
+        // empty packed segments (a truncation before them) go; the fp16 segment stays last
+        for (size_t s = 0; s + 1 < h.segments.size();) {
+            if (h.segments[s].n == 0) h.segments.erase(h.segments.begin() + s);
+            else s++;
+        }
     }
 }
 
 void KvStore::stage(Tier tier, int32_t sinks, int32_t recent, int32_t min_move) {
     if (tier == Tier::F16) return;
     const quant::Format f = tier_format(tier);
-    if (quant::token_block(f) != 1) throw std::invalid_argument("stage: the staging tier must take tokens one at a time (q8)");
+    const int32_t B = quant::token_block(f);
+    if (f == quant::Format::OneBit) throw std::invalid_argument("stage: onebit cannot stage (its blocks carry per-segment metadata)");
     const int D = head_dim_;
     std::vector<float> K, V;
     std::vector<int32_t> pos;
@@ -256,15 +270,18 @@ void KvStore::stage(Tier tier, int32_t sinks, int32_t recent, int32_t min_move) 
         Segment &f16 = h.segments.back();
         if (f16.tier != Tier::F16 || !f16.sorted) continue;
         const int32_t s0 = (int32_t)(std::lower_bound(f16.pos.begin(), f16.pos.end(), sinks) - f16.pos.begin());
-        const int32_t s1 = f16.n - recent;
-        if (s1 - s0 < std::max<int32_t>(1, min_move)) continue;
-        const int32_t moved = s1 - s0;
+        // whole token blocks only (kivi: 32 tokens share a key scale per channel); the rest waits in fp16
+        const int32_t moved = std::max<int32_t>(0, f16.n - recent - s0) / B * B;
+        if (moved == 0 || moved < std::max<int32_t>(1, min_move)) continue;
+        const int32_t s1 = s0 + moved;
         K.resize((size_t)moved * D);
         V.resize((size_t)moved * D);
         pos.assign(f16.pos.begin() + s0, f16.pos.begin() + s1);
         for (int32_t t = s0; t < s1; t++) segment_token(f16, t, K.data() + (size_t)(t - s0) * D, V.data() + (size_t)(t - s0) * D);
         Segment *staged = h.segments.size() >= 2 ? &h.segments[h.segments.size() - 2] : nullptr;
-        if (staged && staged->tier == tier && staged->sorted && staged->n && staged->pos.back() < pos.front()) {
+        // appended to the staging segment when it ends on a whole block (a truncation may have cut its last block:
+        // then the new blocks start a segment of their own)
+        if (staged && staged->tier == tier && staged->sorted && staged->n && staged->n % B == 0 && staged->pos.back() < pos.front()) {
             quant::append(staged->packed, quant::quantize(f, D, moved, K.data(), V.data()));
             staged->pos.insert(staged->pos.end(), pos.begin(), pos.end());
             staged->pos.shrink_to_fit();
@@ -274,7 +291,7 @@ void KvStore::stage(Tier tier, int32_t sinks, int32_t recent, int32_t min_move) 
         }
         // the fp16 segment again: its sinks and recent tokens, in a fresh small allocation
         Segment &old = h.segments.back();
-        Segment fresh(Tier::F16, D, s0 + recent + 2 * min_move);
+        Segment fresh(Tier::F16, D, old.n - moved + 2 * min_move);
         std::vector<float> kf(D), vf(D);
         for (int32_t t = 0; t < old.n; t++) {
             if (t >= s0 && t < s1) continue;

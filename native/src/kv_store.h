@@ -101,6 +101,8 @@ public:
     // head, moves the fp16 tokens older than the `recent` newest, except positions < `sinks`, into a packed segment of
     // `tier` (appended to the one staging already made), once at least `min_move` of them are waiting. The fp16
     // segment stays last and is reallocated small, so the memory of the moved tokens is returned.
+    // Formats with token blocks (kivi: 32) move whole blocks only; the remainder stays fp16 until a block fills.
+    // onebit cannot stage (an error).
     void stage(Tier tier, int32_t sinks, int32_t recent, int32_t min_move);
     // Largest number of tokens held by any head (scratch sizing).
     int32_t max_tokens() const;

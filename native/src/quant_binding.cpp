@@ -113,6 +113,12 @@ Napi::Value Append(const Napi::CallbackInfo &info) {
     return info.Env().Undefined();
 }
 
+// truncate(seg, nKeep) -> whether the format truncates in place, losslessly (q8, kivi; onebit: false, seg unchanged)
+Napi::Value Truncate(const Napi::CallbackInfo &info) {
+    QuantSegment &s = seg_arg(info[0]);
+    return Napi::Boolean::New(info.Env(), quant::truncate(s, info[1].As<Napi::Number>().Int32Value()));
+}
+
 Napi::Value Info(const Napi::CallbackInfo &info) {
     Napi::Env env = info.Env();
     const QuantSegment &s = seg_arg(info[0]);
@@ -401,6 +407,7 @@ void register_quant_bindings(Napi::Env env, Napi::Object exports) {
     q.Set("bytes", Napi::Function::New(env, Bytes));
     q.Set("quantize", Napi::Function::New(env, Quantize));
     q.Set("append", Napi::Function::New(env, Append));
+    q.Set("truncate", Napi::Function::New(env, Truncate));
     q.Set("info", Napi::Function::New(env, Info));
     q.Set("dequantize", Napi::Function::New(env, Dequantize));
     q.Set("rotateNormals", Napi::Function::New(env, RotateNormals));

@@ -56,6 +56,13 @@ void Session::truncate(int32_t position) {
     n_logit_rows_ = 0;
 }
 
+void Session::set_staging(Tier tier) {
+    if (tier == Tier::OneBit) throw EngineError("staging: onebit cannot stage the master copy (q8, kivi4 or kivi2)");
+    if (tier != Tier::F16 && !quant::supports_head_dim(tier_format(tier), kv_.head_dim()))
+        throw EngineError(std::string("staging: ") + tier_name(tier) + " does not support head dim " + std::to_string(kv_.head_dim()));
+    staging_ = tier;
+}
+
 void Session::observe(bool all_rows, int32_t win_from, int32_t spec_from, bool clear) { obs_.reset(all_rows, win_from, spec_from, clear); }
 
 void Session::compress(const std::vector<std::vector<int32_t>> &keep, int32_t extra_tokens, const std::string &policy, bool drop_master) {
@@ -111,7 +118,7 @@ void Session::eval(const int32_t *tokens, int n, bool all_logits) {
         const bool last = i + m == n;
         float *out = all_logits ? logits_.data() + (size_t)i * n_vocab : (last ? logits_.data() : nullptr);
         eval_ubatch(tokens + i, m, all_logits, out);
-        if (staging_ && !active_) kv_.stage(Tier::Q8, kStageSinks, kStageRecent, kStageMinMove);
+        if (staging_ != Tier::F16 && !active_) kv_.stage(staging_, kStageSinks, kStageRecent, kStageMinMove);
     }
     double ms = std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - t0).count();
     if (n == 1) {

@@ -39,9 +39,10 @@ public:
     void observe(bool all_rows, int32_t win_from, int32_t spec_from, bool clear = true);
     void stop_observing() { obs_.enabled = false; }
     // Staging of the master copy (KvStore::stage): after every micro-batch, fp16 tokens older than the newest
-    // kStageRecent (sinks excepted) move to q8. Off by default (policy `full` stays bit-exact with llama.cpp).
-    void set_staging(bool on) { staging_ = on; }
-    bool staging() const { return staging_; }
+    // kStageRecent (sinks excepted) move to `tier` (q8, kivi4 or kivi2; kivi in whole 32-token blocks). F16: off, the
+    // default (policy `full` stays bit-exact with llama.cpp). Throws for onebit or a head dim the format lacks.
+    void set_staging(Tier tier);
+    Tier staging() const { return staging_; }
     static constexpr int32_t kStageSinks = 4, kStageRecent = 256, kStageMinMove = 256;
     const ScoreCollector &observed() const { return obs_; }
 
@@ -80,7 +81,7 @@ private:
     int32_t master_len_ = 0;
     std::string policy_ = "full";
     ScoreCollector obs_;
-    bool staging_ = false;
+    Tier staging_ = Tier::F16;
     void set_store(KvStore *store);
     std::vector<AttnLayerCtx> layer_ctx_;
     std::vector<int32_t> positions_;

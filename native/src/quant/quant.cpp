@@ -1318,6 +1318,17 @@ void append(QuantSegment &seg, const QuantSegment &more) {
     seg.n += more.n;
 }
 
+bool truncate(QuantSegment &seg, int32_t n_keep) {
+    if (seg.format == Format::OneBit) return false;
+    if (n_keep < 0) n_keep = 0;
+    if (n_keep >= seg.n) return true;
+    const ByteCount bc = format_bytes(seg.format, seg.head_dim, n_keep);
+    seg.k = std::vector<uint8_t>(seg.k.begin(), seg.k.begin() + bc.key);  // copy-constructed: capacity == size
+    seg.v = std::vector<uint8_t>(seg.v.begin(), seg.v.begin() + bc.value);
+    seg.n = n_keep;
+    return true;
+}
+
 void dequantize(const QuantSegment &seg, float *K, float *V) {
     const int D = seg.head_dim;
     const int32_t n = seg.n;

@@ -78,6 +78,11 @@ QuantSegment quantize(Format f, int head_dim, int32_t n, const float *K, const f
 // (seg.n % token_block == 0): the store transcodes its fp16 residual window block by block. The result is
 // byte-identical to quantizing all tokens at once, and its allocation stays exact (capacity == accounted bytes).
 void append(QuantSegment &seg, const QuantSegment &more);
+// Keeps the first n_keep tokens of seg, losslessly, for the formats whose layout is a prefix in token order (q8:
+// per token; kivi: key blocks [meta][rows of the block's tokens], the last block holding only its tokens, values per
+// token): the kept bytes are format_bytes(n_keep) and decode exactly as before (a cut block keeps its scales). Returns
+// false (seg unchanged) for onebit, whose byte planes depend on the block's token count. The allocation stays exact.
+bool truncate(QuantSegment &seg, int32_t n_keep);
 // Reference dequantization (tests only): K, V: n x head_dim floats.
 void dequantize(const QuantSegment &seg, float *K, float *V);
 

@@ -8,7 +8,7 @@ import { GreedyOutput } from './greedy-output';
 import { checkLoadOptions, chooseContextSize, fp16KvBytesPerToken } from './load-options';
 import { argmax, NativeModel, tierCost, type NativeSession } from './native';
 import { DraftModel } from './native-draft';
-import { defaultKvSettings } from '../protocol';
+import { defaultKvSettings, type KvMasterPrecision } from '../protocol';
 import { compressSession, defaultSplit, observationFor, scoringPass, selectionDefaults, type KvBudget, type SelectionOptions } from './native-policy';
 import {
 	type CompletionRequest,
@@ -59,9 +59,12 @@ function selectionOf(kv: KvCacheOptions | undefined, headDim: number): Selection
 	};
 }
 
-/** Packed precisions stage the master copy in q8 as it is prefilled (its fp16 form never exists whole). */
-function stagesMaster(selection: SelectionOptions | undefined): boolean {
-	return selection?.precision !== undefined && selection.precision !== 'f16';
+/**
+ * Packed precisions stage the master copy as it is prefilled (its fp16 form never exists whole), in
+ * `kv.masterPrecision` (default `defaultKvSettings.masterPrecision`); `false`: not staged.
+ */
+function stagesMaster(selection: SelectionOptions | undefined, kv: KvCacheOptions | undefined): false | KvMasterPrecision {
+	return selection?.precision !== undefined && selection.precision !== 'f16' ? (kv?.masterPrecision ?? defaultKvSettings.masterPrecision) : false;
 }
 
 async function loadVocab(modelPath: string, options: LoadModelOptions): Promise<LlamaModel> {
@@ -153,11 +156,12 @@ class NativeLoadedModel implements LoadedModel {
 
 	async configureKv(kv: KvCacheOptions | undefined): Promise<void> {
 		const selection = selectionOf(kv, this.model.info.headDim);
-		if (stagesMaster(selection) !== stagesMaster(this.selection) || this.masterTokens.length === 0) {
-			// The master copy was prefilled with the other staging (q8 or fp16): start it afresh.
+		const staging = stagesMaster(selection, kv);
+		if (staging !== stagesMaster(this.selection, this.kvOptions) || this.masterTokens.length === 0) {
+			// The master copy was prefilled with another staging (another format, or fp16): start it afresh.
 			this.session.truncate(0);
 			this.masterTokens = [];
-			this.session.setStaging(stagesMaster(selection));
+			this.session.setStaging(staging);
 		}
 		const draftPath = kv?.policy === 'speckv' ? (kv.draftPath ?? bundledModelPath('draft')) : undefined;
 		if (this.draft !== undefined && this.draft.path !== draftPath) {

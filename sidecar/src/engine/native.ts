@@ -91,7 +91,7 @@ interface AddonSession {
 	compress(keep: Int32Array[] | Partial<Record<StorageTier, Int32Array[]>>, extraTokens: number, policy: string, dropMaster: boolean): number;
 	decompress(): number;
 	dequantizeActive(): void;
-	setStaging(on: boolean): void;
+	setStaging(tier: boolean | 'q8' | 'kivi4' | 'kivi2'): void;
 	dispose(): void;
 }
 
@@ -330,12 +330,13 @@ export class NativeSession {
 
 	/**
 	 * Staging of the master copy: after every prefill micro-batch, fp16 entries older than the newest 256 (the first 4
-	 * positions excepted) move to q8 (8.5 bits), so a long prompt's cache never holds all of it in fp16. For packed
-	 * precisions only: what a policy keeps in 4-bit or 1.x-bit is then transcoded from q8, and policy `full` (never
-	 * staged) stays bit-exact with llama.cpp.
+	 * positions excepted) move to q8 (8.5 bits), kivi4 (5.0) or kivi2 (3.0) — kivi in whole 32-token blocks, the
+	 * remainder waiting in fp16 — so a long prompt's cache never holds all of it in fp16. `true`: q8; `false`: off.
+	 * For packed precisions only: what a policy keeps in 4-bit or 1.x-bit is then transcoded from the staged master,
+	 * and policy `full` (never staged) stays bit-exact with llama.cpp.
 	 */
-	setStaging(on: boolean): void {
-		this.handle.setStaging(on);
+	setStaging(tier: boolean | 'q8' | 'kivi4' | 'kivi2'): void {
+		this.handle.setStaging(tier);
 	}
 
 	/**

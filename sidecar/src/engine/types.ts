@@ -2,7 +2,7 @@
 // planned: `llama` (node-llama-cpp, full KV cache; llama.ts) and `native` (our addon with the compressed KV cache).
 // Keep this surface small and runtime-neutral so that both can implement it and benchmarks can swap them.
 
-import type { DraftLayout, EngineSetting, KvPolicy, KvPrecision, KvSplit } from '../protocol';
+import type { DraftLayout, EngineSetting, KvMasterPrecision, KvPolicy, KvPrecision, KvSplit } from '../protocol';
 
 /** Names of the available engines (the `engine` setting's values); the CLI's `--engine` option takes one of these. */
 export type EngineName = EngineSetting;
@@ -81,6 +81,8 @@ export interface KvCacheOptions {
 	readonly split?: KvSplit;
 	/** Storage of the picked tokens (default f16; `window` and `full` only store f16). */
 	readonly precision?: KvPrecision;
+	/** Packed precisions: the master copy's staging format (default `defaultKvSettings.masterPrecision`). */
+	readonly masterPrecision?: KvMasterPrecision;
 	/** `mixed`: share of the picked bytes at 4-bit (default 0.75). */
 	readonly hiFraction?: number;
 	/** SpecKV's draft model (default: the bundled draft) and lookahead tokens (default: the request's maxTokens). */
