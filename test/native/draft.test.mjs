@@ -42,3 +42,26 @@ test('the draft reads a FIM prompt as prefix-last by default, and finds FIM-orde
 	assert.ok(found >= 4, `prefix-last found ${found}/5`);
 	assert.ok(found >= foundAsTarget);
 });
+
+test('the draft keeps its KV cache in Q8_0 and cacheStats counts it so (34 bytes per 32 elements)', async () => {
+	const draft = await DraftModel.load(draftPath, { threads: 1, contextSize: 256 });
+	try {
+		assert.equal(draft.kvCacheType, 'Q8_0');
+		const llama = await getLlama({ maxThreads: 1, build: 'never', skipDownload: true, progressLogs: false, logLevel: LlamaLogLevel.error });
+		const vocab = await llama.loadModel({ modelPath: draftPath, vocabOnly: true });
+		const md = vocab.fileInfo.metadata;
+		const arch = md[md.general.architecture];
+		const heads = arch.attention.head_count;
+		const kvHeads = arch.attention.head_count_kv ?? heads;
+		const headDim = arch.attention.key_length ?? arch.embedding_length / heads;
+		await vocab.dispose();
+		const prompt = Array.from({ length: 100 }, (_, i) => 1000 + i);
+		await draft.warm(prompt, 'fim');
+		const { tokens, bytes } = draft.cacheStats();
+		assert.equal(tokens, 100);
+		assert.equal(bytes, (tokens * arch.block_count * kvHeads * 2 * headDim * 34) / 32);
+		assert.ok((await draft.lookahead(prompt, 4, 'fim')).length > 0);
+	} finally {
+		await draft.dispose();
+	}
+});

@@ -17,8 +17,10 @@ export class DraftModel {
 		/** The layout `lookahead` reads the prompt in when the request names none. */
 		private readonly layout: DraftLayout,
 		private readonly fim: FimTokens | undefined,
-		/** Bytes one token takes in the draft's KV cache (f16 keys and values, every layer and KV head). */
+		/** Bytes one token takes in the draft's KV cache (keys and values in its cache type, every layer and KV head). */
 		private readonly kvBytesPerToken: number,
+		/** The draft's K/V cache type: Q8_0 when its key and value head sizes are multiples of 32, else F16. */
+		readonly kvCacheType: DraftKvType,
 	) {}
 
 	static async load(modelPath: string, options: { threads: number; contextSize: number; layout?: DraftLayout }): Promise<DraftModel> {
@@ -26,6 +28,10 @@ export class DraftModel {
 		const llama = await getLlama({ maxThreads: options.threads, build: 'never', skipDownload: true, progressLogs: false, logLevel: LlamaLogLevel.error });
 		const model = await llama.loadModel({ modelPath });
 		const contextSize = Math.min(options.contextSize, model.trainContextSize * 2);
+		const shape = kvShapeOf(model);
+		// Q8_0 K/V (34 bytes per 32 elements, 0.53 of f16): llama.cpp quantizes the V cache only with flash attention,
+		// in blocks of 32 along the head dimension; the draft only guesses tokens, which the target then scores
+		const kvCacheType: DraftKvType = shape.keyDim % 32 === 0 && shape.valueDim % 32 === 0 ? 'Q8_0' : 'F16';
 		const context = await model.createContext({
 			contextSize,
 			threads: { ideal: options.threads, min: options.threads },
@@ -33,11 +39,24 @@ export class DraftModel {
 			batchSize: Math.min(512, contextSize),
 			// the draft's cost is its prompt prefill: flash attention cuts its CPU time at 4K tokens by ~35% (measured)
 			flashAttention: true,
+			// node-llama-cpp marks these experimental; Q8_0 with flash attention on the CPU is what bench session's
+			// llama-q8_0-fa configuration runs, and test/native/draft.test.mjs checks the draft's guesses with it
+			// eslint-disable-next-line @typescript-eslint/no-deprecated
+			...(kvCacheType === 'F16' ? {} : { experimentalKvCacheKeyType: kvCacheType, experimentalKvCacheValueType: kvCacheType }),
 		});
-		return new DraftModel(modelPath, model, context, context.getSequence(), options.layout ?? defaultKvSettings.draftLayout, fimTokensOf(model), kvBytesPerToken(model));
+		return new DraftModel(
+			modelPath,
+			model,
+			context,
+			context.getSequence(),
+			options.layout ?? defaultKvSettings.draftLayout,
+			fimTokensOf(model),
+			kvBytesPerToken(shape, kvCacheType),
+			kvCacheType,
+		);
 	}
 
-	/** The tokens the draft's KV cache holds now, and their bytes (llama.cpp's default f16 cache). */
+	/** The tokens the draft's KV cache holds now, and their bytes (in its cache type, `kvCacheType`). */
 	cacheStats(): { tokens: number; bytes: number } {
 		const tokens = this.sequence.nextTokenIndex;
 		return { tokens, bytes: tokens * this.kvBytesPerToken };
@@ -104,8 +123,17 @@ function fimTokensOf(model: LlamaModel): FimTokens | undefined {
 	return prefix === null || suffix === null || middle === null ? undefined : { prefix: Number(prefix), suffix: Number(suffix), middle: Number(middle) };
 }
 
-/** f16 K and V bytes per token of a model's KV cache, from its GGUF header: layers × KV heads × (key + value dims) × 2. */
-function kvBytesPerToken(model: LlamaModel): number {
+type DraftKvType = 'F16' | 'Q8_0';
+
+interface KvShape {
+	readonly layers: number;
+	readonly kvHeads: number;
+	readonly keyDim: number;
+	readonly valueDim: number;
+}
+
+/** The KV cache's shape from a model's GGUF header: layers, KV heads, key and value head dims. */
+function kvShapeOf(model: LlamaModel): KvShape {
 	const metadata = model.fileInfo.metadata as unknown as Record<string, unknown>;
 	const general = metadata['general'] as { architecture?: string } | undefined;
 	const arch = (metadata[general?.architecture ?? 'llama'] ?? {}) as Record<string, unknown>;
@@ -113,7 +141,16 @@ function kvBytesPerToken(model: LlamaModel): number {
 	const num = (value: unknown, fallback: number): number => (typeof value === 'number' && Number.isFinite(value) && value > 0 ? value : fallback);
 	const heads = num(attention['head_count'], 1);
 	const headDim = Math.round(num(arch['embedding_length'], 64) / heads);
-	const layers = num(arch['block_count'], 1);
-	const kvHeads = num(attention['head_count_kv'], heads);
-	return layers * kvHeads * (num(attention['key_length'], headDim) + num(attention['value_length'], headDim)) * 2;
+	return {
+		layers: num(arch['block_count'], 1),
+		kvHeads: num(attention['head_count_kv'], heads),
+		keyDim: num(attention['key_length'], headDim),
+		valueDim: num(attention['value_length'], headDim),
+	};
+}
+
+/** K and V bytes per token: layers × KV heads × (key + value dims) elements, f16 2 bytes each, Q8_0 34 per 32. */
+export function kvBytesPerToken(shape: KvShape, type: DraftKvType): number {
+	const elements = shape.layers * shape.kvHeads * (shape.keyDim + shape.valueDim);
+	return type === 'F16' ? elements * 2 : (elements / 32) * 34;
 }
