@@ -21,6 +21,7 @@ import {
 	type StatusParams,
 } from '../../sidecar/src/protocol';
 import { completionAllowed, readConfig, toServerSettings, type Config } from './config';
+import { RestartBackoff } from './backoff';
 import { WorkspaceFeed } from './feed';
 
 // One object owns the language client's lifecycle (rust-analyzer's `Ctx`): start, stop, restart with backoff, and
@@ -34,17 +35,12 @@ export type SidecarView =
 	| { readonly kind: 'running'; readonly status: StatusParams }
 	| { readonly kind: 'failed'; readonly reason: string };
 
-const backoffMs = [1000, 2000, 4000, 8000, 16000, 30000];
-/** A sidecar that ran this long without crashing resets the backoff. */
-const healthyAfterMs = 60000;
-/** More crashes than this in a row and we stop retrying until the user restarts. */
-const maxAttempts = backoffMs.length;
 
 export class Sidecar implements vscode.Disposable {
 	private client: LanguageClient | undefined;
 	private clientDisposables: vscode.Disposable[] = [];
 	private feed: WorkspaceFeed | undefined;
-	private attempts = 0;
+	private readonly backoff = new RestartBackoff();
 	private startedAt = 0;
 	private restartTimer: ReturnType<typeof setTimeout> | undefined;
 	private stopping = false;
@@ -225,15 +221,15 @@ export class Sidecar implements vscode.Disposable {
 	}
 
 	private scheduleRestart(reason: string): void {
-		if (Date.now() - this.startedAt > healthyAfterMs) this.attempts = 0;
 		void this.disposeClient();
-		if (this.attempts >= maxAttempts) {
-			this.setView({ kind: 'failed', reason: `${reason}; gave up after ${maxAttempts} attempts` });
+		const delay = this.backoff.next(this.startedAt);
+		if (delay === undefined) {
+			this.setView({ kind: 'failed', reason: `${reason}; gave up after ${this.backoff.maxAttempts} attempts` });
 			return;
 		}
-		const delay = backoffMs[this.attempts] ?? 30000;
-		this.attempts++;
-		this.log.warn(`sidecar stopped (${reason}); restart ${this.attempts}/${maxAttempts} in ${delay / 1000} s`);
+		// The new process gets a fresh feed (startFeed → rescan): the whole workspace as it is on disk then, edits
+		// made while the sidecar was down included (test/integration/faults.test.mjs).
+		this.log.warn(`sidecar stopped (${reason}); restart ${this.backoff.attempt}/${this.backoff.maxAttempts} in ${delay / 1000} s`);
 		this.setView({ kind: 'restarting', inSeconds: delay / 1000, reason });
 		this.restartTimer = setTimeout(() => {
 			this.restartTimer = undefined;
@@ -272,7 +268,7 @@ export class Sidecar implements vscode.Disposable {
 	async restart(): Promise<void> {
 		this.log.info('restarting the sidecar');
 		await this.stop('restarting');
-		this.attempts = 0;
+		this.backoff.reset();
 		await this.start();
 	}
 

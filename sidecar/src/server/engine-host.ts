@@ -1,3 +1,5 @@
+import * as path from 'node:path';
+
 import { loadEngine } from '../engine';
 import { chooseKvCache, describeFallback, describeKvCache, type DraftSource, type KvChoice } from '../engine/kv-choice';
 import type { LoadedModel, TokenCounter } from '../engine/types';
@@ -5,7 +7,7 @@ import { errorMessage, UserError } from '../errors';
 import type { KvCacheStatus } from '../protocol';
 import type { ModelShape } from './cache-snapshot';
 import { JobQueue } from './job-queue';
-import { resolveModelPath } from './model-files';
+import { isRemoteModel, modelFileIdentity, resolveModelPath } from './model-files';
 import { reloadNeeded, type ReloadNeeded, type ResolvedSettings } from './settings';
 import type { StatusReporter } from './status';
 
@@ -39,10 +41,18 @@ export class EngineHost {
 	/** The engine for `settings`, loading, reloading or reconfiguring it as needed. Rejects with a `UserError` when it cannot load. */
 	get(settings: ResolvedSettings): Promise<LoadedEngine> {
 		const current = this.current;
-		if (current?.settings === settings) {
+		// The model file replaced, rewritten or deleted since it was loaded (or since it failed to): load it again,
+		// so a vanished file is a clear error now and a restored one serves the next request (model-files.ts).
+		const fileChanged = this.modelFile !== undefined && modelFileIdentity(this.modelFile.path) !== this.modelFile.identity;
+		if (fileChanged) {
+			this.log(`model file ${this.modelFile?.path ?? ''} changed on disk; reloading it`);
+			this.modelFile = undefined;
+		}
+		if (current?.settings === settings && !fileChanged) {
 			return current.promise;
 		}
-		const change = current === undefined ? 'model' : reloadNeeded(current.settings, settings);
+		// A load that failed is tried again on any settings change (a new download folder may be what fixes it).
+		const change = current === undefined || fileChanged || this.failed === current.promise ? 'model' : reloadNeeded(current.settings, settings);
 		let promise: Promise<LoadedEngine>;
 		if (current === undefined || change === 'model') {
 			const previous = current?.promise;
@@ -58,9 +68,14 @@ export class EngineHost {
 		}
 		this.current = { settings, promise };
 		// Unhandled-rejection safety: callers see the error through their own await.
-		promise.catch(() => undefined);
+		promise.catch(() => {
+			this.failed = promise;
+		});
 		return promise;
 	}
+
+	/** The engine promise that last rejected. */
+	private failed: Promise<LoadedEngine> | undefined;
 
 	/** Forget a model that failed mid-request; the next `get` loads it again. */
 	async invalidate(reason: string): Promise<void> {
@@ -82,7 +97,12 @@ export class EngineHost {
 		await this.invalidate('shutdown');
 	}
 
+	/** The local model file the engine was loaded from, and its identity then (`modelFileIdentity`). */
+	private modelFile: { path: string; identity: string | undefined } | undefined;
+
 	private async load(settings: ResolvedSettings): Promise<LoadedEngine> {
+		const localPath = isRemoteModel(settings.model.target) ? undefined : path.resolve(settings.model.target);
+		this.modelFile = localPath === undefined ? undefined : { path: localPath, identity: modelFileIdentity(localPath) };
 		try {
 			this.status.set('loadingModel', `resolving model ${settings.model.target}`);
 			const modelPath = await resolveModelPath(settings.model.target, {
@@ -216,6 +236,9 @@ async function readShape(modelPath: string): Promise<ModelShape> {
 }
 
 function fixHintFor(message: string, settings: ResolvedSettings): string {
+	if (/disk is full/i.test(message)) {
+		return 'free disk space, or set repokv.model.downloadFolder to a folder on a disk with room for the model';
+	}
 	if (/not found/i.test(message)) {
 		return `set repokv.model.target to an existing GGUF file or an hf: URI (now: ${settings.model.target})`;
 	}

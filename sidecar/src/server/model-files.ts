@@ -1,4 +1,6 @@
-import { existsSync } from 'node:fs';
+import { existsSync, statSync } from 'node:fs';
+import * as fs from 'node:fs/promises';
+import * as os from 'node:os';
 import * as path from 'node:path';
 
 import { errorMessage, UserError } from '../errors';
@@ -15,6 +17,19 @@ export interface ResolveModelOptions {
 	readonly signal?: AbortSignal;
 }
 
+/**
+ * What identifies a model file's content cheaply: device, inode, size and modification time; undefined when the
+ * file is missing. A replaced (renamed over), rewritten or truncated file gets a new identity.
+ */
+export function modelFileIdentity(file: string): string | undefined {
+	try {
+		const stats = statSync(file);
+		return `${stats.dev}:${stats.ino}:${stats.size}:${stats.mtimeMs}`;
+	} catch {
+		return undefined;
+	}
+}
+
 /** Whether a setting names a remote model that must be downloaded. */
 export function isRemoteModel(setting: string): boolean {
 	return /^(hf:|huggingface:|https?:\/\/)/i.test(setting);
@@ -27,6 +42,9 @@ export async function resolveModelPath(setting: string, options: ResolveModelOpt
 			throw new UserError(`model file not found: ${absolute}`);
 		}
 		return absolute;
+	}
+	if (/^https?:\/\//i.test(setting)) {
+		return downloadUrl(setting, options);
 	}
 	const { resolveModelFile } = await import('node-llama-cpp');
 	const controller = new AbortController();
@@ -43,8 +61,22 @@ export async function resolveModelPath(setting: string, options: ResolveModelOpt
 		controller.abort(new Error('cancelled'));
 	};
 	options.signal?.addEventListener('abort', onOuterAbort, { once: true });
+	// node-llama-cpp's downloader (ipull) lets a write error such as ENOSPC escape as an unhandled rejection and
+	// never settles its promise: catch it here, so a full disk is a clear error now, not a time-out later.
+	let onWriteError: ((reason: unknown) => void) | undefined;
+	const writeFailed = new Promise<never>((_resolve, reject) => {
+		onWriteError = (reason: unknown): void => {
+			if (isDiskError(reason)) {
+				controller.abort(new Error('disk error'));
+				reject(diskError(setting, options.downloadFolder ?? 'the models folder', reason));
+			}
+		};
+		process.on('unhandledRejection', onWriteError);
+	});
+	writeFailed.catch(() => undefined);
 	try {
 		return await Promise.race([
+			writeFailed,
 			resolveModelFile(setting, {
 				...(options.downloadFolder === undefined ? {} : { directory: options.downloadFolder }),
 				download: 'auto',
@@ -66,5 +98,93 @@ export async function resolveModelPath(setting: string, options: ResolveModelOpt
 	} finally {
 		clearTimeout(timer);
 		options.signal?.removeEventListener('abort', onOuterAbort);
+		if (onWriteError !== undefined) {
+			process.off('unhandledRejection', onWriteError);
+		}
 	}
+}
+
+function isDiskError(error: unknown): boolean {
+	const code = (error as { code?: unknown } | null)?.code;
+	return code === 'ENOSPC' || code === 'EDQUOT' || code === 'EFBIG';
+}
+
+function diskError(setting: string, folder: string, error: unknown): UserError {
+	return new UserError(`cannot download ${setting}: the disk is full (${errorMessage(error)}) in ${folder}; free some space or set repokv.model.downloadFolder to a folder on a disk with room, then retry`);
+}
+
+/**
+ * Downloads a model from an http(s) URL into the download folder: into `NAME.partial`, renamed to NAME only once the
+ * whole file is written and flushed, so a failed download (a full disk, a dropped connection) never leaves a file
+ * that a later start would take for the model; the partial file is removed on failure. A file already at NAME is
+ * used as is. When the server says the size, a disk without room for it fails before the first byte.
+ */
+async function downloadUrl(url: string, options: ResolveModelOptions): Promise<string> {
+	const folder = path.resolve(options.downloadFolder ?? path.join(os.homedir(), '.cache', 'repokv', 'models'));
+	const name = path.posix.basename(new URL(url).pathname) || 'model.gguf';
+	const target = path.join(folder, name);
+	if (existsSync(target)) {
+		return target;
+	}
+	const partial = `${target}.partial`;
+	const controller = new AbortController();
+	const timer = setTimeout(() => {
+		controller.abort(new Error('timed out'));
+	}, options.timeoutMs);
+	const onOuterAbort = (): void => {
+		controller.abort(new Error('cancelled'));
+	};
+	options.signal?.addEventListener('abort', onOuterAbort, { once: true });
+	try {
+		await fs.mkdir(folder, { recursive: true });
+		const response = await fetch(url, { signal: controller.signal });
+		if (!response.ok || response.body === null) {
+			throw new UserError(`cannot download ${url}: the server answered ${response.status} ${response.statusText}`);
+		}
+		const total = Number(response.headers.get('content-length') ?? NaN);
+		if (Number.isFinite(total)) {
+			const space = await fs.statfs(folder);
+			const free = space.bavail * space.bsize;
+			if (free < total) {
+				await response.body.cancel();
+				throw diskError(url, folder, Object.assign(new Error(`the model needs ${mib(total)} MiB, ${mib(free)} MiB are free`), { code: 'ENOSPC' }));
+			}
+		}
+		const file = await fs.open(partial, 'w');
+		let done = 0;
+		try {
+			for await (const chunk of response.body as unknown as AsyncIterable<Uint8Array>) {
+				await file.write(chunk);
+				done += chunk.byteLength;
+				options.onProgress?.(done, Number.isFinite(total) ? total : done);
+			}
+			await file.sync();
+		} finally {
+			await file.close();
+		}
+		if (Number.isFinite(total) && done !== total) {
+			throw new UserError(`cannot download ${url}: the connection ended after ${done} of ${total} bytes; retry`);
+		}
+		await fs.rename(partial, target);
+		return target;
+	} catch (error) {
+		await fs.rm(partial, { force: true }).catch(() => undefined);
+		if (error instanceof UserError) {
+			throw error;
+		}
+		if (isDiskError(error)) {
+			throw diskError(url, folder, error);
+		}
+		if (controller.signal.aborted && controller.signal.reason instanceof Error && controller.signal.reason.message === 'timed out') {
+			throw new UserError(`downloading ${url} timed out after ${Math.round(options.timeoutMs / 1000)} s; download it elsewhere and set repokv.model.target to its local path`);
+		}
+		throw new UserError(`cannot download ${url}: ${errorMessage(error)}`);
+	} finally {
+		clearTimeout(timer);
+		options.signal?.removeEventListener('abort', onOuterAbort);
+	}
+}
+
+function mib(bytes: number): string {
+	return (bytes / 1024 / 1024).toFixed(1);
 }

@@ -30,6 +30,13 @@ export async function loadFeed() {
 	return { WorkspaceFeed: feed.WorkspaceFeed, vscode };
 }
 
+/** The extension's restart policy (extension/src/backoff.ts), bundled for plain Node. */
+export async function loadBackoff() {
+	const out = path.join(mkdtempSync(path.join(tmpdir(), 'repokv-backoff-')), 'backoff.mjs');
+	await esbuild.build({ entryPoints: [path.join(repoRoot, 'extension/src/backoff.ts')], outfile: out, bundle: true, platform: 'node', format: 'esm', target: 'node20', logLevel: 'warning' });
+	return import(pathToFileURL(out).href);
+}
+
 /**
  * The server's WorkspaceMirror and the workspace reader, bundled from their sources (they import nothing of the
  * engine), so the feed fuzz runs even while another part of the sidecar is mid-change.
