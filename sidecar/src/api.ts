@@ -49,3 +49,4 @@ export { modelPresets, presetById, downloadPreset, localPresetFile, defaultModel
 export type { ModelPreset, PresetFile } from './models/presets';
 export { buildModelCatalog, compatibleGroups, findPairedDraft } from './models/catalog';
 export { chooseContextSize, fp16KvBytesPerToken } from './engine/load-options';
+export * as memoryCheck from './server/memory-check';

@@ -14,7 +14,7 @@ import { describe, test } from 'node:test';
 
 import { feedConfig, loadBackoff, loadFeed } from '../fuzz/support/feed-bundle.mjs';
 import { startServer } from '../support/lsp-client.mjs';
-import { draftModelPath, needleWorkspace, targetModelPath, tempFolder } from '../support/sidecar.mjs';
+import { draftModelPath, needleWorkspace, sidecar, targetModelPath, tempFolder } from '../support/sidecar.mjs';
 
 const fimDoc = "import { RETRY_LIMIT_MS } from './config';\nconst x = ";
 
@@ -220,5 +220,36 @@ describe('faults: the sidecar killed (SIGKILL), restarted with backoff, the mirr
 	test('mid-indexing: the same, with a workspace large enough to be caught indexing', async (t) => {
 		const files = Array.from({ length: 600 }, (_, index) => [`gen/module${index}.ts`, `export const value${index} = ${index};\n`.repeat(20)]);
 		await killAndRestart(t, { killWhen: 'indexing', files });
+	});
+});
+
+describe('faults: not enough memory for the requested context', () => {
+	test('a clear error naming the largest context that fits, before anything is allocated; that context then loads', async (t) => {
+		// A machine with little memory left, simulated: room for the weights, the buffers and about 1,000 tokens of KV.
+		const { kvBytesPerToken, overheadBytes } = sidecar.memoryCheck;
+		const weights = statSync(targetModelPath).size + statSync(draftModelPath).size;
+		const info = await import('node-llama-cpp').then(({ readGgufFileInfo }) => readGgufFileInfo(targetModelPath, { readTensorInfo: false }));
+		const arch = info.metadata[info.metadata.general.architecture];
+		const perToken = kvBytesPerToken({ layers: arch.block_count, kvHeads: arch.attention.head_count_kv, headDim: arch.attention.key_length ?? arch.embedding_length / arch.attention.head_count });
+		const limit = weights + overheadBytes + perToken * 1100;
+		const settings = { threads: 1, contextSize: 1 << 20 };
+		const server = await startServer({ settings, env: { REPOKV_MEMORY_LIMIT_BYTES: String(limit) } });
+		t.after(() => server.stop());
+		const error = await server.waitForStatus((s) => s.state === 'error' || s.state === 'ready', 60_000);
+		assert.equal(error.state, 'error', JSON.stringify(error));
+		assert.match(error.message, /not enough memory for a context of \d+ tokens/);
+		const largest = Number(/largest context that fits is about (\d+) tokens/.exec(error.message)?.[1]);
+		// About 1,100 tokens of room (more when SpecKV's draft is not loaded: its weights are then room too), in steps of 256.
+		assert.ok(largest >= 1024 && largest < 4096 && largest % 256 === 0, error.message);
+		assert.match(error.fixHint, new RegExp(`repokv\\.contextSize to ${largest}`));
+		assert.equal(server.child.exitCode, null);
+		// The user follows the hint: that context loads and completes.
+		settings.contextSize = largest;
+		await server.connection.sendNotification('workspace/didChangeConfiguration', { settings: null });
+		await server.waitForStatus((s) => s.state === 'ready' && s.message === 'ready', 60_000);
+		const status = await server.connection.sendRequest('repokv/status');
+		assert.ok(status.engine.contextSize <= largest, JSON.stringify(status.engine));
+		await server.connection.sendNotification('textDocument/didOpen', { textDocument: { uri: server.uri('src/main.ts'), languageId: 'typescript', version: 1, text: fimDoc } });
+		assert.ok(Array.isArray((await completeOnce(server)).items));
 	});
 });

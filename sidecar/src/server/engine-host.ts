@@ -1,3 +1,4 @@
+import { existsSync } from 'node:fs';
 import * as path from 'node:path';
 
 import { loadEngine } from '../engine';
@@ -7,6 +8,7 @@ import { errorMessage, UserError } from '../errors';
 import type { KvCacheStatus } from '../protocol';
 import type { ModelShape } from './cache-snapshot';
 import { JobQueue } from './job-queue';
+import { checkContextFits, effectiveContext } from './memory-check';
 import { isRemoteModel, modelFileIdentity, resolveModelPath } from './model-files';
 import { reloadNeeded, type ReloadNeeded, type ResolvedSettings } from './settings';
 import type { StatusReporter } from './status';
@@ -112,6 +114,13 @@ export class EngineHost {
 			});
 			this.status.set('loadingModel', `loading ${modelPath} (engine ${settings.engine}, ${settings.threads} thread${settings.threads === 1 ? '' : 's'})`);
 			const shape = await readShape(modelPath);
+			// Weights + KV for the context must fit in memory: a clear error with the largest context that does,
+			// never an OOM kill (memory-check.ts). SpecKV's draft counts too.
+			checkContextFits({
+				modelFiles: settings.engine === 'native' && settings.kv.policy === 'speckv' && !isRemoteModel(settings.model.draft) && existsSync(settings.model.draft) ? [modelPath, settings.model.draft] : [modelPath],
+				shape,
+				contextTokens: await effectiveContext(modelPath, settings.contextSize),
+			});
 			const engine = await loadEngine(settings.engine);
 			// The KV options are applied after the load, as any later change is (a draft that fails to load then
 			// falls back instead of failing the target's load).
@@ -238,6 +247,13 @@ async function readShape(modelPath: string): Promise<ModelShape> {
 function fixHintFor(message: string, settings: ResolvedSettings): string {
 	if (/disk is full/i.test(message)) {
 		return 'free disk space, or set repokv.model.downloadFolder to a folder on a disk with room for the model';
+	}
+	const fits = /largest context that fits is about (\d+) tokens/.exec(message);
+	if (fits !== null) {
+		return `set repokv.contextSize to ${fits[1]} or less, or close other programs to free memory`;
+	}
+	if (/not enough memory/i.test(message)) {
+		return 'close other programs, or choose a smaller model in repokv.model.target';
 	}
 	if (/not found/i.test(message)) {
 		return `set repokv.model.target to an existing GGUF file or an hf: URI (now: ${settings.model.target})`;
