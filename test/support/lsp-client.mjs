@@ -16,12 +16,12 @@ import { cliPath, needleWorkspace } from './sidecar.mjs';
  * Start the server and initialize it. Returns the connection, the child process, collected notifications, and
  * helpers. `settings` go to initializationOptions (and answer workspace/configuration).
  */
-export async function startServer({ settings = {}, workspace = needleWorkspace, lazyModelLoad = false, env = {}, allowNetwork = false, feedsWorkspace = true } = {}) {
+export async function startServer({ settings = {}, workspace = needleWorkspace, lazyModelLoad = false, env = {}, allowNetwork = false, feedsWorkspace = true, cli = cliPath } = {}) {
 	// Privacy, checked for every server the integration tests start (test/support/privacy.mjs): the net-guard preload
 	// logs every network attempt, and the kernel's view of its sockets is sampled while it runs. `stop()` fails the
 	// test on any attempt, inet socket or listening socket, unless the test asked for a download (`allowNetwork`).
 	const netLog = path.join(tmpdir(), `repokv-net-${process.pid}-${Date.now()}-${Math.random().toString(36).slice(2)}.jsonl`);
-	const child = spawn(process.execPath, [cliPath, 'serve', '--stdio'], { stdio: ['pipe', 'pipe', 'pipe'], env: { ...process.env, ...guardEnv(netLog), ...env } });
+	const child = spawn(process.execPath, [cli, 'serve', '--stdio'], { stdio: ['pipe', 'pipe', 'pipe'], env: { ...process.env, ...guardEnv(netLog), ...env } });
 	const observedSockets = [];
 	const sampler = setInterval(() => {
 		const { inet, listening } = socketsOf(child.pid);

@@ -289,14 +289,32 @@ export class CompletionPipeline {
 		const built = performance.now();
 		// Whether the status shows `prefilling` (an object: the callback sets it, which flow analysis cannot see).
 		const shown = { prefilling: false };
-		// The time budget starts when the prefill ends: a long first prefill (a cold cache on a slow machine) is
-		// kept in the KV and reused, so it is allowed to finish; only a runaway generation is cut.
+		const progress = { done: 0, total: 0 };
+		// The time budget is for generating: preparing the cache (a long first prefill on a slow machine, then, with
+		// SpecKV, the draft's lookahead and the scoring pass, whose cold pass costs seconds) is kept and reused by the
+		// next request, so it is allowed to finish. At the prefill's end the budget starts with room for SpecKV's
+		// preparation; the first generated text restarts it at the plain budget. (Started at the prefill's end alone,
+		// it ran out during the draft's cold pass and the first completion came back empty, silently.)
 		const budget = new AbortController();
 		let budgetTimer: NodeJS.Timeout | undefined;
-		const startBudget = (): void => {
-			budgetTimer ??= setTimeout(() => {
+		let generating = false;
+		const arm = (ms: number): void => {
+			clearTimeout(budgetTimer);
+			budgetTimer = setTimeout(() => {
 				budget.abort(new Error('time budget'));
-			}, settings.completion.timeoutMs);
+			}, ms);
+		};
+		const preparationMs = engine.kv?.draft === undefined ? 0 : draftPreparationMs;
+		const startBudget = (): void => {
+			if (budgetTimer === undefined) {
+				arm(settings.completion.timeoutMs + preparationMs);
+			}
+		};
+		const onFirstText = (): void => {
+			if (!generating) {
+				generating = true;
+				arm(settings.completion.timeoutMs);
+			}
 		};
 		const result = await model
 			.complete({
@@ -305,15 +323,21 @@ export class CompletionPipeline {
 				stopStrings: stopStringsFor(context.mode),
 				reusePrefix: true,
 				signal: AbortSignal.any([signal, budget.signal, AbortSignal.timeout(Math.max(settings.completion.timeoutMs, prefillCapMs))]),
-				onText: startBudget,
+				onText: onFirstText,
 				onPrefillProgress: (done, total) => {
 					if (done >= total - 1) {
 						startBudget();
 					}
+					progress.done = done;
+					progress.total = total;
 					// Only long prefills are worth a status change (a first request, or an edit early in the prompt).
 					if (total - done > 512 || shown.prefilling) {
 						shown.prefilling = done < total - 1;
-						this.deps.status.set(shown.prefilling ? 'prefilling' : 'ready', shown.prefilling ? `prefilling ${done}/${total} tokens` : 'ready', shown.prefilling ? { progress: { done, total, unit: 'tokens' } } : {});
+						this.deps.status.set(
+							shown.prefilling ? 'prefilling' : 'ready',
+							shown.prefilling ? `preparing the repository cache: ${Math.floor((100 * done) / Math.max(1, total))} % (prefilling ${done}/${total} tokens)` : 'ready',
+							shown.prefilling ? { progress: { done, total, unit: 'tokens' } } : {},
+						);
 					}
 				},
 			})
@@ -324,6 +348,17 @@ export class CompletionPipeline {
 			this.deps.status.set('ready', 'ready');
 		}
 		const text = result.stopReason === 'aborted' ? '' : postprocessCompletion(result.text, context);
+		if (text === '' && result.stopReason === 'aborted' && !isAborted(signal)) {
+			// Never silently empty: the budget (or the stuck-engine cap) cut it, not the user. Say why, and that the
+			// work done is kept: the next request continues from the cached prefix.
+			const percent = progress.total === 0 ? 100 : Math.floor((100 * progress.done) / progress.total);
+			this.deps.status.set(
+				'ready',
+				percent < 100
+					? `no completion yet: preparing the repository cache: ${percent} % (kept; the next request continues from it)`
+					: `no completion: the time budget (${settings.completion.timeoutMs} ms) ran out while generating; the repository cache is kept`,
+			);
+		}
 		const totalMs = performance.now() - started;
 		const reused = result.tokens.reused ?? 0;
 		this.debouncer.recordLatency(totalMs);
@@ -345,6 +380,9 @@ export class CompletionPipeline {
 		return result.stopReason === 'aborted' ? undefined : text;
 	}
 }
+
+/** Room for SpecKV's draft lookahead and scoring (cold: seconds on a small CPU) before generation starts, in ms. */
+const draftPreparationMs = 30_000;
 
 /** Longest a completion's prefill may run before it is aborted anyway (a stuck engine), in milliseconds. */
 const prefillCapMs = 120_000;
