@@ -116,8 +116,9 @@ export class EngineHost {
 			const shape = await readShape(modelPath);
 			// Weights + KV for the context must fit in memory: a clear error with the largest context that does,
 			// never an OOM kill (memory-check.ts). SpecKV's draft counts too.
+			const draft = settings.engine === 'native' && settings.kv.policy === 'speckv' ? settings.model.draft : undefined;
 			checkContextFits({
-				modelFiles: settings.engine === 'native' && settings.kv.policy === 'speckv' && !isRemoteModel(settings.model.draft) && existsSync(settings.model.draft) ? [modelPath, settings.model.draft] : [modelPath],
+				modelFiles: draft !== undefined && !isRemoteModel(draft) && existsSync(draft) ? [modelPath, draft] : [modelPath],
 				shape,
 				contextTokens: await effectiveContext(modelPath, settings.contextSize),
 			});
