@@ -2,7 +2,8 @@ import { existsSync, mkdirSync, writeFileSync } from 'node:fs';
 import * as path from 'node:path';
 
 import type { Command } from '../sidecar/src/cli/command';
-import { draftLayoutOption, integerOption, parseCommandArgs } from '../sidecar/src/cli/args';
+import { draftLayoutOption, integerOption, oneOfOption, parseCommandArgs } from '../sidecar/src/cli/args';
+import { kvMasterPrecisions } from '../sidecar/src/protocol';
 import { UserError } from '../sidecar/src/errors';
 import { bundledModelPath, packageRoot } from '../sidecar/src/models/bundled';
 import { runParity } from './parity';
@@ -64,6 +65,7 @@ options:
   --runs N            fresh-process runs per row (default 3)
   --configs LIST      of ${sessionConfigs.join(', ')} (default: all)
   --draft PATH        repokv-default's draft (default: the bundled draft for the bundled target, else the model)
+  --master-precision NAME  repokv-default's master copy staging: ${kvMasterPrecisions.join(', ')} (default: the product's)
   --seed N            the session's cursors and edits
   --switch-probability X  chance that the next completion is in another file (default 0.3)
   --out NAME          also write bench/results/NAME.{json,md}
@@ -123,6 +125,7 @@ export const benchCommand: Command = {
 			runs: { type: 'string' },
 			run: { type: 'string' },
 			'switch-probability': { type: 'string' },
+			'master-precision': { type: 'string' },
 			help: { type: 'boolean', short: 'h' },
 		});
 		if (values.help === true) {
@@ -262,9 +265,11 @@ async function runSessionCommand(values: Record<string, string | boolean | undef
 	}
 	const draft = str('draft');
 	const workspace = str('workspace');
+	const masterPrecision = oneOfOption(str('master-precision'), 'master-precision', kvMasterPrecisions);
 	const opts: SessionOptions = {
 		modelPath,
 		...(draft === undefined ? {} : { draftPath: path.resolve(draft) }),
+		...(masterPrecision === undefined ? {} : { masterPrecision }),
 		...(workspace === undefined ? {} : { workspace: path.resolve(workspace) }),
 		workspaceTokens: integerOption(str('workspace-tokens'), 'workspace-tokens', 64) ?? 4096,
 		completions: integerOption(str('completions'), 'completions', 0) ?? 20,

@@ -9,6 +9,7 @@ import { offsetAt } from '../sidecar/src/context/position';
 import { orderStableFirst, type EditedPromptFile } from '../sidecar/src/context/stable-order';
 import { loadEngine } from '../sidecar/src/engine';
 import type { CompletionResult, EngineName, KvCacheOptions, LoadedModel, ReferenceCacheOptions } from '../sidecar/src/engine/types';
+import type { KvMasterPrecision } from '../sidecar/src/protocol';
 import { UserError } from '../sidecar/src/errors';
 import { bundledModelPath, packageRoot } from '../sidecar/src/models/bundled';
 import { CachingCounter } from '../sidecar/src/server/engine-host';
@@ -41,6 +42,8 @@ export interface SessionOptions {
 	readonly modelPath: string;
 	/** SpecKV's draft for repokv-default. Default: the bundled draft for the bundled target. */
 	readonly draftPath?: string;
+	/** repokv-default's master copy staging format (default: the product's, `defaultKvSettings.masterPrecision`). */
+	readonly masterPrecision?: KvMasterPrecision;
 	/** A folder to use as the workspace; default a generated one of `workspaceTokens` tokens. */
 	readonly workspace?: string;
 	readonly workspaceTokens: number;
@@ -234,11 +237,12 @@ function engineFor(config: SessionConfig, opts: SessionOptions): { engine: Engin
 
 /** The product's KV settings: the language server's defaults, with the session's draft. */
 function productKv(opts: SessionOptions): KvCacheOptions {
-	const kv = resolveSettings({}).kv;
+	const kv = resolveSettings({ kv: opts.masterPrecision === undefined ? {} : { masterPrecision: opts.masterPrecision } }).kv;
 	return {
 		policy: kv.policy,
 		budgetPercent: kv.budgetPercent,
 		precision: kv.precision,
+		masterPrecision: kv.masterPrecision,
 		...(kv.split === undefined ? {} : { split: kv.split }),
 		draftLayout: kv.draftLayout,
 		...(kv.policy === 'speckv' ? { draftPath: draftFor(opts) } : {}),
@@ -430,6 +434,7 @@ function runIsolated(opts: SessionOptions, workspace: string, config: SessionCon
 		'--model', opts.modelPath, '--workspace', workspace, '--workspace-tokens', String(opts.workspaceTokens), '--completions', String(opts.completions),
 		'--max-tokens', String(opts.maxTokens), '--seed', String(opts.seed), '--switch-probability', String(opts.switchProbability ?? 0.3), '--json',
 		...(opts.draftPath === undefined ? [] : ['--draft', opts.draftPath]),
+		...(opts.masterPrecision === undefined ? [] : ['--master-precision', opts.masterPrecision]),
 	];
 	const out = execFileSync(process.execPath, args, { encoding: 'utf8', stdio: ['ignore', 'pipe', opts.onProgress === undefined ? 'ignore' : 'inherit'], maxBuffer: 1 << 26 });
 	return JSON.parse(out) as SessionRun;

@@ -147,6 +147,11 @@ export interface RepokvSettings {
 		readonly precision?: KvPrecision;
 		/** One of `draftLayouts`. Default `defaultKvSettings.draftLayout`. */
 		readonly draftLayout?: DraftLayout;
+		/**
+		 * One of `kvMasterPrecisions`: the format the master copy (the whole prompt's KV, kept for prefix reuse) is
+		 * staged in under a packed precision. Default `defaultKvSettings.masterPrecision`.
+		 */
+		readonly masterPrecision?: KvMasterPrecision;
 	};
 	readonly completion?: {
 		/** `false` answers every inline completion request with no items. Default `true`. */

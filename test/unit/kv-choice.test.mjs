@@ -7,6 +7,8 @@ import { describe, test } from 'node:test';
 import { writeGguf, GGUF } from '../../native/test-fixtures/gguf-writer.mjs';
 import { sidecar, targetModelPath, draftModelPath, tempFolder } from '../support/sidecar.mjs';
 
+const { masterPrecision } = sidecar.protocol.defaultKvSettings;
+
 const { chooseKvCache, resolveKvSettings, describeFallback } = sidecar;
 const defaults = resolveKvSettings({});
 
@@ -26,7 +28,7 @@ describe('chooseKvCache', () => {
 	test('the default: speckv, mixed tiers at 12 %, with the bundled draft when it pairs', async () => {
 		const choice = await chooseKvCache(targetModelPath, defaults, { automatic: {} }, '--draft');
 		assert.deepEqual(choice.status, { policy: 'speckv', budgetPercent: 12, precision: 'mixed', draft: draftModelPath });
-		assert.deepEqual(choice.kvCache, { policy: 'speckv', budgetPercent: 12, precision: 'mixed', draftPath: draftModelPath, draftLayout: 'prefix-last' });
+		assert.deepEqual(choice.kvCache, { policy: 'speckv', budgetPercent: 12, precision: 'mixed', masterPrecision, draftPath: draftModelPath, draftLayout: 'prefix-last' });
 		assert.equal(describeFallback(choice.status), undefined);
 	});
 
@@ -35,7 +37,7 @@ describe('chooseKvCache', () => {
 		const foreign = vocabularyGguf(path.join(folder, 'foreign.gguf'), ['a', 'b', 'c']);
 		const choice = await chooseKvCache(targetModelPath, defaults, { path: foreign }, 'repokv.model.draft');
 		assert.equal(choice.status.policy, 'snapkv');
-		assert.deepEqual(choice.kvCache, { policy: 'snapkv', budgetPercent: 12, precision: 'mixed' });
+		assert.deepEqual(choice.kvCache, { policy: 'snapkv', budgetPercent: 12, precision: 'mixed', masterPrecision });
 		assert.match(choice.status.fallback.reason, /foreign\.gguf cannot be paired with the target .*target\.gguf: the target has \d+ tokens and the draft 3/);
 		assert.match(choice.status.fallback.fixHint, /^set repokv\.model\.draft to a GGUF draft with the target's vocabulary/);
 		assert.match(describeFallback(choice.status), /^SpecKV is off: .* Serving snapkv, mixed 4-bit \+ 1\.x-bit tiers at 12 % of the fp16 KV bytes instead; to fix it, set repokv\.model\.draft/);
@@ -66,7 +68,7 @@ describe('chooseKvCache', () => {
 
 	test('policies without a draft, and full, need no draft; window and full store f16', async () => {
 		const snap = await chooseKvCache(targetModelPath, resolveKvSettings({ policy: 'pyramidkv', budgetPercent: 6 }), { automatic: {} }, '--draft');
-		assert.deepEqual(snap.kvCache, { policy: 'pyramidkv', budgetPercent: 6, precision: 'mixed' });
+		assert.deepEqual(snap.kvCache, { policy: 'pyramidkv', budgetPercent: 6, precision: 'mixed', masterPrecision });
 		const full = await chooseKvCache(targetModelPath, resolveKvSettings({ policy: 'full' }), { automatic: {} }, '--draft');
 		assert.equal(full.kvCache, undefined);
 		assert.equal(full.status.precision, 'f16');

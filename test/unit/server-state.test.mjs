@@ -82,14 +82,14 @@ describe('resolveSettings', () => {
 		const defaults = resolveSettings(undefined);
 		// compressed by default: the native engine, SpecKV, mixed tiers, 12 % of the fp16 bytes
 		assert.equal(defaults.engine, 'native');
-		assert.deepEqual(defaults.kv, { policy: 'speckv', budgetPercent: 12, split: undefined, precision: 'mixed', draftLayout: 'prefix-last' });
+		assert.deepEqual(defaults.kv, { policy: 'speckv', budgetPercent: 12, split: undefined, precision: 'mixed', draftLayout: 'prefix-last', masterPrecision: protocol.defaultKvSettings.masterPrecision });
 		assert.equal(defaults.kv.budgetPercent, protocol.defaultKvSettings.budgetPercent);
 		assert.match(defaults.model.target, /models[/\\]target\.gguf$/);
 		assert.ok(defaults.threads >= 1);
 		const bad = resolveSettings({ engine: 'gpu', threads: -3, completion: { maxTokens: 'many', debounceMinMs: 100, debounceMaxMs: 10 }, limits: { maxFileBytes: 0 } });
 		assert.equal(bad.engine, 'native');
 		assert.equal(resolveSettings({ engine: 'llama' }).engine, 'llama');
-		const badKv = resolveSettings({ kv: { policy: 'gpt', budgetPercent: 0, split: 'diagonal', precision: 'int3', draftLayout: 'suffix-first' } }).kv;
+		const badKv = resolveSettings({ kv: { policy: 'gpt', budgetPercent: 0, split: 'diagonal', precision: 'int3', draftLayout: 'suffix-first', masterPrecision: 'onebit' } }).kv;
 		assert.deepEqual(badKv, defaults.kv);
 		assert.equal(resolveSettings({ kv: { budgetPercent: 101 } }).kv.budgetPercent, 12);
 		assert.equal(resolveSettings({ kv: { budgetPercent: 5 } }).kv.budgetPercent, 5);
@@ -109,6 +109,12 @@ describe('resolveSettings', () => {
 		assert.equal(resolveSettings({ kv: { draftLayout: 'suffix-first' } }).kv.draftLayout, 'prefix-last');
 		assert.equal(resolveSettings({ kv: { draftLayout: 'fim' } }).kv.draftLayout, 'fim');
 	});
+
+	test('kv.masterPrecision: one of q8, kivi4, kivi2; the default for anything else', () => {
+		assert.deepEqual(protocol.kvMasterPrecisions, ['q8', 'kivi4', 'kivi2']);
+		for (const m of protocol.kvMasterPrecisions) assert.equal(resolveSettings({ kv: { masterPrecision: m } }).kv.masterPrecision, m);
+		for (const bad of ['onebit', 'f16', 4, null]) assert.equal(resolveSettings({ kv: { masterPrecision: bad } }).kv.masterPrecision, protocol.defaultKvSettings.masterPrecision);
+	});
 });
 
 describe('reloadNeeded: what a settings change costs', () => {
@@ -124,6 +130,8 @@ describe('reloadNeeded: what a settings change costs', () => {
 		assert.equal(reloadNeeded(native(), native({ kv: { precision: 'q8' } })), 'kv');
 		assert.equal(reloadNeeded(native(), native({ kv: { split: 'pyramid' } })), 'kv');
 		assert.equal(reloadNeeded(native(), native({ kv: { draftLayout: 'fim' } })), 'kv');
+		const other = protocol.kvMasterPrecisions.find((m) => m !== protocol.defaultKvSettings.masterPrecision);
+		assert.equal(reloadNeeded(native(), native({ kv: { masterPrecision: other } })), 'kv');
 		assert.equal(reloadNeeded(native({ kv: { policy: 'snapkv' } }), native({ kv: { policy: 'adakv' } })), 'kv');
 	});
 	test('turning SpecKV on or off, or another draft, loads or drops only the draft', () => {

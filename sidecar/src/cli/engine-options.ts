@@ -4,7 +4,7 @@ import { availableEngines, isEngineName } from '../engine';
 import { chooseKvCache, describeFallback, ranksTokens, resolveKvSettings, type KvChoice, type ResolvedKvSettings } from '../engine/kv-choice';
 import type { EngineName, KvCacheOptions } from '../engine/types';
 import { UserError } from '../errors';
-import { defaultEngine, defaultKvSettings, kvBudgetPercentRange, kvPolicies, kvPrecisions, kvSplits, type KvCacheStatus } from '../protocol';
+import { defaultEngine, defaultKvSettings, kvBudgetPercentRange, kvMasterPrecisions, kvPolicies, kvPrecisions, kvSplits, type KvCacheStatus } from '../protocol';
 import { draftLayoutOption, integerOption, oneOfOption } from './args';
 
 // The engine and KV cache options that `repokv complete` and `repokv ask` share: their `parseArgs` specs, their help
@@ -21,6 +21,7 @@ export const engineOptionSpecs = {
 	precision: { type: 'string' },
 	draft: { type: 'string' },
 	'draft-layout': { type: 'string' },
+	'master-precision': { type: 'string' },
 } as const;
 
 type EngineOptionValues = { readonly [K in keyof typeof engineOptionSpecs]?: string | undefined };
@@ -39,7 +40,9 @@ export function engineOptionsUsage(): string {
   --draft PATH        SpecKV's draft model, with the model's vocabulary (default: the bundled models/draft.gguf when
                       it pairs, else the smallest GGUF with the model's vocabulary next to it or in the models folder)
   --draft-layout NAME how the draft reads a FIM prompt: prefix-last (the active file's text before the cursor,
-                      last; default) or fim (the target's prompt as it is)`;
+                      last; default) or fim (the target's prompt as it is)
+  --master-precision NAME  with a packed precision, the format the prompt's master copy is staged in while it is
+                      prefilled: ${kvMasterPrecisions.join(', ')} (default ${d.masterPrecision})`;
 }
 
 /** The engine and KV settings the options ask for, validated. */
@@ -59,7 +62,7 @@ export function parseEngineOptions(values: EngineOptionValues): EngineOptions {
 	}
 	const policy = oneOfOption(values.policy, 'policy', kvPolicies);
 	// `--policy full` describes what the llama engine does anyway; any other KV option would be silently ignored.
-	const nativeOnly = (['policy', 'budget', 'budget-tokens', 'split', 'precision', 'draft', 'draft-layout'] as const).find((name) => values[name] !== undefined && !(name === 'policy' && policy === 'full'));
+	const nativeOnly = (['policy', 'budget', 'budget-tokens', 'split', 'precision', 'draft', 'draft-layout', 'master-precision'] as const).find((name) => values[name] !== undefined && !(name === 'policy' && policy === 'full'));
 	if (engine !== 'native' && nativeOnly !== undefined) {
 		throw new UserError(`--${nativeOnly} ${values[nativeOnly] ?? ''} needs --engine native (the llama engine keeps the full cache)`, 2);
 	}
@@ -74,6 +77,7 @@ export function parseEngineOptions(values: EngineOptionValues): EngineOptions {
 		split: oneOfOption(values.split, 'split', kvSplits),
 		precision,
 		draftLayout: draftLayoutOption(values['draft-layout']),
+		masterPrecision: oneOfOption(values['master-precision'], 'master-precision', kvMasterPrecisions),
 	});
 	if (precision !== undefined && precision !== 'f16' && !ranksTokens(kv.policy)) {
 		throw new UserError(`--precision ${precision} needs a ranking policy (h2o, snapkv, pyramidkv, adakv, speckv), not ${kv.policy}`, 2);

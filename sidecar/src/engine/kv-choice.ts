@@ -5,7 +5,7 @@ import { errorMessage, UserError } from '../errors';
 import { bundledModelPath } from '../models/bundled';
 import { findPairedDraft } from '../models/catalog';
 import { DraftMismatchError, vocabularyDifference, vocabularyFingerprint, type VocabularyFingerprint } from '../models/pairing';
-import { defaultKvSettings, type DraftLayout, type KvCacheStatus, type KvPolicy, type KvPrecision, type KvSplit } from '../protocol';
+import { defaultKvSettings, type DraftLayout, type KvCacheStatus, type KvMasterPrecision, type KvPolicy, type KvPrecision, type KvSplit } from '../protocol';
 import type { KvCacheOptions } from './types';
 
 // Which KV compression a native-engine request runs with, decided the same way for the language server and the CLI:
@@ -24,6 +24,8 @@ export interface ResolvedKvSettings {
 	/** `window` and `full` rank nothing, so they always store f16 (a packed precision spends bytes by rank). */
 	readonly precision: KvPrecision;
 	readonly draftLayout: DraftLayout;
+	/** The master copy's staging format under a packed precision (unused under f16). */
+	readonly masterPrecision: KvMasterPrecision;
 }
 
 /** Fills in the defaults (`defaultKvSettings`); a policy that ranks nothing gets f16 whatever precision was asked. */
@@ -33,6 +35,7 @@ export function resolveKvSettings(kv: {
 	readonly split?: KvSplit | undefined;
 	readonly precision?: KvPrecision | undefined;
 	readonly draftLayout?: DraftLayout | undefined;
+	readonly masterPrecision?: KvMasterPrecision | undefined;
 }): ResolvedKvSettings {
 	const policy = kv.policy ?? defaultKvSettings.policy;
 	return {
@@ -41,6 +44,7 @@ export function resolveKvSettings(kv: {
 		split: kv.split,
 		precision: ranksTokens(policy) ? (kv.precision ?? defaultKvSettings.precision) : 'f16',
 		draftLayout: kv.draftLayout ?? defaultKvSettings.draftLayout,
+		masterPrecision: kv.masterPrecision ?? defaultKvSettings.masterPrecision,
 	};
 }
 
@@ -102,7 +106,7 @@ export async function chooseKvCache(targetPath: string, kv: ResolvedKvSettings, 
 			policy,
 			budgetPercent: kv.budgetPercent,
 			...(kv.split === undefined ? {} : { split: kv.split }),
-			...(kv.precision === 'f16' ? {} : { precision: kv.precision }),
+			...(kv.precision === 'f16' ? {} : { precision: kv.precision, masterPrecision: kv.masterPrecision }),
 			...(draftPath === undefined ? {} : { draftPath, draftLayout: kv.draftLayout }),
 		},
 		status,

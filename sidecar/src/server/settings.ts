@@ -1,7 +1,7 @@
 import { availableParallelism } from 'node:os';
 
 import { resolveKvSettings, type ResolvedKvSettings } from '../engine/kv-choice';
-import { defaultEngine, defaultKvSettings, draftLayouts, engineSettings, kvBudgetPercentRange, kvPolicies, kvPrecisions, kvSplits, type EngineSetting } from '../protocol';
+import { defaultEngine, defaultKvSettings, draftLayouts, engineSettings, kvBudgetPercentRange, kvMasterPrecisions, kvPolicies, kvPrecisions, kvSplits, type EngineSetting } from '../protocol';
 import { bundledModelPath } from '../models/bundled';
 import { defaultMirrorLimits, type MirrorLimits } from './mirror';
 
@@ -71,6 +71,7 @@ export function resolveSettings(raw: unknown): ResolvedSettings {
 			split: oneOf(kv['split'], kvSplits),
 			precision: oneOf(kv['precision'], kvPrecisions),
 			draftLayout: oneOf(kv['draftLayout'], draftLayouts),
+			masterPrecision: oneOf(kv['masterPrecision'], kvMasterPrecisions),
 		}),
 		completion: {
 			enabled: typeof completion['enabled'] === 'boolean' ? completion['enabled'] : true,
@@ -96,7 +97,7 @@ export function resolveSettings(raw: unknown): ResolvedSettings {
  * - `draft`: load, swap or drop SpecKV's draft and re-check its pairing (the draft file, or whether the native
  *   engine runs SpecKV, changed); the target stays loaded;
  * - `kv`: the next request compresses with other options (budget, split, precision, policy between draft-free ones,
- *   draft layout); nothing is loaded;
+ *   draft layout, master precision: the master copy is then prefilled afresh); nothing is loaded;
  * - `none`: no engine setting changed (completion, ask, limits are read per request).
  */
 export type ReloadNeeded = 'none' | 'kv' | 'draft' | 'model';
@@ -116,7 +117,7 @@ export function reloadNeeded(a: ResolvedSettings, b: ResolvedSettings): ReloadNe
 	}
 	const kvA = a.kv;
 	const kvB = b.kv;
-	if (kvA.policy !== kvB.policy || kvA.budgetPercent !== kvB.budgetPercent || kvA.split !== kvB.split || kvA.precision !== kvB.precision || kvA.draftLayout !== kvB.draftLayout) {
+	if (kvA.policy !== kvB.policy || kvA.budgetPercent !== kvB.budgetPercent || kvA.split !== kvB.split || kvA.precision !== kvB.precision || kvA.draftLayout !== kvB.draftLayout || kvA.masterPrecision !== kvB.masterPrecision) {
 		return 'kv';
 	}
 	return 'none';
