@@ -1,7 +1,9 @@
 // A real third-party LSP client: headless Neovim (Debian's `neovim` package; .ci/run installs it) drives
 // `repokv serve --stdio` with its own LSP client and nothing repokv-specific (test/fixtures/neovim/test-config.lua).
 // No workspace feed: the server reads the folder from disk, so the completion at the needle's cursor must retrieve
-// RETRY_LIMIT_MS's value from src/config.ts; then an edit on disk must show in the next completion.
+// RETRY_LIMIT_MS's value from src/config.ts, as ghost text (textDocument/inlineCompletion) and as the first item of
+// the completion menu (textDocument/completion, for editors without inline completions); then an edit on disk must
+// show in the next completion.
 import assert from 'node:assert/strict';
 import { spawn, spawnSync } from 'node:child_process';
 import { cp, readFile } from 'node:fs/promises';
@@ -39,5 +41,6 @@ test('Neovim (headless, its own LSP client) gets whole-workspace completions and
 	const context = `nvim exit ${code}; result ${JSON.stringify(result)}; output ${output.slice(-2000)}`;
 	assert.equal(result.error, undefined, context);
 	assert.match(result.first ?? '', /^4817/, context);
+	assert.match(result.menu ?? '', /^4817/, context);
 	assert.match(result.second ?? '', /^5123/, context);
 });

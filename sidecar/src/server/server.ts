@@ -6,6 +6,11 @@ import {
 	createConnection,
 	DidChangeConfigurationNotification,
 	DidChangeWatchedFilesNotification,
+	CompletionItemKind,
+	CompletionTriggerKind,
+	type CancellationToken,
+	type CompletionItem,
+	type Position,
 	InlineCompletionRequest,
 	InlineCompletionTriggerKind,
 	ProposedFeatures,
@@ -230,10 +235,12 @@ export function startServer(options: ServeOptions): Promise<void> {
 		}
 		supportsConfiguration = params.capabilities.workspace?.configuration === true;
 		clientWatchesFiles = params.capabilities.workspace?.didChangeWatchedFiles?.dynamicRegistration === true;
+		const offersCompletionMenu = params.capabilities.textDocument?.inlineCompletion === undefined && initOptions.feedsWorkspace !== true;
 		return {
 			capabilities: {
 				textDocumentSync: { openClose: true, change: TextDocumentSyncKind.Incremental },
 				inlineCompletionProvider: true,
+				...(offersCompletionMenu ? { completionProvider: { resolveProvider: false } } : {}),
 			},
 			serverInfo: { name: 'repokv', version: '0.1.0' },
 		};
@@ -360,45 +367,63 @@ export function startServer(options: ServeOptions): Promise<void> {
 		}
 	});
 
-	connection.languages.inlineCompletion.on(async (params, token): Promise<InlineCompletionList> => {
-		const empty: InlineCompletionList = { items: [] };
+	/** One completion at a position: the text to insert there, '' for none. Shared by both completion requests. */
+	const completeAt = async (uri: string, position: Position, invoked: boolean, token: CancellationToken): Promise<string> => {
+		const document = documents.get(uri);
+		if (document === undefined || isPrivate(document.uri)) {
+			return '';
+		}
+		const controller = new AbortController();
+		const subscription = token.onCancellationRequested(() => {
+			controller.abort(new Error('cancelled'));
+		});
+		if (token.isCancellationRequested) {
+			controller.abort();
+		}
+		focusUri = document.uri;
 		try {
-			const document = documents.get(params.textDocument.uri);
-			if (document === undefined || isPrivate(document.uri)) {
-				return empty;
-			}
-			const controller = new AbortController();
-			const subscription = token.onCancellationRequested(() => {
-				controller.abort(new Error('cancelled'));
-			});
-			if (token.isCancellationRequested) {
-				controller.abort();
-			}
-			focusUri = document.uri;
-			try {
-				await diskRead;
-				const text = document.getText();
-				const outcome = await pipeline.complete(
-					{
-						path: relativePath(document.uri) ?? path.posix.basename(document.uri),
-						text,
-						version: document.version,
-						offset: document.offsetAt(params.position),
-						invoked: params.context.triggerKind === InlineCompletionTriggerKind.Invoked,
-					},
-					controller.signal,
-				);
-				publishCounters();
-				if (outcome.text === '') {
-					return empty;
-				}
-				return { items: [{ insertText: outcome.text, range: { start: params.position, end: params.position } }] };
-			} finally {
-				subscription.dispose();
-			}
+			await diskRead;
+			const outcome = await pipeline.complete(
+				{
+					path: relativePath(document.uri) ?? path.posix.basename(document.uri),
+					text: document.getText(),
+					version: document.version,
+					offset: document.offsetAt(position),
+					invoked,
+				},
+				controller.signal,
+			);
+			publishCounters();
+			return outcome.text;
+		} finally {
+			subscription.dispose();
+		}
+	};
+
+	connection.languages.inlineCompletion.on(async (params, token): Promise<InlineCompletionList> => {
+		try {
+			const text = await completeAt(params.textDocument.uri, params.position, params.context.triggerKind === InlineCompletionTriggerKind.Invoked, token);
+			return { items: text === '' ? [] : [{ insertText: text, range: { start: params.position, end: params.position } }] };
 		} catch (error) {
 			log(`inlineCompletion failed: ${errorMessage(error)}`);
-			return empty;
+			return { items: [] };
+		}
+	});
+
+	// Editors without inline completions (Helix; Neovim before 0.12) show repokv's completion as the first item of
+	// their completion menu: `textDocument/completion`, offered only to a client that does not declare
+	// `textDocument.inlineCompletion` (VS Code does, and gets ghost text only).
+	connection.onCompletion(async (params, token): Promise<CompletionItem[]> => {
+		try {
+			const text = await completeAt(params.textDocument.uri, params.position, params.context?.triggerKind === CompletionTriggerKind.Invoked, token);
+			if (text === '') {
+				return [];
+			}
+			const firstLine = text.split('\n', 1)[0] ?? text;
+			return [{ label: firstLine.length > 60 ? `${firstLine.slice(0, 59)}…` : firstLine, kind: CompletionItemKind.Snippet, detail: 'repokv', sortText: '0', preselect: true, textEdit: { range: { start: params.position, end: params.position }, newText: text } }];
+		} catch (error) {
+			log(`completion failed: ${errorMessage(error)}`);
+			return [];
 		}
 	});
 
