@@ -69,16 +69,26 @@ for (const name of engines) {
 			warm.push(await ask(version));
 		}
 		const ms = warm.map((entry) => entry.ms);
+		// Where a warm request's time goes (the server's own split, from the cache snapshots), median per phase.
+		const splits = server.snapshots.slice(-warmCount).map((snapshot) => snapshot.latency ?? {});
+		const phase = (name) => Math.round(quantile(splits.map((split) => split[name] ?? 0), 0.5));
 		const row = {
 			engine: name,
 			settings,
 			first: { ms: Math.round(first.ms), text: first.text },
 			statusAfterFirst,
-			warm: { p50: Math.round(quantile(ms, 0.5)), p95: Math.round(quantile(ms, 0.95)), texts: [...new Set(warm.map((entry) => entry.text))], all: ms.map(Math.round) },
+			warm: {
+				p50: Math.round(quantile(ms, 0.5)),
+				p95: Math.round(quantile(ms, 0.95)),
+				texts: [...new Set(warm.map((entry) => entry.text))],
+				all: ms.map(Math.round),
+				medianSplit: { prefillMs: phase('prefillMs'), draftMs: phase('draftMs'), scoringMs: phase('scoringMs'), decodeMs: phase('decodeMs'), prefillTokens: phase('prefillTokens'), reusedTokens: phase('reusedTokens') },
+			},
 		};
 		results.push(row);
 		console.log(`${name}: first ${row.first.ms} ms ${JSON.stringify(row.first.text)}; warm p50 ${row.warm.p50} ms, p95 ${row.warm.p95} ms (${JSON.stringify(row.warm.texts)}) [${row.warm.all.join(', ')}]`);
 		console.log(`  statuses after the first: ${statusAfterFirst.join(' | ')}`);
+		console.log(`  warm median split: ${JSON.stringify(row.warm.medianSplit)}`);
 	} finally {
 		await server.stop();
 	}
