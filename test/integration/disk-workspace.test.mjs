@@ -69,6 +69,23 @@ test('without a feed the server reads the workspace from disk with the CLI rules
 	assert.equal((await mirrorFiles(server)).get('src/config.ts'), 'export const BUFFER = 1;\n', 'the buffer wins over the disk');
 });
 
+test('a client that can watch files registers workspace/didChangeWatchedFiles, and its events drive the re-read', async (t) => {
+	const folder = await tempFolder(t, 'repokv-disk-');
+	const workspace = path.join(folder, 'ws');
+	await cp(needleWorkspace, workspace, { recursive: true });
+	const server = await startServer({ workspace, lazyModelLoad: true, feedsWorkspace: false, watchesFiles: true, env: hooks, settings: { threads: 1 } });
+	t.after(() => server.stop());
+	await until(async () => (await mirrorFiles(server)).has('src/config.ts'), 'the first disk read');
+	const registration = await until(() => server.registrations.find((entry) => entry.method === 'workspace/didChangeWatchedFiles'), 'the registration');
+	assert.deepEqual(registration.registerOptions.watchers.map((watcher) => watcher.globPattern), ['**/*']);
+	// No own watcher: an edit on disk shows only after the client reports it.
+	await writeFile(path.join(workspace, 'src', 'config.ts'), 'export const RETRY_LIMIT_MS = 5123;\n');
+	await new Promise((resolve) => setTimeout(resolve, 1000));
+	assert.match((await mirrorFiles(server)).get('src/config.ts'), /4817/, 'the server did not watch by itself');
+	await server.connection.sendNotification('workspace/didChangeWatchedFiles', { changes: [{ uri: server.uri('src/config.ts'), type: 2 }] });
+	await until(async () => (await mirrorFiles(server)).get('src/config.ts')?.includes('5123'), 'the re-read after the client event');
+});
+
 test('a client that feeds the workspace (the extension) gets no disk reading', async (t) => {
 	const server = await startServer({ lazyModelLoad: true, feedsWorkspace: true, env: hooks, settings: { threads: 1 } });
 	t.after(() => server.stop());

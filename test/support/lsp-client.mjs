@@ -16,7 +16,7 @@ import { cliPath, needleWorkspace } from './sidecar.mjs';
  * Start the server and initialize it. Returns the connection, the child process, collected notifications, and
  * helpers. `settings` go to initializationOptions (and answer workspace/configuration).
  */
-export async function startServer({ settings = {}, workspace = needleWorkspace, lazyModelLoad = false, env = {}, allowNetwork = false, feedsWorkspace = true, cli = cliPath } = {}) {
+export async function startServer({ settings = {}, workspace = needleWorkspace, lazyModelLoad = false, env = {}, allowNetwork = false, feedsWorkspace = true, cli = cliPath, watchesFiles = false } = {}) {
 	// Privacy, checked for every server the integration tests start (test/support/privacy.mjs): the net-guard preload
 	// logs every network attempt, and the kernel's view of its sockets is sampled while it runs. `stop()` fails the
 	// test on any attempt, inet socket or listening socket, unless the test asked for a download (`allowNetwork`).
@@ -49,7 +49,11 @@ export async function startServer({ settings = {}, workspace = needleWorkspace, 
 		progress.get(token).push(value);
 	});
 	connection.onRequest('workspace/configuration', (params) => params.items.map(() => settings));
-	connection.onRequest('client/registerCapability', () => null);
+	const registrations = [];
+	connection.onRequest('client/registerCapability', (params) => {
+		registrations.push(...(params?.registrations ?? []));
+		return null;
+	});
 	connection.onRequest('window/workDoneProgress/create', () => null);
 	connection.listen();
 	const exited = new Promise((resolve) => child.once('exit', (code, signal) => resolve({ code, signal })));
@@ -59,7 +63,8 @@ export async function startServer({ settings = {}, workspace = needleWorkspace, 
 		processId: process.pid,
 		rootUri,
 		workspaceFolders: [{ uri: rootUri, name: 'workspace' }],
-		capabilities: { workspace: { configuration: true }, window: { workDoneProgress: true } },
+		// `watchesFiles`: the client offers to register workspace/didChangeWatchedFiles (and then must send it).
+		capabilities: { workspace: { configuration: true, ...(watchesFiles ? { didChangeWatchedFiles: { dynamicRegistration: true } } : {}) }, window: { workDoneProgress: true } },
 		// `feedsWorkspace`: the tests send the files themselves (repokv/workspace/didChangeFiles), as the extension
 		// does; `false` makes the server read the workspace folder from disk, as for any other editor.
 		initializationOptions: { settings, lazyModelLoad, feedsWorkspace },
@@ -72,6 +77,7 @@ export async function startServer({ settings = {}, workspace = needleWorkspace, 
 		initialize,
 		statuses,
 		snapshots,
+		registrations,
 		logs,
 		progress,
 		exited,
