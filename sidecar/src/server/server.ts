@@ -514,7 +514,9 @@ export function startServer(options: ServeOptions): Promise<void> {
 		connection.onRequest('repokv/debug/mirror', () => ({ files: mirror.files().map((file) => ({ path: file.path, text: file.text })) }));
 	}
 
+	let shutdownReceived = false;
 	connection.onShutdown(async () => {
+		shutdownReceived = true;
 		disk?.dispose();
 		indexer.dispose();
 		status.dispose();
@@ -527,13 +529,15 @@ export function startServer(options: ServeOptions): Promise<void> {
 		connection.onExit(() => {
 			resolve();
 		});
-		// The client went away (killed, crashed, closed the pipe): there is nobody to serve.
-		options.input.once('end', () => {
+		// The client went away (killed, crashed, closed the pipe): there is nobody to serve. Exit code 1 without a
+		// `shutdown` first, as the LSP says (vscode-languageserver does this itself only when given the streams; it
+		// gets a reader here, robust-reader.ts).
+		const clientGone = (): void => {
 			resolve();
-		});
-		options.input.once('close', () => {
-			resolve();
-		});
+			process.exit(shutdownReceived ? 0 : 1);
+		};
+		options.input.once('end', clientGone);
+		options.input.once('close', clientGone);
 		connection.listen();
 	});
 }
