@@ -1,5 +1,5 @@
 #!/usr/bin/env node
-// `npm run package`: builds the addon and a production bundle, stages exactly what runs into .cache/vsix-stage/,
+// `npm run package`: builds the addon and a production bundle, stages exactly what runs into a temporary folder,
 // packs it with vsce (linux-x64 target), then checks what is inside and prints its size.
 //
 // What ships, and nothing else:
@@ -17,6 +17,7 @@
 //   (default: repokv-<version>-linux-x64.vsix in the repository root; --skip-native packs the addon already built)
 import { execFileSync } from 'node:child_process';
 import fs from 'node:fs';
+import os from 'node:os';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 
@@ -27,7 +28,8 @@ const manifest = JSON.parse(fs.readFileSync(path.join(root, 'package.json'), 'ut
 const outArg = process.argv.indexOf('--out');
 const out = path.resolve(root, outArg > 0 ? process.argv[outArg + 1] : `repokv-${manifest.version}-linux-x64.vsix`);
 const target = 'linux-x64';
-const stage = path.join(root, '.cache', 'vsix-stage');
+// Outside the repository: nothing in it should be linted, type-checked or searched. Removed after packing.
+const stage = fs.mkdtempSync(path.join(os.tmpdir(), 'repokv-vsix-stage-'));
 
 function readJson(relative) {
 	return JSON.parse(fs.readFileSync(path.join(root, relative), 'utf8'));
@@ -43,7 +45,6 @@ if (!process.argv.includes('--skip-native')) {
 run(process.execPath, ['esbuild.mjs', '--production']);
 
 // --- The stage: only files that run ---------------------------------------------------------------------------
-fs.rmSync(stage, { recursive: true, force: true });
 const copy = (relative, from = path.join(root, relative)) => {
 	const to = path.join(stage, relative);
 	fs.mkdirSync(path.dirname(to), { recursive: true });
@@ -118,7 +119,11 @@ for (const file of ['package.json', 'LICENSE', 'dist/index.js', 'bins']) {
 
 // --- Pack ---------------------------------------------------------------------------------------------------------
 fs.rmSync(out, { force: true });
-run(process.execPath, [path.join(root, 'node_modules/@vscode/vsce/vsce'), 'package', '--target', target, '--allow-missing-repository', '--skip-license', '--no-update-package-json', '--out', out], stage);
+try {
+	run(process.execPath, [path.join(root, 'node_modules/@vscode/vsce/vsce'), 'package', '--target', target, '--allow-missing-repository', '--skip-license', '--no-update-package-json', '--out', out], stage);
+} finally {
+	fs.rmSync(stage, { recursive: true, force: true });
+}
 
 // What is inside: a .vsix is a zip; list it with the unzip of vsce's own dependency-free reader (yauzl).
 const { default: yauzl } = await import('yauzl');
