@@ -18,6 +18,12 @@ export interface FeedStats {
 }
 
 const maxFiles = 20000;
+/**
+ * The sidecar keeps 16 MiB of the workspace (its `limits.maxTotalBytes` default) and refuses the rest: reading and
+ * sending more costs the editor time and memory for nothing (a 100,000-file workspace sent 197 MiB to keep 16;
+ * bench/results/reliability.md). The sidecar still enforces its own limits.
+ */
+const maxTotalBytes = 16 * 1024 * 1024;
 const batchBytes = 2 * 1024 * 1024;
 const batchFiles = 200;
 const deltaDelayMs = 300;
@@ -140,9 +146,13 @@ export class WorkspaceFeed implements vscode.Disposable {
 		const uris = await vscode.workspace.findFiles(new vscode.RelativePattern(this.root, '**/*'), this.excludeGlob(), maxFiles);
 		const files: WorkspaceFileContent[] = [];
 		const stats: FeedStats = { files: 0, bytes: 0, skipped: {} };
-		for (const uri of uris) {
+		for (const [index, uri] of uris.entries()) {
 			const path = this.relative(uri);
 			if (path === undefined) continue;
+			if (stats.bytes >= maxTotalBytes) {
+				stats.skipped['overTotal'] = uris.length - index;
+				break;
+			}
 			const result = await this.read(uri, path);
 			if (typeof result === 'string') {
 				stats.skipped[result] = (stats.skipped[result] ?? 0) + 1;
