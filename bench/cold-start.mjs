@@ -33,6 +33,8 @@ const configurations = {
 	native: { engine: 'native', threads: 1, kv: { policy: 'speckv', precision: 'mixed', budgetPercent: 12 } },
 	'native-full': { engine: 'native', threads: 1, kv: { policy: 'full' } },
 	llama: { engine: 'llama', threads: 1 },
+	// SpecKV with a 16-token lookahead (the lookahead is min(64, completion.maxTokens)): what the draft and scoring cost.
+	'native-mt16': { engine: 'native', threads: 1, kv: { policy: 'speckv', precision: 'mixed', budgetPercent: 12 }, completion: { maxTokens: 16 } },
 };
 const quantile = (values, q) => {
 	const sorted = [...values].sort((a, b) => a - b);
