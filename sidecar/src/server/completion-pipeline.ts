@@ -314,6 +314,10 @@ export class CompletionPipeline {
 			if (!generating) {
 				generating = true;
 				arm(settings.completion.timeoutMs);
+				if (shown.prefilling) {
+					shown.prefilling = false;
+					this.deps.status.set('ready', 'ready');
+				}
 			}
 		};
 		const result = await model
@@ -332,11 +336,19 @@ export class CompletionPipeline {
 					progress.total = total;
 					// Only long prefills are worth a status change (a first request, or an edit early in the prompt).
 					if (total - done > 512 || shown.prefilling) {
-						shown.prefilling = done < total - 1;
+						const prefilling = done < total - 1;
+						if (!prefilling && preparationMs > 0) {
+							// The prefill is done, SpecKV's draft and scoring pass come next (seconds when cold): say so
+							// until the first token, rather than `ready` while nothing shows.
+							shown.prefilling = true;
+							this.deps.status.set('prefilling', 'preparing the repository cache: 100 % prefilled; SpecKV draft lookahead and scoring', { progress: { done, total, unit: 'tokens' } });
+							return;
+						}
+						shown.prefilling = prefilling;
 						this.deps.status.set(
-							shown.prefilling ? 'prefilling' : 'ready',
-							shown.prefilling ? `preparing the repository cache: ${Math.floor((100 * done) / Math.max(1, total))} % (prefilling ${done}/${total} tokens)` : 'ready',
-							shown.prefilling ? { progress: { done, total, unit: 'tokens' } } : {},
+							prefilling ? 'prefilling' : 'ready',
+							prefilling ? `preparing the repository cache: ${Math.floor((100 * done) / Math.max(1, total))} % (prefilling ${done}/${total} tokens)` : 'ready',
+							prefilling ? { progress: { done, total, unit: 'tokens' } } : {},
 						);
 					}
 				},
