@@ -5,11 +5,13 @@ import {
 	draftLayouts,
 	engineSettings,
 	kvBudgetPercentRange,
+	kvMasterPrecisions,
 	kvPolicies,
 	kvPrecisions,
 	kvSplits,
 	type DraftLayout,
 	type EngineSetting,
+	type KvMasterPrecision,
 	type KvPolicy,
 	type KvPrecision,
 	type KvSplit,
@@ -43,6 +45,7 @@ export interface Config {
 		readonly split: KvSplit | 'default';
 		readonly precision: KvPrecision;
 		readonly draftLayout: DraftLayout;
+		readonly masterPrecision: KvMasterPrecision;
 	};
 	/** 0 = the sidecar's default (cores less one). */
 	readonly threads: number;
@@ -99,6 +102,7 @@ export function readConfig(scope?: vscode.ConfigurationScope): Config {
 			split: oneOf(c.get('kv.split'), [...kvSplits, 'default'] as const, 'default'),
 			precision: oneOf(c.get('kv.precision'), kvPrecisions, defaultKvSettings.precision),
 			draftLayout: oneOf(c.get('kv.draftLayout'), draftLayouts, defaultKvSettings.draftLayout),
+			masterPrecision: oneOf(c.get('kv.masterPrecision'), kvMasterPrecisions, defaultKvSettings.masterPrecision),
 		},
 		threads: int(c.get('threads'), 0, 0, 256),
 		contextSize: int(c.get('contextSize'), 0, 0, 1 << 20),
@@ -125,6 +129,7 @@ export function toServerSettings(config: Config): RepokvSettings {
 			...(config.kv.split === 'default' ? {} : { split: config.kv.split }),
 			precision: config.kv.precision,
 			draftLayout: config.kv.draftLayout,
+			masterPrecision: config.kv.masterPrecision,
 		},
 		completion: { enabled: config.completion.enabled, maxTokens: config.completion.maxTokens },
 		limits: { maxFileBytes: config.workspace.maxFileKB * 1024 },

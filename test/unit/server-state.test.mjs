@@ -164,6 +164,8 @@ describe('settings defined once', () => {
 		assert.deepEqual(sorted(properties['repokv.kv.split'].enum), sorted(['default', ...p.kvSplits]));
 		assert.deepEqual(sorted(properties['repokv.kv.draftLayout'].enum), sorted(p.draftLayouts));
 		assert.equal(properties['repokv.kv.draftLayout'].default, p.defaultKvSettings.draftLayout);
+		assert.deepEqual(sorted(properties['repokv.kv.masterPrecision'].enum), sorted(p.kvMasterPrecisions));
+		assert.equal(properties['repokv.kv.masterPrecision'].default, p.defaultKvSettings.masterPrecision);
 		assert.equal(properties['repokv.kv.budgetPercent'].default, p.defaultKvSettings.budgetPercent);
 		assert.equal(properties['repokv.kv.budgetPercent'].minimum, p.kvBudgetPercentRange.min);
 		assert.equal(properties['repokv.kv.budgetPercent'].maximum, p.kvBudgetPercentRange.max);

@@ -58,7 +58,7 @@ suite('repokv extension host', () => {
 		assert.equal(config.get('kv.budgetPercent'), 12);
 		assert.equal(config.get('kv.precision'), 'mixed');
 		assert.equal(api.sidecar.config.completion.maxTokens, 64);
-		assert.deepEqual(api.sidecar.config.kv, { policy: 'speckv', budgetPercent: 12, split: 'default', precision: 'mixed', draftLayout: 'prefix-last' });
+		assert.deepEqual(api.sidecar.config.kv, { policy: 'speckv', budgetPercent: 12, split: 'default', precision: 'mixed', draftLayout: 'prefix-last', masterPrecision: 'kivi4' });
 	});
 
 	test('a KV setting reaches the sidecar and applies without a model reload', async function () {
