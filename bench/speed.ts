@@ -13,8 +13,9 @@ import { codePromptTokens, fileFingerprint, loadVocab, peakRssMb, round, rssMb, 
 // `repokv bench speed`: in one run, repokv's native engine and node-llama-cpp on the same model and the same prompt,
 // at each context length and thread count. Configurations (`--configs`):
 //  - repokv-full: the native engine, policy `full` (fp16 store);
-//  - repokv-default: the engine's compressed path with packed tiers: the prompt prefilled into a q8-staged master
-//    copy, SpecKV (draft lookahead of 16 tokens, the target's scoring pass), mixed tiers at 12 % of the fp16 bytes
+//  - repokv-default: the engine's compressed path with packed tiers: the prompt prefilled into a master staged in
+//    defaultKvSettings.masterPrecision (kivi4)
+//    SpecKV (draft lookahead of 16 tokens, the target's scoring pass), mixed tiers at 12 % of the fp16 bytes
 //    (4-bit + 1.x-bit, sinks and window fp16), the staging freed after tiering; prefill includes the observation,
 //    compress time and draft time are reported apart;
 //  - llama-f16, llama-f16-fa: node-llama-cpp with f16 K/V, flash attention off / on;
@@ -126,7 +127,7 @@ async function benchNative(model: NativeModel, prompt: Int32Array, context: numb
 	model.setThreads(threads);
 	const { nLayer, nHeadKv, headDim } = model.info;
 	const session = model.createSession({ contextSize: context + opts.decodeTokens + lookaheadTokens + 8 });
-	session.setStaging(compressed);
+	session.setStaging(compressed && defaultKvSettings.masterPrecision);
 	const draft = compressed ? await DraftModel.load(draftFor(opts), { threads, contextSize: context + lookaheadTokens + 8 }) : undefined;
 	const prefill: number[] = [];
 	const decode: number[] = [];
