@@ -14,7 +14,7 @@ import { codePromptTokens, fileFingerprint, loadVocab, peakRssMb, round, rssMb, 
 // at each context length and thread count. Configurations (`--configs`):
 //  - repokv-full: the native engine, policy `full` (fp16 store);
 //  - repokv-default: the engine's compressed path with packed tiers: the prompt prefilled into a master staged in
-//    defaultKvSettings.masterPrecision (kivi4)
+//    defaultKvSettings.masterPrecision (kivi4),
 //    SpecKV (draft lookahead of 16 tokens, the target's scoring pass), mixed tiers at 12 % of the fp16 bytes
 //    (4-bit + 1.x-bit, sinks and window fp16), the staging freed after tiering; prefill includes the observation,
 //    compress time and draft time are reported apart;
