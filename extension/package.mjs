@@ -71,8 +71,9 @@ const llamaStage = path.join(stage, 'node_modules', 'node-llama-cpp');
 const bundleLlama = async (entry) => {
 	const outfile = path.join(llamaStage, entry);
 	const outDir = path.dirname(path.join(llamaPackage, entry));
-	await esbuild.build({
+	const result = await esbuild.build({
 		entryPoints: [path.join(llamaPackage, entry)],
+		metafile: true,
 		outfile,
 		bundle: true,
 		platform: 'node',
@@ -101,9 +102,23 @@ const bundleLlama = async (entry) => {
 			},
 		],
 	});
+	for (const input of Object.keys(result.metafile.inputs)) {
+		const match = /^(.*node_modules\/(?:@[^/]+\/)?[^/]+)\//.exec(input);
+		if (match !== null) {
+			bundledPackages.add(path.resolve(root, match[1]));
+		}
+	}
 };
+/** Every package folder whose code went into a bundle: their licences ship in one notices file. */
+const bundledPackages = new Set();
 await bundleLlama('dist/index.js');
 await bundleLlama('dist/bindings/utils/testBindingBinary.js');
+const notices = [...bundledPackages].sort().flatMap((folder) => {
+	const licence = fs.readdirSync(folder).find((name) => /^licen[cs]e/i.test(name));
+	const { name, version, license } = JSON.parse(fs.readFileSync(path.join(folder, 'package.json'), 'utf8'));
+	return [`${name} ${version} (${license ?? 'see below'})`, licence === undefined ? '(no licence file)' : fs.readFileSync(path.join(folder, licence), 'utf8').trim(), ''];
+});
+fs.writeFileSync(path.join(llamaStage, 'THIRD-PARTY-NOTICES.txt'), `The packages bundled into node-llama-cpp's dist/index.js and dist/bindings/utils/testBindingBinary.js, with their licences.\n\n${notices.join('\n')}\n`);
 const llamaManifest = readJson('node_modules/node-llama-cpp/package.json');
 for (const field of ['dependencies', 'optionalDependencies', 'peerDependencies', 'peerDependenciesMeta', 'devDependencies', 'scripts']) {
 	delete llamaManifest[field];
