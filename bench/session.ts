@@ -16,6 +16,7 @@ import { CachingCounter } from '../sidecar/src/server/engine-host';
 import { resolveSettings } from '../sidecar/src/server/settings';
 import { readWorkspace } from '../sidecar/src/workspace/reader';
 import { fileFingerprint, peakRssMb, round, summarize } from './common';
+import { seededRandom } from './tasks';
 
 // `repokv bench session`: what a user feels over an editing session, per engine configuration, in one run.
 //
@@ -200,17 +201,6 @@ function generateWorkspace(tokens: number, count: (text: string) => number): str
 
 // ---- one session in this process ---------------------------------------------------------------------------------
 
-function rng(seed: number): () => number {
-	let a = seed >>> 0;
-	return () => {
-		a = (a + 0x6d2b79f5) >>> 0;
-		let t = a;
-		t = Math.imul(t ^ (t >>> 15), t | 1);
-		t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-		return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-	};
-}
-
 interface MutableFile {
 	path: string;
 	text: string;
@@ -274,7 +264,7 @@ export async function runSessionOnce(opts: SessionOptions, config: SessionConfig
 	const loadMs = performance.now() - loadStarted;
 	const counter = new CachingCounter(model);
 	// the same random session (files, cursors, edits) for every configuration of a run
-	const random = rng(opts.seed + run * 7919);
+	const random = seededRandom(opts.seed + run * 7919);
 	const steps: SessionStep[] = [];
 	let clock = 0;
 	let lastPrompt = 0;
