@@ -5,16 +5,11 @@
 // aim mostly at those fields (the parser's decisions hang on them) and at the header region, with truncations at
 // many offsets and, less often, blind byte noise anywhere.
 
-/** Small deterministic PRNG (mulberry32). */
+import { rng as mulberry32 } from './support/random.mjs';
+
+/** The fuzz's seeded PRNG (test/fuzz/support/random.mjs) with integer and pick helpers. */
 export function rng(seed) {
-	let a = seed >>> 0;
-	const next = () => {
-		a = (a + 0x6d2b79f5) >>> 0;
-		let t = a;
-		t = Math.imul(t ^ (t >>> 15), t | 1);
-		t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-		return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-	};
+	const next = mulberry32(seed);
 	next.int = (n) => Math.floor(next() * n);
 	next.pick = (a) => a[Math.floor(next() * a.length)];
 	return next;
