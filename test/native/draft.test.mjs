@@ -65,3 +65,33 @@ test('the draft keeps its KV cache in Q8_0 and cacheStats counts it so (34 bytes
 		await draft.dispose();
 	}
 });
+
+test('a lookahead whose draft prompt is unchanged (only the FIM suffix changed) is the last guess, reused', async () => {
+	const draft = await DraftModel.load(draftPath, { threads: 1, contextSize: 512 });
+	try {
+		const llama = await getLlama({ maxThreads: 1, build: 'never', skipDownload: true, progressLogs: false, logLevel: LlamaLogLevel.error });
+		const vocab = await llama.loadModel({ modelPath: draftPath, vocabOnly: true });
+		const [prefix, suffix, middle] = ['<|fim_prefix|>', '<|fim_suffix|>', '<|fim_middle|>'].map((s) => Number(vocab.tokenize(s, true)[0]));
+		const text = (s) => vocab.tokenize(s).map(Number);
+		const before = text('const answer = 4817;\nfunction main() {\n\treturn ');
+		const [close, edited, other] = ['\n}\n', '\n}\n// edit 2\n', 'let x = 1;\n'].map(text);
+		await vocab.dispose();
+		const prompt = (after) => [prefix, ...before, suffix, ...after, middle];
+		const first = await draft.lookahead(prompt(close), 8);
+		assert.ok(first.length > 0);
+		assert.equal(draft.reusedLookaheads, 0);
+		const again = await draft.lookahead(prompt(edited), 8);
+		assert.equal(draft.reusedLookaheads, 1);
+		assert.deepEqual(again, first);
+		// another length limit, or another prefix: generated again
+		await draft.lookahead(prompt(close), 4);
+		assert.equal(draft.reusedLookaheads, 1);
+		await draft.lookahead([prefix, ...other, suffix, middle], 8);
+		assert.equal(draft.reusedLookaheads, 1);
+		// and what is reused is what a fresh generation gives
+		assert.deepEqual(await draft.lookahead(prompt(close), 8), first);
+		assert.equal(draft.reusedLookaheads, 1);
+	} finally {
+		await draft.dispose();
+	}
+});

@@ -56,6 +56,16 @@ export class DraftModel {
 		);
 	}
 
+	/**
+	 * The last lookahead: the draft prompt it read (after the cut to the context) and its guess, kept whole (`n` is the
+	 * guess's length limit). Greedy decoding is a function of the tokens read, so the same prompt and the same `n` give
+	 * the same guess: a request whose draft prompt is unchanged (with `prefix-last`, an edit after the cursor only
+	 * changes the suffix, which that layout drops) reuses it instead of generating the n tokens again.
+	 */
+	private last: { prompt: readonly number[]; n: number; out: readonly number[] } | undefined;
+	/** Lookaheads answered from `last` (tests, stats). */
+	reusedLookaheads = 0;
+
 	/** The tokens the draft's KV cache holds now, and their bytes (in its cache type, `kvCacheType`). */
 	cacheStats(): { tokens: number; bytes: number } {
 		const tokens = this.sequence.nextTokenIndex;
@@ -75,6 +85,12 @@ export class DraftModel {
 		if (last === undefined || n <= 0) {
 			return [];
 		}
+		const previous = this.last;
+		if (previous?.n === n && sameTokens(previous.prompt, tokens)) {
+			this.reusedLookaheads++;
+			return [...previous.out];
+		}
+		this.last = undefined;
 		await this.evaluate(tokens.slice(0, -1));
 		const out: number[] = [];
 		for await (const token of this.sequence.evaluate([last], { temperature: 0 })) {
@@ -86,6 +102,7 @@ export class DraftModel {
 				break;
 			}
 		}
+		this.last = { prompt: [...tokens], n, out: [...out] };
 		return out;
 	}
 
@@ -115,6 +132,18 @@ export class DraftModel {
 		await this.context.dispose();
 		await this.model.dispose();
 	}
+}
+
+function sameTokens(a: readonly number[], b: readonly number[]): boolean {
+	if (a.length !== b.length) {
+		return false;
+	}
+	for (let i = 0; i < a.length; i++) {
+		if (a[i] !== b[i]) {
+			return false;
+		}
+	}
+	return true;
 }
 
 /** The model's FIM tokens as its GGUF declares them (the sidecar builds its prompts from the same ones). */
