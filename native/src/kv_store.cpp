@@ -139,11 +139,18 @@ std::vector<std::pair<int32_t, std::pair<int, int32_t>>> locate(const HeadCache 
     return where;
 }
 
+// Packed segments of a head dequantized on first use, shared by the gathers of every tier (one dequantization per
+// segment and head, not one per tier).
+struct Dequantized {
+    std::vector<std::vector<float>> k, v;
+};
+
 // Reads the tokens at `want` (sorted, unique) of a head as floats (K, V: want.size() x head_dim). A packed segment
-// is dequantized once (not token by token).
+// is dequantized once (not token by token) into `dq`.
 void gather(const HeadCache &from, const std::vector<std::pair<int32_t, std::pair<int, int32_t>>> &where, const std::vector<int32_t> &want,
-            int head_dim, float *K, float *V) {
-    std::vector<std::vector<float>> dk(from.segments.size()), dv(from.segments.size());
+            int head_dim, float *K, float *V, Dequantized &dq) {
+    auto &dk = dq.k, &dv = dq.v;
+    if (dk.size() != from.segments.size()) dk.assign(from.segments.size(), {}), dv.assign(from.segments.size(), {});
     size_t w = 0;
     for (size_t i = 0; i < want.size(); i++) {
         const int32_t p = want[i];
@@ -205,13 +212,14 @@ std::unique_ptr<KvStore> KvStore::compact_tiered(const KvStore &src, const std::
         Segment fp16 = std::move(to.segments.back());
         to.segments.clear();
         std::vector<int32_t> seen;
+        Dequantized dq;
         for (size_t t = 0; t < tiers.size(); t++) {
             if (tiers[t].empty()) continue;
             const std::vector<int32_t> want = sorted_unique(tiers[t][i]);
             seen.insert(seen.end(), want.begin(), want.end());
             K.resize(want.size() * D);
             V.resize(want.size() * D);
-            gather(from, where, want, D, K.data(), V.data());
+            gather(from, where, want, D, K.data(), V.data(), dq);
             if (t == 0) {
                 fp16.reserve((int32_t)want.size() + std::max<int32_t>(0, extra_tokens));
                 for (size_t j = 0; j < want.size(); j++) fp16.append(K.data() + j * D, V.data() + j * D, want[j]);

@@ -139,18 +139,21 @@ describe('policy building blocks', () => {
 });
 
 describe('scoring pass', () => {
-	test('observed scores equal a dense float computation (full-row fp32 softmax, max/sum over the GQA group and rows)', () => {
+	// consecutive key positions take the addon's dense accumulation loops, gapped ones the general loop
+	for (const stride of [1, 2])
+	test(`observed scores equal a dense float computation (full-row fp32 softmax, max/sum over the GQA group and rows), key positions ${stride === 1 ? 'consecutive' : 'gapped'}`, () => {
 		const nHead = 6, nHeadKv = 2, headDim = 16, G = nHead / nHeadKv;
 		const nk = 45;
 		const r = rng(5);
 		const f16 = () => Math.round((r() * 2 - 1) * 64) / 64; // exactly representable in fp16
-		const kPos = Int32Array.from({ length: nk }, (_, i) => i);
+		const kPos = Int32Array.from({ length: nk }, (_, i) => i * stride);
 		const qPos = Int32Array.from([30, 31, 38, 39, 40, 41, 42, 43, 44]);
 		const q = Float32Array.from({ length: qPos.length * nHead * headDim }, f16);
 		const k = Float32Array.from({ length: nk * nHeadKv * headDim }, f16);
 		const winFrom = 38, specFrom = 42;
 		const got = scoreAttention({ q, k, nHead, nHeadKv, headDim, qPos, kPos, allRows: true, winFrom, specFrom });
-		const want = { allSum: new Float64Array(nHeadKv * nk), winSum: new Float64Array(nHeadKv * nk), winMax: new Float64Array(nHeadKv * nk), specMax: new Float64Array(nHeadKv * nk) };
+		const cap = kPos[nk - 1] + 1; // the accumulators' positions per head
+		const want = { allSum: new Float64Array(nHeadKv * cap), winSum: new Float64Array(nHeadKv * cap), winMax: new Float64Array(nHeadKv * cap), specMax: new Float64Array(nHeadKv * cap) };
 		const scale = 1 / Math.sqrt(headDim);
 		qPos.forEach((qp, t) => {
 			for (let hq = 0; hq < nHead; hq++) {
@@ -170,7 +173,7 @@ describe('scoring pass', () => {
 				const sum = e.reduce((a, b) => a + b, 0);
 				for (let j = 0; j < nk; j++) {
 					const p = e[j] / sum;
-					const i = h * nk + kPos[j];
+					const i = h * cap + kPos[j];
 					if (qp >= specFrom) want.specMax[i] = Math.max(want.specMax[i], p);
 					else {
 						want.allSum[i] += p;
@@ -182,7 +185,7 @@ describe('scoring pass', () => {
 				}
 			}
 		});
-		assert.equal(got.length, nk);
+		assert.equal(got.length, cap);
 		for (const key of Object.keys(want)) {
 			for (let i = 0; i < want[key].length; i++) {
 				assert.ok(Math.abs(got[key][i] - want[key][i]) < 2e-5 * Math.max(1, want[key][i]), `${key}[${i}]: ${got[key][i]} vs ${want[key][i]}`);
