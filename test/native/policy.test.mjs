@@ -49,6 +49,22 @@ describe('policy building blocks', () => {
 		}
 	});
 
+	test('top-k of real-valued scores (a subarray, as the engine passes them) equals the comparator sort, also with zeros, ties, negatives and NaN', () => {
+		const r = rng(9);
+		for (let trial = 0; trial < 60; trial++) {
+			const n = 1 + Math.floor(r() * 400);
+			const backing = Float32Array.from({ length: n + 7 }, () => (r() < 0.3 ? Math.floor(r() * 3) / 8 : r() * 1e-3));
+			if (trial % 10 === 9) backing[3 + Math.floor(r() * n)] = trial % 20 === 9 ? -0.5 : NaN;
+			if (trial % 7 === 6) backing[3] = -0;
+			const x = backing.subarray(3, 3 + n);
+			const from = Math.floor(r() * n);
+			const to = from + Math.floor(r() * (n - from + 1));
+			const k = Math.floor(r() * (to - from + 2));
+			const brute = [...x.keys()].filter((i) => i >= from && i < to).sort((a, b) => (x[b] ?? 0) - (x[a] ?? 0) || a - b).slice(0, k);
+			assert.deepEqual(P.topK(x, k, from, to), brute, `trial ${trial}`);
+		}
+	});
+
 	test('pyramid schedule: sum <= layers * B, every layer >= 1, non-increasing, within the candidates', () => {
 		for (const nLayer of [1, 2, 6, 32]) {
 			for (const B of [1, 2, 5, 20, 87, 224]) {

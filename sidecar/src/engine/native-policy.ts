@@ -148,12 +148,48 @@ export function maxPool1d(x: Float32Array, kernel: number): Float32Array {
  * Returned in rank order.
  */
 export function topK(scores: Float32Array, k: number, from: number, to: number): number[] {
+	const fast = topKByKeys(scores, k, from, to);
+	if (fast !== undefined) {
+		return fast;
+	}
 	const idx: number[] = [];
 	for (let i = from; i < to; i++) {
 		idx.push(i);
 	}
 	idx.sort((a, b) => (scores[b] ?? 0) - (scores[a] ?? 0) || a - b);
 	return idx.slice(0, Math.max(0, k));
+}
+
+/** Indices below this fit the low bits of topKByKeys' sort keys. */
+const keyIndexLimit = 2 ** 22;
+
+/**
+ * topK without a comparator (the engine ranks every candidate of every head per request): for finite scores >= 0 a
+ * float32's bits (31 of them) order like its value, so bits · 2^22 + (2^22 − 1 − i) (53 bits, exact in a double)
+ * sorted ascending and read from the end gives the scores in decreasing order, ties to the earlier position: the
+ * same order as the comparator. `undefined` when a score is negative or not finite (the comparator then decides).
+ */
+function topKByKeys(scores: Float32Array, k: number, from: number, to: number): number[] | undefined {
+	const lo = Math.max(0, from);
+	const hi = Math.min(to, scores.length);
+	if (from < 0 || hi !== to || hi >= keyIndexLimit) {
+		return undefined;
+	}
+	const bits = new Uint32Array(scores.buffer, scores.byteOffset, scores.length);
+	const keys = new Float64Array(Math.max(0, hi - lo));
+	for (let i = lo; i < hi; i++) {
+		const x = scores[i] ?? 0;
+		if (!(x >= 0) || x === Infinity) {
+			return undefined;
+		}
+		keys[i - lo] = (x === 0 ? 0 : (bits[i] ?? 0)) * keyIndexLimit + (keyIndexLimit - 1 - i);
+	}
+	keys.sort();
+	const out: number[] = [];
+	for (let j = keys.length - 1; j >= 0 && out.length < k; j--) {
+		out.push(keyIndexLimit - 1 - ((keys[j] ?? 0) % keyIndexLimit));
+	}
+	return out;
 }
 
 /**
