@@ -1,6 +1,7 @@
 // N-API binding of the repokv native engine (see sidecar/src/engine/native.ts for the typed wrapper).
 #include <napi.h>
 
+#include <algorithm>
 #include <atomic>
 #include <cmath>
 #include <memory>
@@ -98,6 +99,7 @@ public:
                                        {InstanceMethod("evalSync", &SessionWrap::EvalSync), InstanceMethod("evalAsync", &SessionWrap::EvalAsync),
                                         InstanceMethod("logits", &SessionWrap::Logits), InstanceMethod("nPast", &SessionWrap::NPast),
                                         InstanceMethod("truncate", &SessionWrap::Truncate), InstanceMethod("stats", &SessionWrap::Stats),
+                                        InstanceMethod("rangeTiers", &SessionWrap::RangeTiers),
                                         InstanceMethod("observe", &SessionWrap::Observe), InstanceMethod("stopObserving", &SessionWrap::StopObserving),
                                         InstanceMethod("scores", &SessionWrap::Scores), InstanceMethod("compress", &SessionWrap::Compress),
                                         InstanceMethod("decompress", &SessionWrap::Decompress),
@@ -332,6 +334,43 @@ public:
         s.decompress();
         return Napi::Number::New(info.Env(), s.n_past());
     }
+    // rangeTiers(bounds: Int32Array): bounds sorted (non-decreasing), range r = [bounds[r], bounds[r + 1]). Returns a
+    // Float64Array of (bounds.length - 1) x kTierCount: cells [r * kTierCount + tier] = number of (layer, KV head,
+    // position) entries with the position in range r held in that tier, in the store attention reads (kv()).
+    // Positions outside every range are not counted; a dropped position is in no segment, so in no count.
+    Napi::Value RangeTiers(const Napi::CallbackInfo &info) {
+        Session &s = get(info.Env());
+        Napi::Env env = info.Env();
+        if (info.Length() < 1 || !info[0].IsTypedArray() || info[0].As<Napi::TypedArray>().TypedArrayType() != napi_int32_array)
+            throw Napi::TypeError::New(env, "rangeTiers: bounds must be an Int32Array");
+        Napi::Int32Array arr = info[0].As<Napi::Int32Array>();
+        std::vector<int32_t> bounds(arr.Data(), arr.Data() + arr.ElementLength());
+        for (size_t i = 1; i < bounds.size(); i++)
+            if (bounds[i] < bounds[i - 1]) throw Napi::RangeError::New(env, "rangeTiers: bounds must be sorted");
+        const size_t ranges = bounds.size() < 2 ? 0 : bounds.size() - 1;
+        Napi::Float64Array out = Napi::Float64Array::New(env, ranges * kTierCount);
+        for (size_t i = 0; i < out.ElementLength(); i++) out[i] = 0;
+        if (ranges == 0) return out;
+        const KvStore &kv = s.kv();
+        std::vector<double> counts(ranges * kTierCount, 0.0);
+        for (int l = 0; l < kv.n_layer(); l++) {
+            for (int h = 0; h < kv.n_head_kv(); h++) {
+                for (const Segment &seg : kv.head(l, h).segments) {
+                    const int t = (int)seg.tier;
+                    for (int32_t i = 0; i < seg.n; i++) {
+                        const int32_t p = seg.pos[(size_t)i];
+                        if (p < bounds.front() || p >= bounds.back()) continue;
+                        // the last bound <= p: range index (empty ranges are skipped by upper_bound)
+                        const size_t r = (size_t)(std::upper_bound(bounds.begin(), bounds.end(), p) - bounds.begin()) - 1;
+                        counts[r * kTierCount + t] += 1;
+                    }
+                }
+            }
+        }
+        for (size_t i = 0; i < counts.size(); i++) out[i] = counts[i];
+        return out;
+    }
+
     static size_t store_bytes(const KvStore &kv) { return kv.bytes_used(); }
 
     Napi::Value Stats(const Napi::CallbackInfo &info) {

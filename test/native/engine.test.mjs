@@ -193,6 +193,48 @@ describe('native engine: sessions', () => {
 		model.dispose();
 	});
 
+	test('rangeTiers: per position range and tier, the (layer, KV head, position) cells of the store attention reads', () => {
+		const model = NativeModel.load(good, { threads: 1 });
+		const s = model.createSession({ contextSize: 256 });
+		s.prefillSync(randomTokens(120, 259, 5));
+		const bounds = Int32Array.from([0, 1, 30, 30, 75, 120]); // an empty range included
+		const cells = 2 * 2; // layers x KV heads
+		const tierSums = (ranges) => {
+			const sums = {};
+			for (const r of ranges) for (const [tier, n] of Object.entries(r)) sums[tier] = (sums[tier] ?? 0) + n;
+			return sums;
+		};
+		// policy full: everything f16, every range whole in every head
+		const full = s.rangeTiers(bounds);
+		assert.equal(full.length, 5);
+		assert.deepEqual(full.map((r) => r.f16), [1, 29, 0, 45, 45].map((n) => n * cells));
+		for (const r of full) assert.deepEqual([r.q8, r.kivi4, r.kivi2, r.onebit], [0, 0, 0, 0]);
+		assert.equal(tierSums(full).f16, s.stats().tiers.f16.tokens);
+		// tiered per (layer, head) differently, some positions dropped: the counts follow each head's lists
+		const lists = (from, to, step) => Array.from({ length: cells }, (_, lh) =>
+			Int32Array.from({ length: to - from }, (_, i) => from + i).filter((p) => (p + lh) % step !== 0));
+		const every = (from, to) => Array.from({ length: cells }, () => Int32Array.from({ length: to - from }, (_, i) => from + i));
+		s.compress({ f16: every(0, 10), q8: lists(10, 40, 7), kivi4: every(40, 80), kivi2: lists(80, 100, 3), onebit: every(100, 110) }, { extraTokens: 8, policy: 'tiers' });
+		const st = s.stats();
+		const ranges = s.rangeTiers(Int32Array.from([0, 120]));
+		const sums = tierSums(ranges);
+		for (const tier of ['f16', 'q8', 'kivi4', 'kivi2', 'onebit']) assert.equal(sums[tier], st.tiers[tier]?.tokens ?? 0, tier);
+		const split = s.rangeTiers(bounds);
+		assert.deepEqual(tierSums(split), sums, 'ranges covering every position sum to the totals');
+		assert.deepEqual(split[0], { f16: cells, q8: 0, kivi4: 0, kivi2: 0, onebit: 0 });
+		// positions 75..119: kivi4 75..79, kivi2 80..99 less every third (per head), onebit 100..109, 110..119 dropped
+		const kivi2 = lists(80, 100, 3).reduce((n, a) => n + a.length, 0);
+		assert.deepEqual(split[4], { f16: 0, q8: 0, kivi4: 5 * cells, kivi2, onebit: 10 * cells });
+		assert.deepEqual(s.rangeTiers(Int32Array.from([7])), []);
+		assert.throws(() => s.rangeTiers(Int32Array.from([5, 2])), /sorted/);
+		assert.throws(() => s.rangeTiers([0, 5]), /Int32Array/);
+		// back to the master copy: everything f16 again
+		s.decompress();
+		assert.equal(tierSums(s.rangeTiers(bounds)).f16, 120 * cells);
+		s.dispose();
+		model.dispose();
+	});
+
 	test('truncate drops the tail; re-evaluating it reproduces the logits', () => {
 		const model = NativeModel.load(good, { threads: 1 });
 		const a = model.createSession({ contextSize: 512 });

@@ -73,6 +73,9 @@ export interface NativeCacheStats {
 	readonly timings: { readonly prefillMs: number; readonly prefillTokens: number; readonly decodeMs: number; readonly decodeTokens: number; readonly compressMs: number };
 }
 
+/** The native tiers in the addon's enum order (native/src/kv_store.h `Tier`): the layout of `rangeTiers`' counts. */
+const nativeTierOrder: readonly StorageTier[] = ['f16', 'q8', 'kivi4', 'kivi2', 'onebit'];
+
 interface AddonModel {
 	info(): NativeModelInfo;
 	setThreads(threads: number): void;
@@ -85,6 +88,7 @@ interface AddonSession {
 	nPast(): number;
 	truncate(position: number): number;
 	stats(): NativeCacheStats;
+	rangeTiers(bounds: Int32Array): Float64Array;
 	observe(allRows: boolean, winFrom: number, specFrom: number, clear: boolean): void;
 	stopObserving(): void;
 	scores(kind: ScoreKind, length: number): Float32Array;
@@ -295,6 +299,22 @@ export class NativeSession {
 	/** Cache statistics: tokens and real bytes per layer and KV head. */
 	stats(): NativeCacheStats {
 		return this.handle.stats();
+	}
+
+	/**
+	 * Per position range, the (layer, KV head, position) cells held in each storage tier, in the store attention reads
+	 * (the compacted one when compressed). `bounds`: sorted boundaries, range r = [bounds[r], bounds[r + 1]). Positions
+	 * outside every range are not counted; a dropped position is in no tier. Summed over ranges covering every
+	 * position, the counts equal `stats().tiers[tier].tokens`.
+	 */
+	rangeTiers(bounds: Int32Array): Record<StorageTier, number>[] {
+		const flat = this.handle.rangeTiers(bounds);
+		const ranges: Record<StorageTier, number>[] = [];
+		for (let r = 0; r + 1 < bounds.length; r++) {
+			const at = (tier: number): number => flat[r * nativeTierOrder.length + tier] ?? 0;
+			ranges.push(Object.fromEntries(nativeTierOrder.map((tier, index) => [tier, at(index)])) as Record<StorageTier, number>);
+		}
+		return ranges;
 	}
 
 	/**
