@@ -545,11 +545,17 @@ export interface FileInContext {
 	/** Position after the span's last token (exclusive). */
 	readonly endToken: number;
 	/**
-	 * Token-positions × heads × layers of this span per tier, divided by (heads × layers): the average number of the
-	 * span's tokens kept in each tier. Under `full` everything is `fp16`.
+	 * Per tier, the span's (layer, KV head, position) cells in the KV cache attention read for the last request,
+	 * divided by (layers × KV heads): the span's tokens kept in that tier, averaged over layers and KV heads (so the
+	 * tiers sum to `endToken - startToken`; `dropped` is the rest). Measured per position by the native engine
+	 * (snapshot source `engineStats`: its kivi4 counts as `q4`, kivi2 as `onebit`); for node-llama-cpp (source
+	 * `modelShape`) everything is `fp16`, as its full cache holds it. Under `full` everything is `fp16`.
 	 */
 	readonly keptTokens: Readonly<Record<KvTier, number>>;
-	/** Share of the span kept at 4 bits or better (fp16 + q8 + q4), 0…1: what the model could attend to precisely. */
+	/**
+	 * Share of the span kept at 4 bits or better, (fp16 + q8 + q4) / span tokens from `keptTokens`, 0…1: what the
+	 * model could attend to precisely.
+	 */
 	readonly keptFraction: number;
 }
 

@@ -75,6 +75,34 @@ describe('buildCacheSnapshot', () => {
 		assert.ok(snapshot.totals.bitsPerElement < 16);
 		assert.ok(snapshot.files[0].keptFraction < 1);
 	});
+
+	test('per file: the engine\'s per-position tier counts (cells / layers x heads), not the overall share', () => {
+		const cells = shape.layers * shape.kvHeads;
+		const kvStats = {
+			policy: 'speckv',
+			split: 'uniform',
+			tokens: 1001,
+			bytes: 0,
+			layers: Array.from({ length: 6 }, () => ({ heads: Array.from({ length: 2 }, () => ({ tokens: 700, bytes: 0, segments: [{ tier: 'f16', tokens: 100, bytes: 0 }, { tier: 'kivi4', tokens: 300, bytes: 0 }, { tier: 'onebit', tokens: 300, bytes: 0 }] })) })),
+		};
+		const asked = [];
+		const rangeTiers = (bounds) => {
+			asked.push([...bounds]);
+			// a.ts: mostly 1-bit; main.ts (the active file): mostly fp16 and kivi4, some kivi2
+			return [{ f16: 10 * cells, kivi4: 50 * cells, onebit: 290 * cells }, { f16: 90 * cells, kivi4: 250 * cells, kivi2: 10 * cells }];
+		};
+		const snapshot = buildCacheSnapshot({ ...base, engine: 'native', kvStats, rangeTiers });
+		assert.deepEqual(asked, [[1, 601, 995]], 'the spans\' boundaries, after BOS');
+		const [a, main] = snapshot.files;
+		assert.deepEqual(a.keptTokens, { fp16: 10, q8: 0, q4: 50, onebit: 290, dropped: 250 });
+		assert.equal(a.keptFraction, 0.1);
+		assert.deepEqual(main.keptTokens, { fp16: 90, q8: 0, q4: 250, onebit: 10, dropped: 44 });
+		assert.equal(main.keptFraction, Math.round((340 / 394) * 1000) / 1000);
+		assert.notEqual(a.keptFraction, main.keptFraction);
+		// without per-position counts (node-llama-cpp) the overall share stays, the same for every file
+		const uniform = buildCacheSnapshot({ ...base, engine: 'native', kvStats });
+		assert.equal(uniform.files[0].keptFraction, uniform.files[1].keptFraction);
+	});
 });
 
 describe('resolveSettings', () => {

@@ -311,6 +311,10 @@ class NativeLoadedModel implements LoadedModel {
 		};
 	}
 
+	kvRangeTiers(bounds: Int32Array): readonly Readonly<Record<string, number>>[] {
+		return this.session.rangeTiers(bounds);
+	}
+
 	async dispose(): Promise<void> {
 		await this.draft?.dispose();
 		this.session.dispose();

@@ -150,6 +150,12 @@ export interface LoadedModel extends TokenCounter {
 	/** The engine's per-layer/per-head KV accounting, where it has one. */
 	kvStats?(): EngineKvStats;
 	/**
+	 * Per position range, how many (layer, KV head, position) cells the KV cache attention reads holds in each tier
+	 * (named as in `EngineKvStats.tiers`); `bounds`: sorted boundaries, range r = [bounds[r], bounds[r + 1]). Dropped
+	 * positions are in no tier. Engines that cannot inspect their cache per position leave it out.
+	 */
+	kvRangeTiers?(bounds: Int32Array): readonly Readonly<Record<string, number>>[];
+	/**
 	 * Native engine: the KV compression of the next requests, without reloading the target model. Loads SpecKV's
 	 * draft (`policy: 'speckv'`) or disposes it (any other policy); a change of storage precision drops the master
 	 * copy (its staging differs), so the next request prefills afresh. `undefined`: the full cache.

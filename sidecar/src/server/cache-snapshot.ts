@@ -7,8 +7,9 @@ import { kvTiers, type BudgetRule, type CacheSnapshot, type EngineSetting, type 
 // - `engineStats`: the engine's own per-layer/per-head accounting (the native engine's `kvStats()`), real bytes;
 // - `modelShape`: node-llama-cpp's KV cache cannot be inspected, but under a full cache it is exactly
 //   2 (K, V) × headDim × 2 bytes (f16) per token, per KV head, per layer, so it is computed from the model's shape.
-// Engines report tiers per head, not per position, so a file's share of each tier is the context's overall share:
-// exact under `full`, an estimate under compressing policies until engines report per-position tiers.
+// Per file (`files`): with `rangeTiers` (the native engine's `kvRangeTiers`), the measured count of the file's
+// (layer, KV head, position) cells in each tier, divided by layers × KV heads. Without it (node-llama-cpp, source
+// `modelShape`) the context's overall tier share is applied to each file: exact there, since everything is fp16.
 
 export interface ModelShape {
 	readonly layers: number;
@@ -29,6 +30,11 @@ export interface SnapshotInput {
 	readonly bos: boolean;
 	readonly latency: LatencySplit;
 	readonly kvStats?: EngineKvStats;
+	/**
+	 * The engine's per-position tier counts (`LoadedModel.kvRangeTiers`): for sorted boundaries, per range
+	 * [bounds[r], bounds[r + 1]) the (layer, KV head, position) cells held in each tier as the engine names it.
+	 */
+	readonly rangeTiers?: (bounds: Int32Array) => readonly Readonly<Record<string, number>>[];
 	/** The KV settings the engine served this request with (native engine), for the budget rule. */
 	readonly kv?: KvCacheStatus;
 }
@@ -99,19 +105,26 @@ export function buildCacheSnapshot(input: SnapshotInput): CacheSnapshot {
 	const share = Object.fromEntries(kvTiers.map((tier) => [tier, layers.reduce((sum, layer) => sum + layer.tiers[tier].tokens, 0) / cells])) as Record<KvTier, number>;
 
 	const files: FileInContext[] = [];
+	const starts: number[] = [];
 	let position = input.bos ? 1 : 0;
 	for (const span of input.spans) {
-		const keptTokens = Object.fromEntries(kvTiers.map((tier) => [tier, round(span.tokens * share[tier])])) as Record<KvTier, number>;
+		starts.push(position);
+		position += span.tokens;
+	}
+	const measured = stats === undefined ? undefined : measuredSpanTiers(input, starts, position, shape.layers * shape.kvHeads);
+	input.spans.forEach((span, index) => {
+		const start = starts[index] ?? 0;
+		const keptTokens = measured?.[index] ?? (Object.fromEntries(kvTiers.map((tier) => [tier, round(span.tokens * share[tier])])) as Record<KvTier, number>);
+		const precise = keptTokens.fp16 + keptTokens.q8 + keptTokens.q4;
 		files.push({
 			path: span.path,
 			role: span.role,
-			startToken: position,
-			endToken: position + span.tokens,
+			startToken: start,
+			endToken: start + span.tokens,
 			keptTokens,
-			keptFraction: round(share.fp16 + share.q8 + share.q4),
+			keptFraction: measured === undefined ? round(share.fp16 + share.q8 + share.q4) : span.tokens === 0 ? 0 : round(precise / span.tokens),
 		});
-		position += span.tokens;
-	}
+	});
 
 	return {
 		sequence: input.sequence,
@@ -133,6 +146,35 @@ export function buildCacheSnapshot(input: SnapshotInput): CacheSnapshot {
 		},
 		latency: input.latency,
 	};
+}
+
+/**
+ * Per span, the engine's measured tier counts divided by `cells` (layers × KV heads): the span's tokens per tier on
+ * average over (layer, KV head); `dropped` is the rest of the span. `undefined` when the engine cannot count.
+ */
+function measuredSpanTiers(input: SnapshotInput, starts: readonly number[], end: number, cells: number): Record<KvTier, number>[] | undefined {
+	if (input.rangeTiers === undefined || input.spans.length === 0 || cells === 0) {
+		return undefined;
+	}
+	const counts = input.rangeTiers(Int32Array.from([...starts, end]));
+	if (counts.length !== input.spans.length) {
+		return undefined;
+	}
+	return input.spans.map((span, index) => {
+		const tiers: Record<KvTier, number> = { fp16: 0, q8: 0, q4: 0, onebit: 0, dropped: 0 };
+		for (const [name, count] of Object.entries(counts[index] ?? {})) {
+			tiers[tierOf(name)] += count;
+		}
+		let stored = 0;
+		for (const tier of kvTiers) {
+			if (tier !== 'dropped') {
+				tiers[tier] = round(tiers[tier] / cells);
+				stored += tiers[tier];
+			}
+		}
+		tiers.dropped = round(Math.max(0, span.tokens - stored));
+		return tiers;
+	});
 }
 
 /** The budget rule the engine actually used: its policy and split, with the settings it served (after any fallback). */

@@ -131,6 +131,7 @@ export function startServer(options: ServeOptions): Promise<void> {
 				bos: model.info.addsBos,
 				latency: computed.latency,
 				...(model.kvStats === undefined ? {} : { kvStats: model.kvStats() }),
+				...(model.kvRangeTiers === undefined ? {} : { rangeTiers: (bounds: Int32Array) => model.kvRangeTiers?.(bounds) ?? [] }),
 				...(computed.engine.kv === undefined ? {} : { kv: computed.engine.kv }),
 			});
 			publishCounters();
@@ -487,6 +488,7 @@ export function startServer(options: ServeOptions): Promise<void> {
 				bos: model.info.addsBos,
 				latency: latencySplit(result.engineTimings, { prompt: result.promptTokens, reused: result.reusedTokens, generated: result.generatedTokens }, 0, result.timings.totalMs),
 				...(model.kvStats === undefined ? {} : { kvStats: model.kvStats() }),
+				...(model.kvRangeTiers === undefined ? {} : { rangeTiers: (bounds: Int32Array) => model.kvRangeTiers?.(bounds) ?? [] }),
 				...(engine.kv === undefined ? {} : { kv: engine.kv }),
 			});
 			pipeline.contextChanged();
