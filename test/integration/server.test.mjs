@@ -267,6 +267,11 @@ describe('repokv serve --stdio: native engine', () => {
 		assert.equal(snapshot.budget.policy, 'full');
 		// fp16 keys and values plus the engine's per-token metadata (positions): within 5 % of the fp16 estimate.
 		assert.ok(Math.abs(snapshot.totals.kvBytes / snapshot.totals.fp16Bytes - 1) < 0.05, JSON.stringify(snapshot.totals));
+		// per file, measured: under full every token of every file is fp16 in every layer and head
+		for (const file of snapshot.files) {
+			assert.deepEqual(file.keptTokens, { fp16: file.endToken - file.startToken, q8: 0, q4: 0, onebit: 0, dropped: 0 }, file.path);
+			assert.equal(file.keptFraction, 1);
+		}
 	});
 });
 
@@ -302,6 +307,19 @@ describe('repokv serve --stdio: native engine with SpecKV at 12 %', () => {
 		const tokens = (tier) => heads.reduce((sum, head) => sum + head.tiers[tier].tokens, 0);
 		assert.ok(tokens('q4') > 0 && tokens('onebit') > 0 && tokens('fp16') > 0, JSON.stringify(heads[0].tiers));
 		assert.ok(tokens('onebit') > tokens('fp16'), 'most kept tokens are at 1.x bits');
+		// per file, measured per position: the files' q4 and 1.x-bit cells are the heads' (the tokens generated after
+		// the prompt are fp16, BOS a sink), and files are kept differently (not one overall share applied to each)
+		const cells = snapshot.model.layers * snapshot.model.kvHeads;
+		for (const tier of ['q4', 'onebit']) {
+			const files = snapshot.files.reduce((sum, file) => sum + file.keptTokens[tier], 0);
+			assert.ok(Math.abs(files * cells - tokens(tier)) < 0.01 * snapshot.files.length * cells, `${tier}: files ${files * cells}, heads ${tokens(tier)}`);
+		}
+		for (const file of snapshot.files) {
+			const sum = Object.values(file.keptTokens).reduce((a, b) => a + b, 0);
+			assert.ok(Math.abs(sum - (file.endToken - file.startToken)) < 0.01, `${file.path}: tiers sum to the span`);
+		}
+		const fractions = new Set(snapshot.files.map((file) => file.keptFraction));
+		assert.ok(fractions.size > 1, `per-file kept fractions all ${[...fractions]}`);
 		// the engine reserves the completion's tokens inside the budget: at most 12 % of the fp16 bytes after decoding
 		const ratio = snapshot.totals.kvBytes / snapshot.totals.fp16Bytes;
 		assert.ok(ratio > 0.06 && ratio <= 0.12, JSON.stringify(snapshot.totals));
