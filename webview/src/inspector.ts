@@ -277,6 +277,9 @@ export function startInspector(root: HTMLElement): void {
 		nodes.push(canvas, drawTime);
 
 		nodes.push(el('h3', undefined, 'Per file: what the last request kept at 4 bits or better'));
+		nodes.push(el('div', 'muted', snapshot.source === 'engineStats'
+			? 'Measured per position: each file\'s tokens per tier, averaged over layers and KV heads.'
+			: 'Full fp16 cache (computed from the model shape): every file is kept whole.'));
 		const table = el('table', 'files');
 		const head = el('tr');
 		for (const name of ['file', 'role', 'tokens', 'kept by tier', 'high precision']) head.append(el('th', undefined, name));
