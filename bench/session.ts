@@ -12,7 +12,8 @@ import type { CompletionResult, EngineName, KvCacheOptions, LoadedModel, Referen
 import type { KvMasterPrecision } from '../sidecar/src/protocol';
 import { UserError } from '../sidecar/src/errors';
 import { bundledModelPath, packageRoot } from '../sidecar/src/models/bundled';
-import { CachingCounter } from '../sidecar/src/server/engine-host';
+import type { ModelShape } from '../sidecar/src/server/cache-snapshot';
+import { CachingCounter, readShape } from '../sidecar/src/server/engine-host';
 import { resolveSettings } from '../sidecar/src/server/settings';
 import { readWorkspace } from '../sidecar/src/workspace/reader';
 import { fileFingerprint, peakRssMb, round, summarize } from './common';
@@ -390,28 +391,6 @@ function kvAccounting(model: LoadedModel, promptTokens: number, generated: numbe
 		residentBytes,
 		residentOfFp16: round(residentBytes / fp16Bytes, 4),
 		allocatedBytes: Math.round(model.info.contextSize * (perTokenFp16 / 2) * perElement),
-	};
-}
-
-interface ModelShape {
-	readonly layers: number;
-	readonly kvHeads: number;
-	readonly headDim: number;
-}
-
-/** Layers, KV heads and head size from the GGUF header. */
-async function readShape(modelPath: string): Promise<ModelShape> {
-	const { readGgufFileInfo } = await import('node-llama-cpp');
-	const info = await readGgufFileInfo(modelPath, { readTensorInfo: false });
-	const metadata = info.metadata as unknown as Record<string, unknown>;
-	const arch = (metadata['general'] as { architecture?: string } | undefined)?.architecture ?? 'llama';
-	const a = (metadata[arch] ?? {}) as Record<string, unknown>;
-	const attention = (a['attention'] ?? {}) as Record<string, unknown>;
-	const heads = Number(attention['head_count'] ?? 1);
-	return {
-		layers: Number(a['block_count'] ?? 1),
-		kvHeads: Number(attention['head_count_kv'] ?? heads),
-		headDim: Number(attention['key_length'] ?? Math.round(Number(a['embedding_length'] ?? 64) / heads)),
 	};
 }
 

@@ -223,7 +223,7 @@ export function readyStatus(kv: KvCacheStatus | undefined): { message: string; f
 }
 
 /** Layers, KV heads and head size from the GGUF header (for full-KV byte accounting). */
-async function readShape(modelPath: string): Promise<ModelShape> {
+export async function readShape(modelPath: string): Promise<ModelShape> {
 	const { readGgufFileInfo } = await import('node-llama-cpp');
 	let info;
 	try {
