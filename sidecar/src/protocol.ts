@@ -49,11 +49,21 @@ export const kvSplits = ['uniform', 'pyramid', 'adaptive'] as const;
 export type KvSplit = (typeof kvSplits)[number];
 
 /**
- * How the tokens a policy picks beyond its sinks and recent window are stored. `mixed`: the top-ranked at 4-bit
- * (kivi4), the next at ~1.6-bit (onebit); sinks and the recent window stay fp16. Packed precisions make the budget
- * buy bytes, not tokens.
+ * The storage formats of KV entries, most to least precise: the one name table on this side of the N-API boundary,
+ * equal to the native addon's (native/src/kv_store.cpp, in its `Tier` enum order; test/unit/tier-names.test.mjs
+ * checks it against the addon). `f16`: IEEE half keys and values; `q8`: 8.5 bits per element; `kivi4` / `kivi2`:
+ * KIVI, keys per channel and values per token, 5 / 3 bits per element; `onebit`: ~1.6 bits (keys 1-bit with 2-bit
+ * outlier channels, values ternary). docs/kv-quantization.md describes each.
  */
-export const kvPrecisions = ['f16', 'q8', 'kivi4', 'kivi2', 'onebit', 'mixed'] as const;
+export const storageTiers = ['f16', 'q8', 'kivi4', 'kivi2', 'onebit'] as const;
+export type StorageTier = (typeof storageTiers)[number];
+
+/**
+ * How the tokens a policy picks beyond its sinks and recent window are stored: one of the `storageTiers`, or
+ * `mixed`: the top-ranked at 4-bit (kivi4), the next at ~1.6-bit (onebit); sinks and the recent window stay f16.
+ * Packed precisions make the budget buy bytes, not tokens.
+ */
+export const kvPrecisions = [...storageTiers, 'mixed'] as const;
 export type KvPrecision = (typeof kvPrecisions)[number];
 
 /**
@@ -61,7 +71,7 @@ export type KvPrecision = (typeof kvPrecisions)[number];
  * precision prefills: q8 (8.5 bits per element), kivi4 (5.0) or kivi2 (3.0); kivi moves whole 32-token blocks. Later
  * prompt tokens attend to the staged ones, so the format also moves the prompt's own hidden states.
  */
-export const kvMasterPrecisions = ['q8', 'kivi4', 'kivi2'] as const;
+export const kvMasterPrecisions = ['q8', 'kivi4', 'kivi2'] as const satisfies readonly StorageTier[];
 export type KvMasterPrecision = (typeof kvMasterPrecisions)[number];
 
 /**
@@ -463,14 +473,14 @@ export namespace RepoAskRequest {
 // ---------------------------------------------------------------------------------------------------------------
 
 /**
- * Storage tiers of KV entries. `fp16`: full precision (sinks, recent window, or everything under policy `full`);
- * `q8` / `q4`: 8- and 4-bit quantized; `onebit`: the ~1.5-bit tier (keys: outlier channels 2-bit, rest 1-bit;
- * values ternary); `dropped`: evicted, costs nothing and is not attended to.
+ * What the cache inspector counts per KV head: each storage tier (`storageTiers`, the engine's names), and
+ * `dropped`: evicted, costs nothing and is not attended to (not a tier of the store: a dropped token is absent from
+ * every segment of its head).
  */
-export type KvTier = 'fp16' | 'q8' | 'q4' | 'onebit' | 'dropped';
+export type KvTier = StorageTier | 'dropped';
 
-/** All tiers, in display order (most to least precise). */
-export const kvTiers: readonly KvTier[] = ['fp16', 'q8', 'q4', 'onebit', 'dropped'];
+/** All of them, in display order (most to least precise, then dropped). */
+export const kvTiers: readonly KvTier[] = [...storageTiers, 'dropped'];
 
 /** Tokens and bytes held in one tier. */
 export interface TierAmount {
@@ -548,12 +558,12 @@ export interface FileInContext {
 	 * Per tier, the span's (layer, KV head, position) cells in the KV cache attention read for the last request,
 	 * divided by (layers × KV heads): the span's tokens kept in that tier, averaged over layers and KV heads (so the
 	 * tiers sum to `endToken - startToken`; `dropped` is the rest). Measured per position by the native engine
-	 * (snapshot source `engineStats`: its kivi4 counts as `q4`, kivi2 as `onebit`); for node-llama-cpp (source
-	 * `modelShape`) everything is `fp16`, as its full cache holds it. Under `full` everything is `fp16`.
+	 * (snapshot source `engineStats`, every tier by its own name); for node-llama-cpp (source `modelShape`)
+	 * everything is `f16`, as its full cache holds it. Under `full` everything is `f16`.
 	 */
 	readonly keptTokens: Readonly<Record<KvTier, number>>;
 	/**
-	 * Share of the span kept at 4 bits or better, (fp16 + q8 + q4) / span tokens from `keptTokens`, 0…1: what the
+	 * Share of the span kept at 4 bits or better, (f16 + q8 + kivi4) / span tokens from `keptTokens`, 0…1: what the
 	 * model could attend to precisely.
 	 */
 	readonly keptFraction: number;

@@ -193,7 +193,10 @@ export class Ui {
 		assert.equal(snapshot.source, 'engineStats', "the real engine's per-layer, per-head tiers, not modelShape");
 		assert.equal(await frame.locator('.meta').getAttribute('data-source'), 'engineStats');
 		const heads = snapshot.layers.flatMap((layer) => layer.heads);
-		assert.ok(heads.length > 0 && heads.every((head) => head.tiers.q4.tokens > 0 && head.tiers.onebit.tokens > 0), 'mixed 4-bit and 1.x-bit tiers in every head');
+		assert.ok(heads.length > 0 && heads.every((head) => head.tiers.kivi4.tokens > 0 && head.tiers.onebit.tokens > 0), 'mixed kivi4 and onebit tiers in every head');
+		// the legend names every tier the engine has, by the engine's names (protocol storageTiers), plus dropped
+		const legend = await frame.locator('.legend').first().textContent();
+		for (const tier of ['f16', 'q8', 'kivi4', 'kivi2', 'onebit', 'dropped']) assert.ok(legend.includes(tier), `legend ${legend} lacks ${tier}`);
 		assert.ok(snapshot.latency.draftMs > 0 && snapshot.latency.scoringMs > 0, `real draft and scoring times: ${JSON.stringify(snapshot.latency)}`);
 		const shownMs = (name) => {
 			const match = new RegExp(`${name} ([\\d.]+) (ms|s)\\b`).exec(latency);

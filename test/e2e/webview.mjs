@@ -18,7 +18,7 @@ export async function testWebview({ root, outDir }) {
 	assert.ok(fs.existsSync(bundle), 'dist/webview.js is missing; run npm run build');
 	const page = path.join(dir, 'harness.html');
 	fs.writeFileSync(page, `<!DOCTYPE html><html><head><meta charset="UTF-8">
-<style>:root { --vscode-font-family: system-ui, sans-serif; --vscode-foreground: #cccccc; --vscode-editor-background: #1f1f1f; --vscode-descriptionForeground: #9d9d9d; --vscode-input-background: #313131; --vscode-panel-border: #2b2b2b; --vscode-charts-blue: #3794ff; --vscode-charts-green: #89d185; --vscode-charts-yellow: #cca700; --vscode-charts-orange: #d18616; --vscode-disabledForeground: rgba(204,204,204,0.3); }</style>
+<style>:root { --vscode-font-family: system-ui, sans-serif; --vscode-foreground: #cccccc; --vscode-editor-background: #1f1f1f; --vscode-descriptionForeground: #9d9d9d; --vscode-input-background: #313131; --vscode-panel-border: #2b2b2b; --vscode-charts-blue: #3794ff; --vscode-charts-green: #89d185; --vscode-charts-yellow: #cca700; --vscode-charts-orange: #d18616; --vscode-charts-red: #f14c4c; --vscode-charts-purple: #b180d7; --vscode-disabledForeground: rgba(204,204,204,0.3); }</style>
 </head><body data-view="inspector" data-nonce="test"><div id="root"></div>
 <script>
 window.__posted = [];
@@ -48,6 +48,10 @@ window.acquireVsCodeApi = () => ({
 		const ratio = await tab.textContent('[data-metric=compressionRatio] .value');
 		assert.equal(ratio, `${snapshot.totals.compressionRatio.toFixed(2)}×`);
 		assert.equal(await tab.locator('table.files tr').count(), snapshot.files.length + 1);
+		// Every tier the engine has, under its own name, in the legend and in each file's bar (none folded).
+		const legend = await tab.locator('.legend').first().textContent();
+		for (const tier of ['f16', 'q8', 'kivi4', 'kivi2', 'onebit', 'dropped']) assert.ok(legend.includes(tier), `legend "${legend}" lacks ${tier}`);
+		assert.equal(await tab.locator('table.files tr:nth-child(2) .bar > div').count(), 6, 'one bar part per tier');
 		// Pixels: the chart really drew the tiers (the fp16 blue at the bottom of the first head column).
 		const painted = await tab.evaluate(() => {
 			const canvas = document.querySelector('canvas.layers');

@@ -269,7 +269,7 @@ describe('repokv serve --stdio: native engine', () => {
 		assert.ok(Math.abs(snapshot.totals.kvBytes / snapshot.totals.fp16Bytes - 1) < 0.05, JSON.stringify(snapshot.totals));
 		// per file, measured: under full every token of every file is fp16 in every layer and head
 		for (const file of snapshot.files) {
-			assert.deepEqual(file.keptTokens, { fp16: file.endToken - file.startToken, q8: 0, q4: 0, onebit: 0, dropped: 0 }, file.path);
+			assert.deepEqual(file.keptTokens, { f16: file.endToken - file.startToken, q8: 0, kivi4: 0, kivi2: 0, onebit: 0, dropped: 0 }, file.path);
 			assert.equal(file.keptFraction, 1);
 		}
 	});
@@ -305,12 +305,13 @@ describe('repokv serve --stdio: native engine with SpecKV at 12 %', () => {
 		assert.equal(snapshot.budget.policy, 'speckv+mixed');
 		const heads = snapshot.layers.flatMap((layer) => layer.heads);
 		const tokens = (tier) => heads.reduce((sum, head) => sum + head.tiers[tier].tokens, 0);
-		assert.ok(tokens('q4') > 0 && tokens('onebit') > 0 && tokens('fp16') > 0, JSON.stringify(heads[0].tiers));
-		assert.ok(tokens('onebit') > tokens('fp16'), 'most kept tokens are at 1.x bits');
-		// per file, measured per position: the files' q4 and 1.x-bit cells are the heads' (the tokens generated after
-		// the prompt are fp16, BOS a sink), and files are kept differently (not one overall share applied to each)
+		assert.ok(tokens('kivi4') > 0 && tokens('onebit') > 0 && tokens('f16') > 0, JSON.stringify(heads[0].tiers));
+		assert.ok(tokens('onebit') > tokens('f16'), 'most kept tokens are at 1.x bits');
+		assert.equal(tokens('q8') + tokens('kivi2'), 0, 'mixed stores no q8 or kivi2');
+		// per file, measured per position: the files' kivi4 and 1.x-bit cells are the heads' (the tokens generated after
+		// the prompt are f16, BOS a sink), and files are kept differently (not one overall share applied to each)
 		const cells = snapshot.model.layers * snapshot.model.kvHeads;
-		for (const tier of ['q4', 'onebit']) {
+		for (const tier of ['kivi4', 'onebit']) {
 			const files = snapshot.files.reduce((sum, file) => sum + file.keptTokens[tier], 0);
 			assert.ok(Math.abs(files * cells - tokens(tier)) < 0.01 * snapshot.files.length * cells, `${tier}: files ${files * cells}, heads ${tokens(tier)}`);
 		}
@@ -323,6 +324,15 @@ describe('repokv serve --stdio: native engine with SpecKV at 12 %', () => {
 		// the engine reserves the completion's tokens inside the budget: at most 12 % of the fp16 bytes after decoding
 		const ratio = snapshot.totals.kvBytes / snapshot.totals.fp16Bytes;
 		assert.ok(ratio > 0.06 && ratio <= 0.12, JSON.stringify(snapshot.totals));
+	});
+
+	test('kv.precision kivi2: the inspector shows the kivi2 tier under its own name, folded into no other', async (t) => {
+		const snapshot = await needleSnapshot(t, { policy: 'speckv', budgetPercent: 12, precision: 'kivi2' });
+		const heads = snapshot.layers.flatMap((layer) => layer.heads);
+		const tokens = (tier) => heads.reduce((sum, head) => sum + head.tiers[tier].tokens, 0);
+		assert.ok(tokens('kivi2') > 0 && tokens('f16') > 0, JSON.stringify(heads[0].tiers));
+		assert.equal(tokens('q8') + tokens('kivi4') + tokens('onebit'), 0, JSON.stringify(heads[0].tiers));
+		assert.ok(snapshot.files.some((file) => file.keptTokens.kivi2 > 0), JSON.stringify(snapshot.files.map((file) => file.keptTokens)));
 	});
 });
 
@@ -364,7 +374,7 @@ describe('repokv serve --stdio: default settings (native engine, SpecKV, mixed t
 		assert.equal(first.budget.budgetPercent, 12);
 		assert.ok(first.latency.draftMs > 0 && first.latency.scoringMs > 0, `real draft and scoring times: ${JSON.stringify(first.latency)}`);
 		const heads = first.layers.flatMap((layer) => layer.heads);
-		assert.ok(heads.every((head) => head.tiers.q4.tokens > 0 && head.tiers.onebit.tokens > 0 && head.tiers.dropped.tokens > 0));
+		assert.ok(heads.every((head) => head.tiers.kivi4.tokens > 0 && head.tiers.onebit.tokens > 0 && head.tiers.dropped.tokens > 0));
 		assert.ok(first.totals.kvBytes <= 0.12 * first.totals.fp16Bytes, JSON.stringify(first.totals));
 		assert.ok(first.totals.residentBytes > first.totals.kvBytes, 'resident: the master copy and the draft\'s cache on top of the tiers');
 		const loadsBefore = server.statuses.filter((s) => s.state === 'loadingModel').length;

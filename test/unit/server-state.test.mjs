@@ -30,7 +30,7 @@ describe('buildCacheSnapshot', () => {
 		assert.equal(snapshot.source, 'modelShape');
 		assert.equal(snapshot.layers.length, 6);
 		assert.equal(snapshot.layers[0].heads.length, 2);
-		assert.deepEqual(snapshot.layers[0].heads[1].tiers.fp16, { tokens: 1001, bytes: 1001 * 256 });
+		assert.deepEqual(snapshot.layers[0].heads[1].tiers.f16, { tokens: 1001, bytes: 1001 * 256 });
 		assert.equal(snapshot.totals.kvBytes, 1001 * 256 * 2 * 6);
 		assert.equal(snapshot.totals.fp16Bytes, snapshot.totals.kvBytes);
 		assert.equal(snapshot.totals.bitsPerElement, 16);
@@ -50,7 +50,7 @@ describe('buildCacheSnapshot', () => {
 			tokens: 1001,
 			bytes: 0,
 			layers: Array.from({ length: 6 }, () => ({
-				heads: [head(1001, [{ tier: 'f16', tokens: 101, bytes: 101 * 256 }, { tier: 'onebit', tokens: 900, bytes: 900 * 24 }]), head(500, [{ tier: 'q4', tokens: 500, bytes: 500 * 72 }])],
+				heads: [head(1001, [{ tier: 'f16', tokens: 101, bytes: 101 * 256 }, { tier: 'onebit', tokens: 900, bytes: 900 * 24 }]), head(500, [{ tier: 'kivi4', tokens: 400, bytes: 400 * 72 }, { tier: 'kivi2', tokens: 100, bytes: 100 * 40 }])],
 			})),
 		};
 		const snapshot = buildCacheSnapshot({ ...base, engine: 'native', kvStats });
@@ -70,7 +70,12 @@ describe('buildCacheSnapshot', () => {
 		const [h0, h1] = snapshot.layers[2].heads;
 		assert.deepEqual(h0.tiers.onebit, { tokens: 900, bytes: 900 * 24 });
 		assert.equal(h0.bytes, 101 * 256 + 900 * 24);
+		// every engine tier under its own name: kivi2 is not folded into onebit, nor kivi4 renamed
+		assert.deepEqual(h1.tiers.kivi4, { tokens: 400, bytes: 400 * 72 });
+		assert.deepEqual(h1.tiers.kivi2, { tokens: 100, bytes: 100 * 40 });
+		assert.deepEqual(h1.tiers.onebit, { tokens: 0, bytes: 0 });
 		assert.deepEqual(h1.tiers.dropped, { tokens: 501, bytes: 0 });
+		assert.deepEqual(Object.keys(h1.tiers), [...protocol.storageTiers, 'dropped']);
 		assert.ok(snapshot.totals.compressionRatio > 1);
 		assert.ok(snapshot.totals.bitsPerElement < 16);
 		assert.ok(snapshot.files[0].keptFraction < 1);
@@ -94,9 +99,9 @@ describe('buildCacheSnapshot', () => {
 		const snapshot = buildCacheSnapshot({ ...base, engine: 'native', kvStats, rangeTiers });
 		assert.deepEqual(asked, [[1, 601, 995]], 'the spans\' boundaries, after BOS');
 		const [a, main] = snapshot.files;
-		assert.deepEqual(a.keptTokens, { fp16: 10, q8: 0, q4: 50, onebit: 290, dropped: 250 });
+		assert.deepEqual(a.keptTokens, { f16: 10, q8: 0, kivi4: 50, kivi2: 0, onebit: 290, dropped: 250 });
 		assert.equal(a.keptFraction, 0.1);
-		assert.deepEqual(main.keptTokens, { fp16: 90, q8: 0, q4: 250, onebit: 10, dropped: 44 });
+		assert.deepEqual(main.keptTokens, { f16: 90, q8: 0, kivi4: 250, kivi2: 10, onebit: 0, dropped: 44 });
 		assert.equal(main.keptFraction, Math.round((340 / 394) * 1000) / 1000);
 		assert.notEqual(a.keptFraction, main.keptFraction);
 		// without per-position counts (node-llama-cpp) the overall share stays, the same for every file

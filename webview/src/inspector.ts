@@ -2,20 +2,30 @@ import type { CacheSnapshot, KvTier } from '../../sidecar/src/protocol';
 import type { FromInspector, InspectorState, SidecarLine, ToInspector } from './messages';
 import { addStyle, el, formatBytes, formatInt, formatMs, vscodeApi } from './vscode-api';
 
-// The cache inspector (DESIGN.md §5): totals and latency split, the budget rule, per layer a row of stacked bars
+// The cache inspector (docs/architecture.md, "Cache inspector"): totals and latency split, the budget rule, per layer a row of stacked bars
 // (one per KV head: kept tokens by tier over the context) with the layer's bytes against fp16, and per file how
 // much of it the last request kept at high precision. The layer grid is one canvas, redrawn only on new data or a
 // resize, so 64 layers × 32 heads (2048 bars) draw in a few milliseconds.
 
 // Type-only imports keep vscode-languageserver-protocol out of the browser bundle; `satisfies` makes the compiler
-// insist that every protocol tier has a label (most to least precise, as protocol.ts `kvTiers`).
-const tierLabels = { fp16: 'fp16', q8: '8-bit', q4: '4-bit', onebit: '1.x-bit', dropped: 'dropped' } satisfies Record<KvTier, string>;
+// insist that every protocol tier has a label, under the engine's own name (protocol.ts `kvTiers`, most to least
+// precise), with its nominal bits per element. Every tier the engine has is shown: none is folded into another.
+const tierLabels = {
+	f16: 'f16 (16-bit)',
+	q8: 'q8 (8-bit)',
+	kivi4: 'kivi4 (4-bit)',
+	kivi2: 'kivi2 (2-bit)',
+	onebit: 'onebit (1.x-bit)',
+	dropped: 'dropped',
+} satisfies Record<KvTier, string>;
 const kvTiers = Object.keys(tierLabels) as KvTier[];
+// From most to least precise: blue, green, yellow, orange, red; dropped is the empty track.
 const tierVars: Record<KvTier, [string, string]> = {
-	fp16: ['--vscode-charts-blue', '#3794ff'],
+	f16: ['--vscode-charts-blue', '#3794ff'],
 	q8: ['--vscode-charts-green', '#89d185'],
-	q4: ['--vscode-charts-yellow', '#cca700'],
-	onebit: ['--vscode-charts-orange', '#d18616'],
+	kivi4: ['--vscode-charts-yellow', '#cca700'],
+	kivi2: ['--vscode-charts-orange', '#d18616'],
+	onebit: ['--vscode-charts-red', '#f14c4c'],
 	dropped: ['--vscode-disabledForeground', '#8888884d'],
 };
 const rowHeight = 22;
@@ -136,7 +146,7 @@ function drawLayers(canvas: HTMLCanvasElement, snapshot: CacheSnapshot, colors: 
 		const bw = 70;
 		g.fillStyle = track;
 		g.fillRect(bx, y + 4, (bw * layer.fp16Bytes) / maxFp16, barHeight - 8);
-		g.fillStyle = colors.fp16;
+		g.fillStyle = colors.f16;
 		g.fillRect(bx, y + 4, (bw * layer.bytes) / maxFp16, barHeight - 8);
 		g.fillStyle = fg;
 		g.fillText(`${formatBytes(layer.bytes)} / ${formatBytes(layer.fp16Bytes)}`, bx + bw + 6, y + barHeight / 2);
@@ -216,7 +226,7 @@ export function startInspector(root: HTMLElement): void {
 		const l = snapshot.latency;
 		nodes.push(el('h3', undefined, 'Latency split'));
 		const steps: [string, number, string][] = [
-			['prefill', l.prefillMs, colors.fp16],
+			['prefill', l.prefillMs, colors.f16],
 			['draft', l.draftMs, themeColor('--vscode-charts-purple', '#b180d7')],
 			['scoring', l.scoringMs, themeColor('--vscode-charts-green', '#89d185')],
 			['decode', l.decodeMs, themeColor('--vscode-charts-red', '#f14c4c')],
@@ -264,11 +274,11 @@ export function startInspector(root: HTMLElement): void {
 			}
 			const amounts = head ? head.tiers : layer.tiers;
 			const lines = [`layer ${layer.layer}${head ? `, KV head ${head.head}` : ''}`];
-			for (const tier of kvTiers) lines.push(`${tierLabels[tier].padEnd(8)} ${formatInt(amounts[tier].tokens).padStart(8)} tokens  ${formatBytes(amounts[tier].bytes)}`);
+			for (const tier of kvTiers) lines.push(`${tierLabels[tier].padEnd(16)} ${formatInt(amounts[tier].tokens).padStart(8)} tokens  ${formatBytes(amounts[tier].bytes)}`);
 			lines.push(`layer: ${formatBytes(layer.bytes)} of ${formatBytes(layer.fp16Bytes)} fp16`);
 			tooltip.textContent = lines.join('\n');
 			tooltip.style.display = 'block';
-			tooltip.style.left = `${Math.min(event.clientX + 12, window.innerWidth - 280)}px`;
+			tooltip.style.left = `${Math.min(event.clientX + 12, window.innerWidth - 340)}px`;
 			tooltip.style.top = `${event.clientY + 12}px`;
 		});
 		chartCanvas.addEventListener('mouseleave', () => { tooltip.style.display = 'none'; });

@@ -8,7 +8,7 @@ import { GreedyOutput } from './greedy-output';
 import { checkLoadOptions, chooseContextSize, fp16KvBytesPerToken } from './load-options';
 import { argmax, NativeModel, tierCost, type NativeSession } from './native';
 import { DraftModel } from './native-draft';
-import { defaultKvSettings, type KvMasterPrecision } from '../protocol';
+import { defaultKvSettings, type KvMasterPrecision, type StorageTier } from '../protocol';
 import { compressSession, defaultSplit, observationFor, scoringPass, selectionDefaults, type KvBudget, type SelectionOptions } from './native-policy';
 import {
 	type CompletionRequest,
@@ -311,7 +311,7 @@ class NativeLoadedModel implements LoadedModel {
 		};
 	}
 
-	kvRangeTiers(bounds: Int32Array): readonly Readonly<Record<string, number>>[] {
+	kvRangeTiers(bounds: Int32Array): readonly Readonly<Record<StorageTier, number>>[] {
 		return this.session.rangeTiers(bounds);
 	}
 

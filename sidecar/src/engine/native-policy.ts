@@ -20,23 +20,13 @@
 // ones at 1.x bits (onebit); what no byte buys is dropped. The cost of a tier is its exact allocation (quant.bytes +
 // positions), so after decoding `reserveTokens` tokens a head still holds at most C · 4D bytes.
 
-import type { KvPolicy, KvPrecision, KvSplit } from '../protocol';
-import type { NativeSession } from './native';
+import { storageTiers, type KvPolicy, type KvPrecision, type KvSplit, type StorageTier } from '../protocol';
+import type { NativeSession, TierCost } from './native';
 
 // The policy, split and precision names are the settings' (protocol.ts); re-exported for the policy tests and the
 // benchmarks, which reach them through this module.
 export { kvPolicies, kvPrecisions, kvSplits } from '../protocol';
 export type { KvPolicy, KvPrecision, KvSplit } from '../protocol';
-
-/** Storage tiers of the native KV store (native/src/kv_store.h), by the addon's names. */
-export const storageTiers = ['f16', 'q8', 'kivi4', 'kivi2', 'onebit'] as const;
-export type StorageTier = (typeof storageTiers)[number];
-
-/**
- * Exact bytes n tokens of one KV head take in a tier (keys, values, format metadata, positions). Monotone in n.
- * `fp16TokenBytes`: one token's keys and values in an fp16 cache (4 · head dim), the unit budgets are stated in.
- */
-export type TierCost = ((tier: StorageTier, n: number) => number) & { readonly fp16TokenBytes: number };
 
 /** The largest n <= limit with cost(tier, n) <= bytes. */
 export function tokensForBytes(cost: TierCost, tier: StorageTier, bytes: number, limit: number): number {

@@ -3,7 +3,7 @@ import { createRequire } from 'node:module';
 import * as path from 'node:path';
 
 import { packageRoot } from '../models/bundled';
-import type { StorageTier, TierCost } from './native-policy';
+import { storageTiers, type StorageTier } from '../protocol';
 
 // Typed wrapper of repokv's native addon (native/build/repokv.node, built by native/build.mjs): the target model's
 // forward pass over a KV cache we own. Tokenization is not here: the engine takes token ids (node-llama-cpp's
@@ -73,8 +73,6 @@ export interface NativeCacheStats {
 	readonly timings: { readonly prefillMs: number; readonly prefillTokens: number; readonly decodeMs: number; readonly decodeTokens: number; readonly compressMs: number };
 }
 
-/** The native tiers in the addon's enum order (native/src/kv_store.h `Tier`): the layout of `rangeTiers`' counts. */
-const nativeTierOrder: readonly StorageTier[] = ['f16', 'q8', 'kivi4', 'kivi2', 'onebit'];
 
 interface AddonModel {
 	info(): NativeModelInfo;
@@ -94,6 +92,8 @@ interface AddonSession {
 	scores(kind: ScoreKind, length: number): Float32Array;
 	compress(keep: Int32Array[] | Partial<Record<StorageTier, Int32Array[]>>, extraTokens: number, policy: string, dropMaster: boolean): number;
 	decompress(): number;
+	beginTail(position: number): number;
+	endTail(): number;
 	dequantizeActive(): void;
 	setStaging(tier: boolean | 'q8' | 'kivi4' | 'kivi2'): void;
 	dispose(): void;
@@ -175,6 +175,12 @@ export function nativeRuntimeInfo(): NativeRuntimeInfo {
 export function scoreAttention(options: Parameters<Addon['scoreAttention']>[0]): ObservedScores {
 	return loadNativeAddon().scoreAttention(options);
 }
+
+/**
+ * Exact bytes n tokens of one KV head take in a tier (keys, values, format metadata, positions). Monotone in n.
+ * `fp16TokenBytes`: one token's keys and values in an fp16 cache (4 · head dim), the unit budgets are stated in.
+ */
+export type TierCost = ((tier: StorageTier, n: number) => number) & { readonly fp16TokenBytes: number };
 
 /**
  * Exact bytes n tokens of one KV head take in each storage tier at head dim D (what KvStore allocates: the packed
@@ -311,8 +317,8 @@ export class NativeSession {
 		const flat = this.handle.rangeTiers(bounds);
 		const ranges: Record<StorageTier, number>[] = [];
 		for (let r = 0; r + 1 < bounds.length; r++) {
-			const at = (tier: number): number => flat[r * nativeTierOrder.length + tier] ?? 0;
-			ranges.push(Object.fromEntries(nativeTierOrder.map((tier, index) => [tier, at(index)])) as Record<StorageTier, number>);
+			const at = (tier: number): number => flat[r * storageTiers.length + tier] ?? 0;
+			ranges.push(Object.fromEntries(storageTiers.map((tier, index) => [tier, at(index)])) as Record<StorageTier, number>);
 		}
 		return ranges;
 	}
@@ -346,6 +352,20 @@ export class NativeSession {
 
 	decompress(): number {
 		return this.handle.decompress();
+	}
+
+	/**
+	 * Prefix reuse that keeps the compressed store (the prompt changed only near its end): cuts the compressed store and
+	 * the master copy at `position`; the tokens prefilled until `endTail` go to the master copy (attending to every
+	 * token, as a fresh prefill does); `endTail` appends them to the compressed store in fp16 and returns to it. The
+	 * earlier selection stays for the tokens before `position`. A `truncate` in between drops the compressed store.
+	 */
+	beginTail(position: number): number {
+		return this.handle.beginTail(position);
+	}
+
+	endTail(): number {
+		return this.handle.endTail();
 	}
 
 	/**

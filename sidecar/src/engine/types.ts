@@ -2,7 +2,7 @@
 // planned: `llama` (node-llama-cpp, full KV cache; llama.ts) and `native` (our addon with the compressed KV cache).
 // Keep this surface small and runtime-neutral so that both can implement it and benchmarks can swap them.
 
-import type { DraftLayout, EngineSetting, KvMasterPrecision, KvPolicy, KvPrecision, KvSplit } from '../protocol';
+import type { DraftLayout, EngineSetting, KvMasterPrecision, KvPolicy, KvPrecision, KvSplit, StorageTier } from '../protocol';
 
 /** Names of the available engines (the `engine` setting's values); the CLI's `--engine` option takes one of these. */
 export type EngineName = EngineSetting;
@@ -112,8 +112,7 @@ export interface ModelInfo {
 
 /** One stored run of a KV head's tokens in one storage tier (engine-reported, for the cache inspector). */
 export interface EngineKvSegment {
-	/** `f16`/`fp16`, `q8`, `q4`, `onebit`, … as the engine names it. */
-	readonly tier: string;
+	readonly tier: StorageTier;
 	readonly tokens: number;
 	readonly bytes: number;
 }
@@ -126,8 +125,8 @@ export interface EngineKvStats {
 	/** `layers[l].heads[h]`: per layer, per KV head. */
 	readonly layers: readonly { readonly heads: readonly { readonly tokens: number; readonly bytes: number; readonly segments: readonly EngineKvSegment[] }[] }[];
 	readonly bytes: number;
-	/** Totals per storage tier as the engine names them (`f16`, `q8`, `kivi4`, `kivi2`, `onebit`); absent: none. */
-	readonly tiers?: Readonly<Record<string, { readonly tokens: number; readonly bytes: number } | undefined>>;
+	/** Totals per storage tier; a tier holding no token is absent. */
+	readonly tiers?: Readonly<Partial<Record<StorageTier, { readonly tokens: number; readonly bytes: number }>>>;
 	/** The retained uncompressed master copy the policy selected from (native engine), for reuse by the next request. */
 	readonly masterTokens?: number;
 	readonly masterBytes?: number;
@@ -154,7 +153,7 @@ export interface LoadedModel extends TokenCounter {
 	 * (named as in `EngineKvStats.tiers`); `bounds`: sorted boundaries, range r = [bounds[r], bounds[r + 1]). Dropped
 	 * positions are in no tier. Engines that cannot inspect their cache per position leave it out.
 	 */
-	kvRangeTiers?(bounds: Int32Array): readonly Readonly<Record<string, number>>[];
+	kvRangeTiers?(bounds: Int32Array): readonly Readonly<Record<StorageTier, number>>[];
 	/**
 	 * Native engine: the KV compression of the next requests, without reloading the target model. Loads SpecKV's
 	 * draft (`policy: 'speckv'`) or disposes it (any other policy); a change of storage precision drops the master

@@ -1,7 +1,7 @@
 import { describeKvCache } from '../engine/kv-choice';
 import { selectionDefaults } from '../engine/native-policy';
 import type { EngineKvStats, EngineTimings } from '../engine/types';
-import { kvTiers, type BudgetRule, type CacheSnapshot, type EngineSetting, type FileInContext, type KvCacheStatus, type KvLayerStats, type KvTier, type LatencySplit, type TierAmounts } from '../protocol';
+import { kvTiers, storageTiers, type BudgetRule, type CacheSnapshot, type EngineSetting, type FileInContext, type KvCacheStatus, type KvLayerStats, type KvTier, type LatencySplit, type StorageTier, type TierAmounts } from '../protocol';
 
 // Builds the cache inspector's data (protocol `CacheSnapshot`) after a request. Two sources:
 // - `engineStats`: the engine's own per-layer/per-head accounting (the native engine's `kvStats()`), real bytes;
@@ -9,7 +9,8 @@ import { kvTiers, type BudgetRule, type CacheSnapshot, type EngineSetting, type 
 //   2 (K, V) × headDim × 2 bytes (f16) per token, per KV head, per layer, so it is computed from the model's shape.
 // Per file (`files`): with `rangeTiers` (the native engine's `kvRangeTiers`), the measured count of the file's
 // (layer, KV head, position) cells in each tier, divided by layers × KV heads. Without it (node-llama-cpp, source
-// `modelShape`) the context's overall tier share is applied to each file: exact there, since everything is fp16.
+// `modelShape`) the context's overall tier share is applied to each file: exact there, since everything is f16.
+// Tiers keep the engine's names (protocol `storageTiers`): every tier the engine has is shown, none folded into another.
 
 export interface ModelShape {
 	readonly layers: number;
@@ -32,9 +33,9 @@ export interface SnapshotInput {
 	readonly kvStats?: EngineKvStats;
 	/**
 	 * The engine's per-position tier counts (`LoadedModel.kvRangeTiers`): for sorted boundaries, per range
-	 * [bounds[r], bounds[r + 1]) the (layer, KV head, position) cells held in each tier as the engine names it.
+	 * [bounds[r], bounds[r + 1]) the (layer, KV head, position) cells held in each tier.
 	 */
-	readonly rangeTiers?: (bounds: Int32Array) => readonly Readonly<Record<string, number>>[];
+	readonly rangeTiers?: (bounds: Int32Array) => readonly Readonly<Record<StorageTier, number>>[];
 	/** The KV settings the engine served this request with (native engine), for the budget rule. */
 	readonly kv?: KvCacheStatus;
 }
@@ -72,19 +73,18 @@ export function buildCacheSnapshot(input: SnapshotInput): CacheSnapshot {
 			const tiers = emptyTiers();
 			const engineHead = stats?.layers[layer]?.heads[head];
 			if (engineHead === undefined) {
-				tiers.fp16 = { tokens: contextTokens, bytes: contextTokens * perHeadToken };
+				tiers.f16 = { tokens: contextTokens, bytes: contextTokens * perHeadToken };
 			} else {
 				for (const segment of engineHead.segments) {
-					const tier = tierOf(segment.tier);
+					const tier = segment.tier;
 					tiers[tier] = { tokens: tiers[tier].tokens + segment.tokens, bytes: tiers[tier].bytes + segment.bytes };
 				}
 				tiers.dropped = { tokens: Math.max(0, contextTokens - engineHead.tokens), bytes: 0 };
 			}
-			const stored = kvTiers.filter((tier) => tier !== 'dropped');
 			heads.push({
 				head,
-				tokens: stored.reduce((sum, tier) => sum + tiers[tier].tokens, 0),
-				bytes: stored.reduce((sum, tier) => sum + tiers[tier].bytes, 0),
+				tokens: storageTiers.reduce((sum, tier) => sum + tiers[tier].tokens, 0),
+				bytes: storageTiers.reduce((sum, tier) => sum + tiers[tier].bytes, 0),
 				tiers,
 			});
 		}
@@ -115,14 +115,14 @@ export function buildCacheSnapshot(input: SnapshotInput): CacheSnapshot {
 	input.spans.forEach((span, index) => {
 		const start = starts[index] ?? 0;
 		const keptTokens = measured?.[index] ?? (Object.fromEntries(kvTiers.map((tier) => [tier, round(span.tokens * share[tier])])) as Record<KvTier, number>);
-		const precise = keptTokens.fp16 + keptTokens.q8 + keptTokens.q4;
+		const precise = keptTokens.f16 + keptTokens.q8 + keptTokens.kivi4;
 		files.push({
 			path: span.path,
 			role: span.role,
 			startToken: start,
 			endToken: start + span.tokens,
 			keptTokens,
-			keptFraction: measured === undefined ? round(share.fp16 + share.q8 + share.q4) : span.tokens === 0 ? 0 : round(precise / span.tokens),
+			keptFraction: measured === undefined ? round(share.f16 + share.q8 + share.kivi4) : span.tokens === 0 ? 0 : round(precise / span.tokens),
 		});
 	});
 
@@ -161,16 +161,11 @@ function measuredSpanTiers(input: SnapshotInput, starts: readonly number[], end:
 		return undefined;
 	}
 	return input.spans.map((span, index) => {
-		const tiers: Record<KvTier, number> = { fp16: 0, q8: 0, q4: 0, onebit: 0, dropped: 0 };
-		for (const [name, count] of Object.entries(counts[index] ?? {})) {
-			tiers[tierOf(name)] += count;
-		}
+		const tiers = Object.fromEntries(kvTiers.map((tier) => [tier, 0])) as Record<KvTier, number>;
 		let stored = 0;
-		for (const tier of kvTiers) {
-			if (tier !== 'dropped') {
-				tiers[tier] = round(tiers[tier] / cells);
-				stored += tiers[tier];
-			}
+		for (const tier of storageTiers) {
+			tiers[tier] = round((counts[index]?.[tier] ?? 0) / cells);
+			stored += tiers[tier];
 		}
 		tiers.dropped = round(Math.max(0, span.tokens - stored));
 		return tiers;
@@ -204,25 +199,7 @@ export function summarise(snapshot: CacheSnapshot): CacheSnapshot {
 }
 
 function emptyTiers(): Record<KvTier, TierAmounts[KvTier]> {
-	return { fp16: { tokens: 0, bytes: 0 }, q8: { tokens: 0, bytes: 0 }, q4: { tokens: 0, bytes: 0 }, onebit: { tokens: 0, bytes: 0 }, dropped: { tokens: 0, bytes: 0 } };
-}
-
-function tierOf(name: string): KvTier {
-	const lower = name.toLowerCase();
-	if (lower === 'f16' || lower === 'fp16' || lower === 'f32') {
-		return 'fp16';
-	}
-	if (lower.startsWith('q8')) {
-		return 'q8';
-	}
-	if (lower.startsWith('q4') || lower.startsWith('kivi4')) {
-		return 'q4';
-	}
-	if (lower === 'dropped') {
-		return 'dropped';
-	}
-	// onebit, and kivi2 (2-bit, used only by the fidelity ablation): the inspector's lowest stored tier
-	return 'onebit';
+	return Object.fromEntries(kvTiers.map((tier) => [tier, { tokens: 0, bytes: 0 }])) as Record<KvTier, TierAmounts[KvTier]>;
 }
 
 function round(value: number): number {
