@@ -1,11 +1,7 @@
 import { existsSync, mkdirSync, writeFileSync } from 'node:fs';
 import * as path from 'node:path';
 
-import type { Command } from '../sidecar/src/cli/command';
-import { draftLayoutOption, integerOption, oneOfOption, parseCommandArgs } from '../sidecar/src/cli/args';
-import { kvMasterPrecisions } from '../sidecar/src/protocol';
-import { UserError } from '../sidecar/src/errors';
-import { bundledModelPath, packageRoot } from '../sidecar/src/models/bundled';
+import { bundledModelPath, draftLayoutOption, integerOption, kvMasterPrecisions, oneOfOption, packageRoot, parseCommandArgs, physicalCores, UserError, type Command } from '../sidecar/src/api';
 import { runParity } from './parity';
 import { runSession, runSessionOnce, sessionConfigs, sessionMarkdown, type SessionConfig, type SessionOptions } from './session';
 import { runSpeed, runSpeedRow, speedConfigs, speedMarkdown, type SpeedConfig } from './speed';
@@ -136,7 +132,6 @@ export const benchCommand: Command = {
 		if (!existsSync(modelPath)) {
 			throw new UserError(`model file not found: ${modelPath}`);
 		}
-		const { physicalCores } = await import('../sidecar/src/engine/native');
 		const cores = physicalCores();
 		const threads = listOption(values.threads, 'threads') ?? [...new Set([1, cores])];
 		if (which === 'parity') {

@@ -3,7 +3,7 @@ import { readFileSync } from 'node:fs';
 import * as path from 'node:path';
 import type { LlamaModel } from 'node-llama-cpp';
 
-import { packageRoot } from '../sidecar/src/models/bundled';
+import { packageRoot } from '../sidecar/src/api';
 
 // Helpers shared by the benchmarks.
 

@@ -2,11 +2,7 @@ import { mkdirSync, writeFileSync } from 'node:fs';
 import * as path from 'node:path';
 import { performance } from 'node:perf_hooks';
 
-import { argmax, NativeModel, tierCost, type NativeSession } from '../sidecar/src/engine/native';
-import { defaultKvSettings, type DraftLayout } from '../sidecar/src/protocol';
-import { DraftModel } from '../sidecar/src/engine/native-draft';
-import { compressSession, kvPolicies, kvPrecisions, observationFor, scoringPass, type KvPolicy, type KvPrecision } from '../sidecar/src/engine/native-policy';
-import { packageRoot } from '../sidecar/src/models/bundled';
+import { argmax, compressSession, defaultKvSettings, DraftModel, kvPolicies, kvPrecisions, NativeModel, observationFor, packageRoot, scoringPass, tierCost, type DraftLayout, type KvPolicy, type KvPrecision, type NativeSession } from '../sidecar/src/api';
 import { fileFingerprint, loadVocab, round } from './common';
 import { editSimilarity, needleTasks, TaskBuilder, type FidelityTask, type Tokenizer } from './tasks';
 

@@ -1,4 +1,4 @@
-import { loadNativeAddon } from '../sidecar/src/engine/native';
+import { loadNativeAddon } from '../sidecar/src/api';
 import { round, summarize } from './common';
 
 // `repokv bench kernels`: the packed KV formats' attention kernels on their own (native/src/quant, through the test

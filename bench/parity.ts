@@ -3,8 +3,7 @@ import { existsSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'no
 import { tmpdir } from 'node:os';
 import * as path from 'node:path';
 
-import { argmax, NativeModel, nativeRuntimeInfo } from '../sidecar/src/engine/native';
-import { packageRoot } from '../sidecar/src/models/bundled';
+import { argmax, NativeModel, nativeRuntimeInfo, packageRoot } from '../sidecar/src/api';
 import { codePromptTokens, loadVocab, round } from './common';
 
 // `repokv bench parity`: the native engine (policy `full`) against llama.cpp's raw logits (native/build/llama-ref,

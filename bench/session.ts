@@ -4,18 +4,27 @@ import { tmpdir } from 'node:os';
 import * as path from 'node:path';
 import { performance } from 'node:perf_hooks';
 
-import { buildCompletionPrompt } from '../sidecar/src/context/builder';
-import { offsetAt } from '../sidecar/src/context/position';
-import { orderStableFirst, type EditedPromptFile } from '../sidecar/src/context/stable-order';
-import { loadEngine } from '../sidecar/src/engine';
-import type { CompletionResult, EngineName, KvCacheOptions, LoadedModel, ReferenceCacheOptions } from '../sidecar/src/engine/types';
-import type { KvMasterPrecision } from '../sidecar/src/protocol';
-import { UserError } from '../sidecar/src/errors';
-import { bundledModelPath, packageRoot } from '../sidecar/src/models/bundled';
-import type { ModelShape } from '../sidecar/src/server/cache-snapshot';
-import { CachingCounter, readShape } from '../sidecar/src/server/engine-host';
-import { resolveSettings } from '../sidecar/src/server/settings';
-import { readWorkspace } from '../sidecar/src/workspace/reader';
+import {
+	buildCompletionPrompt,
+	bundledModelPath,
+	CachingCounter,
+	loadEngine,
+	offsetAt,
+	orderStableFirst,
+	packageRoot,
+	readShape,
+	readWorkspace,
+	resolveSettings,
+	UserError,
+	type CompletionResult,
+	type EditedPromptFile,
+	type EngineName,
+	type KvCacheOptions,
+	type KvMasterPrecision,
+	type LoadedModel,
+	type ModelShape,
+	type ReferenceCacheOptions,
+} from '../sidecar/src/api';
 import { fileFingerprint, peakRssMb, round, summarize } from './common';
 import { seededRandom } from './tasks';
 

@@ -3,11 +3,7 @@ import * as path from 'node:path';
 import { performance } from 'node:perf_hooks';
 import type { LlamaModel } from 'node-llama-cpp';
 
-import { argmax, NativeModel, tierCost } from '../sidecar/src/engine/native';
-import { DraftModel } from '../sidecar/src/engine/native-draft';
-import { compressSession, observationFor, scoringPass } from '../sidecar/src/engine/native-policy';
-import { bundledModelPath, packageRoot } from '../sidecar/src/models/bundled';
-import { defaultKvSettings } from '../sidecar/src/protocol';
+import { argmax, bundledModelPath, compressSession, defaultKvSettings, DraftModel, NativeModel, observationFor, packageRoot, scoringPass, tierCost } from '../sidecar/src/api';
 import { codePromptTokens, fileFingerprint, loadVocab, peakRssMb, round, rssMb, summarize } from './common';
 
 // `repokv bench speed`: in one run, repokv's native engine and node-llama-cpp on the same model and the same prompt,

@@ -1,7 +1,7 @@
 import { readFileSync } from 'node:fs';
 import * as path from 'node:path';
 
-import { packageRoot } from '../sidecar/src/models/bundled';
+import { packageRoot } from '../sidecar/src/api';
 
 // Deterministic (seeded) fidelity tasks built with the project's tokenizer from committed held-out code
 // (bench/data/heldout-code.json: files of the bundled models' held-out split, never trained on).

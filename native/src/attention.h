@@ -20,7 +20,7 @@ void to_f16_strided(const float *src, uint16_t *dst, int n, int stride);
 // Reads token t of a segment back as floats.
 void segment_token(const Segment &seg, int32_t t, float *k, float *v);
 
-// Importance scores observed during attention (eviction policies, KV-METHODS.md §1-2): for chosen query rows, the
+// Importance scores observed during attention (policies: docs/kv-policies.md "Scores"): for chosen query rows, the
 // full-row fp32 softmax probabilities of every visible key are folded into per-(layer, KV head, key position)
 // accumulators, over the G query heads of the KV head and over the rows:
 //  - all_sum:  sum over every row with position < spec_from (H2O column sums), when `all_rows`;

@@ -1,5 +1,7 @@
 // The sidecar's library surface, exported from the bundle (dist/sidecar.mjs) next to the CLI's `main`. Tests import
-// the bundle rather than the TypeScript sources, so they run with plain `node --test` and test what ships.
+// the bundle rather than the TypeScript sources, so they run with plain `node --test` and test what ships. The
+// benchmarks (bench/, their own bundle dist/bench.mjs) reach the sidecar only through this file, and at run time
+// through dist/sidecar.mjs itself (esbuild.mjs); nothing in the sidecar imports bench/.
 export { UserError } from './errors';
 export { readWorkspace, decodeText, defaultMaxFileBytes, defaultMaxTotalBytes } from './workspace/reader';
 export type { WorkspaceFile, WorkspaceSnapshot, SkippedPath, SkipReason, ReadWorkspaceOptions, WorkspaceFs } from './workspace/reader';
@@ -41,7 +43,6 @@ export { DraftModel } from './engine/native-draft';
 export { draftPromptFor } from './engine/draft-prompt';
 export { draftLayouts } from './protocol';
 export { scoreAttention, tierCost } from './engine/native';
-export { TaskBuilder, editSimilarity } from '../../bench/tasks';
 export { specialTokenTextsOf, hasRepoLevelFormat, repoHeaderText, repoNameTokenText, controlTokenId } from './context/repo-format';
 export { defaultRepoName } from './context/builder';
 export { checkDraftPairing, vocabularyFingerprint, vocabularyDifference, DraftMismatchError } from './models/pairing';
@@ -50,3 +51,13 @@ export type { ModelPreset, PresetFile } from './models/presets';
 export { buildModelCatalog, compatibleGroups, findPairedDraft } from './models/catalog';
 export { chooseContextSize, fp16KvBytesPerToken } from './engine/load-options';
 export * as memoryCheck from './server/memory-check';
+
+// What the benchmarks use beyond the above.
+export type { Command } from './cli/command';
+export { parseCommandArgs, integerOption, oneOfOption, draftLayoutOption } from './cli/args';
+export { compressSession, observationFor, scoringPass } from './engine/native-policy';
+export { defaultKvSettings, kvPolicies, kvPrecisions, kvMasterPrecisions } from './protocol';
+export type { DraftLayout, KvPolicy, KvPrecision, KvMasterPrecision } from './protocol';
+export type { EditedPromptFile } from './context/stable-order';
+export type { ModelShape } from './server/cache-snapshot';
+export { readShape } from './server/engine-host';

@@ -7,7 +7,8 @@ import { test } from 'node:test';
 
 import { root } from './helpers.mjs';
 
-const { DraftModel, TaskBuilder, draftPromptFor } = await import(path.join(root, 'dist', 'sidecar.mjs'));
+const { DraftModel, draftPromptFor } = await import(path.join(root, 'dist', 'sidecar.mjs'));
+const { TaskBuilder } = await import(path.join(root, 'dist', 'bench.mjs'));
 const { getLlama, LlamaLogLevel } = await import('node-llama-cpp');
 
 const draftPath = path.join(root, 'models', 'draft.gguf');

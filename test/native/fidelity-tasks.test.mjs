@@ -6,7 +6,7 @@ import { test } from 'node:test';
 
 import { root } from './helpers.mjs';
 
-const { TaskBuilder, editSimilarity } = await import(path.join(root, 'dist', 'sidecar.mjs'));
+const { TaskBuilder, editSimilarity } = await import(path.join(root, 'dist', 'bench.mjs'));
 const { getLlama, LlamaLogLevel } = await import('node-llama-cpp');
 
 test('edit similarity is 2 * LCS / (|a| + |b|)', () => {

@@ -1,6 +1,7 @@
+import { fileURLToPath } from 'node:url';
+
 import { errorMessage, UserError } from '../errors';
 import type { Command } from './command';
-import { benchCommand } from '../../../bench/command';
 import { askCommand } from './ask';
 import { completeCommand } from './complete';
 import { modelsCommand } from './models';
@@ -10,8 +11,34 @@ import { serveCommand } from './serve';
 // sidecar's library surface (../api) for tests and tools that import it.
 export * from '../api';
 
-/** The subcommands, `repokv <name>`. `bench` lives in bench/ with the benchmarks it runs. */
-const commands: Readonly<Record<string, Command>> = {
+/**
+ * `repokv bench` lives in bench/ with the benchmarks it runs, in a bundle of its own (dist/bench.mjs, built beside
+ * this one by esbuild.mjs) that is loaded only when asked for. The extension's package does not ship it.
+ */
+async function loadBench(): Promise<Command> {
+	const bundle = new URL('./bench.mjs', import.meta.url);
+	try {
+		const loaded = (await import(bundle.href)) as { benchCommand: Command };
+		return loaded.benchCommand;
+	} catch (error) {
+		if (error instanceof Error && 'code' in error && error.code === 'ERR_MODULE_NOT_FOUND' && error.message.includes(fileURLToPath(bundle))) {
+			throw new UserError(`the benchmarks' bundle ${fileURLToPath(bundle)} is missing; run \`npm run build\` in a repokv checkout (the extension's package does not ship the benchmarks)`);
+		}
+		throw error;
+	}
+}
+
+const benchCommand: Command & { load(): Promise<Command> } = {
+	summary: 'benchmarks: parity with llama.cpp, speed against node-llama-cpp',
+	usage: 'usage: repokv bench <parity|speed|fidelity|kernels|session> [options]',
+	load: loadBench,
+	async run(argv) {
+		return (await loadBench()).run(argv);
+	},
+};
+
+/** The subcommands, `repokv <name>`. */
+const commands: Readonly<Record<string, Command & { load?(): Promise<Command> }>> = {
 	ask: askCommand,
 	bench: benchCommand,
 	complete: completeCommand,
@@ -34,7 +61,7 @@ export async function main(argv: readonly string[]): Promise<number> {
 	try {
 		if (name === undefined || name === 'help' || name === '--help' || name === '-h') {
 			const topic = name === 'help' && rest[0] !== undefined ? commands[rest[0]] : undefined;
-			console.log(topic?.usage ?? generalUsage());
+			console.log(topic === undefined ? generalUsage() : ((await topic.load?.()) ?? topic).usage);
 			return 0;
 		}
 		const command = commands[name];

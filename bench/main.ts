@@ -1,0 +1,5 @@
+// Entry point of the benchmarks' bundle (dist/bench.mjs, esbuild.mjs), which `repokv bench` loads from beside the
+// sidecar bundle, so the sidecar the extension runs carries no benchmark code. It also exports the fidelity tasks'
+// builder for the tests that check them.
+export { benchCommand } from './command';
+export { TaskBuilder, editSimilarity } from './tasks';
