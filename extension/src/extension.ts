@@ -6,8 +6,8 @@ import { InspectorPanel, inspectorViewType } from './inspector';
 import { Sidecar } from './sidecar';
 import { StatusBar } from './status';
 
-// The extension host side of repokv: a thin client (DESIGN.md §1). Activation wires the sidecar's lifecycle owner,
-// the status bar and the commands; everything heavy happens in the sidecar process.
+// The extension host side of repokv: a thin client (docs/architecture.md, "Processes"). Activation wires the sidecar's
+// lifecycle owner, the status bar and the commands; everything heavy happens in the sidecar process.
 
 /** What tests may read: the exported API of the activated extension. */
 export interface RepokvApi {
@@ -28,7 +28,7 @@ export function activate(context: vscode.ExtensionContext): RepokvApi {
 	current = sidecar;
 	const statusBar = new StatusBar();
 	let status = { text: '', tooltip: '' };
-	// Test mode: the E2E driver waits on this file instead of sleeping (E2E.md: wait on signals the extension gives).
+	// Test mode: the E2E driver waits on this file instead of sleeping (docs/e2e.md: wait on signals, never on sleeps).
 	const stateFile = process.env['REPOKV_E2E_STATE_FILE'];
 	const refreshStatus = (): void => {
 		status = statusBar.update({ view: sidecar.view, config: sidecar.config, trusted: vscode.workspace.isTrusted, feed: sidecar.feedStats });

@@ -4,9 +4,9 @@ import { isSecretPath } from '../../sidecar/src/workspace/secrets';
 import type { DidChangeFilesParams, WorkspaceFileContent } from '../../sidecar/src/protocol';
 import type { Config } from './config';
 
-// The workspace feed (DESIGN.md §1): the extension gathers the files through the VS Code API (so remote and
-// virtual workspaces work), filters them as the sidecar's own reader does, and sends them in batches; then deltas.
-// The sidecar enforces its limits again; this side keeps secrets and junk from ever leaving the editor.
+// The workspace feed (docs/architecture.md, "Processes"): the extension gathers the files through the VS Code API (so
+// remote and virtual workspaces work), filters them as the sidecar's own reader does, and sends them in batches; then
+// deltas. The sidecar enforces its limits again; this side keeps secrets and junk from ever leaving the editor.
 
 /** Where a batch goes; the client lifecycle object supplies it, and drops batches while the sidecar is down. */
 export type FeedSink = (params: DidChangeFilesParams) => Promise<void>;

@@ -1,7 +1,7 @@
 """Training and evaluation sequences: real code, synthetic long-range retrieval in code form, FIM, repeats.
 
 Everything is generated from a seeded random.Random, so a (seed, index) pair always gives the same sequence.
-Documents use the layout the sidecar builds at inference time (DESIGN.md §4):
+Documents use the layout the sidecar builds at inference time (docs/architecture.md, "Prompt layout"):
 
     <|file_sep|>{path}\\n{text}  ...  <|file_sep|>{active path}\\n<|fim_prefix|>{prefix}<|fim_suffix|>{suffix}<|fim_middle|>{middle}<|endoftext|>
 
@@ -221,7 +221,7 @@ class Generator:
 
     def dense_fim_retrieval(self, rng):
         """dense_retrieval with the usage file FIM-ordered, the hole at a random query. At inference the cursor's
-        file is FIM (DESIGN.md §4), so the lookup must also work from <|fim_middle|>, where the name sits before
+        file is FIM (docs/architecture.md, "Prompt layout"), so the lookup must also work from <|fim_middle|>, where the name sits before
         <|fim_suffix|> and the other queries. dense_retrieval never trains that (fim_probability 0), and the shipped
         draft fails there: held-out, 4K, 0.20 from FIM against 0.75 from plain usage files (models/README.md)."""
         return self.dense_retrieval(rng, fim_probability=1.0)

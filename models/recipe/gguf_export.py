@@ -3,7 +3,7 @@
 
 Architecture `llama`, tokenizer `gpt2` (byte-level BPE with merges), FIM and file-separator token ids, no BOS.
 The format (version 3) is written by hand with struct + numpy: header, key/values, tensor infos, then tensor
-data aligned to 32 bytes, each tensor padded so offsets are the running padded sum (GGUF-NOTES.md).
+data aligned to 32 bytes, each tensor padded so offsets are the running padded sum (docs/platform-notes.md).
 
 Usage: gguf_export.py CHECKPOINT TOKENIZER.json OUT.gguf [--name NAME] [--type f16|f32]
 """

@@ -1,9 +1,9 @@
-// Random-weight GGUF models with the shapes and tokenizers of real code models (DESIGN.md §8): Qwen2.5-Coder
-// 0.5B / 1.5B / 3B / 7B (qwen2, 151,936-token vocabulary with the FIM and repository tokens) and deepseek-coder
-// 1.3B (llama architecture, deepseek-coder's vocabulary). There are no real weights on the machines this project
-// is tested on; these files exercise everything else a user's download does: the architecture's metadata, head dims
-// 64 and 128, tied and separate output, the weight types users download (F16, Q8_0, Q4_K_M, Q5_K_M, Q6_K), the real
-// tokenizer, and the sizes (a full 0.5B at Q8_0 is ~500 MB).
+// Random-weight GGUF models with the shapes and tokenizers of real code models (docs/architecture.md, "Serving real
+// models"): Qwen2.5-Coder 0.5B / 1.5B / 3B / 7B (qwen2, 151,936-token vocabulary with the FIM and repository tokens)
+// and deepseek-coder 1.3B (llama architecture, deepseek-coder's vocabulary). There are no real weights on the machines
+// this project is tested on; these files exercise everything else a user's download does: the architecture's metadata,
+// head dims 64 and 128, tied and separate output, the weight types users download (F16, Q8_0, Q4_K_M, Q5_K_M, Q6_K),
+// the real tokenizer, and the sizes (a full 0.5B at Q8_0 is ~500 MB).
 //
 // - The tokenizers come from the vocabulary files of llama.cpp's test suite, inside the llama.cpp source that
 //   node-llama-cpp bundles (llama/gitRelease.bundle): models/ggml-vocab-qwen2.gguf, models/ggml-vocab-deepseek-coder.gguf.

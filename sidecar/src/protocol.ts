@@ -1,5 +1,6 @@
-// repokv's language-server protocol: the single source of truth for every message between the sidecar (server) and
-// the extension (client), and for the data the cache inspector (webview) renders (DESIGN.md §3, §5).
+// repokv's language-server protocol: the single source of truth for every message between the sidecar (server) and the
+// extension (client), and for the data the cache inspector (webview) renders (docs/architecture.md, "Protocol" and
+// "Cache inspector").
 //
 // Standard LSP is used wherever it exists: document sync, `textDocument/inlineCompletion` (LSP 3.18),
 // `$/cancelRequest`, `$/progress`, `workspace/configuration`. The custom methods below are `repokv/<area>/<verb>`;
@@ -40,7 +41,9 @@ import {
 export const engineSettings = ['native', 'llama'] as const;
 export type EngineSetting = (typeof engineSettings)[number];
 
-/** KV policies of the native engine (KV-METHODS.md): which entries each layer and KV head keeps after the prefill. */
+/**
+ * KV policies of the native engine (docs/kv-policies.md): which entries each layer and KV head keeps after the prefill.
+ */
 export const kvPolicies = ['full', 'window', 'h2o', 'snapkv', 'pyramidkv', 'adakv', 'speckv'] as const;
 export type KvPolicy = (typeof kvPolicies)[number];
 
@@ -469,7 +472,7 @@ export namespace RepoAskRequest {
 }
 
 // ---------------------------------------------------------------------------------------------------------------
-// repokv/cache/snapshot, repokv/cache/didChange — the cache inspector's data (DESIGN.md §5)
+// repokv/cache/snapshot, repokv/cache/didChange — the cache inspector's data (docs/architecture.md)
 // ---------------------------------------------------------------------------------------------------------------
 
 /**
@@ -522,7 +525,7 @@ export interface KvLayerStats {
 export interface BudgetRule {
 	/**
 	 * Eviction/tiering policy: `full` (everything fp16), `window`, `h2o`, `snapkv`, `pyramidkv`, `speckv`
-	 * (KV-METHODS.md).
+	 * (docs/kv-policies.md).
 	 */
 	readonly policy: string;
 	/**

@@ -3,7 +3,7 @@ import path from 'node:path';
 import { CodeServer } from './lib/code-server.mjs';
 
 // The extension-host suite (test/e2e/suite) inside code-server's real extension host, through the smoke-test
-// driver's payload (E2E.md): the page reports the run's exit code through window.codeAutomationExit.
+// driver's payload (docs/e2e.md): the page reports the run's exit code through window.codeAutomationExit.
 
 export async function runExtensionHostSuite({ root, tools, outDir, workspace }) {
 	const runDir = path.join(outDir, 'exthost');

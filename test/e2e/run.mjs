@@ -1,6 +1,6 @@
 #!/usr/bin/env node
 // `npm run test:e2e`: repokv in a real VS Code (code-server, driven by Debian's Chromium through playwright-core;
-// E2E.md). Steps, each time-boxed, each reported as passed, failed (with the reason) or skipped (never a pass):
+// docs/e2e.md). Steps, each time-boxed, each reported as passed, failed (with the reason) or skipped (never a pass):
 //   setup     Node 24 + code-server cached under .cache/<name>-<version> (minutes once, then instant)
 //   package   npm run package: the .vsix under test
 //   webview   the cache inspector in Chromium at 64 layers × 32 heads, screenshots

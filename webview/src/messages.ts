@@ -1,8 +1,8 @@
 import type { AskResult, CacheSnapshot, Citation } from '../../sidecar/src/protocol';
 
-// The typed messages between the extension host and its two webviews (the cache inspector and the Ask panel),
-// imported by both sides: no `any`, no dispatch on untyped strings (PEERS.md §4.5). The data types come from the
-// sidecar's protocol.ts; this file only says which side sends what.
+// The typed messages between the extension host and its two webviews (the cache inspector and the Ask panel), imported
+// by both sides: no `any`, no dispatch on untyped strings (docs/architecture.md, "What users expect from peer tools").
+// The data types come from the sidecar's protocol.ts; this file only says which side sends what.
 
 /** What the sidecar looks like from the panel: one line for a banner when there is no data to show. */
 export interface SidecarLine {

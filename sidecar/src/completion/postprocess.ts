@@ -1,6 +1,7 @@
 // Post-processing of raw model output into what an editor inserts at the cursor. Each rule is one function, applied
 // in order by `postprocessCompletion`, and covered by golden fixtures (test/fixtures/postprocess/*.golden, cursor
-// marked with ║). The rules follow what users expect from Copilot, Tabby and llama.vscode (PEERS.md §5.7):
+// marked with ║). The rules follow what users expect from Copilot, Tabby and llama.vscode (docs/architecture.md,
+// "What users expect from peer tools"):
 //
 //   1. mode        single-line mode keeps the first line; multi-line mode ends at a blank line
 //   2. block end   multi-line: stop before a line indented less than the cursor's line (it closes an outer block)

@@ -2,7 +2,7 @@ import type { SpecialTokenTexts, TokenCounter } from '../engine/types';
 import { inSameFolder, resolveImports } from './neighbours';
 import { repoHeaderText } from './repo-format';
 
-// Builds the long-context completion prompt (DESIGN.md §4):
+// Builds the long-context completion prompt (docs/architecture.md, "Prompt layout"):
 //
 //   <|file_sep|>a.ts\n...<|file_sep|>b.ts\n...            repository block, least relevant first
 //   <|file_sep|>{active}\n<|fim_prefix|>P<|fim_suffix|>S<|fim_middle|>     the active file's FIM prompt

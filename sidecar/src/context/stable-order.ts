@@ -1,9 +1,9 @@
 import type { PromptFile } from './builder';
 import { inSameFolder, resolveImports } from './neighbours';
 
-// The language server's file order for the repository block (DESIGN.md §4), built for KV prefix reuse: files that
-// change least come first, so consecutive prompts share the longest possible prefix and only the tail is
-// re-evaluated after an edit.
+// The language server's file order for the repository block (docs/architecture.md, "Prompt layout"), built for KV
+// prefix reuse: files that change least come first, so consecutive prompts share the longest possible prefix and only
+// the tail is re-evaluated after an edit.
 //
 //   [others, least recently edited first] [same folder as the active file] [files the active file imports]
 //

@@ -1,11 +1,11 @@
-// What SpecKV's draft reads (KV-METHODS.md §1.1 step 1). The draft only guesses the next tokens; the target then
-// scores the guess against its own prompt. So the draft may read the context in whichever layout it guesses best.
+// What SpecKV's draft reads (docs/kv-policies.md, "SpecKV" step 1). The draft only guesses the next tokens; the target
+// then scores the guess against its own prompt. So the draft may read the context in whichever layout it guesses best.
 //
 // `prefix-last` (the default): a FIM-ordered active file `<|fim_prefix|>P<|fim_suffix|>S<|fim_middle|>` is given to
 // the draft as plain text `P`, so the cursor is the last token and the code just before it (the name being looked
 // up) is adjacent, as in an ordinary file. The bundled 2-layer draft cannot make the hop from `<|fim_middle|>` back to
-// the text before `<|fim_suffix|>` and then match it (models/README.md): on the model card's held-out single-key
-// needles at 4K it retrieves 0.20 of the FIM-ordered ones as the target's prompt and 0.75 as `prefix-last`.
+// the text before `<|fim_suffix|>` and then match it; its retrieval on FIM-ordered needles is far better as
+// `prefix-last` (figures: models/README.md, docs/architecture.md "Departures").
 // The suffix is dropped: the guess only has to be right about the next few tokens.
 //
 // `fim`: the target's prompt unchanged (for a draft that reads FIM well, e.g. a larger model).

@@ -196,7 +196,7 @@ class LlamaLoadedModel implements LoadedModel {
 		}
 		const prefilled = performance.now();
 
-		// temperature 0 is greedy: deterministic, and the tiny bundled models loop when sampled (MODEL-NOTES.md).
+		// temperature 0 is greedy: deterministic, and the tiny bundled models loop when sampled (docs/platform-notes.md).
 		const output = new GreedyOutput<Token>(request, (tokens) => this.model.detokenize(tokens), (token) => this.model.isEogToken(token) || this.model.isSpecialToken(token));
 		if (output.shouldStart() && lastPromptToken !== undefined) {
 			for await (const token of this.sequence.evaluate([lastPromptToken], { temperature: 0 })) {

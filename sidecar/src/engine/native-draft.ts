@@ -3,10 +3,10 @@ import type { LlamaContext, LlamaContextSequence, LlamaModel, Token } from 'node
 import { defaultKvSettings, type DraftLayout } from '../protocol';
 import { draftPromptFor, type FimTokens } from './draft-prompt';
 
-// SpecKV's draft lookahead (KV-METHODS.md §1.1 step 1): a small model that shares the target's tokenizer greedily
-// guesses the next L tokens of the prompt, in node-llama-cpp with its own full KV cache (reused across requests:
-// only the prompt's changed tail is evaluated). Only its token ids are used: the target scores them. It reads the
-// prompt in the layout each request asks for (draft-prompt.ts; default `prefix-last`).
+// SpecKV's draft lookahead (docs/kv-policies.md, "SpecKV" step 1): a small model that shares the target's tokenizer
+// greedily guesses the next L tokens of the prompt, in node-llama-cpp with its own full KV cache (reused across
+// requests: only the prompt's changed tail is evaluated). Only its token ids are used: the target scores them. It reads
+// the prompt in the layout each request asks for (draft-prompt.ts; default `prefix-last`).
 
 export class DraftModel {
 	private constructor(

@@ -25,10 +25,10 @@ import {
 // compresses after the prefill (native-policy.ts; SpecKV's draft runs in node-llama-cpp, native-draft.ts), with
 // node-llama-cpp kept for what it does exactly: tokenization (a vocab-only model: no weights, no context).
 //
-// Per request (DESIGN.md §4): the prompt's longest prefix already in the master copy is kept (the observation window
-// is always re-evaluated; H2O needs every row, so it re-prefills), the rest is prefilled with importance observation,
-// then SpecKV's draft lookahead and scoring pass, then selection from the master copy into a compacted store that
-// decoding reads. The master copy stays for the next request.
+// Per request (docs/architecture.md, "The KV pipeline"): the prompt's longest prefix already in the master copy is kept
+// (the observation window is always re-evaluated; H2O needs every row, so it re-prefills), the rest is prefilled with
+// importance observation, then SpecKV's draft lookahead and scoring pass, then selection from the master copy into a
+// compacted store that decoding reads. The master copy stays for the next request.
 //
 // The KV options are the session's, not the model's: `configureKv` changes them between requests (the language
 // server does on a settings change), loading or dropping only SpecKV's draft.

@@ -1,4 +1,4 @@
-// KV eviction policies of the native engine (KV-METHODS.md §1, §2, §7.4): which entries each layer and KV head keeps.
+// KV eviction policies of the native engine (docs/kv-policies.md): which entries each layer and KV head keeps.
 //
 // The addon observes importance scores during attention (full-row fp32 softmax, reduced over the G query heads of a
 // KV head and over the query rows: sums for H2O/SnapKV, max for SpecKV) and compacts the kept entries into a smaller
@@ -11,13 +11,13 @@
 //    max(1, floor(C/2) - sinks)) (32 for C >= 72), and picks B = C - sinks - r more (per head) from the rest;
 //  - prompts with m <= C are not compressed.
 //
-// Precision (KV-METHODS.md §3, §4; docs/kv-quantization.md): with `precision` other than f16 the budget buys bytes,
-// not tokens. A head's budget is what its C tokens take in an fp16 cache (C · 4D bytes: keys and values, no
+// Precision (docs/kv-policies.md "Precision"; docs/kv-quantization.md): with `precision` other than f16 the budget buys
+// bytes, not tokens. A head's budget is what its C tokens take in an fp16 cache (C · 4D bytes: keys and values, no
 // positions). Its sinks and recent window stay fp16 exactly as above; their real cost, and that of the fp16 room
-// reserved for the tokens the request may generate (`reserveTokens`), positions included, comes off the budget, and
-// the rest buys packed tokens in the policy's rank order: `q8`, `kivi4`, `kivi2`, `onebit` spend it all in one
-// format; `mixed` spends `hiFraction` (0.75) of it on the top-ranked tokens at 4-bit (kivi4) and the rest on the next
-// ones at 1.x bits (onebit); what no byte buys is dropped. The cost of a tier is its exact allocation (quant.bytes +
+// reserved for the tokens the request may generate (`reserveTokens`), positions included, comes off the budget, and the
+// rest buys packed tokens in the policy's rank order: `q8`, `kivi4`, `kivi2`, `onebit` spend it all in one format;
+// `mixed` spends `hiFraction` (0.75) of it on the top-ranked tokens at 4-bit (kivi4) and the rest on the next ones at
+// 1.x bits (onebit); what no byte buys is dropped. The cost of a tier is its exact allocation (quant.bytes +
 // positions), so after decoding `reserveTokens` tokens a head still holds at most C · 4D bytes.
 
 import { storageTiers, type KvPolicy, type KvPrecision, type KvSplit, type StorageTier } from '../protocol';
@@ -68,8 +68,7 @@ export interface SelectionOptions {
 	/** Storage of the picked tokens (default f16); other precisions need `tierCost`. */
 	readonly precision?: KvPrecision;
 	/**
-	 * `mixed`: share of the picked tokens' bytes spent at 4-bit. 0.75: on the bundled models 0.5 and 0.75 halve the
-	 * KL of 0.25 at 12 % and beat all-4-bit at 3 % (bench/results/fidelity-mixed-hi*.md).
+	 * `mixed`: share of the picked tokens' bytes spent at 4-bit; why 0.75: docs/kv-policies.md, "Precision".
 	 */
 	readonly hiFraction?: number;
 	/**

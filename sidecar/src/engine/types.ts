@@ -44,7 +44,7 @@ export interface LoadModelOptions {
 	readonly modelPath: string;
 	/**
 	 * CPU threads for evaluation. Always explicit: runtimes default to more threads than a small machine has, and
-	 * ggml's spinning thread pool then makes decoding hundreds of times slower (GGUF-NOTES.md).
+	 * ggml's spinning thread pool then makes decoding hundreds of times slower (docs/platform-notes.md).
 	 */
 	readonly threads: number;
 	/** Context window in tokens; clamped to what the model was trained on. Default: the trained context. */
@@ -69,8 +69,8 @@ export interface ReferenceCacheOptions {
 }
 
 /**
- * The native engine's KV policy (KV-METHODS.md): which entries each layer and KV head keeps after the prefill. The
- * values are valid by type; the callers' boundaries (settings.ts, the CLI's arguments) filled in the defaults.
+ * The native engine's KV policy (docs/kv-policies.md): which entries each layer and KV head keeps after the prefill.
+ * The values are valid by type; the callers' boundaries (settings.ts, the CLI's arguments) filled in the defaults.
  */
 export interface KvCacheOptions {
 	readonly policy: KvPolicy;

@@ -13,7 +13,7 @@ import type { WorkspaceMirror } from './mirror';
 import type { ResolvedSettings } from './settings';
 import type { StatusReporter } from './status';
 
-// The inline completion pipeline (PEERS.md §2.2, §2.3, §5.2): for each request
+// The inline completion pipeline (docs/architecture.md, "What users expect from peer tools"): for each request
 //   newest wins (the previous request is aborted) → exact LRU hit, or typed-ahead reuse of the last suggestion →
 //   adaptive debounce → the engine queue (a request aborted while waiting is answered empty without computing) →
 //   stable-first prompt (KV prefix reuse) → engine with an abort signal and a time budget → post-processing.

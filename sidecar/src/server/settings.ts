@@ -40,7 +40,7 @@ function oneOf<T extends string>(value: unknown, allowed: readonly T[]): T | und
 
 /**
  * Threads default to the cores less one (the editor needs one), at least 1. On 2 cores that is 1, which is also
- * where ggml decodes fastest (GGUF-NOTES.md).
+ * where ggml decodes fastest (docs/platform-notes.md, "Contention").
  */
 export function defaultServerThreads(): number {
 	return Math.max(1, availableParallelism() - 1);

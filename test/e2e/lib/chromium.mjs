@@ -2,7 +2,7 @@ import fs from 'node:fs';
 import path from 'node:path';
 import { chromium } from 'playwright-core';
 
-// Debian's Chromium driven by playwright-core, with the flags E2E.md lists (no sandbox as root, no GPU, nothing
+// Debian's Chromium driven by playwright-core, with the flags docs/e2e.md lists (no sandbox as root, no GPU, nothing
 // that reaches the network). A fresh profile per launch.
 
 export const chromiumPath = ['/usr/lib/chromium/chromium', '/usr/bin/chromium'].find((candidate) => fs.existsSync(candidate));

