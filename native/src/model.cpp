@@ -143,7 +143,7 @@ void Runtime::set_threads(ggml_backend_t backend, int n, void **threadpool_inout
     if (fn) fn(backend, n);
     // A persistent thread pool with no polling between graphs (poll level 0: idle workers sleep, which matters when
     // the editor competes for the cores). ggml's default starts n-1 threads for every graph; from a libuv worker
-    // thread that made 2-thread decoding 11x slower (65 vs 711 tokens/s on the target-shaped model, 2 cores).
+    // thread that made 2-thread decoding an order of magnitude slower (docs/platform-notes.md, "node-llama-cpp").
     // REPOKV_NATIVE_THREADPOOL: a poll level 0-100, or "off" for ggml's default.
     const char *tp_env = getenv("REPOKV_NATIVE_THREADPOOL");
     const bool tp_off = tp_env && strcmp(tp_env, "off") == 0;
