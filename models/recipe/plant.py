@@ -1,5 +1,6 @@
 #!/usr/bin/env python3
-"""Plant an induction (copy) circuit into a freshly initialised model, before training (docs/platform-notes.md, "Training the bundled models").
+"""Plant an induction (copy) circuit into a freshly initialised model, before training (docs/platform-notes.md,
+"Training the bundled models").
 
 Why: small models trained on code they end up memorising never grow a copy head (the first shipped draft saw ~1B
 tokens and retrieved 0% of needles; neither shipped model copies a repeated chunk). A copy circuit set by hand at

@@ -118,7 +118,7 @@ def main():
     if dev.type == "cuda":
         torch.backends.cuda.matmul.allow_tf32 = True
         torch.backends.cudnn.allow_tf32 = True
-    # A resumed or fine-tuned model takes its shape from its checkpoint (e.g. one grown by grow.py), read once here.
+    # A resumed or fine-tuned model takes its shape from its checkpoint (e.g. one with an inserted block), read once here.
     ck = load_checkpoint(args.resume or args.finetune) if args.resume or args.finetune else None
     cfg = Config(**ck["config"]) if ck else PRESETS[args.preset]
     step, spent, history = 0, 0.0, []
