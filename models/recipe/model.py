@@ -36,14 +36,14 @@ PRESETS = {
     "target": Config(d_model=384, n_layers=6, n_heads=6, n_kv_heads=2, ffn_dim=1024),
     # ~1.3M parameters; about 11% of the target's per-token compute.
     "draft": Config(d_model=192, n_layers=3, n_heads=3, n_kv_heads=1, ffn_dim=512),
-    # Experimental, not shipped: the draft grown by a fourth block for a copy-pointer head (finetune_pointer.py
-    # --add-layer, finetune_cpu.sh); 1.97M matrix parameters, 19% of the target's per token.
+    # Experimental, not shipped: the draft grown by a fourth block for a copy-pointer head (a session-2 CPU
+    # experiment, models/README.md "What did not work"); 1.97M matrix parameters, 19% of the target's per token.
     "draft4": Config(d_model=192, n_layers=4, n_heads=3, n_kv_heads=1, ffn_dim=512),
     # Second-generation draft (trained with a planted copy circuit, plant.py): 2 KV heads so the circuit owns one
     # KV head per layer while the other stays free; 2 layers keep both matrix and attention compute under a quarter
     # of the target's (1.57M + 0.52M tied output = 2.1M matrix parameters, 20%; 8 vs 36 head-layers, 22%).
     "draft2": Config(d_model=256, n_layers=2, n_heads=4, n_kv_heads=2, ffn_dim=768),
-    # Proposed third-generation draft (not trained yet; needs a GPU phase, see gpu_draft3.sh): three layers so a FIM
+    # Proposed third-generation draft (not trained yet; needs a GPU phase, models/README.md): three layers so a FIM
     # lookup can hop first (at <|fim_middle|>, fetch the name written before <|fim_suffix|>) and match after; the
     # 2-layer draft2 cannot (diagnose_retrieval.py: its lookup head puts 0.15 of its attention on the definitions
     # from <|fim_middle|>, 0.73 from a plain usage line). About draft2's per-token compute at 4K (flops_per_token:
@@ -91,7 +91,7 @@ class Attention(nn.Module):
     def project(self, x, cos, sin):
         """Queries, keys and values [B, n_heads, T, head_dim] of x: RoPE applied, each KV head repeated for the
         query heads of its group. Shared with the recipe's tools that inspect attention (plant.py,
-        finetune_pointer.py), so they see exactly what the model computes."""
+        diagnose_retrieval.py), so they see exactly what the model computes."""
         B, T, _ = x.shape
         c = self.cfg
         q = self.wq(x).view(B, T, c.n_heads, c.head_dim).transpose(1, 2)
