@@ -3,7 +3,7 @@ import { readFileSync } from 'node:fs';
 import * as path from 'node:path';
 import type { LlamaModel } from 'node-llama-cpp';
 
-import { packageRoot } from '../sidecar/src/api';
+import { loadVocabOnly, packageRoot } from '../sidecar/src/api';
 
 // Helpers shared by the benchmarks.
 
@@ -31,9 +31,7 @@ export function fileFingerprint(file: string): string {
 }
 
 export async function loadVocab(modelPath: string, threads: number): Promise<LlamaModel> {
-	const { getLlama, LlamaLogLevel } = await import('node-llama-cpp');
-	const llama = await getLlama({ maxThreads: threads, build: 'never', skipDownload: true, progressLogs: false, logLevel: LlamaLogLevel.error });
-	return llama.loadModel({ modelPath, vocabOnly: true });
+	return loadVocabOnly(modelPath, { threads, logLevel: 'error' });
 }
 
 export function summarize(values: readonly number[]): { min: number; median: number; max: number } {

@@ -9,6 +9,7 @@ import {
 	bundledModelPath,
 	CachingCounter,
 	loadEngine,
+	loadVocabOnly,
 	offsetAt,
 	orderStableFirst,
 	packageRoot,
@@ -26,7 +27,7 @@ import {
 	type ReferenceCacheOptions,
 } from '../sidecar/src/api';
 import { fileFingerprint, peakRssMb, round, summarize } from './common';
-import { seededRandom } from './tasks';
+import { seededRandom } from './random.mjs';
 
 // `repokv bench session`: what a user feels over an editing session, per engine configuration, in one run.
 //
@@ -498,9 +499,7 @@ export async function runSession(opts: SessionOptions): Promise<SessionResult> {
 	let workspace = opts.workspace;
 	let generated: string | undefined;
 	if (workspace === undefined) {
-		const { getLlama, LlamaLogLevel } = await import('node-llama-cpp');
-		const llama = await getLlama({ maxThreads: 1, build: 'never', skipDownload: true, progressLogs: false, logLevel: LlamaLogLevel.error });
-		const vocab = await llama.loadModel({ modelPath: opts.modelPath, vocabOnly: true });
+		const vocab = await loadVocabOnly(opts.modelPath, { threads: 1, logLevel: 'error' });
 		try {
 			generated = generateWorkspace(opts.workspaceTokens, (text) => vocab.tokenize(text, false).length);
 		} finally {

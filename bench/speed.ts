@@ -3,7 +3,7 @@ import * as path from 'node:path';
 import { performance } from 'node:perf_hooks';
 import type { LlamaModel } from 'node-llama-cpp';
 
-import { argmax, bundledModelPath, compressSession, defaultKvSettings, DraftModel, NativeModel, observationFor, packageRoot, scoringPass, tierCost } from '../sidecar/src/api';
+import { argmax, bundledModelPath, compressSession, createLlamaContext, defaultKvSettings, DraftModel, getLlamaFor, NativeModel, observationFor, packageRoot, scoringPass, tierCost } from '../sidecar/src/api';
 import { codePromptTokens, fileFingerprint, loadVocab, peakRssMb, round, rssMb, summarize } from './common';
 
 // `repokv bench speed`: in one run, repokv's native engine and node-llama-cpp on the same model and the same prompt,
@@ -201,16 +201,13 @@ async function benchNative(model: NativeModel, prompt: Int32Array, context: numb
 async function benchLlama(model: LlamaModel, prompt: Int32Array, context: number, threads: number, config: SpeedConfig, opts: SpeedOptions, kvBytesPerToken: number): Promise<SpeedRow> {
 	const flashAttention = config !== 'llama-f16';
 	const q4 = config === 'llama-q4_0-fa';
-	const ctx = await model.createContext({
+	const ctx = await createLlamaContext(model, {
 		contextSize: context + opts.decodeTokens + 8,
-		threads: { ideal: threads, min: threads },
-		sequences: 1,
+		threads,
 		batchSize: 512,
 		flashAttention,
 		// K/V cache type: llama.cpp's default F16, or q4_0 (18 bytes per 32 elements; quantized V needs flash attention).
-		// node-llama-cpp marks the option experimental; this benchmark uses it on a fixed model, as it advises.
-		// eslint-disable-next-line @typescript-eslint/no-deprecated
-		...(q4 ? { experimentalKvCacheKeyType: 'Q4_0', experimentalKvCacheValueType: 'Q4_0' } : {}),
+		kvType: q4 ? 'Q4_0' : 'F16',
 	});
 	const prefill: number[] = [];
 	const decode: number[] = [];
@@ -298,8 +295,7 @@ export async function runSpeedRow(opts: SpeedOptions, config: SpeedConfig, conte
 			native.dispose();
 		}
 	}
-	const { getLlama, LlamaLogLevel } = await import('node-llama-cpp');
-	const llama = await getLlama({ maxThreads: threads, build: 'never', skipDownload: true, progressLogs: false, logLevel: LlamaLogLevel.error });
+	const llama = await getLlamaFor({ threads, logLevel: 'error' });
 	const llamaModel = await llama.loadModel({ modelPath: opts.modelPath });
 	try {
 		const shape = NativeModel.load(opts.modelPath, { threads });

@@ -61,3 +61,4 @@ export type { DraftLayout, KvPolicy, KvPrecision, KvMasterPrecision } from './pr
 export type { EditedPromptFile } from './context/stable-order';
 export type { ModelShape } from './server/cache-snapshot';
 export { readShape } from './server/engine-host';
+export { createLlamaContext, getLlamaFor, loadVocabOnly } from './engine/node-llama';

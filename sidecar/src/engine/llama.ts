@@ -5,6 +5,7 @@ import { specialTokenTextsOf } from '../context/repo-format';
 import { errorMessage, UserError } from '../errors';
 import { GreedyOutput } from './greedy-output';
 import { checkLoadOptions, chooseContextSize, fp16KvBytesPerToken, type KvShape } from './load-options';
+import { createLlamaContext, getLlamaFor, importNodeLlamaCpp } from './node-llama';
 import {
 	type CompletionRequest,
 	type CompletionResult,
@@ -17,42 +18,18 @@ import {
 // The node-llama-cpp engine: full KV cache, llama.cpp's own kernels. It is the reference every other engine is
 // measured against, so it stays plain: greedy decoding, no speculative tricks, the prompt evaluated as given.
 
-/**
- * node-llama-cpp is loaded on first use, not at start-up: it is large, loads native code, and most CLI paths
- * (`--help`, argument errors, the unit tests importing this bundle) never need it.
- */
-async function importNodeLlamaCpp(): Promise<typeof import('node-llama-cpp')> {
-	return import('node-llama-cpp');
-}
-
 /** One `Llama` (native backend instance) per thread count; creating one loads the shared libraries again. */
 const llamaInstances = new Map<string, Promise<Llama>>();
 
-async function getLlamaFor(options: LoadModelOptions): Promise<Llama> {
+async function llamaFor(options: LoadModelOptions): Promise<Llama> {
 	const key = `${options.threads}:${options.verbose === true ? 'v' : ''}`;
 	let instance = llamaInstances.get(key);
 	if (instance === undefined) {
-		instance = (async () => {
-			const { getLlama, LlamaLogLevel } = await importNodeLlamaCpp();
-			return getLlama({
-				// Caps every context's thread pool; the default, max(cores, 4), is 4 on a 2-core machine and
-				// makes ggml's spinning workers fight each other (GGUF-NOTES.md: ~400x slower decoding).
-				maxThreads: options.threads,
-				// Never try to compile llama.cpp or download anything: the prebuilt binaries are the contract,
-				// and this must work offline.
-				build: 'never',
-				skipDownload: true,
-				progressLogs: false,
-				logLevel: options.verbose === true ? LlamaLogLevel.info : LlamaLogLevel.warn,
-				logger: (level, message) => {
-					const text = message.trimEnd();
-					if (text === '') {
-						return;
-					}
-					options.onLog?.(toLogLevel(level), text);
-				},
-			});
-		})();
+		instance = getLlamaFor({
+			threads: options.threads,
+			logLevel: options.verbose === true ? 'info' : 'warn',
+			onLog: (level, text) => options.onLog?.(toLogLevel(level), text),
+		});
 		llamaInstances.set(key, instance);
 	}
 	return instance;
@@ -87,7 +64,7 @@ export const llamaEngine: Engine = {
 			throw new UserError(`model file ${modelPath} is not a valid GGUF file: ${errorMessage(error)}`);
 		}
 
-		const llama = await getLlamaFor(options);
+		const llama = await llamaFor(options);
 		let model: LlamaModel;
 		try {
 			model = await llama.loadModel({ modelPath });
@@ -98,20 +75,14 @@ export const llamaEngine: Engine = {
 		try {
 			const trainContextSize = model.trainContextSize;
 			const contextSize = chooseContextSize({ trainContextSize, requested: options.contextSize, kvBytesPerToken: fp16KvBytesPerToken(kvShapeOf(model)) });
-			const context = await model.createContext({
+			const context = await createLlamaContext(model, {
 				contextSize,
-				// Explicit on both ends: `ideal` is what we want, `min` makes it a reservation rather than a hint.
-				threads: { ideal: options.threads, min: options.threads },
-				sequences: 1,
-				batchSize: Math.min(512, contextSize),
-				// Measured on 2 CPU cores: flash attention speeds prefill but slows single-token decode at long
-				// context (GGUF-NOTES.md). Completion latency is dominated by decode for short prompts.
+				threads: options.threads,
+				// Flash attention speeds prefill but slows single-token decode at long context on CPUs
+				// (docs/platform-notes.md, "node-llama-cpp"). Completion latency is dominated by decode for short prompts.
 				flashAttention: options.referenceCache?.flashAttention ?? false,
-				// node-llama-cpp marks the K/V type options experimental; only benchmarks set them.
-				...(options.referenceCache?.kvType === undefined || options.referenceCache.kvType === 'F16'
-					? {}
-					: // eslint-disable-next-line @typescript-eslint/no-deprecated
-						{ experimentalKvCacheKeyType: options.referenceCache.kvType, experimentalKvCacheValueType: options.referenceCache.kvType }),
+				// Only benchmarks set a K/V type.
+				...(options.referenceCache?.kvType === undefined ? {} : { kvType: options.referenceCache.kvType }),
 			});
 			return new LlamaLoadedModel(model, context, modelPath, options.threads);
 		} catch (error) {
@@ -173,9 +144,15 @@ class LlamaLoadedModel implements LoadedModel {
 		// request. With `reusePrefix` (the language server) the longest prefix matching what the sequence already
 		// holds is kept — node-llama-cpp's sequence knows its tokens — and only the rest is evaluated.
 		const lastPromptToken = promptTokens.pop();
+		const total = promptTokens.length + (lastPromptToken === undefined ? 0 : 1);
 		let reused = 0;
 		if (request.reusePrefix === true) {
 			reused = Math.min(this.sequence.compareContextTokens(promptTokens).firstDifferentIndex, promptTokens.length);
+			if (request.maxTokens === 0 && reused === promptTokens.length) {
+				// A warm-up for a prompt the cache already starts with (the repository block, while the cache also holds
+				// the active file's part): erasing the rest would only throw away what the next completion reuses.
+				return { text: '', stopReason: 'maxTokens', tokens: { prompt: total, reused, generated: 0 }, timings: { tokenizeMs: tokenized - started, prefillMs: 0, decodeMs: 0 } };
+			}
 			if (reused < this.sequence.nextTokenIndex) {
 				await this.sequence.eraseContextTokenRanges([{ start: reused, end: this.sequence.nextTokenIndex }]);
 			}
@@ -185,7 +162,6 @@ class LlamaLoadedModel implements LoadedModel {
 			await this.sequence.clearHistory();
 		}
 		// Prefill in chunks: a cancelled request stops within one chunk, and progress can be reported.
-		const total = promptTokens.length + (lastPromptToken === undefined ? 0 : 1);
 		request.onPrefillProgress?.(reused, total);
 		for (let start = reused; start < promptTokens.length; start += prefillChunkTokens) {
 			if (isAborted(request.signal)) {

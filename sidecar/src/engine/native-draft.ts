@@ -2,6 +2,7 @@ import type { LlamaContext, LlamaContextSequence, LlamaModel, Token } from 'node
 
 import { defaultKvSettings, type DraftLayout } from '../protocol';
 import { draftPromptFor, type FimTokens } from './draft-prompt';
+import { createLlamaContext, getLlamaFor } from './node-llama';
 
 // SpecKV's draft lookahead (docs/kv-policies.md, "SpecKV" step 1): a small model that shares the target's tokenizer
 // greedily guesses the next L tokens of the prompt, in node-llama-cpp with its own full KV cache (reused across
@@ -24,25 +25,21 @@ export class DraftModel {
 	) {}
 
 	static async load(modelPath: string, options: { threads: number; contextSize: number; layout?: DraftLayout }): Promise<DraftModel> {
-		const { getLlama, LlamaLogLevel } = await import('node-llama-cpp');
-		const llama = await getLlama({ maxThreads: options.threads, build: 'never', skipDownload: true, progressLogs: false, logLevel: LlamaLogLevel.error });
+		const llama = await getLlamaFor({ threads: options.threads, logLevel: 'error' });
 		const model = await llama.loadModel({ modelPath });
 		const contextSize = Math.min(options.contextSize, model.trainContextSize * 2);
 		const shape = kvShapeOf(model);
 		// Q8_0 K/V (34 bytes per 32 elements, 0.53 of f16): llama.cpp quantizes the V cache only with flash attention,
 		// in blocks of 32 along the head dimension; the draft only guesses tokens, which the target then scores
 		const kvCacheType: DraftKvType = shape.keyDim % 32 === 0 && shape.valueDim % 32 === 0 ? 'Q8_0' : 'F16';
-		const context = await model.createContext({
+		const context = await createLlamaContext(model, {
 			contextSize,
-			threads: { ideal: options.threads, min: options.threads },
-			sequences: 1,
-			batchSize: Math.min(512, contextSize),
+			threads: options.threads,
 			// the draft's cost is its prompt prefill: flash attention cuts its CPU time at 4K tokens by ~35% (measured)
 			flashAttention: true,
-			// node-llama-cpp marks these experimental; Q8_0 with flash attention on the CPU is what bench session's
-			// llama-q8_0-fa configuration runs, and test/native/draft.test.mjs checks the draft's guesses with it
-			// eslint-disable-next-line @typescript-eslint/no-deprecated
-			...(kvCacheType === 'F16' ? {} : { experimentalKvCacheKeyType: kvCacheType, experimentalKvCacheValueType: kvCacheType }),
+			// Q8_0 with flash attention on the CPU is what bench session's llama-q8_0-fa configuration runs, and
+			// test/native/draft.test.mjs checks the draft's guesses with it
+			kvType: kvCacheType,
 		});
 		return new DraftModel(
 			modelPath,

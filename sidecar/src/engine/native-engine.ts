@@ -8,6 +8,7 @@ import { GreedyOutput } from './greedy-output';
 import { checkLoadOptions, chooseContextSize, fp16KvBytesPerToken } from './load-options';
 import { argmax, NativeModel, tierCost, type NativeSession } from './native';
 import { DraftModel } from './native-draft';
+import { loadVocabOnly } from './node-llama';
 import { defaultKvSettings, type KvMasterPrecision, type StorageTier } from '../protocol';
 import { compressSession, defaultSplit, observationFor, scoringPass, selectionDefaults, type KvBudget, type SelectionOptions } from './native-policy';
 import {
@@ -68,21 +69,7 @@ function stagesMaster(selection: SelectionOptions | undefined, kv: KvCacheOption
 }
 
 async function loadVocab(modelPath: string, options: LoadModelOptions): Promise<LlamaModel> {
-	const { getLlama, LlamaLogLevel } = await import('node-llama-cpp');
-	const llama = await getLlama({
-		maxThreads: options.threads,
-		build: 'never',
-		skipDownload: true,
-		progressLogs: false,
-		logLevel: options.verbose === true ? LlamaLogLevel.info : LlamaLogLevel.warn,
-		logger: (_level, message) => {
-			const text = message.trimEnd();
-			if (text !== '') {
-				options.onLog?.('warn', text);
-			}
-		},
-	});
-	return llama.loadModel({ modelPath, vocabOnly: true });
+	return loadVocabOnly(modelPath, { threads: options.threads, logLevel: options.verbose === true ? 'info' : 'warn', onLog: (_level, text) => options.onLog?.('warn', text) });
 }
 
 export const nativeEngine: Engine = {

@@ -1,26 +1,16 @@
 // A synthetic but self-consistent cache snapshot (the shape of protocol.ts `CacheSnapshot`), for testing the
 // inspector at the sizes docs/architecture.md ("Cache inspector") asks for (64 layers × 32 KV heads) without a model
 // that big. Every tier the engine has holds tokens, so the screenshots show each one.
+import { seededRandom } from '../../../bench/random.mjs';
 
 const tiers = ['f16', 'q8', 'kivi4', 'kivi2', 'onebit', 'dropped'];
 // Bytes per token position per head (K + V) at head dimension d, for each tier: its bits per element (f16 16, q8 8.5,
 // kivi4 5, kivi2 3, onebit ~1.6) plus 4 bytes of position.
 const bytesPerPosition = (d) => ({ f16: 4 * d + 4, q8: Math.ceil((2 * d * 8.5) / 8) + 4, kivi4: Math.ceil((2 * d * 5) / 8) + 4, kivi2: Math.ceil((2 * d * 3) / 8) + 4, onebit: Math.ceil((2 * d * 1.6) / 8) + 4, dropped: 0 });
 
-/** Deterministic pseudo-random numbers (mulberry32). */
-function random(seed) {
-	let a = seed >>> 0;
-	return () => {
-		a = (a + 0x6d2b79f5) >>> 0;
-		let t = a;
-		t = Math.imul(t ^ (t >>> 15), t | 1);
-		t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-		return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-	};
-}
 
 export function syntheticSnapshot({ layers = 64, kvHeads = 32, headDim = 128, contextTokens = 32768, sequence = 1, seed = 7 } = {}) {
-	const rand = random(seed);
+	const rand = seededRandom(seed);
 	const per = bytesPerPosition(headDim);
 	const layerStats = [];
 	let kvBytes = 0;
