@@ -15,14 +15,13 @@ import {
 	type KvPolicy,
 	type KvPrecision,
 	type KvSplit,
+	settingsSection,
 	type RepokvSettings,
 } from '../../sidecar/src/protocol';
 
 // The one typed reader of repokv's settings (package.json `contributes.configuration`). Every value goes through
 // a sanitiser, so a hand-edited settings.json with a wrong type falls back to the default instead of reaching the
 // sidecar (vscode-eslint's `sanitize`, rust-analyzer's `config.ts`).
-
-export const section = 'repokv';
 
 /** How ghost text is requested: as the user types, or only on Alt+\ (`repokv.triggerCompletion`). */
 export type TriggerMode = 'automatic' | 'manual';
@@ -58,12 +57,6 @@ export interface Config {
 	};
 }
 
-/** Settings whose change needs a sidecar restart rather than a `workspace/didChangeConfiguration`. */
-export const restartRequired: readonly string[] = ['repokv.trace.server'];
-
-/** Settings whose change needs the workspace feed to rescan. */
-export const rescanRequired: readonly string[] = ['repokv.workspace', 'files.exclude'];
-
 function bool(value: unknown, fallback: boolean): boolean {
 	return typeof value === 'boolean' ? value : fallback;
 }
@@ -86,7 +79,7 @@ function strings(value: unknown): readonly string[] {
 
 /** Reads the current settings (of the first workspace folder's scope). */
 export function readConfig(scope?: vscode.ConfigurationScope): Config {
-	const c = vscode.workspace.getConfiguration(section, scope);
+	const c = vscode.workspace.getConfiguration(settingsSection, scope);
 	return {
 		completion: {
 			enabled: bool(c.get('completion.enabled'), true),

@@ -1,7 +1,7 @@
 import * as fs from 'node:fs';
 import * as vscode from 'vscode';
+import { settingsSection } from '../../sidecar/src/protocol';
 import { askRepository } from './ask';
-import { section } from './config';
 import { InspectorPanel, inspectorViewType } from './inspector';
 import { Sidecar } from './sidecar';
 import { StatusBar } from './status';
@@ -52,7 +52,7 @@ export function activate(context: vscode.ExtensionContext): RepokvApi {
 		sidecar.onDidChangeView(refreshStatus),
 		sidecar.onDidChangeSnapshot(refreshStatus),
 		vscode.workspace.onDidChangeConfiguration((event) => {
-			if (!event.affectsConfiguration(section) && !event.affectsConfiguration('files.exclude')) return;
+			if (!event.affectsConfiguration(settingsSection) && !event.affectsConfiguration('files.exclude')) return;
 			sidecar.onConfigChanged(event);
 			refreshStatus();
 		}),
@@ -65,7 +65,7 @@ export function activate(context: vscode.ExtensionContext): RepokvApi {
 		vscode.commands.registerCommand('repokv.restartSidecar', () => sidecar.restart()),
 		vscode.commands.registerCommand('repokv.toggleCompletions', async () => {
 			const enabled = !sidecar.config.completion.enabled;
-			await vscode.workspace.getConfiguration(section).update('completion.enabled', enabled, vscode.ConfigurationTarget.Global);
+			await vscode.workspace.getConfiguration(settingsSection).update('completion.enabled', enabled, vscode.ConfigurationTarget.Global);
 			log.info(`completions ${enabled ? 'on' : 'off'}`);
 		}),
 		vscode.commands.registerCommand('repokv.triggerCompletion', () => vscode.commands.executeCommand('editor.action.inlineSuggest.trigger')),

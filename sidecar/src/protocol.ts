@@ -663,13 +663,10 @@ export namespace CacheDidChangeNotification {
 // Standard methods, as repokv uses them
 // ---------------------------------------------------------------------------------------------------------------
 
-/**
- * `textDocument/inlineCompletion` (LSP 3.18): the server answers with an `InlineCompletionList` of at most one item
- * whose `insertText` is plain text inserted at the cursor (`range` empty at the position). `null`/empty items when
- * the request was cancelled, superseded by a newer one, disabled, or the model produced nothing. The item's
- * `command` is unused. Documents must be synced (`textDocument/didOpen`/`didChange`, full or incremental).
- */
-export const inlineCompletionMethod = 'textDocument/inlineCompletion';
+// `textDocument/inlineCompletion` (LSP 3.18): the server answers with an `InlineCompletionList` of at most one item
+// whose `insertText` is plain text inserted at the cursor (`range` empty at the position). `null`/empty items when
+// the request was cancelled, superseded by a newer one, disabled, or the model produced nothing. The item's
+// `command` is unused. Documents must be synced (`textDocument/didOpen`/`didChange`, full or incremental).
 
 /** The `repokv` section of `workspace/configuration`. */
 export const settingsSection = 'repokv';
