@@ -103,6 +103,7 @@ public:
                                         InstanceMethod("observe", &SessionWrap::Observe), InstanceMethod("stopObserving", &SessionWrap::StopObserving),
                                         InstanceMethod("scores", &SessionWrap::Scores), InstanceMethod("compress", &SessionWrap::Compress),
                                         InstanceMethod("decompress", &SessionWrap::Decompress),
+                                        InstanceMethod("beginTail", &SessionWrap::BeginTail), InstanceMethod("endTail", &SessionWrap::EndTail),
                                         InstanceMethod("dequantizeActive", &SessionWrap::DequantizeActive),
                                         InstanceMethod("setStaging", &SessionWrap::SetStaging),
                                         InstanceMethod("dispose", &SessionWrap::Dispose)});
@@ -328,6 +329,27 @@ public:
             throw js_error(info.Env(), e);
         }
         return info.Env().Undefined();
+    }
+    // beginTail(from) / endTail(): Session::begin_tail / end_tail (prefix reuse that keeps the compressed store).
+    Napi::Value BeginTail(const Napi::CallbackInfo &info) {
+        Napi::Env env = info.Env();
+        if (info.Length() < 1 || !info[0].IsNumber()) throw Napi::TypeError::New(env, "beginTail(position)");
+        Session &s = get(env);
+        try {
+            s.begin_tail(info[0].As<Napi::Number>().Int32Value());
+        } catch (const std::exception &e) {
+            throw js_error(env, e);
+        }
+        return Napi::Number::New(env, s.n_past());
+    }
+    Napi::Value EndTail(const Napi::CallbackInfo &info) {
+        Session &s = get(info.Env());
+        try {
+            s.end_tail();
+        } catch (const std::exception &e) {
+            throw js_error(info.Env(), e);
+        }
+        return Napi::Number::New(info.Env(), s.n_past());
     }
     Napi::Value Decompress(const Napi::CallbackInfo &info) {
         Session &s = get(info.Env());

@@ -323,4 +323,27 @@ size_t KvStore::bytes_used() const {
     return s;
 }
 
+void KvStore::append_from(const KvStore &src, int32_t from) {
+    if (src.n_layer_ != n_layer_ || src.n_head_kv_ != n_head_kv_ || src.head_dim_ != head_dim_)
+        throw std::logic_error("append_from: the stores have different shapes");
+    std::vector<float> kf(head_dim_), vf(head_dim_);
+    std::vector<std::pair<int32_t, std::pair<size_t, int32_t>>> picked;  // (position, (segment, token))
+    for (size_t i = 0; i < heads_.size(); i++) {
+        Segment &dst = heads_[i].segments.back();
+        if (dst.tier != Tier::F16) throw std::logic_error("append_from: the head's last segment is not fp16");
+        const auto &segments = src.heads_[i].segments;
+        picked.clear();
+        for (size_t s = 0; s < segments.size(); s++)
+            for (int32_t t = 0; t < segments[s].n; t++)
+                if (segments[s].pos[t] >= from) picked.push_back({segments[s].pos[t], {s, t}});
+        std::sort(picked.begin(), picked.end());
+        dst.reserve(dst.n + (int32_t)picked.size());
+        for (const auto &p : picked) {
+            segment_token(segments[p.second.first], p.second.second, kf.data(), vf.data());
+            dst.append(kf.data(), vf.data(), p.first);
+        }
+    }
+}
+
 }  // namespace repokv
+

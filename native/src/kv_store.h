@@ -104,6 +104,10 @@ public:
     // Formats with token blocks (kivi: 32) move whole blocks only; the remainder stays fp16 until a block fills.
     // onebit cannot stage (an error).
     void stage(Tier tier, int32_t sinks, int32_t recent, int32_t min_move);
+    // Appends to each head's fp16 segment (its last) the tokens `src` holds at positions >= `from`, in position order
+    // (packed tiers of src dequantized). A compressed store takes the tokens just evaluated into its master copy this
+    // way when a request changes only the end of the prompt (Session::begin_tail / end_tail).
+    void append_from(const KvStore &src, int32_t from);
     // Largest number of tokens held by any head (scratch sizing).
     int32_t max_tokens() const;
     size_t bytes_used() const;

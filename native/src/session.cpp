@@ -43,6 +43,11 @@ void Session::set_store(KvStore *store) {
 
 void Session::truncate(int32_t position) {
     if (position < 0) position = 0;
+    if (in_tail()) {
+        // a prefix reuse left unfinished (e.g. an aborted prefill): the compressed store no longer matches
+        tail_from_ = -1;
+        decompress();
+    }
     if (position >= n_past_) return;
     if (active_ && position > master_len_) {
         active_->truncate(position);
@@ -91,7 +96,33 @@ void Session::dequantize_active() {
     set_store(active_.get());
 }
 
+void Session::begin_tail(int32_t from) {
+    if (!active_) throw EngineError("begin_tail: the session is not compressed");
+    if (in_tail()) throw EngineError("begin_tail: a prefix reuse is already under way");
+    if (from < 0 || from > master_len_)
+        throw EngineError("begin_tail: position " + std::to_string(from) + " is outside the master copy (" + std::to_string(master_len_) + " tokens)");
+    active_->truncate(from);
+    kv_.truncate(from);
+    master_len_ = from;
+    n_past_ = from;
+    tail_from_ = from;
+    set_store(&kv_);
+    logits_.clear();
+    n_logit_rows_ = 0;
+}
+
+void Session::end_tail() {
+    if (!in_tail()) throw EngineError("end_tail: begin_tail was not called");
+    auto t0 = std::chrono::steady_clock::now();
+    active_->append_from(kv_, tail_from_);
+    tail_from_ = -1;
+    set_store(active_.get());
+    n_past_ = master_len_;
+    timings_.compress_ms += std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - t0).count();
+}
+
 void Session::decompress() {
+    tail_from_ = -1;
     if (!active_) return;
     active_.reset();
     set_store(&kv_);
@@ -118,7 +149,7 @@ void Session::eval(const int32_t *tokens, int n, bool all_logits) {
         const bool last = i + m == n;
         float *out = all_logits ? logits_.data() + (size_t)i * n_vocab : (last ? logits_.data() : nullptr);
         eval_ubatch(tokens + i, m, all_logits, out);
-        if (staging_ != Tier::F16 && !active_) kv_.stage(staging_, kStageSinks, kStageRecent, kStageMinMove);
+        if (staging_ != Tier::F16 && writes_master()) kv_.stage(staging_, kStageSinks, kStageRecent, kStageMinMove);
     }
     double ms = std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - t0).count();
     if (n == 1) {
@@ -249,11 +280,11 @@ void Session::eval_ubatch(const int32_t *tokens, int n, bool all_logits, float *
     }
     if (ggml_backend_graph_compute(M.backend(), gf) != GGML_STATUS_SUCCESS) {
         // The KV store may hold part of this batch: roll it back.
-        (active_ ? *active_ : kv_).truncate(n_past_);
+        (writes_master() ? kv_ : *active_).truncate(n_past_);
         throw EngineError("graph computation failed");
     }
     n_past_ += n;
-    if (!active_) master_len_ = n_past_;
+    if (writes_master()) master_len_ = n_past_;
     if (out) {
         const size_t rows = all_logits ? (size_t)n : 1;
         ggml_backend_tensor_get(result, out, 0, rows * hp.n_vocab * sizeof(float));

@@ -58,6 +58,14 @@ public:
     void dequantize_active();
     // Back to the master copy (drops the compressed store and the tokens evaluated into it).
     void decompress();
+    // Prefix reuse in compressed mode, for a request whose prompt differs from the compressed one only near its end:
+    // begin_tail(from) cuts the compressed store and the master copy at `from` and sends evaluation to the master copy
+    // (the new tokens attend to every token, as in a fresh prefill, and are staged as usual); end_tail() appends the
+    // tokens evaluated since to the compressed store's fp16 segment and returns to it. The selection made for the
+    // earlier prompt is kept for the tokens before `from`. A truncate() in between drops the compressed store.
+    void begin_tail(int32_t from);
+    void end_tail();
+    bool in_tail() const { return tail_from_ >= 0; }
     bool compressed() const { return (bool)active_; }
     int32_t master_length() const { return master_len_; }
     const std::string &policy() const { return policy_; }
@@ -79,6 +87,9 @@ private:
     KvStore kv_;  // the master copy (policy `full`)
     std::unique_ptr<KvStore> active_;
     int32_t master_len_ = 0;
+    int32_t tail_from_ = -1;  // begin_tail's position while evaluation goes to the master copy, else -1
+    // Whether evaluated tokens go to the master copy (uncompressed, or between begin_tail and end_tail).
+    bool writes_master() const { return !active_ || tail_from_ >= 0; }
     std::string policy_ = "full";
     ScoreCollector obs_;
     Tier staging_ = Tier::F16;

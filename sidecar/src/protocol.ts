@@ -606,6 +606,11 @@ export interface LatencySplit {
 	readonly reusedTokens: number;
 	/** Tokens generated. */
 	readonly generatedTokens: number;
+	/**
+	 * Native engine under a KV policy: `kept` when the request kept the previous request's selection (only the end of
+	 * the prompt changed, e.g. typing after the cursor), so it ran no draft, scoring or compaction; else `fresh`.
+	 */
+	readonly selection?: 'fresh' | 'kept';
 }
 
 /** Everything the cache inspector shows, for the last completed request. */

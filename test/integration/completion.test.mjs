@@ -59,6 +59,25 @@ describe('llama engine', () => {
 	});
 });
 
+describe('llama engine: a warm-up for a prompt the cache starts with', () => {
+	let model;
+	before(async () => {
+		const engine = await sidecar.loadEngine('llama');
+		model = await engine.loadModel({ modelPath: targetModelPath, threads: 1, contextSize: 2048 });
+	});
+	after(() => model?.dispose());
+
+	test('keeps what follows it (the active file\'s part the next completion reuses)', async () => {
+		const repoPart = fimPrompt.slice(0, fimPrompt.indexOf('<|file_sep|>src/main.ts'));
+		const first = await model.complete({ prompt: fimPrompt, maxTokens: 4, reusePrefix: true });
+		const warm = await model.complete({ prompt: repoPart, maxTokens: 0, reusePrefix: true });
+		assert.equal(warm.tokens.reused, warm.tokens.prompt - 1, 'nothing to evaluate, nothing erased');
+		const next = await model.complete({ prompt: fimPrompt, maxTokens: 4, reusePrefix: true });
+		assert.equal(next.tokens.reused, next.tokens.prompt - 1, 'the whole prompt but its last token is reused');
+		assert.equal(next.text, first.text);
+	});
+});
+
 describe('native engine (the default): progress, abort and KV reconfiguration between requests', () => {
 	let model;
 	before(async () => {
@@ -103,6 +122,76 @@ describe('native engine (the default): progress, abort and KV reconfiguration be
 		const fresh = await model.complete({ prompt: longPrompt, maxTokens: 4, reusePrefix: true });
 		assert.equal(fresh.tokens.reused, 0);
 		assert.equal(model.kvStats().policy, 'snapkv');
+	});
+});
+
+describe('native engine, SpecKV: a request that changes only the end of the prompt keeps the selection', () => {
+	let model;
+	before(async () => {
+		const engine = await sidecar.loadEngine('native');
+		model = await engine.loadModel({ modelPath: targetModelPath, threads: 1, contextSize: 4096, kvCache: { policy: 'speckv', budgetPercent: 12, precision: 'mixed' } });
+	});
+	after(() => model?.dispose());
+	const repoBlock = `<|file_sep|>src/math.ts\nexport function clamp(value: number, low: number, high: number): number {\n  return Math.min(Math.max(value, low), high);\n}\n<|file_sep|>src/filler.ts\n${'export const filler = [1, 2, 3];\n'.repeat(150)}`;
+	// typing after the cursor: a trailing comment grows at the end of the suffix
+	const promptWith = (comment, fillerEdit = '') =>
+		`${repoBlock}${fillerEdit}<|file_sep|>src/main.ts\n<|fim_prefix|>import { clamp } from './math';\n\nexport function percent(value: number): number {\n  return <|fim_suffix|>;\n}\n${comment}<|fim_middle|>`;
+	const tierTokens = (stats, tier) => stats.tiers?.[tier]?.tokens ?? 0;
+
+	test('the suffix grows by a few tokens: kept (no draft, scoring or compaction), the tiers stay, the new tokens are fp16', async () => {
+		const first = await model.complete({ prompt: promptWith('// a'), maxTokens: 8, reusePrefix: true });
+		assert.equal(first.selection, 'fresh');
+		assert.ok(first.timings.draftMs !== undefined && first.timings.scoringMs !== undefined);
+		const selected = model.kvStats();
+		const fp16Bytes = selected.fp16Bytes;
+		const next = await model.complete({ prompt: promptWith('// ab'), maxTokens: 8, reusePrefix: true });
+		assert.equal(next.selection, 'kept');
+		assert.equal(next.timings.draftMs, undefined);
+		assert.equal(next.timings.scoringMs, undefined);
+		assert.ok(next.tokens.reused >= next.tokens.prompt - 8, `reused ${next.tokens.reused} of ${next.tokens.prompt}`);
+		assert.ok(next.tokens.generated > 0);
+		const kept = model.kvStats();
+		assert.equal(kept.policy, 'speckv+mixed');
+		for (const tier of ['kivi4', 'onebit']) {
+			assert.equal(tierTokens(kept, tier), tierTokens(selected, tier), `${tier}: the selection's packed tiers are untouched`);
+		}
+		// the fp16 tier lost the first request's generated tokens and its changed tail, and gained the new tail and
+		// this request's generated tokens: at most the growth bound (8 positions) per head more than a fresh selection
+		const heads = kept.layers.length * kept.layers[0].heads.length;
+		const grown = next.tokens.prompt - first.tokens.prompt;
+		assert.ok(tierTokens(kept, 'f16') <= tierTokens(selected, 'f16') - first.tokens.generated * heads + (grown + next.tokens.generated) * heads + heads, `${tierTokens(kept, 'f16')} vs ${tierTokens(selected, 'f16')}`);
+		assert.ok(kept.bytes <= 0.12 * fp16Bytes * 1.1, `${kept.bytes} of ${fp16Bytes}`);
+	});
+
+	test('a warm-up for a prompt the cache starts with (the repository block) keeps what follows it', async () => {
+		await model.complete({ prompt: promptWith('// x'), maxTokens: 8, reusePrefix: true });
+		const warm = await model.complete({ prompt: repoBlock, maxTokens: 0, reusePrefix: true });
+		assert.equal(warm.tokens.reused, warm.tokens.prompt - 1, 'nothing to evaluate');
+		const next = await model.complete({ prompt: promptWith('// xy'), maxTokens: 8, reusePrefix: true });
+		assert.equal(next.selection, 'kept');
+	});
+
+	test('an edit before the recent window, a prompt grown past the bound, or new KV settings select afresh', async () => {
+		await model.complete({ prompt: promptWith('// p'), maxTokens: 8, reusePrefix: true });
+		const earlier = await model.complete({ prompt: promptWith('// p', 'export const extra = 1;\n'), maxTokens: 8, reusePrefix: true });
+		assert.equal(earlier.selection, 'fresh');
+		assert.ok(earlier.timings.scoringMs !== undefined);
+		const grown = await model.complete({ prompt: promptWith(`// p ${'word '.repeat(20)}`, 'export const extra = 1;\n'), maxTokens: 8, reusePrefix: true });
+		assert.equal(grown.selection, 'fresh', 'grew past keptSelectionGrowthTokens');
+		await model.configureKv({ policy: 'speckv', budgetPercent: 12, precision: 'mixed' });
+		const reconfigured = await model.complete({ prompt: promptWith(`// p ${'word '.repeat(20)}.`, 'export const extra = 1;\n'), maxTokens: 8, reusePrefix: true });
+		assert.equal(reconfigured.selection, 'fresh');
+	});
+
+	test('an abort while prefilling the changed tail drops the kept store; the next request selects afresh and completes', async () => {
+		await model.complete({ prompt: promptWith('// q'), maxTokens: 8, reusePrefix: true });
+		const controller = new AbortController();
+		controller.abort();
+		const aborted = await model.complete({ prompt: promptWith('// qr'), maxTokens: 8, reusePrefix: true, signal: controller.signal });
+		assert.equal(aborted.stopReason, 'aborted');
+		const next = await model.complete({ prompt: promptWith('// qrs'), maxTokens: 8, reusePrefix: true });
+		assert.equal(next.selection, 'fresh');
+		assert.ok(next.tokens.generated > 0);
 	});
 });
 

@@ -240,7 +240,7 @@ export function startInspector(root: HTMLElement): void {
 			part.title = `${name} ${formatMs(ms)}`;
 			split.append(part);
 		}
-		const splitText = el('div', 'muted', `${steps.map(([name, ms]) => `${name} ${formatMs(ms)}`).join(' · ')} · ${formatInt(l.prefillTokens)} tokens prefilled, ${formatInt(l.reusedTokens)} reused, ${formatInt(l.generatedTokens)} generated`);
+		const splitText = el('div', 'muted', `${steps.map(([name, ms]) => `${name} ${formatMs(ms)}`).join(' · ')} · ${formatInt(l.prefillTokens)} tokens prefilled, ${formatInt(l.reusedTokens)} reused, ${formatInt(l.generatedTokens)} generated${l.selection === 'kept' ? ' · selection kept from the previous request (only the end of the prompt changed)' : ''}`);
 		splitText.id = 'latency-text';
 		nodes.push(split, splitText);
 

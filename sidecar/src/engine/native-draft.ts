@@ -75,9 +75,7 @@ export class DraftModel {
 	 * without the cut node-llama-cpp would shift its context mid-evaluation, which is slow).
 	 */
 	async lookahead(targetPrompt: readonly number[], n: number, layout: DraftLayout = this.layout): Promise<number[]> {
-		const prompt = draftPromptFor(targetPrompt, layout, this.fim);
-		const room = this.context.contextSize - n - 1;
-		const tokens = (prompt.length > room ? prompt.slice(prompt.length - room) : prompt) as Token[];
+		const tokens = this.reading(targetPrompt, n, layout);
 		const last = tokens.at(-1);
 		if (last === undefined || n <= 0) {
 			return [];
@@ -101,6 +99,19 @@ export class DraftModel {
 		}
 		this.last = { prompt: [...tokens], n, out: [...out] };
 		return out;
+	}
+
+	/** Whether `lookahead` would answer from the last guess (the draft reads the same tokens): no draft work at all. */
+	hasLookahead(targetPrompt: readonly number[], n: number, layout: DraftLayout = this.layout): boolean {
+		const previous = this.last;
+		return previous?.n === n && sameTokens(previous.prompt, this.reading(targetPrompt, n, layout));
+	}
+
+	/** The tokens the draft reads to guess `n` tokens after `targetPrompt`: its layout, cut to its context. */
+	private reading(targetPrompt: readonly number[], n: number, layout: DraftLayout): Token[] {
+		const prompt = draftPromptFor(targetPrompt, layout, this.fim);
+		const room = this.context.contextSize - n - 1;
+		return (prompt.length > room ? prompt.slice(prompt.length - room) : prompt) as Token[];
 	}
 
 	/**

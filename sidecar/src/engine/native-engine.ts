@@ -42,6 +42,24 @@ function isAborted(signal: AbortSignal | undefined): boolean {
 	return signal?.aborted === true;
 }
 
+/**
+ * A request may keep the previous request's selection (no observation, draft, scoring or compaction) when its prompt
+ * differs from the one that selection was made for only inside that selection's recent window, which is kept in fp16
+ * whole, and has grown by at most this many tokens since (each kept request adds its new tail in fp16 on top of the
+ * budget; typing after the cursor adds a token or two per request). Past it, the next request selects afresh.
+ */
+const keptSelectionGrowthTokens = 8;
+
+/** Whether the first `length` tokens of `a` and `b` are the same. */
+function sameStart(a: readonly number[], b: readonly number[], length: number): boolean {
+	for (let i = 0; i < length; i++) {
+		if (a[i] !== b[i]) {
+			return false;
+		}
+	}
+	return true;
+}
+
 /** Room after a full context for SpecKV's scoring pass (the draft's lookahead is at most 64 tokens). */
 const scoringRoomTokens = 256;
 
@@ -117,6 +135,11 @@ class NativeLoadedModel implements LoadedModel {
 	private draft: DraftModel | undefined;
 	private kvOptions: KvCacheOptions | undefined;
 	private selection: SelectionOptions | undefined;
+	/**
+	 * While the session is compressed: the length of the prompt (less its last token) its selection was made for, and
+	 * the tokens the compressed store holds now (that prompt, or a later one that kept its selection).
+	 */
+	private compressedFor: { readonly selectedAt: number; readonly tokens: readonly number[] } | undefined;
 
 	constructor(
 		private readonly model: NativeModel,
@@ -165,6 +188,36 @@ class NativeLoadedModel implements LoadedModel {
 		}
 		this.kvOptions = kv;
 		this.selection = selection;
+		// another policy, budget or precision: the next request selects afresh
+		this.compressedFor = undefined;
+	}
+
+	/**
+	 * Where a request may keep the compressed store of the previous one (see keptSelectionGrowthTokens): the position
+	 * its prompt first differs at, or `undefined` when it must select afresh. SpecKV also needs the draft's guess to be
+	 * the one the selection was scored with (the draft reads the same tokens: with `prefix-last`, an edit after the
+	 * cursor), so that only the observation window's changed tokens differ from a fresh selection's evidence.
+	 */
+	private keptSelectionFrom(promptTokens: readonly number[], request: CompletionRequest, lookahead: number): number | undefined {
+		const kept = this.compressedFor;
+		const policy = this.selection?.policy;
+		if (kept === undefined || policy === undefined || policy === 'h2o' || request.reusePrefix !== true || request.maxTokens === 0) {
+			return undefined;
+		}
+		const m = promptTokens.length - 1;
+		let common = 0;
+		while (common < Math.min(m, kept.tokens.length) && kept.tokens[common] === promptTokens[common]) {
+			common++;
+		}
+		const window = this.selection?.window ?? selectionDefaults.window;
+		if (common < kept.selectedAt - window || m > kept.selectedAt + keptSelectionGrowthTokens) {
+			// the change reaches into the selected part, or the prompt grew too much since the selection
+			return undefined;
+		}
+		if (policy === 'speckv' && this.draft !== undefined && !this.draft.hasLookahead(promptTokens, lookahead, this.kvOptions?.draftLayout)) {
+			return undefined;
+		}
+		return common;
 	}
 
 	countTokens(text: string): number {
@@ -191,6 +244,17 @@ class NativeLoadedModel implements LoadedModel {
 		const n = promptTokens.length;
 		const m = n - 1;
 		const policy = this.selection?.policy ?? 'full';
+		if (request.maxTokens === 0 && request.reusePrefix === true && m <= this.masterTokens.length && sameStart(this.masterTokens, promptTokens, m)) {
+			// A warm-up for a prompt the cache already starts with (the repository block, while the cache also holds the
+			// active file's part): cutting the cache to it would only throw away what the next completion reuses.
+			return { text: '', stopReason: 'maxTokens', tokens: { prompt: n, reused: m, generated: 0 }, timings: { tokenizeMs: tokenized - started, prefillMs: 0, decodeMs: 0 } };
+		}
+		const lookahead = this.kvOptions?.lookahead ?? Math.min(64, request.maxTokens);
+		const keptFrom = this.keptSelectionFrom(promptTokens, request, lookahead);
+		if (keptFrom !== undefined) {
+			return this.completeOnKeptSelection(request, promptTokens, keptFrom, started, tokenized);
+		}
+		this.compressedFor = undefined;
 		let reused = 0;
 		if (request.reusePrefix === true && policy !== 'h2o') {
 			while (reused < Math.min(m, this.masterTokens.length) && this.masterTokens[reused] === promptTokens[reused]) {
@@ -244,18 +308,66 @@ class NativeLoadedModel implements LoadedModel {
 			}
 		} else if (this.selection !== undefined) {
 			if (policy === 'speckv' && this.draft !== undefined) {
-				const lookahead = await this.draft.lookahead(promptTokens, this.kvOptions?.lookahead ?? Math.min(64, request.maxTokens), this.kvOptions?.draftLayout);
+				const guess = await this.draft.lookahead(promptTokens, lookahead, this.kvOptions?.draftLayout);
 				const drafted = performance.now();
 				draftMs = drafted - prefilled;
-				await scoringPass(this.session, last, lookahead);
+				await scoringPass(this.session, last, guess);
 				scoringMs = performance.now() - drafted;
 			}
 			this.session.stopObserving();
 			const t = performance.now();
 			const { nLayer, nHeadKv } = this.model.info;
-			compressSession(this.session, nLayer, nHeadKv, { reserveTokens: request.maxTokens + 1, ...this.selection }, request.maxTokens + 1);
+			if (compressSession(this.session, nLayer, nHeadKv, { reserveTokens: request.maxTokens + 1, ...this.selection }, request.maxTokens + 1) !== undefined) {
+				this.compressedFor = { selectedAt: m, tokens: this.masterTokens };
+			}
 			compressMs = performance.now() - t;
 		}
+		return this.decode(request, promptTokens, reused, { tokenizeMs: tokenized - started, prefillMs: prefilled - tokenized, draftMs, scoringMs, compressMs }, 'fresh');
+	}
+
+	/**
+	 * A request whose prompt differs from the compressed store's only from `from` on (keptSelectionFrom): the changed
+	 * tokens are prefilled into the master copy (attending to every token, as a fresh prefill does) and appended to the
+	 * compressed store in fp16; the selection stays, so there is no observation, draft, scoring or compaction.
+	 */
+	private async completeOnKeptSelection(request: CompletionRequest, promptTokens: readonly Token[], from: number, started: number, tokenized: number): Promise<CompletionResult> {
+		const n = promptTokens.length;
+		const m = n - 1;
+		this.session.stopObserving();
+		this.session.beginTail(from);
+		this.masterTokens = promptTokens.slice(0, from);
+		request.onPrefillProgress?.(from, n);
+		let evaluated = from;
+		while (evaluated < m && !isAborted(request.signal)) {
+			const chunk = promptTokens.slice(evaluated, Math.min(m, evaluated + prefillChunkTokens));
+			await this.session.prefill(chunk);
+			evaluated += chunk.length;
+			this.masterTokens = promptTokens.slice(0, evaluated);
+			request.onPrefillProgress?.(evaluated, n);
+		}
+		if (evaluated < m || isAborted(request.signal)) {
+			// The master copy keeps what was evaluated; the compressed store no longer matches it (truncate drops it).
+			this.session.truncate(evaluated);
+			this.compressedFor = undefined;
+			return { text: '', stopReason: 'aborted', tokens: { prompt: n, reused: from, generated: 0 }, timings: { tokenizeMs: tokenized - started, prefillMs: performance.now() - tokenized, decodeMs: 0 } };
+		}
+		const prefilled = performance.now();
+		this.session.endTail();
+		const kept = this.compressedFor;
+		this.compressedFor = kept === undefined ? undefined : { selectedAt: kept.selectedAt, tokens: this.masterTokens };
+		const appendMs = performance.now() - prefilled;
+		return this.decode(request, promptTokens, from, { tokenizeMs: tokenized - started, prefillMs: prefilled - tokenized, compressMs: appendMs }, 'kept');
+	}
+
+	/** Greedy decoding from the prompt's last token, on whatever store the session reads now. */
+	private async decode(
+		request: CompletionRequest,
+		promptTokens: readonly Token[],
+		reused: number,
+		timings: { tokenizeMs: number; prefillMs: number; draftMs?: number | undefined; scoringMs?: number | undefined; compressMs?: number | undefined },
+		selection: 'fresh' | 'kept',
+	): Promise<CompletionResult> {
+		const last = promptTokens.at(-1) as Token;
 		const decodeFrom = performance.now();
 
 		const output = new GreedyOutput<Token>(request, (tokens) => this.vocab.detokenize(tokens), (token) => this.vocab.isEogToken(token) || this.stopTokens.has(token));
@@ -272,13 +384,14 @@ class NativeLoadedModel implements LoadedModel {
 			stopReason: output.stopReason,
 			tokens: { prompt: promptTokens.length, reused, generated: output.generated.length },
 			timings: {
-				tokenizeMs: tokenized - started,
-				prefillMs: prefilled - tokenized,
+				tokenizeMs: timings.tokenizeMs,
+				prefillMs: timings.prefillMs,
 				decodeMs: finished - decodeFrom,
-				...(draftMs === undefined ? {} : { draftMs }),
-				...(scoringMs === undefined ? {} : { scoringMs }),
-				...(compressMs === undefined ? {} : { compressMs }),
+				...(timings.draftMs === undefined ? {} : { draftMs: timings.draftMs }),
+				...(timings.scoringMs === undefined ? {} : { scoringMs: timings.scoringMs }),
+				...(timings.compressMs === undefined ? {} : { compressMs: timings.compressMs }),
 			},
+			...(this.selection === undefined ? {} : { selection }),
 		};
 	}
 

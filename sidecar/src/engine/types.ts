@@ -206,6 +206,11 @@ export interface CompletionResult {
 	};
 	/** Wall-clock milliseconds of each phase. */
 	readonly timings: EngineTimings;
+	/**
+	 * Native engine under a KV policy: whether this request selected its cache (`fresh`), or kept the previous
+	 * request's selection because only the prompt's last tokens changed (`kept`: no draft, scoring or compaction).
+	 */
+	readonly selection?: 'fresh' | 'kept';
 }
 
 /** Wall-clock milliseconds of each phase of one engine request. */

@@ -44,8 +44,15 @@ export interface SnapshotInput {
  * The inspector's latency split of one engine request. `extraPrefillMs`: work before the engine that belongs to
  * preparing the prompt (building it); tiering (compression) is counted with scoring, as the protocol defines it.
  */
-export function latencySplit(timings: EngineTimings, tokens: { prompt: number; reused: number; generated: number }, extraPrefillMs: number, totalMs: number): LatencySplit {
+export function latencySplit(
+	timings: EngineTimings,
+	tokens: { prompt: number; reused: number; generated: number },
+	extraPrefillMs: number,
+	totalMs: number,
+	selection?: 'fresh' | 'kept',
+): LatencySplit {
 	return {
+		...(selection === undefined ? {} : { selection }),
 		prefillMs: round2(timings.tokenizeMs + timings.prefillMs + extraPrefillMs),
 		draftMs: round2(timings.draftMs ?? 0),
 		scoringMs: round2((timings.scoringMs ?? 0) + (timings.compressMs ?? 0)),

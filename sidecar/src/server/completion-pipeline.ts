@@ -383,7 +383,7 @@ export class CompletionPipeline {
 				spans: prompt.spans,
 				promptTokens: result.tokens.prompt,
 				generatedTokens: result.tokens.generated,
-				latency: latencySplit(result.timings, { prompt: result.tokens.prompt, reused, generated: result.tokens.generated }, built - started, totalMs),
+				latency: latencySplit(result.timings, { prompt: result.tokens.prompt, reused, generated: result.tokens.generated }, built - started, totalMs, result.selection),
 			});
 		}
 		this.deps.log(
