@@ -21,10 +21,13 @@ const usage = `usage: repokv bench <parity|speed|fidelity|kernels|session> [opti
            warm completions at other cursors in other files with a typed edit before each; TTFT and latency p50/p95
            cold and warm, decode tok/s, resident KV with master copy and draft cache counted, peak RSS; each run a
            fresh process, --runs per row (median)
-  fidelity every KV policy (full, window, h2o, snapkv, pyramidkv, adakv, speckv) at 3/6/12/25% of the fp16 cache
-           on deterministic tasks (repo needle, next line, FIM; teacher-forced top-1 and KL against full), and
-           speckv with every packed precision (q8, kivi4, kivi2, onebit, mixed) at equal bytes; writes
-           bench/results/fidelity[-quick].{md,json}
+  fidelity fidelity of every KV policy to the full cache in the product's configuration (the settings module's
+           defaults; any departure is named in the output): on held-out real code (repositories the models were
+           not trained on) at the model's context, teacher-forced top-1 agreement and KL(full || policy) and
+           greedy-continuation agreement; needles in the trained format and in novel formats as secondary suites;
+           every policy at its product precision and at fp16, speckv with every packed precision, speckv without
+           the draft, the draft alone; 95 % bootstrap intervals over prompts, paired differences to full; writes
+           bench/results/fidelity[-quick].{md,json} and a .records.jsonl of per-prompt values
 
 options:
   --model PATH        GGUF model (default: the bundled models/target.gguf)
@@ -42,15 +45,23 @@ options:
   --same-process      run every configuration in this process (peak RSS is then the process's so far)
   --out NAME          also write bench/results/NAME.{json,md}
   fidelity:
-  --quick             contexts 1024 and 4096, 2 prompts per task (under 5 minutes on 2 cores)
-  --contexts LIST     context lengths (default 1024,2048,4096)
-  --n N               prompts per task and context (default 10; quick 2)
+  --quick             a smoke run: 4 held-out prompts, 1 needle per task at 1024, budget 12 (says so in its output)
+  --suites LIST       of heldout, needle, needle-novel (default all)
+  --n N               held-out prompts (default 160)
+  --budgets LIST      budgets in % of the fp16 cache (default 3,6,12,25)
+  --extra-budgets LIST  budgets run afterwards on the first --extra-n held-out prompts (a column-first run)
+  --needle-n N        needle prompts per task (default 4)
+  --contexts LIST     needle contexts (default: the model's context)
+  --policies LIST     ranking policies (default snapkv,h2o,pyramidkv,adakv,speckv,speckv-L0; window always runs)
   --seed N            task seed
+  --deadline TIME     start no prompt after TIME (e.g. 2026-12-03T19:05Z); what finished is reported
+  --report-from NAME  rewrite bench/results/NAME.md from NAME.records.jsonl and NAME.json (a stopped run)
   --draft PATH        draft model for speckv (default: the bundled models/draft.gguf)
-  --draft-layout NAME how the draft reads the prompts: prefix-last (default) or fim (as the target does)
-  --policies LIST     eviction policies to run (default: all and speckv-L0)
-  --quant-policies LIST  policies also run with the packed precisions (default speckv; "none" for none)
-  --hi-fraction X     mixed precision: share of the picked bytes at 4-bit (default 0.75)
+  departures from the product (each named in the output):
+  --lookahead N       SpecKV's draft lookahead (product: min(64, completion maxTokens))
+  --master-precision NAME  the master copy's staging (product: kv.masterPrecision's default)
+  --draft-layout NAME how the draft reads the prompts (product: kv.draftLayout's default)
+  --hi-fraction X     mixed precision: share of the picked bytes at 4-bit
   --out NAME          results file name in bench/results (default fidelity[-quick])
 
   session:
@@ -108,7 +119,14 @@ export const benchCommand: Command = {
 			draft: { type: 'string' },
 			'draft-layout': { type: 'string' },
 			policies: { type: 'string' },
-			'quant-policies': { type: 'string' },
+			suites: { type: 'string' },
+			budgets: { type: 'string' },
+			'extra-budgets': { type: 'string' },
+			'extra-n': { type: 'string' },
+			'needle-n': { type: 'string' },
+			lookahead: { type: 'string' },
+			deadline: { type: 'string' },
+			'report-from': { type: 'string' },
 			'hi-fraction': { type: 'string' },
 			out: { type: 'string' },
 			configs: { type: 'string' },
@@ -149,38 +167,56 @@ export const benchCommand: Command = {
 			return result.greedyMatch.split('/')[0] === result.greedyMatch.split('/')[1] ? 0 : 1;
 		}
 		if (which === 'fidelity') {
-			const { runFidelity } = await import('./fidelity');
+			const { runFidelity, fidelitySuites, reportFromRecords } = await import('./fidelity');
+			if (values['report-from'] !== undefined) {
+				const r = reportFromRecords(values['report-from']);
+				console.log(`${r.markdownFile}: ${r.records} prompts, reported from their records`);
+				return 0;
+			}
 			const draftPath = path.resolve(values.draft ?? bundledModelPath('draft'));
 			if (!existsSync(draftPath)) {
 				throw new UserError(`draft model file not found: ${draftPath}`);
 			}
-			const contexts = listOption(values.contexts, 'contexts');
+			const needleContexts = listOption(values.contexts, 'contexts');
 			const draftLayout = draftLayoutOption(values['draft-layout']);
 			const n = integerOption(values.n, 'n', 1);
+			const needleN = integerOption(values['needle-n'], 'needle-n', 0);
+			const extraN = integerOption(values['extra-n'], 'extra-n', 0);
+			const lookahead = integerOption(values.lookahead, 'lookahead', 0);
 			const seed = integerOption(values.seed, 'seed', 0);
+			const budgets = listOption(values.budgets, 'budgets');
+			const extraBudgets = listOption(values['extra-budgets'], 'extra-budgets');
+			const suites = values.suites?.split(',').filter((x) => x !== '');
+			for (const x of suites ?? []) if (!(fidelitySuites as readonly string[]).includes(x)) throw new UserError(`unknown suite '${x}' (${fidelitySuites.join(', ')})`, 2);
+			const masterPrecision = values['master-precision'] === undefined ? undefined : oneOfOption(values['master-precision'], 'master-precision', kvMasterPrecisions);
+			const deadline = values.deadline === undefined ? undefined : Date.parse(values.deadline);
+			if (deadline !== undefined && Number.isNaN(deadline)) throw new UserError(`--deadline must be a date and time, e.g. 2026-12-03T19:05Z (got '${values.deadline}')`, 2);
 			const result = await runFidelity({
 				modelPath,
 				draftPath,
-				...(draftLayout === undefined ? {} : { draftLayout }),
 				quick: values.quick === true,
 				threads: threads[0] ?? 1,
-				...(contexts === undefined ? {} : { contexts }),
+				...(suites === undefined ? {} : { suites: suites as (typeof fidelitySuites)[number][] }),
 				...(n === undefined ? {} : { n }),
+				...(needleN === undefined ? {} : { needleN }),
+				...(needleContexts === undefined ? {} : { needleContexts }),
+				...(budgets === undefined ? {} : { budgets }),
+				...(extraBudgets === undefined ? {} : { extraBudgets }),
+				...(extraN === undefined ? {} : { extraN }),
 				...(seed === undefined ? {} : { seed }),
 				...(values.policies === undefined ? {} : { policies: values.policies.split(',').filter((p) => p !== '') }),
+				...(lookahead === undefined ? {} : { lookahead }),
+				...(masterPrecision === undefined ? {} : { masterPrecision }),
+				...(draftLayout === undefined ? {} : { draftLayout }),
+				...(values['hi-fraction'] === undefined ? {} : { hiFraction: fractionOption(values['hi-fraction']) }),
+				...(deadline === undefined ? {} : { deadline }),
 				...(values.out === undefined ? {} : { outName: values.out }),
 				command: `npx repokv bench fidelity ${rest.join(' ')}`,
-				...(values['hi-fraction'] === undefined ? {} : { hiFraction: fractionOption(values['hi-fraction']) }),
-				...(values['quant-policies'] === undefined ? {} : { quantPolicies: values['quant-policies'].split(',').filter((p) => p !== '' && p !== 'none') }),
 				onProgress: (line) => {
 					console.error(line);
 				},
 			});
-			if (values.json === true) {
-				console.log(JSON.stringify(result, null, 2));
-			} else {
-				console.log(`${result.markdownFile}: ${result.rows.length} rows in ${result.wallSeconds} s; needle means ${JSON.stringify(result.checks.needleMeans)}`);
-			}
+			console.log(`${result.markdownFile}: ${result.records} prompts${result.stoppedAtDeadline ? ' (stopped at the deadline)' : ''}${values.quick === true ? ' — SMOKE RUN (--quick): too few prompts to resolve anything' : ''}`);
 			return 0;
 		}
 		if (which === 'kernels') {

@@ -2,4 +2,5 @@
 // sidecar bundle, so the sidecar the extension runs carries no benchmark code. It also exports the fidelity tasks'
 // builder for the tests that check them.
 export { benchCommand } from './command';
-export { TaskBuilder, editSimilarity } from './tasks';
+export { TaskBuilder, HeldoutCode } from './tasks';
+export { bootstrapMean, pairedDifference, comparePair, orderingCheck, withinMargin } from './stats';

@@ -1,11 +1,15 @@
+import { createHash } from 'node:crypto';
 import { readFileSync } from 'node:fs';
 import * as path from 'node:path';
 
 import { packageRoot } from '../sidecar/src/api';
+import { seededRandom } from './random.mjs';
 
-// Deterministic (seeded) fidelity tasks built with the project's tokenizer from committed held-out code
-// (bench/data/heldout-code.json: files of the bundled models' held-out split, never trained on).
+// Deterministic (seeded) fidelity tasks built with the project's tokenizer.
 //
+// - heldout (the primary suite, HeldoutCode below): windows of real code from repositories that are not in the
+//   bundled models' training data (bench/data/heldout-repos.json, read from node_modules), one repository per
+//   prompt; the benchmark teacher-forces the window's last tokens and compares every cache with the full one.
 // - needle (the retrieval format the bundled models were trained on, models/recipe/data.py `retrieval_task`): a
 //   definitions file `export const NAME = VALUE;` at a file boundary of real code (depth spread over the context),
 //   queried at the end by a test file `assert.equal(NAME, ` → `VALUE`. Tasks: `single` (one definition),
@@ -14,9 +18,11 @@ import { packageRoot } from '../sidecar/src/api';
 //   recovered in order — a format the models were not trained on), `vt` (variable tracking: `export const B = A;` in
 //   a second file at another depth, `B` asked), `fimsingle` (`single` with the test file FIM-ordered, the hole at the
 //   value: `<|fim_prefix|>…assert.equal(NAME, <|fim_suffix|>);\n});\n<|fim_middle|>`, the layout the sidecar builds
-//   for the cursor's file).
-// - code: `nextline` (a real file cut at a line boundary, other files before it; the next line is expected) and `fim`
-//   (the active file as `<|fim_prefix|>…<|fim_suffix|>…<|fim_middle|>`, one missing line expected).
+//   for the cursor's file). Filler: files of the bundled models' held-out split (bench/data/heldout-code.json).
+// - needle-novel (formats the models were never trained on, reported apart): `renamed` (the test file imports the
+//   constant under another name, `import { NAME as localName }`, and asks `localName`), `comment` (the value only in
+//   a comment above a definition that computes it), `json` / `yaml` (the value in a config file, asked as
+//   `config.key` from TypeScript), `twohop` (two alias files, `B = A` then `C = B`, `C` asked).
 
 export interface Tokenizer {
 	tokenize(text: string, special: boolean): number[];
@@ -24,15 +30,16 @@ export interface Tokenizer {
 }
 
 export const needleTasks = ['single', 'multikey', 'multivalue', 'vt', 'fimsingle'] as const;
-export type NeedleTask = (typeof needleTasks)[number];
+export const novelNeedleTasks = ['renamed', 'comment', 'json', 'yaml', 'twohop'] as const;
+export type NeedleTask = (typeof needleTasks)[number] | (typeof novelNeedleTasks)[number];
 
 export interface FidelityTask {
-	readonly suite: 'needle' | 'code';
-	readonly task: NeedleTask | 'nextline' | 'fim';
+	readonly suite: 'needle' | 'needle-novel';
+	readonly task: NeedleTask;
 	readonly context: number;
 	readonly index: number;
 	readonly tokens: number[];
-	/** needle: the value; code: the expected line (no newline). */
+	/** The value asked for. */
 	readonly answer: string;
 	/** Tokens generated (greedy) for scoring; also the draft's lookahead length. */
 	readonly maxTokens: number;
@@ -53,18 +60,6 @@ const WORDS = (
 	'frame pixel color shader texture mesh vertex camera scene light shadow model tensor vector matrix scale ' +
 	'delay interval deadline quota rate level depth width height length weight score rank seed hash salt nonce'
 ).split(' ');
-
-/** mulberry32 */
-export function seededRandom(seed: number): () => number {
-	let a = seed >>> 0;
-	return () => {
-		a = (a + 0x6d2b79f5) >>> 0;
-		let t = a;
-		t = Math.imul(t ^ (t >>> 15), t | 1);
-		t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-		return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-	};
-}
 
 function hashString(s: string): number {
 	let h = 2166136261;
@@ -107,6 +102,11 @@ function makeValue(rng: () => number): string {
 	if (kind < 0.6) return '0x' + Array.from({ length: 4 + Math.floor(rng() * 5) }, () => '0123456789abcdef'[Math.floor(rng() * 16)]).join('');
 	if (kind < 0.9) return `'${sample(rng, WORDS, 1 + Math.floor(rng() * 3)).join('-')}'`;
 	return `${Math.floor(rng() * 100)}.${1 + Math.floor(rng() * 999)}`;
+}
+
+/** A number (integer or decimal): values a JSON or YAML file can hold unquoted. */
+function makeNumber(rng: () => number): string {
+	return rng() < 0.7 ? String(10 + Math.floor(rng() * 999990)) : `${Math.floor(rng() * 100)}.${1 + Math.floor(rng() * 999)}`;
 }
 
 function makePath(rng: () => number, ext = '.ts'): string {
@@ -172,14 +172,16 @@ export class TaskBuilder {
 	needle(task: NeedleTask, context: number, index: number, seed: number): FidelityTask {
 		const rng = seededRandom(hashString(`${seed}/${task}/${context}/${index}`));
 		const depth = (index % 5) / 5 + 0.1; // 0.1, 0.3, 0.5, 0.7, 0.9
+		const novel = (novelNeedleTasks as readonly string[]).includes(task);
 		const names = new Set<string>();
 		const defs: { name: string; value: string }[] = [];
-		const nKeys = task === 'multikey' ? 8 : 1;
+		const nKeys = task === 'multikey' ? 8 : task === 'json' || task === 'yaml' ? 6 : 1;
+		const keyed = task === 'json' || task === 'yaml';
 		while (defs.length < nKeys) {
-			const name = constName(rng);
+			const name = keyed ? fnName(rng) : constName(rng);
 			if (!names.has(name)) {
 				names.add(name);
-				defs.push({ name, value: makeValue(rng) });
+				defs.push({ name, value: keyed ? makeNumber(rng) : makeValue(rng) });
 			}
 		}
 		if (task === 'multivalue') {
@@ -187,21 +189,55 @@ export class TaskBuilder {
 			if (first !== undefined) first.value = Array.from({ length: 4 }, () => makeValue(rng)).join(', ');
 		}
 		const asked = pick(rng, defs);
-		const defsPath = makePath(rng);
-		const body = defs.map((d) => `export const ${d.name} = ${task === 'multivalue' ? `[${d.value}]` : d.value};\n` + (rng() < 0.3 ? '\n' : '')).join('');
-		const docs: { tokens: number[]; depth: number }[] = [{ tokens: [...this.header(defsPath), ...this.tok.tokenize(body, false)], depth }];
-		let queried = asked.name;
-		let importPath = defsPath;
-		if (task === 'vt') {
-			let alias = constName(rng);
-			while (names.has(alias)) alias = constName(rng);
-			const aliasPath = makePath(rng);
-			const text = `import { ${asked.name} } from '../${defsPath.slice(4, -3)}';\n\nexport const ${alias} = ${asked.name};\n`;
-			docs.push({ tokens: [...this.header(aliasPath), ...this.tok.tokenize(text, false)], depth: Math.min(0.95, depth + 0.3 + rng() * 0.1) % 1 });
-			queried = alias;
-			importPath = aliasPath;
+		const freshName = (): string => {
+			let n = constName(rng);
+			while (names.has(n)) n = constName(rng);
+			names.add(n);
+			return n;
+		};
+		let defsPath = makePath(rng);
+		let body: string;
+		if (task === 'json') {
+			defsPath = `config/${fnName(rng)}.json`;
+			body = '{\n' + defs.map((d) => `  "${d.name}": ${d.value}`).join(',\n') + '\n}\n';
+		} else if (task === 'yaml') {
+			defsPath = `config/${fnName(rng)}.yaml`;
+			body = `# ${fnName(rng)} settings\n` + defs.map((d) => `${d.name}: ${d.value}\n`).join('');
+		} else if (task === 'comment') {
+			body = `// ${asked.name} defaults to ${asked.value}; the environment can override it.\nexport const ${asked.name} = readSetting('${fnName(rng)}');\n`;
+		} else {
+			body = defs.map((d) => `export const ${d.name} = ${task === 'multivalue' ? `[${d.value}]` : d.value};\n` + (rng() < 0.3 ? '\n' : '')).join('');
 		}
-		const usagePrefix = this.tok.tokenize(`import assert from 'node:assert';\nimport { ${queried} } from './${importPath.slice(4, -3)}';\n\ndescribe('${fnName(rng)}', () => {\n  assert.${task === 'multivalue' ? 'deepEqual' : 'equal'}(${queried}, ${task === 'multivalue' ? '[' : ''}`, false);
+		const docs: { tokens: number[]; depth: number }[] = [{ tokens: [...this.header(defsPath), ...this.tok.tokenize(body, false)], depth }];
+		const moduleOf = (p: string): string => p.slice(4, -3);
+		let queried = asked.name;
+		let importLine = `import { ${queried} } from './${moduleOf(defsPath)}';\n`;
+		// alias files (vt: one hop; twohop: two), each at another depth
+		const hops = task === 'vt' ? 1 : task === 'twohop' ? 2 : 0;
+		let from = { name: asked.name, path: defsPath };
+		let aliasDepth = depth;
+		for (let h = 0; h < hops; h++) {
+			const alias = freshName();
+			const aliasPath = makePath(rng);
+			const text = `import { ${from.name} } from '../${moduleOf(from.path)}';\n\nexport const ${alias} = ${from.name};\n`;
+			aliasDepth = Math.min(0.95, aliasDepth + 0.3 + rng() * 0.1) % 1;
+			docs.push({ tokens: [...this.header(aliasPath), ...this.tok.tokenize(text, false)], depth: aliasDepth });
+			from = { name: alias, path: aliasPath };
+			queried = alias;
+			importLine = `import { ${alias} } from './${moduleOf(aliasPath)}';\n`;
+		}
+		if (task === 'renamed') {
+			const local = fnName(rng);
+			importLine = `import { ${asked.name} as ${local} } from './${moduleOf(defsPath)}';\n`;
+			queried = local;
+		} else if (keyed) {
+			importLine = task === 'json' ? `import config from '../${defsPath}';\n` : `const config = loadYaml('${defsPath}');\n`;
+			queried = `config.${asked.name}`;
+		}
+		const usagePrefix = this.tok.tokenize(
+			`import assert from 'node:assert';\n${importLine}\ndescribe('${fnName(rng)}', () => {\n  assert.${task === 'multivalue' ? 'deepEqual' : 'equal'}(${queried}, ${task === 'multivalue' ? '[' : ''}`,
+			false,
+		);
 		const usage = [
 			...this.header(makePath(rng, '.test.ts')),
 			...(task === 'fimsingle' ? [this.fimPrefix, ...usagePrefix, this.fimSuffix, ...this.tok.tokenize(');\n});\n', false), this.fimMiddle] : usagePrefix),
@@ -225,49 +261,74 @@ export class TaskBuilder {
 		}
 		for (const d of pending) sequence.push(d.tokens);
 		const tokens = [...sequence.flat(), ...usage].slice(-context);
-		return { suite: 'needle', task, context, index, tokens, answer: asked.value, maxTokens: task === 'multivalue' ? 32 : 12, depth };
-	}
-
-	code(task: 'nextline' | 'fim', context: number, index: number, seed: number): FidelityTask {
-		const rng = seededRandom(hashString(`${seed}/${task}/${context}/${index}`));
-		for (;;) {
-			const fi = Math.floor(rng() * this.files.length);
-			const file = this.files[fi];
-			if (file === undefined) continue;
-			const lines = file.text.split('\n');
-			if (lines.length < 12) continue;
-			// a line with real content, not the first few
-			const li = 6 + Math.floor(rng() * (lines.length - 8));
-			const answer = lines[li] ?? '';
-			if (answer.trim().length < 8) continue;
-			const prefixText = lines.slice(0, li).join('\n') + '\n';
-			let prefix = this.tok.tokenize(prefixText, false);
-			let doc: number[];
-			if (task === 'nextline') {
-				prefix = prefix.slice(-Math.floor(context * 0.6));
-				doc = [...this.header(file.path), ...prefix];
-			} else {
-				prefix = prefix.slice(-Math.floor(context * 0.45));
-				const suffix = this.tok.tokenize('\n' + lines.slice(li + 1).join('\n'), false).slice(0, Math.floor(context * 0.2));
-				doc = [...this.header(file.path), this.fimPrefix, ...prefix, this.fimSuffix, ...suffix, this.fimMiddle];
-			}
-			const filler = this.filler(rng, Math.max(0, context - doc.length), fi, file.package);
-			const tokens = [...filler.flat(), ...doc].slice(-context);
-			return { suite: 'code', task, context, index, tokens, answer: answer.trim(), maxTokens: 24 };
-		}
+		return { suite: novel ? 'needle-novel' : 'needle', task, context, index, tokens, answer: asked.value, maxTokens: task === 'multivalue' ? 32 : 12, depth };
 	}
 }
 
-/** Edit similarity: 2 * LCS / (|a| + |b|) (python-Levenshtein's ratio as LongBench's code_sim_score uses it). */
-export function editSimilarity(a: string, b: string): number {
-	if (a.length + b.length === 0) return 1;
-	let prev = new Array<number>(b.length + 1).fill(0);
-	for (let i = 1; i <= a.length; i++) {
-		const cur = new Array<number>(b.length + 1).fill(0);
-		for (let j = 1; j <= b.length; j++) {
-			cur[j] = a[i - 1] === b[j - 1] ? (prev[j - 1] ?? 0) + 1 : Math.max(prev[j] ?? 0, cur[j - 1] ?? 0);
-		}
-		prev = cur;
+export interface HeldoutRepository {
+	readonly repository: string;
+	readonly packages: readonly { readonly name: string; readonly version: string | null; readonly license: string | null }[];
+	readonly files: readonly { readonly path: string; readonly bytes: number; readonly sha256: string }[];
+}
+
+export interface HeldoutPrompt {
+	/** `repository#k`: the k-th window of that repository. */
+	readonly id: string;
+	readonly repository: string;
+	/** The cached prompt: context − held tokens. */
+	readonly prompt: number[];
+	/** The real code that follows it, teacher-forced. */
+	readonly held: number[];
+}
+
+/**
+ * The primary suite's prompts: per repository, its files (as `<|file_sep|>path\n text` documents, in the manifest's
+ * order) as one token stream cut into non-overlapping windows of `context` tokens; a window's last `heldTokens` are
+ * the held-out continuation. Every prompt comes from one repository, and no repository is in the training data, so
+ * the split is by repository. `schedule` interleaves the repositories (window 0 of each, then window 1, …), so a
+ * run stopped early still covers many repositories.
+ */
+export class HeldoutCode {
+	readonly repositories: readonly HeldoutRepository[];
+
+	constructor(
+		private readonly tok: Tokenizer,
+		dataFile = path.join(packageRoot(), 'bench', 'data', 'heldout-repos.json'),
+		private readonly modules = path.join(packageRoot(), 'node_modules'),
+	) {
+		this.repositories = (JSON.parse(readFileSync(dataFile, 'utf8')) as { repositories: HeldoutRepository[] }).repositories;
 	}
-	return (2 * (prev[b.length] ?? 0)) / (a.length + b.length);
+
+	private windows(repo: HeldoutRepository, context: number): number[][] {
+		const sep = this.tok.tokenize('<|file_sep|>', true);
+		const stream: number[] = [];
+		for (const f of repo.files) {
+			const text = readFileSync(path.join(this.modules, ...f.path.split('/')), 'utf8');
+			const hash = createHash('sha256').update(text).digest('hex').slice(0, 16);
+			if (hash !== f.sha256) throw new Error(`node_modules/${f.path} is not the file bench/data/heldout-repos.json names (sha256 ${hash}, expected ${f.sha256}); rebuild it with node bench/data/build-heldout-repos.mjs`);
+			stream.push(...sep, ...this.tok.tokenize(`${f.path}\n`, false), ...this.tok.tokenize(text, false));
+		}
+		const out: number[][] = [];
+		for (let at = 0; at + context <= stream.length; at += context) out.push(stream.slice(at, at + context));
+		return out;
+	}
+
+	/** The first `n` prompts of the interleaved schedule, `context` tokens each (prompt + held). */
+	schedule(n: number, context: number, heldTokens: number): HeldoutPrompt[] {
+		const perRepo = this.repositories.map((r) => ({ repo: r, windows: undefined as number[][] | undefined }));
+		const out: HeldoutPrompt[] = [];
+		for (let k = 0; out.length < n; k++) {
+			let any = false;
+			for (const r of perRepo) {
+				if (out.length >= n) break;
+				r.windows ??= this.windows(r.repo, context);
+				const w = r.windows[k];
+				if (w === undefined) continue;
+				any = true;
+				out.push({ id: `${r.repo.repository}#${k}`, repository: r.repo.repository, prompt: w.slice(0, context - heldTokens), held: w.slice(context - heldTokens) });
+			}
+			if (!any) break;
+		}
+		return out;
+	}
 }
