@@ -1,5 +1,6 @@
 import * as vscode from 'vscode';
 import {
+	defaultCompletionSettings,
 	defaultEngine,
 	defaultKvSettings,
 	draftLayouts,
@@ -85,7 +86,7 @@ export function readConfig(scope?: vscode.ConfigurationScope): Config {
 			enabled: bool(c.get('completion.enabled'), true),
 			trigger: oneOf(c.get('completion.trigger'), ['automatic', 'manual'] as const, 'automatic'),
 			disabledLanguages: strings(c.get('completion.disabledLanguages')),
-			maxTokens: int(c.get('completion.maxTokens'), 64, 1, 512),
+			maxTokens: int(c.get('completion.maxTokens'), defaultCompletionSettings.maxTokens, 1, 512),
 		},
 		engine: oneOf(c.get('engine'), engineSettings, defaultEngine),
 		model: { target: str(c.get('model.target'), ''), draft: str(c.get('model.draft'), '') },

@@ -113,6 +113,13 @@ export const defaultKvSettings: KvDefaults = { policy: 'speckv', budgetPercent: 
 /** The engine the server, the CLI and the extension use when none is given: the compressed one. */
 export const defaultEngine: EngineSetting = 'native';
 
+/**
+ * Defaults of the request settings that the server (settings.ts), the CLI (complete, ask) and the extension all
+ * apply; the others have one reader, settings.ts, which holds their defaults.
+ */
+export const defaultCompletionSettings = { maxTokens: 64 } as const;
+export const defaultAskSettings = { maxTokens: 128, maxChunks: 24 } as const;
+
 export interface RepokvSettings {
 	/**
 	 * `native`: repokv's addon with the compressed KV cache (the default). `llama`: node-llama-cpp with a full KV cache
@@ -172,7 +179,7 @@ export interface RepokvSettings {
 	readonly completion?: {
 		/** `false` answers every inline completion request with no items. Default `true`. */
 		readonly enabled?: boolean;
-		/** Most tokens generated per completion. Default 64. */
+		/** Most tokens generated per completion. Default `defaultCompletionSettings.maxTokens`. */
 		readonly maxTokens?: number;
 		/** Smallest debounce delay in milliseconds; the adaptive debouncer never waits less. Default 25. */
 		readonly debounceMinMs?: number;
@@ -194,9 +201,9 @@ export interface RepokvSettings {
 		readonly prewarm?: boolean;
 	};
 	readonly ask?: {
-		/** Most tokens generated for one answer. Default 128. */
+		/** Most tokens generated for one answer. Default `defaultAskSettings.maxTokens`. */
 		readonly maxTokens?: number;
-		/** Most retrieved chunks put in the context when the workspace does not fit whole. Default 24. */
+		/** Most retrieved chunks put in the context when the workspace does not fit whole. Default `defaultAskSettings.maxChunks`. */
 		readonly maxChunks?: number;
 	};
 	/** Limits of the workspace mirror, enforced on the server whatever the client sends. */

@@ -202,6 +202,7 @@ describe('settings defined once', () => {
 		assert.equal(properties['repokv.kv.budgetPercent'].default, p.defaultKvSettings.budgetPercent);
 		assert.equal(properties['repokv.kv.budgetPercent'].minimum, p.kvBudgetPercentRange.min);
 		assert.equal(properties['repokv.kv.budgetPercent'].maximum, p.kvBudgetPercentRange.max);
+		assert.equal(properties['repokv.completion.maxTokens'].default, p.defaultCompletionSettings.maxTokens);
 		for (const [name, property] of Object.entries(properties)) {
 			if (property.enum !== undefined) {
 				assert.equal(property.enumDescriptions?.length, property.enum.length, `${name}: one description per value`);

@@ -8,6 +8,7 @@ import { loadEngine } from '../engine';
 import { describeKvCache } from '../engine/kv-choice';
 import { UserError } from '../errors';
 import { bundledModelPath } from '../models/bundled';
+import { defaultAskSettings } from '../protocol';
 import { CachingCounter } from '../server/engine-host';
 import { readWorkspace } from '../workspace/reader';
 import { integerOption, parseCommandArgs, requireOption } from './args';
@@ -25,7 +26,7 @@ With the bundled 10M-parameter model the written answer is weak; the citations a
   --question TEXT     the question
   --json              print {answer, citations: [{file, line, endLine, preview, score}], context, stopReason, timings}
   --threads N         CPU threads (default: ${defaultThreads()})
-  --max-tokens N      most tokens to generate (default 128)
+  --max-tokens N      most tokens to generate (default ${defaultAskSettings.maxTokens})
   --context N         context window in tokens (default: what the model was trained with)
   --model PATH        GGUF model (default: the bundled models/target.gguf)
 ${engineOptionsUsage()}`;
@@ -59,7 +60,7 @@ export const askCommand: Command = {
 		}
 		const contextSize = integerOption(values.context, 'context', 64);
 		const threads = integerOption(values.threads, 'threads', 1) ?? defaultThreads();
-		const maxTokens = integerOption(values['max-tokens'], 'max-tokens', 1) ?? 128;
+		const maxTokens = integerOption(values['max-tokens'], 'max-tokens', 1) ?? defaultAskSettings.maxTokens;
 		const snapshot = await readWorkspace(workspace);
 		const modelPath = values.model === undefined ? bundledModelPath('target') : path.resolve(values.model);
 		const { kvCache, status: kvStatus } = await prepareKv(engineOptions, modelPath);
@@ -83,7 +84,7 @@ export const askCommand: Command = {
 				model,
 				counter: new CachingCounter(model),
 				maxTokens,
-				maxChunks: 24,
+				maxChunks: defaultAskSettings.maxChunks,
 			});
 			const { promptTokens: _p, reusedTokens: _r, generatedTokens: _g, spans: _s, engineTimings: _t, ...answer } = result;
 			if (values.json === true) {

@@ -5,7 +5,7 @@ import type { CompletionMode } from '../completion/postprocess';
 import { describeKvCache } from '../engine/kv-choice';
 import { UserError } from '../errors';
 import { bundledModelPath } from '../models/bundled';
-import type { KvCacheStatus } from '../protocol';
+import { defaultCompletionSettings, type KvCacheStatus } from '../protocol';
 import { integerOption, parseCommandArgs, requireOption } from './args';
 import type { Command } from './command';
 import { defaultThreads } from './defaults';
@@ -22,7 +22,7 @@ Complete the code at a cursor, with the whole workspace as context, and print th
                       length + 1
   --json              print one JSON object instead of text
   --threads N         CPU threads (default: ${defaultThreads()}, this machine's cores; on 2 cores 1 thread may decode faster)
-  --max-tokens N      most tokens to generate (default 64)
+  --max-tokens N      most tokens to generate (default ${defaultCompletionSettings.maxTokens})
   --context N         context window in tokens (default: what the model was trained with)
   --mode MODE         single (rest of the line) or multi (a block); default: single when there is code before the
                       cursor on its line, multi otherwise
@@ -66,7 +66,7 @@ export const completeCommand: Command = {
 			column: integerOption(requireOption(values.column, 'column'), 'column', 1) ?? 1,
 		};
 		const threads = integerOption(values.threads, 'threads', 1) ?? defaultThreads();
-		const maxTokens = integerOption(values['max-tokens'], 'max-tokens', 1) ?? 64;
+		const maxTokens = integerOption(values['max-tokens'], 'max-tokens', 1) ?? defaultCompletionSettings.maxTokens;
 		const contextSize = integerOption(values.context, 'context', 16);
 		const modelPath = values.model === undefined ? bundledModelPath('target') : path.resolve(values.model);
 		const { kvCache, status: kvStatus } = await prepareKv(engineOptions, modelPath);
@@ -201,7 +201,7 @@ function formatCache(report: WorkspaceCompletionReport, kv: KvCacheStatus | unde
 		lines.push(`          resident ${mib(cache.residentBytes)}${share(cache.residentBytes)}: ${parts.join(' + ')}`);
 	}
 	for (const [tier, amount] of Object.entries(cache.tiers ?? {})) {
-		if (amount !== undefined && amount.tokens > 0) {
+		if (amount.tokens > 0) {
 			lines.push(`  ${tier.padEnd(8)}${String(amount.tokens).padStart(9)} token·heads ${mib(amount.bytes).padStart(11)}`);
 		}
 	}

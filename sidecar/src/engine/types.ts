@@ -3,6 +3,7 @@
 // Keep this surface small and runtime-neutral so that both can implement it and benchmarks can swap them.
 
 import type { DraftLayout, EngineSetting, KvMasterPrecision, KvPolicy, KvPrecision, KvSplit, StorageTier } from '../protocol';
+import type { LlamaKvType } from './node-llama';
 
 /** Names of the available engines (the `engine` setting's values); the CLI's `--engine` option takes one of these. */
 export type EngineName = EngineSetting;
@@ -64,8 +65,8 @@ export interface LoadModelOptions {
 /** node-llama-cpp's own KV cache options, as the llama engine passes them to `createContext`. */
 export interface ReferenceCacheOptions {
 	readonly flashAttention?: boolean;
-	/** K and V element type: llama.cpp's F16, Q8_0 or Q4_0. */
-	readonly kvType?: 'F16' | 'Q8_0' | 'Q4_0';
+	/** K and V element type: llama.cpp's F16 (the default), Q8_0 or Q4_0. */
+	readonly kvType?: LlamaKvType;
 }
 
 /**

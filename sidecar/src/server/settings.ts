@@ -1,7 +1,7 @@
 import { availableParallelism } from 'node:os';
 
 import { resolveKvSettings, type ResolvedKvSettings } from '../engine/kv-choice';
-import { defaultEngine, defaultKvSettings, draftLayouts, engineSettings, kvBudgetPercentRange, kvMasterPrecisions, kvPolicies, kvPrecisions, kvSplits, type EngineSetting } from '../protocol';
+import { defaultAskSettings, defaultCompletionSettings, defaultEngine, defaultKvSettings, draftLayouts, engineSettings, kvBudgetPercentRange, kvMasterPrecisions, kvPolicies, kvPrecisions, kvSplits, type EngineSetting } from '../protocol';
 import { bundledModelPath } from '../models/bundled';
 import { defaultMirrorLimits, type MirrorLimits } from './mirror';
 
@@ -75,14 +75,14 @@ export function resolveSettings(raw: unknown): ResolvedSettings {
 		}),
 		completion: {
 			enabled: typeof completion['enabled'] === 'boolean' ? completion['enabled'] : true,
-			maxTokens: int(completion['maxTokens'], 64, 1, 1024),
+			maxTokens: int(completion['maxTokens'], defaultCompletionSettings.maxTokens, 1, 1024),
 			debounceMinMs,
 			debounceMaxMs: Math.max(debounceMinMs, int(completion['debounceMaxMs'], 300, 0, 10_000)),
 			timeoutMs: int(completion['timeoutMs'], 10_000, 100, 600_000),
 			cacheSize: int(completion['cacheSize'], 64, 0, 10_000),
 			prewarm: typeof completion['prewarm'] === 'boolean' ? completion['prewarm'] : true,
 		},
-		ask: { maxTokens: int(ask['maxTokens'], 128, 1, 2048), maxChunks: int(ask['maxChunks'], 24, 1, 1000) },
+		ask: { maxTokens: int(ask['maxTokens'], defaultAskSettings.maxTokens, 1, 2048), maxChunks: int(ask['maxChunks'], defaultAskSettings.maxChunks, 1, 1000) },
 		limits: {
 			maxFileBytes: int(limits['maxFileBytes'], defaultMirrorLimits.maxFileBytes, 1, 1 << 30),
 			maxTotalBytes: int(limits['maxTotalBytes'], defaultMirrorLimits.maxTotalBytes, 1, 1 << 31),
