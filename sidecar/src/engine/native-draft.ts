@@ -35,7 +35,7 @@ export class DraftModel {
 		const context = await createLlamaContext(model, {
 			contextSize,
 			threads: options.threads,
-			// the draft's cost is its prompt prefill: flash attention cuts its CPU time at 4K tokens by ~35% (measured)
+			// the draft's cost is its prompt prefill, which flash attention shortens (docs/platform-notes.md)
 			flashAttention: true,
 			// Q8_0 with flash attention on the CPU is what bench session's llama-q8_0-fa configuration runs, and
 			// test/native/draft.test.mjs checks the draft's guesses with it
