@@ -155,7 +155,7 @@ const entries = await new Promise((resolve, reject) => {
 const names = new Set(entries.map((entry) => entry.name));
 const required = ['package.json', 'dist/extension.js', 'dist/sidecar.mjs', 'dist/webview.js', 'bin/repokv.js', 'native/build/repokv.node', 'models/target.gguf', 'models/draft.gguf', 'node_modules/node-llama-cpp/package.json', 'node_modules/node-llama-cpp/dist/index.js', 'node_modules/node-llama-cpp/dist/bindings/utils/testBindingBinary.js', `node_modules/@node-llama-cpp/${target}/package.json`, `node_modules/@node-llama-cpp/${target}/bins/${target}/llama-addon.node`];
 const missing = required.filter((name) => !names.has(name));
-const forbidden = entries.filter(({ name }) => /(^node_modules\/@node-llama-cpp\/[^/]*(cuda|vulkan|arm)|\.ts$|\.map$|^test\/|^sidecar\/|^models\/recipe\/|^\.cache\/|^node_modules\/typescript\/|gitRelease\.bundle|llama\.cpp\/)/.test(name));
+const forbidden = entries.filter(({ name }) => /(^node_modules\/@node-llama-cpp\/[^/]*(cuda|vulkan|arm)|\.ts$|\.map$|^test\/|^sidecar\/|^bench\/|^dist\/bench\.mjs$|^models\/recipe\/|^\.cache\/|^node_modules\/typescript\/|gitRelease\.bundle|llama\.cpp\/)/.test(name));
 const size = fs.statSync(out).size;
 const unpacked = entries.reduce((sum, entry) => sum + entry.size, 0);
 const scripts = entries.filter((entry) => /\.(m?js|cjs)$/.test(entry.name)).length;
