@@ -1,8 +1,13 @@
-import { loadNativeAddon } from '../sidecar/src/api';
+import { existsSync } from 'node:fs';
+import { createRequire } from 'node:module';
+import path from 'node:path';
+
+import { packageRoot } from '../sidecar/src/api';
 import { round, summarize } from './common';
 
 // `repokv bench kernels`: the packed KV formats' attention kernels on their own (native/src/quant, through the test
-// binding `addon.quant`): scores (R query rows against n keys, into one reused output buffer, so that the figure is the
+// addon's binding `quant`, native/build/repokv-test.node: a development build, not shipped), with the kernel table the
+// engine would use on this CPU (REPOKV_NATIVE_SCALAR=1: the portable one): scores (R query rows against n keys, into one reused output buffer, so that the figure is the
 // kernel's and not the allocation of R x n floats) and accumulate (R probability rows times n values), in CPU time per
 // call (robust to other processes on the machine, unlike wall time), median over repeats. fp16 has no binding of its
 // own here: the session-level comparison is `bench speed`.
@@ -26,7 +31,9 @@ export interface KernelRow {
 }
 
 export function runKernels(options: { tokens: number; rows: number; headDim: number; repeats: number }): KernelRow[] {
-	const q = (loadNativeAddon() as unknown as { quant: QuantBinding }).quant;
+	const testAddon = path.join(packageRoot(), 'native', 'build', 'repokv-test.node');
+	if (!existsSync(testAddon)) throw new Error(`bench kernels needs the test addon ${testAddon}; build it with \`node native/build.mjs\``);
+	const q = (createRequire(import.meta.url)(testAddon) as { quant: QuantBinding }).quant;
 	const { tokens: n, rows: R, headDim: D } = options;
 	// deterministic data: uniform in [-0.5, 0.5), probabilities summing to about R
 	let s = 1;

@@ -155,7 +155,27 @@ const entries = await new Promise((resolve, reject) => {
 const names = new Set(entries.map((entry) => entry.name));
 const required = ['package.json', 'dist/extension.js', 'dist/sidecar.mjs', 'dist/webview.js', 'bin/repokv.js', 'native/build/repokv.node', 'models/target.gguf', 'models/draft.gguf', 'node_modules/node-llama-cpp/package.json', 'node_modules/node-llama-cpp/dist/index.js', 'node_modules/node-llama-cpp/dist/bindings/utils/testBindingBinary.js', `node_modules/@node-llama-cpp/${target}/package.json`, `node_modules/@node-llama-cpp/${target}/bins/${target}/llama-addon.node`];
 const missing = required.filter((name) => !names.has(name));
-const forbidden = entries.filter(({ name }) => /(^node_modules\/@node-llama-cpp\/[^/]*(cuda|vulkan|arm)|\.ts$|\.map$|^test\/|^sidecar\/|^bench\/|^dist\/bench\.mjs$|^models\/recipe\/|^\.cache\/|^node_modules\/typescript\/|gitRelease\.bundle|llama\.cpp\/)/.test(name));
+const forbidden = entries.filter(({ name }) => /(^node_modules\/@node-llama-cpp\/[^/]*(cuda|vulkan|arm)|\.ts$|\.map$|^test\/|^sidecar\/|^bench\/|^dist\/bench\.mjs$|^models\/recipe\/|^\.cache\/|^node_modules\/typescript\/|gitRelease\.bundle|llama\.cpp\/|^native\/build\/(?!repokv\.node$))/.test(name));
+// The addon inside the .vsix is the product one: none of the test addon's exports or code (native/build.mjs builds both).
+const { testOnlyContent } = await import('../native/tools/check-product-addon.mjs');
+const packedAddon = path.join(fs.mkdtempSync(path.join(os.tmpdir(), 'repokv-vsix-addon-')), 'repokv.node');
+await new Promise((resolve, reject) => {
+	yauzl.open(out, { lazyEntries: true }, (error, zip) => {
+		if (error) return reject(error);
+		zip.on('entry', (entry) => {
+			if (entry.fileName !== 'extension/native/build/repokv.node') return zip.readEntry();
+			zip.openReadStream(entry, (err, stream) => {
+				if (err) return reject(err);
+				stream.pipe(fs.createWriteStream(packedAddon)).on('finish', resolve).on('error', reject);
+			});
+		});
+		zip.on('end', resolve);
+		zip.on('error', reject);
+		zip.readEntry();
+	});
+});
+const testOnly = fs.existsSync(packedAddon) ? testOnlyContent(packedAddon) : [];
+fs.rmSync(path.dirname(packedAddon), { recursive: true, force: true });
 const size = fs.statSync(out).size;
 const unpacked = entries.reduce((sum, entry) => sum + entry.size, 0);
 const scripts = entries.filter((entry) => /\.(m?js|cjs)$/.test(entry.name)).length;
@@ -163,8 +183,10 @@ const mb = (bytes) => `${(bytes / 1024 / 1024).toFixed(1)} MB`;
 const biggest = [...entries].sort((a, b) => b.size - a.size).slice(0, 6).map((entry) => `${entry.name} ${mb(entry.size)}`);
 console.log(`\n${path.relative(root, out)}: ${mb(size)} (${entries.length} files, ${scripts} of them JavaScript, ${mb(unpacked)} unpacked)`);
 console.log(`largest: ${biggest.join(', ')}`);
-if (missing.length > 0 || forbidden.length > 0 || entries.length >= 150) {
+if (testOnly.length === 0 && names.has('native/build/repokv.node')) console.log('native/build/repokv.node: the product addon (no test-only exports or symbols: native/tools/check-product-addon.mjs)');
+if (missing.length > 0 || forbidden.length > 0 || testOnly.length > 0 || entries.length >= 150) {
 	if (missing.length > 0) console.error(`package: missing from the .vsix: ${missing.join(', ')}`);
+	if (testOnly.length > 0) console.error(`package: the .vsix's native/build/repokv.node carries test-only code: ${testOnly.join(', ')}`);
 	if (forbidden.length > 0) console.error(`package: must not be in the .vsix: ${forbidden.slice(0, 10).map((entry) => entry.name).join(', ')}`);
 	if (entries.length >= 150) console.error(`package: ${entries.length} files; the lean package has fewer than 150`);
 	process.exit(1);

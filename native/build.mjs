@@ -1,5 +1,6 @@
 #!/usr/bin/env node
-// Builds repokv's native addon (native/build/repokv.node) and its parity reference tool (native/build/llama-ref).
+// Builds repokv's native addon (native/build/repokv.node, what ships), the test addon (native/build/repokv-test.node:
+// the same engine plus test-only bindings, for test/native) and the parity reference tool (native/build/llama-ref).
 //
 // - ggml/llama headers come from the llama.cpp source that node-llama-cpp bundles
 //   (node_modules/node-llama-cpp/llama/gitRelease.bundle); only the include folders are extracted, into
@@ -18,6 +19,8 @@ import os from 'node:os';
 import path from 'node:path';
 import { createRequire } from 'node:module';
 import { fileURLToPath } from 'node:url';
+
+import { addonHeaders, addonSources, srcDir } from './sources.mjs';
 
 const here = path.dirname(fileURLToPath(import.meta.url));
 const root = path.resolve(here, '..');
@@ -119,7 +122,6 @@ if (force || !fs.existsSync(stampFile) || fs.readFileSync(stampFile, 'utf8') !==
 }
 
 // ---- compile -----------------------------------------------------------------------------------------------------
-const srcDir = path.join(here, 'src');
 const sanitize = asan ? ['-fsanitize=address', '-fno-omit-frame-pointer', '-g'] : [];
 const common = [
 	'-std=c++17', asan ? '-O1' : '-O3', ...sanitize, '-fPIC', '-fvisibility=hidden', '-Wall', '-Wextra', '-Wno-unused-parameter', '-Wno-missing-field-initializers',
@@ -127,12 +129,11 @@ const common = [
 ];
 const addonFlags = [...common, `-DREPOKV_LLAMA_TAG="${llamaTag}"`, '-I', nodeInclude, '-I', napiInclude, '-DNAPI_VERSION=8', '-DNODE_ADDON_API_DISABLE_DEPRECATED', '-DNAPI_CPP_EXCEPTIONS'];
 
-// src/*.cpp and the KV quantizers in src/quant/*.cpp (objects named quant_<file>.o)
-const subDirs = ['quant'].filter((d) => fs.existsSync(path.join(srcDir, d)));
-const listDir = (ext) => [...fs.readdirSync(srcDir).filter((f) => f.endsWith(ext)), ...subDirs.flatMap((d) => fs.readdirSync(path.join(srcDir, d)).filter((f) => f.endsWith(ext)).map((f) => `${d}/${f}`))];
-const headers = listDir('.h').map((f) => path.join(srcDir, f));
-const newestHeader = Math.max(0, ...headers.map((h) => fs.statSync(h).mtimeMs), fs.statSync(path.join(here, 'build.mjs')).mtimeMs);
-const sources = listDir('.cpp').sort();
+// src/**/*.cpp for this target (sources.mjs); objects named after their path (kernels/x86/avx2_f16.cpp ->
+// kernels_x86_avx2_f16.o). addon.cpp is compiled twice: for the product addon, and with REPOKV_TEST_ADDON for the test
+// addon, which adds src/test/*.cpp.
+const { product: productSources, test: testSources } = addonSources('x64');
+const newestHeader = Math.max(0, ...addonHeaders().map((h) => fs.statSync(h).mtimeMs), fs.statSync(path.join(here, 'build.mjs')).mtimeMs);
 
 function mtime(file) {
 	try {
@@ -165,19 +166,27 @@ async function pool(jobs, width) {
 	if (errors.length) throw errors[0];
 }
 
-const objects = [];
 const jobs = [];
-for (const file of sources) {
+function compile(file, obj, extra = []) {
 	const src = path.join(srcDir, file);
-	const obj = path.join(objDir, file.replace(/\.cpp$/, '.o').replace('/', '_'));
-	objects.push(obj);
 	if (force || mtime(obj) < Math.max(mtime(src), newestHeader)) {
 		jobs.push(async () => {
-			log(`compiling ${file}`);
-			await run(cxx, [...addonFlags, '-c', src, '-o', obj]);
+			log(`compiling ${file}${extra.length ? ` (${extra.join(' ')})` : ''}`);
+			await run(cxx, [...addonFlags, ...extra, '-c', src, '-o', obj]);
 		});
 	}
+	return obj;
 }
+const objName = (file) => path.join(objDir, file.replace(/\.cpp$/, '.o').replaceAll('/', '_'));
+const objects = productSources.map((file) => compile(file, objName(file)));
+// the test addon: the product's objects but addon.o, addon.cpp with the test bindings, src/test/*.cpp
+const testObjects = asan
+	? []
+	: [
+			...objects.filter((o) => o !== objName('addon.cpp')),
+			compile('addon.cpp', path.join(objDir, 'addon_test.o'), ['-DREPOKV_TEST_ADDON']),
+			...testSources.map((file) => compile(file, objName(file))),
+		];
 const width = Math.max(1, Math.min(os.availableParallelism?.() ?? os.cpus().length, 4));
 try {
 	await pool(jobs, width);
@@ -189,15 +198,20 @@ try {
 const relBins = `$ORIGIN/${path.relative(buildDir, binsDir)}`;
 // Only libggml-base.so is linked: the registry library (libggml.<variant>.<release>.so) is found at run time.
 const linkFlags = ['-L', binsDir, '-l:libggml-base.so', `-Wl,-rpath,${relBins}`, `-Wl,-rpath,${binsDir}`, '-ldl', '-pthread'];
-const addon = path.join(buildDir, 'repokv.node');
-if (force || jobs.length || mtime(addon) < Math.max(...objects.map(mtime))) {
-	log('linking repokv.node');
-	try {
-		await run(cxx, ['-shared', '-o', addon, ...objects, ...sanitize, ...linkFlags]);
-	} catch (error) {
-		fail(`linking failed (${error.message})`);
+async function link(file, objs) {
+	if (force || jobs.length || mtime(file) < Math.max(...objs.map(mtime))) {
+		log(`linking ${path.basename(file)}`);
+		try {
+			await run(cxx, ['-shared', '-o', file, ...objs, ...sanitize, ...linkFlags]);
+		} catch (error) {
+			fail(`linking failed (${error.message})`);
+		}
 	}
 }
+// The product addon (what the .vsix ships) and the test addon (tests only; test/native/product-addon.test.mjs checks
+// that the product has none of its test exports and symbols).
+await link(path.join(buildDir, 'repokv.node'), objects);
+if (!asan) await link(path.join(buildDir, 'repokv-test.node'), testObjects);
 
 // Reference tool: raw llama.cpp logits for the parity tests (links libllama from the same release).
 // It loads the CPU variant the addon would (src/cpu_variant.cpp: REPOKV_GGML_CPU_VARIANT), so both compare like with like.

@@ -15,7 +15,15 @@
 
 using namespace repokv;
 
-namespace repokv { void register_quant_bindings(Napi::Env env, Napi::Object exports); }  // quant_binding.cpp (tests)
+#include "kernels/kernels.h"
+#include "quant/quant.h"
+#include "storage_format.h"
+
+#ifdef REPOKV_TEST_ADDON
+// The test addon (native/build/repokv-test.node) is this file compiled with REPOKV_TEST_ADDON plus src/test/*.cpp:
+// the product's exports and, for tests only, test/test_bindings.cpp's and NativeSession.dequantizeActive.
+namespace repokv { void register_test_bindings(Napi::Env env, Napi::Object exports); }
+#endif
 
 namespace {
 
@@ -104,7 +112,9 @@ public:
                                         InstanceMethod("scores", &SessionWrap::Scores), InstanceMethod("compress", &SessionWrap::Compress),
                                         InstanceMethod("decompress", &SessionWrap::Decompress),
                                         InstanceMethod("beginTail", &SessionWrap::BeginTail), InstanceMethod("endTail", &SessionWrap::EndTail),
+#ifdef REPOKV_TEST_ADDON
                                         InstanceMethod("dequantizeActive", &SessionWrap::DequantizeActive),
+#endif
                                         InstanceMethod("setStaging", &SessionWrap::SetStaging),
                                         InstanceMethod("dispose", &SessionWrap::Dispose)});
         ctor = Napi::Persistent(f);
@@ -321,6 +331,7 @@ public:
         }
         return env.Undefined();
     }
+#ifdef REPOKV_TEST_ADDON
     Napi::Value DequantizeActive(const Napi::CallbackInfo &info) {
         Session &s = get(info.Env());
         try {
@@ -330,6 +341,7 @@ public:
         }
         return info.Env().Undefined();
     }
+#endif
     // beginTail(from) / endTail(): Session::begin_tail / end_tail (prefix reuse that keeps the compressed store).
     Napi::Value BeginTail(const Napi::CallbackInfo &info) {
         Napi::Env env = info.Env();
@@ -561,74 +573,50 @@ Napi::Value CreateSession(const Napi::CallbackInfo &info) {
     return obj;
 }
 
-// scoreAttention({ q, k, nHead, nHeadKv, headDim, qPos, kPos, allRows, winFrom, specFrom }): runs the attention op
-// of one layer on given post-RoPE queries (q: [rows][nHead][headDim]) and keys (k: [keys][nHeadKv][headDim], values
-// zero) with importance observation on, and returns the collector's accumulators ([head][maxPos + 1] each). For tests
-// of the scoring pass against a dense computation.
-Napi::Value ScoreAttention(const Napi::CallbackInfo &info) {
-    Napi::Env env = info.Env();
-    if (info.Length() < 1 || !info[0].IsObject()) throw Napi::TypeError::New(env, "scoreAttention(options)");
-    auto o = info[0].As<Napi::Object>();
-    const int hq = get_int(o, "nHead", 1), hkv = get_int(o, "nHeadKv", 1), d = get_int(o, "headDim", 8);
-    if (hq % hkv || d % 8) throw Napi::RangeError::New(env, "nHead must be a multiple of nHeadKv and headDim of 8");
-    auto q = o.Get("q").As<Napi::Float32Array>();
-    auto k = o.Get("k").As<Napi::Float32Array>();
-    auto qpos = SessionWrap::tokens_of(o.Get("qPos"));
-    auto kpos = SessionWrap::tokens_of(o.Get("kPos"));
-    const int nq = (int)qpos.size(), nk = (int)kpos.size();
-    if (q.ElementLength() != (size_t)nq * hq * d || k.ElementLength() != (size_t)nk * hkv * d) throw Napi::RangeError::New(env, "q/k sizes");
-    int32_t cap = 1;
-    for (int32_t p : kpos) cap = std::max(cap, p + 1);
-    KvStore store(1, hkv, d, cap);
-    std::vector<float> zeros(d, 0.0f);
-    for (int h = 0; h < hkv; h++)
-        for (int t = 0; t < nk; t++) store.append_segment(0, h).append(k.Data() + ((size_t)t * hkv + h) * d, zeros.data(), kpos[t]);
-    ScoreCollector obs;
-    obs.init(1, hkv, cap);
-    obs.reset(o.Has("allRows") && o.Get("allRows").ToBoolean(), get_int(o, "winFrom", INT32_MAX), get_int(o, "specFrom", INT32_MAX));
-    AttnLayerCtx c;
-    c.store = &store;
-    c.layer = 0;
-    c.n_head = hq;
-    c.n_head_kv = hkv;
-    c.head_dim = d;
-    c.scale = 1.0f / std::sqrt((float)d);
-    c.positions = qpos.data();
-    c.n_tokens = nq;
-    c.obs = &obs;
-    ggml_tensor Q{}, dst{};
-    std::vector<float> out((size_t)nq * hq * d);
-    Q.data = q.Data();
-    Q.nb[0] = 4;
-    Q.nb[1] = (size_t)d * 4;
-    Q.nb[2] = (size_t)hq * d * 4;
-    dst.data = out.data();
-    dst.nb[0] = 4;
-    dst.nb[1] = (size_t)hq * d * 4;
-    dst.src[0] = &Q;
-    attention_op(&dst, 0, 1, &c);
-    Napi::Object r = Napi::Object::New(env);
-    auto put = [&](const char *name, const std::vector<float> &v) {
-        auto a = Napi::Float32Array::New(env, v.size());
-        std::copy(v.begin(), v.end(), a.Data());
-        r.Set(name, a);
-    };
-    put("allSum", obs.all_sum);
-    put("winSum", obs.win_sum);
-    put("winMax", obs.win_max);
-    put("specMax", obs.spec_max);
-    r.Set("length", cap);
-    return r;
-}
-
 Napi::Object Init(Napi::Env env, Napi::Object exports) {
     ModelWrap::Init(env, exports);
     SessionWrap::Init(env, exports);
     exports.Set("loadModel", Napi::Function::New(env, LoadModel));
     exports.Set("loadModelAsync", Napi::Function::New(env, LoadModelAsync));
     exports.Set("createSession", Napi::Function::New(env, CreateSession));
-    register_quant_bindings(env, exports);
-    exports.Set("scoreAttention", Napi::Function::New(env, ScoreAttention));
+#ifdef REPOKV_TEST_ADDON
+    register_test_bindings(env, exports);
+#endif
+    // storageFormats: the engine's storage tiers in Tier order (storage_format.h; rangeTiers' columns), the one name
+    // table of the JS side: [{ name, packed, tokenBlock }]
+    Napi::Array formats = Napi::Array::New(env, kTierCount);
+    for (int i = 0; i < kTierCount; i++) {
+        Napi::Object o = Napi::Object::New(env);
+        o.Set("name", kTiers[i].name);
+        o.Set("packed", kTiers[i].packed);
+        o.Set("tokenBlock", quant::token_block(kTiers[i].tier));
+        formats.Set((uint32_t)i, o);
+    }
+    exports.Set("storageFormats", formats);
+    // formatBytes(name, headDim, n) -> { key, value, meta, total, bitsPerElement }: the exact bytes n tokens of one KV
+    // head take in a storage format (quant::format_bytes: what a packed segment allocates; f16: 2 bytes per element);
+    // positions (4 bytes per token in every format) are not included
+    exports.Set("formatBytes", Napi::Function::New(env, [](const Napi::CallbackInfo &info) {
+                    Napi::Env env = info.Env();
+                    Tier t;
+                    if (info.Length() < 3 || !info[0].IsString() || !info[1].IsNumber() || !info[2].IsNumber())
+                        throw Napi::TypeError::New(env, "formatBytes(name, headDim, tokens)");
+                    const std::string name = info[0].As<Napi::String>().Utf8Value();
+                    if (!parse_tier(name, t)) throw Napi::TypeError::New(env, "formatBytes: unknown storage format '" + name + "'");
+                    const int D = info[1].As<Napi::Number>().Int32Value();
+                    const int32_t n = info[2].As<Napi::Number>().Int32Value();
+                    if (D <= 0 || n < 0) throw Napi::RangeError::New(env, "formatBytes: headDim must be positive and tokens non-negative");
+                    if (t != Tier::F16 && !quant::supports_head_dim(t, D))
+                        throw Napi::RangeError::New(env, "formatBytes: " + name + " does not support head dim " + std::to_string(D));
+                    const quant::ByteCount b = quant::format_bytes(t, D, n);
+                    Napi::Object o = Napi::Object::New(env);
+                    o.Set("key", (double)b.key);
+                    o.Set("value", (double)b.value);
+                    o.Set("meta", (double)b.meta);
+                    o.Set("total", (double)b.total());
+                    o.Set("bitsPerElement", quant::bits_per_element(t, D, n));
+                    return o;
+                }));
     // cpuVariants() -> [{ name, score }]: ggml's CPU variant libraries next to libggml-base.so, scored on this CPU (0 =
     // cannot run here). Loads no backend (cpu_variant.h).
     exports.Set("cpuVariants", Napi::Function::New(env, [](const Napi::CallbackInfo &info) {
@@ -654,6 +642,7 @@ Napi::Object Init(Napi::Env env, Napi::Object exports) {
                         throw js_error(info.Env(), e);
                     }
                     o.Set("simd", attention_simd());
+                    o.Set("kernels", kernels::active().name);
                     Runtime &rt = Runtime::get();
                     o.Set("bitExactWithLlamaCpp", rt.bit_exact_with_llama);
                     Napi::Object feats = Napi::Object::New(info.Env());

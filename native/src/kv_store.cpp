@@ -9,44 +9,13 @@
 
 namespace repokv {
 
-const char *tier_name(Tier t) {
-    switch (t) {
-        case Tier::F16: return "f16";
-        case Tier::Q8: return "q8";
-        case Tier::Kivi4: return "kivi4";
-        case Tier::Kivi2: return "kivi2";
-        case Tier::OneBit: return "onebit";
-    }
-    return "?";
-}
-
-bool parse_tier(const std::string &name, Tier &out) {
-    for (int i = 0; i < kTierCount; i++)
-        if (name == tier_name((Tier)i)) {
-            out = (Tier)i;
-            return true;
-        }
-    return false;
-}
-
-quant::Format tier_format(Tier t) {
-    switch (t) {
-        case Tier::Q8: return quant::Format::Q8;
-        case Tier::Kivi4: return quant::Format::Kivi4;
-        case Tier::Kivi2: return quant::Format::Kivi2;
-        case Tier::OneBit: return quant::Format::OneBit;
-        case Tier::F16: break;
-    }
-    throw std::invalid_argument("tier f16 has no packed format");
-}
-
 Segment::Segment(Tier tier_, int head_dim_, int32_t reserve_tokens) : tier(tier_), head_dim(head_dim_) {
     if (tier == Tier::F16) reserve(reserve_tokens);
 }
 
 Segment Segment::quantized(Tier tier, int head_dim, int32_t n, const float *K, const float *V, const int32_t *positions) {
     Segment seg(tier, head_dim, 0);
-    seg.packed = quant::quantize(tier_format(tier), head_dim, n, K, V);
+    seg.packed = quant::quantize(tier, head_dim, n, K, V);
     seg.n = n;
     seg.pos.assign(positions, positions + n);
     seg.pos.shrink_to_fit();
@@ -182,13 +151,6 @@ std::vector<int32_t> sorted_unique(std::vector<int32_t> v) {
 
 }  // namespace
 
-std::unique_ptr<KvStore> KvStore::dequantized(const KvStore &src, int32_t extra_tokens) {
-    std::vector<std::vector<int32_t>> all((size_t)src.n_layer_ * src.n_head_kv_);
-    for (size_t i = 0; i < all.size(); i++)
-        for (auto &seg : src.heads_[i].segments) all[i].insert(all[i].end(), seg.pos.begin(), seg.pos.end());
-    return compact(src, all, extra_tokens);
-}
-
 std::unique_ptr<KvStore> KvStore::compact(const KvStore &src, const std::vector<std::vector<int32_t>> &keep, int32_t extra_tokens) {
     return compact_tiered(src, {keep}, extra_tokens);
 }
@@ -201,7 +163,7 @@ std::unique_ptr<KvStore> KvStore::compact_tiered(const KvStore &src, const std::
     for (auto &t : tiers)
         if (!t.empty() && t.size() != nh) throw std::invalid_argument("keep lists: one per (layer, KV head) expected");
     for (size_t t = 1; t < tiers.size(); t++)
-        if (!tiers[t].empty() && !quant::supports_head_dim(tier_format((Tier)t), D))
+        if (!tiers[t].empty() && !quant::supports_head_dim((Tier)t, D))
             throw std::invalid_argument(std::string("tier ") + tier_name((Tier)t) + " does not support head dim " + std::to_string(D));
     auto out = std::make_unique<KvStore>(src.n_layer_, src.n_head_kv_, src.head_dim_, src.context_size_, 0);
     std::vector<float> K, V;
@@ -268,7 +230,7 @@ void KvStore::truncate(int32_t position) {
 
 void KvStore::stage(Tier tier, int32_t sinks, int32_t recent, int32_t min_move) {
     if (tier == Tier::F16) return;
-    const quant::Format f = tier_format(tier);
+    const quant::Format f = tier;
     const int32_t B = quant::token_block(f);
     if (f == quant::Format::OneBit) throw std::invalid_argument("stage: onebit cannot stage (its blocks carry per-segment metadata)");
     const int D = head_dim_;
@@ -346,4 +308,3 @@ void KvStore::append_from(const KvStore &src, int32_t from) {
 }
 
 }  // namespace repokv
-

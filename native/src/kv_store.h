@@ -12,23 +12,9 @@
 #include <vector>
 
 #include "quant/quant.h"
+#include "storage_format.h"
 
 namespace repokv {
-
-enum class Tier : uint8_t {
-    F16 = 0,     // keys and values in IEEE half precision
-    Q8 = 1,      // the packed formats of quant/quant.h, same names
-    Kivi4 = 2,
-    Kivi2 = 3,
-    OneBit = 4,  // the 1.x-bit tier
-    // "dropped" is not a tier: a dropped token is absent from every segment of its head
-};
-constexpr int kTierCount = 5;
-
-const char *tier_name(Tier t);
-bool parse_tier(const std::string &name, Tier &out);
-// The packed format of a quantized tier (t != F16).
-quant::Format tier_format(Tier t);
 
 // fp16 segment layout (chosen so attention sums in the same order as ggml's matmuls, see attention.cpp):
 //  - keys token-major: k[t * head_dim + d]
@@ -81,7 +67,7 @@ public:
     // packed segment (quant.h), in position order; the fp16 tier is the head's last segment, with room for
     // `extra_tokens` more (decoding appends there). Missing tiers (tiers.size() < kTierCount) are empty.
     // Every token of src in one fp16 segment per head (packed tiers dequantized): the dense reference that tests
-    // compare tiered attention against.
+    // compare tiered attention against. Test addon only (defined in test/test_hooks.cpp).
     static std::unique_ptr<KvStore> dequantized(const KvStore &src, int32_t extra_tokens);
     static std::unique_ptr<KvStore> compact_tiered(const KvStore &src, const std::vector<std::vector<std::vector<int32_t>>> &tiers,
                                                    int32_t extra_tokens);

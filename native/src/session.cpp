@@ -63,7 +63,7 @@ void Session::truncate(int32_t position) {
 
 void Session::set_staging(Tier tier) {
     if (tier == Tier::OneBit) throw EngineError("staging: onebit cannot stage the master copy (q8, kivi4 or kivi2)");
-    if (tier != Tier::F16 && !quant::supports_head_dim(tier_format(tier), kv_.head_dim()))
+    if (tier != Tier::F16 && !quant::supports_head_dim(tier, kv_.head_dim()))
         throw EngineError(std::string("staging: ") + tier_name(tier) + " does not support head dim " + std::to_string(kv_.head_dim()));
     staging_ = tier;
 }
@@ -88,12 +88,6 @@ void Session::compress_tiered(const std::vector<std::vector<std::vector<int32_t>
         master_len_ = 0;
     }
     timings_.compress_ms += std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - t0).count();
-}
-
-void Session::dequantize_active() {
-    if (!active_) throw EngineError("dequantize: the session is not compressed");
-    active_ = KvStore::dequantized(*active_, context_size_ - n_past_);
-    set_store(active_.get());
 }
 
 void Session::begin_tail(int32_t from) {

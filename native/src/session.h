@@ -54,7 +54,8 @@ public:
     void compress_tiered(const std::vector<std::vector<std::vector<int32_t>>> &tiers, int32_t extra_tokens, const std::string &policy,
                          bool drop_master);
     // Tests: replaces the compressed store by its dequantized fp16 copy (same tokens, same positions), so that attention
-    // over the tiers can be compared with dense attention over what they decode to.
+    // over the tiers can be compared with dense attention over what they decode to. Test addon only (defined in
+    // test/test_hooks.cpp).
     void dequantize_active();
     // Back to the master copy (drops the compressed store and the tokens evaluated into it).
     void decompress();

@@ -42,7 +42,7 @@ export * as nativePolicy from './engine/native-policy';
 export { DraftModel } from './engine/native-draft';
 export { draftPromptFor } from './engine/draft-prompt';
 export { draftLayouts } from './protocol';
-export { scoreAttention, tierCost } from './engine/native';
+export { nativeStorageFormats, tierCost } from './engine/native';
 export { specialTokenTextsOf, hasRepoLevelFormat, repoHeaderText, repoNameTokenText, controlTokenId } from './context/repo-format';
 export { defaultRepoName } from './context/builder';
 export { checkDraftPairing, vocabularyFingerprint, vocabularyDifference, DraftMismatchError } from './models/pairing';

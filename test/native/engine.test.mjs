@@ -7,7 +7,9 @@ import { after, describe, test } from 'node:test';
 
 import { FIXTURES, makeFixture } from '../../native/test-fixtures/make-fixture.mjs';
 import { GGML, GGUF } from '../../native/test-fixtures/gguf-writer.mjs';
-import { randomTokens, root, tempDir } from './helpers.mjs';
+import { randomTokens, root, tempDir, useTestAddon } from './helpers.mjs';
+
+useTestAddon(); // quant.dumpKv
 
 const { NativeModel, loadNativeAddon } = await import(path.join(root, 'dist', 'sidecar.mjs'));
 

@@ -7,6 +7,19 @@ import { fileURLToPath } from 'node:url';
 
 export const root = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..', '..');
 export const llamaRef = path.join(root, 'native', 'build', 'llama-ref');
+/**
+ * The test addon (native/build.mjs): the product engine plus test-only bindings (`quant`, `scoreAttention`,
+ * NativeSession `dequantizeActive`); the .vsix ships only native/build/repokv.node. A test file that needs them calls
+ * useTestAddon() before importing dist/sidecar.mjs, so one addon is loaded per process and the sidecar's wrappers run on it.
+ */
+export const testAddonPath = path.join(root, 'native', 'build', 'repokv-test.node');
+export function useTestAddon() {
+	process.env.REPOKV_NATIVE_ADDON = testAddonPath;
+}
+/** NativeSession.dequantizeActive of the test addon, on a sidecar NativeSession (its addon handle). */
+export function dequantizeActive(session) {
+	session.handle.dequantizeActive();
+}
 
 export function tempDir(prefix = 'repokv-native-') {
 	return fs.mkdtempSync(path.join(os.tmpdir(), prefix));

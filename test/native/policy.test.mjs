@@ -4,9 +4,12 @@ import assert from 'node:assert/strict';
 import path from 'node:path';
 import { describe, test } from 'node:test';
 
-import { randomTokens, root } from './helpers.mjs';
+import { randomTokens, root, useTestAddon } from './helpers.mjs';
 
-const { NativeModel, nativePolicy: P, scoreAttention } = await import(path.join(root, 'dist', 'sidecar.mjs'));
+useTestAddon(); // scoreAttention
+
+const { NativeModel, nativePolicy: P, loadNativeAddon } = await import(path.join(root, 'dist', 'sidecar.mjs'));
+const { scoreAttention } = loadNativeAddon();
 
 function rng(seed) {
 	let s = seed >>> 0;

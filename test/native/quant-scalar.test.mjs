@@ -2,13 +2,12 @@
 // test file runs in its own process), then the kernels must still equal dequantize-then-dot.
 import assert from 'node:assert/strict';
 import { createRequire } from 'node:module';
-import path from 'node:path';
 import { test } from 'node:test';
 
-import { root } from './helpers.mjs';
+import { testAddonPath } from './helpers.mjs';
 
 process.env.REPOKV_NATIVE_SCALAR = '1';
-const Q = createRequire(import.meta.url)(path.join(root, 'native', 'build', 'repokv.node')).quant;
+const Q = createRequire(import.meta.url)(testAddonPath).quant;
 
 test('portable kernels: packed scores and value sums equal dequantize-then-dot', () => {
 	let s = 11;

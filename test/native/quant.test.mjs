@@ -1,7 +1,7 @@
 // The packed KV formats of native/src/quant (q8, kivi4, kivi2, onebit): exact bit accounting against the allocated
 // bytes, round-trip error bounds on the bundled target's real post-RoPE K/V, packed-code kernels equal to
-// dequantize-then-dot within the error bound of their int8 rounding (intBound below), log-sum-exp merged multi-format
-// attention equal to one softmax over the union, and the attention-output error per format (printed as a table;
+// dequantize-then-dot within the error bound of their int8 rounding (intBound, quant-bounds.mjs), and the attention-output error
+// per format (printed as a table;
 // docs/kv-quantization.md records it).
 import assert from 'node:assert/strict';
 import fs from 'node:fs';
@@ -9,9 +9,10 @@ import { createRequire } from 'node:module';
 import path from 'node:path';
 import { before, describe, test } from 'node:test';
 
-import { root } from './helpers.mjs';
+import { root, testAddonPath } from './helpers.mjs';
+import { intBound } from './quant-bounds.mjs';
 
-const addon = createRequire(import.meta.url)(path.join(root, 'native', 'build', 'repokv.node'));
+const addon = createRequire(import.meta.url)(testAddonPath);
 const Q = addon.quant;
 const FORMATS = ['q8', 'kivi4', 'kivi2', 'onebit'];
 const target = path.join(root, 'models', 'target.gguf');
@@ -54,76 +55,6 @@ function denseAttention(q, R, K, V, n, D, scale) {
 		for (let j = 0; j < n; j++) for (let c = 0; c < D; c++) out[r * D + c] += (s[j] / sum) * V[j * D + c];
 	}
 	return out;
-}
-
-/**
- * Upper bounds of the AVX2 kernels' error against the exact products over the dequantized cache (k, v: n x D), from
- * their integer arithmetic (native/src/quant/quant.cpp): a kernel writes a score as bias + Σ_m w_m·x_m with integer
- * x_m and float weights w rounded to multiples of a step β per (token block, row), |ŵ − w| ≤ β/2, so the score is
- * off by at most (β/2)·Σ_m |x_m| (times |scale|):
- * - kivi-b, blocks of 32: w = q∘Δ in two int8 levels, β = max_c |q_c Δ_c| / (127·128), x = the codes, Δ_c = the
- *   block's range of k̂_c / (2^b − 1).
- * - onebit, blocks of 128: w = the 16-entry tables each key nibble looks up, x = one lookup per nibble, in two int8
- *   levels (h + l/64) of the unit β = max|T| / 63 per family, so each lookup is off by at most β/128: outlier tables
- *   a_j((x&3) − 1.5) + a_j+1((x>>2) − 1.5) (a = q∘Δ, Δ = range / 3), sign tables Σ_i b_i σ_i (b = q'∘α in the stored
- *   rotated basis, α = half the block's range of the rotated k̂): (Do/2)·βo/128 + (Dn/4)·βn/128.
- * - q8: float products, bound 0.
- * Values: onebit quantizes each block's probabilities to two u8 levels (p ≈ π·(h + l/255), π = max_t p_t / 255, off by
- * at most π/510), so out_c is off by at most Σ_blocks (π/510)·Σ_t |v̂_tc|; the other formats accumulate in float (0).
- * The portable kernels (REPOKV_NATIVE_SCALAR=1) are exact in float: test/native/quant-scalar.test.mjs.
- */
-function intBound(seg, f, D, n, k, v, q, R, P, scale) {
-	const S = new Float64Array(R * n), O = new Float64Array(R * D);
-	const block = Q.formats(D).find((x) => x.name === f).tokenBlock;
-	const range = (x, w, t0, t1, c) => {
-		let lo = Infinity, hi = -Infinity;
-		for (let t = t0; t < t1; t++) (lo = Math.min(lo, x[t * w + c])), (hi = Math.max(hi, x[t * w + c]));
-		return [lo, hi];
-	};
-	for (let t0 = 0; t0 < n; t0 += block) {
-		const t1 = Math.min(n, t0 + block);
-		if (f === 'kivi4' || f === 'kivi2') {
-			const top = f === 'kivi4' ? 15 : 3;
-			const lo = [], dl = [];
-			for (let c = 0; c < D; c++) {
-				const [a, b] = range(k, D, t0, t1, c);
-				lo.push(a), dl.push((b - a) / top);
-			}
-			for (let r = 0; r < R; r++) {
-				let amax = 0;
-				for (let c = 0; c < D; c++) amax = Math.max(amax, Math.abs(q[r * D + c] * dl[c]));
-				for (let t = t0; t < t1; t++) {
-					let codes = 0;
-					for (let c = 0; c < D; c++) if (dl[c] > 0) codes += (k[t * D + c] - lo[c]) / dl[c];
-					S[r * n + t] = (amax / (254 * 128)) * codes * Math.abs(scale);
-				}
-			}
-		}
-		if (f === 'onebit') {
-			const { outlierChannels: outl } = Q.info(seg);
-			const Do = outl.length, Dn = D - Do;
-			const y = Q.rotateNormals(seg, k.subarray(t0 * D, t1 * D));
-			const dl = outl.map((c) => ((([a, b]) => b - a)(range(k, D, t0, t1, c))) / 3);
-			const al = Array.from({ length: Dn }, (_, j) => ((([a, b]) => b - a)(range(y, Dn, 0, t1 - t0, j))) / 2);
-			for (let r = 0; r < R; r++) {
-				const qn = Q.rotateNormals(seg, q.subarray(r * D, (r + 1) * D));
-				let bo = 0, bn = 0;
-				for (let j = 0; j < Do; j += 2) bo = Math.max(bo, 1.5 * (Math.abs(q[r * D + outl[j]] * dl[j]) + Math.abs(q[r * D + outl[j + 1]] * dl[j + 1])));
-				for (let j = 0; j < Dn; j += 4) bn = Math.max(bn, [0, 1, 2, 3].reduce((s, i) => s + Math.abs(qn[j + i] * al[j + i]), 0));
-				for (let t = t0; t < t1; t++) S[r * n + t] = ((Do / 2) * (bo / 63) / 128 + (Dn / 4) * (bn / 63) / 128) * Math.abs(scale);
-			}
-			for (let r = 0; r < R; r++) {
-				let pmax = 0;
-				for (let t = t0; t < t1; t++) pmax = Math.max(pmax, P[r * n + t]);
-				for (let c = 0; c < D; c++) {
-					let sa = 0;
-					for (let t = t0; t < t1; t++) sa += Math.abs(v[t * D + c]);
-					O[r * D + c] += (pmax / 255 / 510) * sa;
-				}
-			}
-		}
-	}
-	return { S, O };
 }
 
 // Real K/V (the engine's fp16 store) and real queries (fp32 reference forward) of a 1024-token code prompt.
@@ -249,7 +180,7 @@ describe('KV quantizers: kernels on packed data', () => {
 					const S = Q.scores(seg, q, R, 0.125);
 					const P = Float32Array.from({ length: R * n }, () => rand() * (rand() < 0.2 ? 0 : 1));
 					const O = Q.accumulate(seg, P, R);
-					const bound = intBound(seg, f, D, n, k, v, q, R, P, 0.125);
+					const bound = intBound(Q, seg, f, D, n, k, v, q, R, P, 0.125);
 					const exactS = new Float64Array(R * n), exactO = new Float64Array(R * D);
 					for (let r = 0; r < R; r++) {
 						for (let j = 0; j < n; j++) for (let c = 0; c < D; c++) exactS[r * n + j] += q[r * D + c] * k[j * D + c] * 0.125;
@@ -291,41 +222,6 @@ describe('KV quantizers on the bundled target K/V', { skip: !haveTarget && 'mode
 				}
 			assert.ok(relErr(eng, ref) < 2e-3, `layer ${l}: ${relErr(eng, ref)}`);
 		}
-	});
-
-	test('merged multi-format attention (log-sum-exp over segments) equals one softmax over the union of the segments', () => {
-		const { nLayer, nHeadKv, nHead, headDim: D } = kv;
-		const G = nHead / nHeadKv, n = PROMPT - NQ, scale = 1 / Math.sqrt(D);
-		// tokens split into segments of every format, in an arbitrary (non-positional) order
-		const cuts = [[0, 4, 'q8'], [4, 300, 'onebit'], [300, 520, 'kivi2'], [520, 700, 'kivi4'], [700, 900, 'onebit'], [900, n, 'q8']];
-		let worst = 0;
-		for (let l = 0; l < nLayer; l++)
-			for (let h = 0; h < nHeadKv; h++) {
-				const K = kv.k[l * nHeadKv + h], V = kv.v[l * nHeadKv + h];
-				const segs = cuts.map(([a, b, f]) => Q.quantize(f, D, K.slice(a * D, b * D), V.slice(a * D, b * D)));
-				const R = NQ * G, q = queries(l, h, n, NQ);
-				const { out, partials } = Q.attention([...segs].reverse(), q, R, scale);
-				assert.equal(partials.length, cuts.length);
-				// reference: every segment's scores (the same kernels), one softmax per row over their union, then the
-				// segments' value sums with those probabilities (the kernels' errors against the dequantized cache are the
-				// previous test's subject)
-				const S = segs.map((seg) => Q.scores(seg, q, R, scale));
-				const ref = new Float64Array(R * D);
-				for (let r = 0; r < R; r++) {
-					let mx = -Infinity, sum = 0;
-					for (const s of S) for (let j = 0; j < s.length / R; j++) mx = Math.max(mx, s[r * (s.length / R) + j]);
-					for (const s of S) for (let j = 0; j < s.length / R; j++) sum += Math.exp(s[r * (s.length / R) + j] - mx);
-					segs.forEach((seg, i) => {
-						const m = S[i].length / R;
-						const Pr = new Float32Array(R * m);
-						for (let j = 0; j < m; j++) Pr[r * m + j] = Math.exp(S[i][r * m + j] - mx) / sum;
-						const o = Q.accumulate(seg, Pr, R);
-						for (let c = 0; c < D; c++) ref[r * D + c] += o[r * D + c];
-					});
-				}
-				worst = Math.max(worst, relErr(out, ref));
-			}
-		assert.ok(worst < 1e-5, `max relative difference ${worst}`);
 	});
 
 	test('round-trip and attention-output error per format (real K/V and queries, all layers and KV heads)', (t) => {

@@ -5,7 +5,9 @@ import assert from 'node:assert/strict';
 import path from 'node:path';
 import { describe, test } from 'node:test';
 
-import { randomTokens, root } from './helpers.mjs';
+import { dequantizeActive, randomTokens, root, useTestAddon } from './helpers.mjs';
+
+useTestAddon();
 
 const { NativeModel, nativePolicy: P, tierCost, loadNativeAddon } = await import(path.join(root, 'dist', 'sidecar.mjs'));
 const Q = loadNativeAddon().quant;
@@ -137,7 +139,7 @@ describe('tiered sessions (bundled target)', () => {
 			a.dispose();
 			const b = await prefilled();
 			b.compress(tiers, { extraTokens: 8, policy: tier });
-			b.dequantizeActive();
+			dequantizeActive(b);
 			assert.deepEqual(b.stats().layers[0].heads[0].segments.map((seg) => seg.tier), ['f16']);
 			await b.decode(tokens[m]);
 			const dense = b.logits();
@@ -186,7 +188,7 @@ describe('tiered sessions (bundled target)', () => {
 		assert.throws(() => s.compress({ f16: range(0, 10), q3: range(10, 20) }, { extraTokens: 1, policy: 'x' }), /unknown tier 'q3'/);
 		assert.throws(() => s.compress({ f16: range(0, 10), onebit: range(5, 20) }, { extraTokens: 1, policy: 'x' }), /two tiers/);
 		assert.throws(() => s.compress({ q8: range(0, 10).slice(1) }, { extraTokens: 1, policy: 'x' }), /one per \(layer, KV head\)/);
-		assert.throws(() => s.dequantizeActive(), /not compressed/);
+		assert.throws(() => dequantizeActive(s), /not compressed/);
 		assert.throws(() => P.selectKeep(600, nLayer, nHeadKv, { policy: 'snapkv', budget: { percent: 12 }, precision: 'onebit' }, () => new Float32Array(600)), /tierCost/);
 		assert.equal(s.stats().compressed, false);
 		await s.decode(tokens[m]);

@@ -23,7 +23,11 @@
 //               tokens) against the first n tokens; each packed block is read once for all R rows; per-channel scales
 //               are folded into the query (a = q∘Δ per block), codes are dotted as integers / bit-planes.
 //   accumulate: out[r * D + c] += Σ_j P[r * ld + j] * v̂_j[c].
-// and a partial-attention helper returning (max, Σexp, Σexp·v) per row, mergeable across segments by log-sum-exp.
+// One portable implementation per kernel is always built (kernels/scalar.cpp); SIMD ones live per instruction set
+// under kernels/ and are chosen at run time (kernels/kernels.h).
+//
+// Files: common.h (fp16 helpers, byte layouts), formats.cpp (this API), q8.cpp, kivi.cpp, onebit.cpp (the quantizers
+// and reference dequantizers of each format).
 #pragma once
 
 #include <cstddef>
@@ -31,13 +35,14 @@
 #include <string>
 #include <vector>
 
+#include "../storage_format.h"
+
 namespace repokv {
 namespace quant {
 
-enum class Format : uint8_t { Q8 = 0, Kivi4 = 1, Kivi2 = 2, OneBit = 3 };
-
-const char *format_name(Format f);
-bool parse_format(const std::string &name, Format &out);
+// A packed format is a storage tier (storage_format.h: one enum and one name table); Tier::F16 is no packed format:
+// quantize() rejects it, format_bytes() counts it as 2 bytes per element.
+using Format = Tier;
 
 // Token block of the per-channel formats (tokens sharing one scale per channel).
 int token_block(Format f);
@@ -45,7 +50,7 @@ int token_block(Format f);
 bool supports_head_dim(Format f, int head_dim);
 
 // Exact bytes a segment of n tokens takes in format f (keys, values, per-segment metadata), the formula the
-// allocation follows byte for byte.
+// allocation follows byte for byte (f16: 2 bytes per key and value element).
 struct ByteCount {
     size_t key = 0, value = 0, meta = 0;
     size_t total() const { return key + value + meta; }
@@ -89,19 +94,6 @@ void dequantize(const QuantSegment &seg, float *K, float *V);
 // Kernels (see above). n <= seg.n; R >= 1; q: R x head_dim; S has R rows of stride ld >= n; P likewise.
 void scores(const QuantSegment &seg, int32_t n, const float *q, int R, float scale, float *S, size_t ld);
 void accumulate(const QuantSegment &seg, int32_t n, const float *P, size_t ld, int R, float *out);
-
-// Partial attention of R rows over one segment: m[r] = max_j s_rj, l[r] = Σ_j exp(s_rj − m[r]),
-// acc[r * D + c] = Σ_j exp(s_rj − m[r]) v̂_j[c]. mask (optional, R x n, nonzero = visible) hides tokens.
-struct Partial {
-    int R = 0, head_dim = 0;
-    std::vector<float> m, l, acc;
-    void reset(int R, int head_dim);  // m = −inf, l = 0, acc = 0 (the identity of merge)
-};
-void partial_attention(const QuantSegment &seg, const float *q, int R, float scale, Partial &out, const uint8_t *mask = nullptr);
-// a ← merge(a, b): m = max(ma, mb), l = la·e^{ma−m} + lb·e^{mb−m}, acc likewise.
-void merge(Partial &a, const Partial &b);
-// out[r * D + c] = acc / l (0 where a row saw nothing).
-void finish(const Partial &p, float *out);
 
 // Walsh–Hadamard rotation used by onebit keys (exposed for tests): x (D floats) -> the D − D/4 (rotated) normal
 // channels, given a onebit segment's meta.

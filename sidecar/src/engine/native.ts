@@ -94,7 +94,6 @@ interface AddonSession {
 	decompress(): number;
 	beginTail(position: number): number;
 	endTail(): number;
-	dequantizeActive(): void;
 	setStaging(tier: boolean | 'q8' | 'kivi4' | 'kivi2'): void;
 	dispose(): void;
 }
@@ -102,34 +101,26 @@ interface AddonSession {
 /** Observed importance scores: H2O column sums, SnapKV window sums, window max, SpecKV max (window + scoring pass). */
 export type ScoreKind = 'h2o' | 'snapkv' | 'window-max' | 'speckv';
 
-/** Accumulators of one layer's attention run by `scoreAttention` ([head][length] each). */
-export interface ObservedScores {
-	readonly allSum: Float32Array;
-	readonly winSum: Float32Array;
-	readonly winMax: Float32Array;
-	readonly specMax: Float32Array;
-	readonly length: number;
+/** One storage format of the engine's KV store, from the addon's single table (native/src/storage_format.h). */
+export interface NativeStorageFormat {
+	/** The format's name everywhere: the addon, the protocol, the inspector. */
+	readonly name: string;
+	/** A packed format (native/src/quant/); else fp16. */
+	readonly packed: boolean;
+	/** Tokens that share per-channel scales (1 for per-token formats). */
+	readonly tokenBlock: number;
 }
 
 interface Addon {
-	scoreAttention(options: {
-		q: Float32Array;
-		k: Float32Array;
-		nHead: number;
-		nHeadKv: number;
-		headDim: number;
-		qPos: Int32Array;
-		kPos: Int32Array;
-		allRows?: boolean;
-		winFrom?: number;
-		specFrom?: number;
-	}): ObservedScores;
+	/** The storage formats in the engine's order (rangeTiers' columns). */
+	readonly storageFormats: readonly NativeStorageFormat[];
+	/** Exact bytes n tokens of one KV head take in a format (positions not included). */
+	formatBytes(name: string, headDim: number, n: number): { key: number; value: number; meta: number; total: number; bitsPerElement: number };
 	loadModel(path: string, options: { threads: number }): AddonModel;
 	loadModelAsync(path: string, options: { threads: number }): Promise<AddonModel>;
 	createSession(model: AddonModel, options: { contextSize: number; batchSize: number }): AddonSession;
 	physicalCores(): number;
 	runtimeInfo(): NativeRuntimeInfo;
-	quant: { bytes(format: string, headDim: number, n: number): { total: number } };
 }
 
 /** The ggml runtime the addon runs on. */
@@ -137,6 +128,8 @@ export interface NativeRuntimeInfo {
 	readonly binsDir: string;
 	/** AVX2/FMA/F16C attention kernels in use. */
 	readonly simd: boolean;
+	/** The attention kernel table in use (native/src/kernels/kernels.h): `scalar` or `avx2`. */
+	readonly kernels: string;
 	/**
 	 * Policy `full` reproduces llama.cpp's logits bit for bit (flash attention off): attention sums in the same order
 	 * as the loaded CPU variant's matmuls (AVX2 with tinyBLAS, no AVX-512). Elsewhere logits agree within rounding.
@@ -171,9 +164,9 @@ export function nativeRuntimeInfo(): NativeRuntimeInfo {
 }
 
 /** Physical CPU cores (the default thread count). */
-/** Runs one layer's attention with importance observation on given queries and keys (tests of the scoring pass). */
-export function scoreAttention(options: Parameters<Addon['scoreAttention']>[0]): ObservedScores {
-	return loadNativeAddon().scoreAttention(options);
+/** The engine's storage formats (one table in the addon; names as the protocol and the inspector use them). */
+export function nativeStorageFormats(): readonly NativeStorageFormat[] {
+	return loadNativeAddon().storageFormats;
 }
 
 /**
@@ -183,12 +176,13 @@ export function scoreAttention(options: Parameters<Addon['scoreAttention']>[0]):
 export type TierCost = ((tier: StorageTier, n: number) => number) & { readonly fp16TokenBytes: number };
 
 /**
- * Exact bytes n tokens of one KV head take in each storage tier at head dim D (what KvStore allocates: the packed
- * format's buffers, quant.h's format_bytes, plus 4 bytes of position per token; fp16 keys and values 2·D bytes each).
+ * Exact bytes n tokens of one KV head take in each storage tier at head dim D (what KvStore allocates: the addon's
+ * formatBytes, quant.h's format_bytes — the packed format's buffers, fp16 keys and values 2·D bytes each — plus 4 bytes
+ * of position per token).
  */
 export function tierCost(headDim: number): TierCost {
-	const q = loadNativeAddon().quant;
-	const cost = (tier: StorageTier, n: number): number => (n <= 0 ? 0 : tier === 'f16' ? n * (4 * headDim + 4) : q.bytes(tier, headDim, n).total + 4 * n);
+	const native = loadNativeAddon();
+	const cost = (tier: StorageTier, n: number): number => (n <= 0 ? 0 : native.formatBytes(tier, headDim, n).total + 4 * n);
 	return Object.assign(cost, { fp16TokenBytes: 4 * headDim });
 }
 
@@ -377,14 +371,6 @@ export class NativeSession {
 	 */
 	setStaging(tier: boolean | 'q8' | 'kivi4' | 'kivi2'): void {
 		this.handle.setStaging(tier);
-	}
-
-	/**
-	 * Tests: replaces the compressed store by its dequantized fp16 copy (same tokens and positions), so attention over
-	 * the packed tiers can be compared with dense attention over what they decode to.
-	 */
-	dequantizeActive(): void {
-		this.handle.dequantizeActive();
 	}
 
 	dispose(): void {

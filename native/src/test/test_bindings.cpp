@@ -1,20 +1,25 @@
-// N-API test bindings of the KV quantizers (src/quant/quant.h): addon.quant.{formats, bytes, quantize, info,
-// dequantize, scores, accumulate, attention, dumpKv}. Used by test/native/quant*.test.mjs; not part of the typed
-// sidecar API. dumpKv runs the target model through a native session and reads the post-RoPE K/V back through the
-// public KvStore interface (read-only).
+// N-API bindings for tests only, in the test addon (native/build/repokv-test.node, never shipped; native/build.mjs):
+//   addon.quant.{formats, bytes, quantize, append, truncate, info, dequantize, rotateNormals, scores, accumulate,
+//                kernelSets, f16Scores, f16Accumulate, softmaxKernels, dumpKv}: the KV quantizers (src/quant/) and the
+//                kernel tables (src/kernels/), each table callable by name so tests compare SIMD with portable;
+//   addon.scoreAttention: one layer's attention op with importance observation on given queries and keys;
+//   NativeSession.dequantizeActive (addon.cpp under REPOKV_TEST_ADDON).
+// dumpKv runs the target model through a native session and reads the post-RoPE K/V back through the public KvStore
+// interface (read-only).
 #include <napi.h>
 
-#include <immintrin.h>
-
+#include <climits>
 #include <cmath>
+#include <cstring>
 #include <memory>
 
 #include "ggml-backend.h"
 
-#include "attention.h"
-#include "model.h"
-#include "quant/quant.h"
-#include "session.h"
+#include "../attention.h"
+#include "../kernels/kernels.h"
+#include "../model.h"
+#include "../quant/quant.h"
+#include "../session.h"
 
 namespace repokv {
 
@@ -26,7 +31,7 @@ using quant::QuantSegment;
 Format format_arg(const Napi::Value &v) {
     if (!v.IsString()) throw Napi::TypeError::New(v.Env(), "format must be a string");
     Format f;
-    if (!quant::parse_format(v.As<Napi::String>().Utf8Value(), f)) throw Napi::TypeError::New(v.Env(), "unknown format " + v.As<Napi::String>().Utf8Value());
+    if (!parse_tier(v.As<Napi::String>().Utf8Value(), f) || f == Tier::F16) throw Napi::TypeError::New(v.Env(), "unknown format " + v.As<Napi::String>().Utf8Value());
     return f;
 }
 
@@ -55,9 +60,11 @@ Napi::Value Formats(const Napi::CallbackInfo &info) {
     const int D = info.Length() > 0 && info[0].IsNumber() ? info[0].As<Napi::Number>().Int32Value() : 64;
     Napi::Array a = Napi::Array::New(env);
     uint32_t i = 0;
-    for (Format f : {Format::Q8, Format::Kivi4, Format::Kivi2, Format::OneBit}) {
+    for (const TierInfo &t : kTiers) {
+        if (!t.packed) continue;
+        const Format f = t.tier;
         Napi::Object o = Napi::Object::New(env);
-        o.Set("name", quant::format_name(f));
+        o.Set("name", t.name);
         o.Set("tokenBlock", quant::token_block(f));
         o.Set("supported", quant::supports_head_dim(f, D));
         if (quant::supports_head_dim(f, D)) {
@@ -123,7 +130,7 @@ Napi::Value Info(const Napi::CallbackInfo &info) {
     Napi::Env env = info.Env();
     const QuantSegment &s = seg_arg(info[0]);
     Napi::Object o = Napi::Object::New(env);
-    o.Set("format", quant::format_name(s.format));
+    o.Set("format", tier_name(s.format));
     o.Set("tokens", s.n);
     o.Set("headDim", s.head_dim);
     o.Set("allocated", bytes_obj(env, s.bytes()));
@@ -166,8 +173,30 @@ Napi::Value Dequantize(const Napi::CallbackInfo &info) {
     return o;
 }
 
-// scores(seg, q (R x D), R, scale[, out]) -> Float32Array R x n (into `out` when given: bench kernels reuses one
-// buffer, so that it times the kernel rather than the allocation)
+// The kernel table named `v` (kernels.h: "scalar", "avx2", ...), or the engine's when undefined; an error when this
+// build or CPU lacks it.
+const kernels::Kernels &kernels_arg(const Napi::Value &v) {
+    if (v.IsUndefined()) return kernels::active();
+    const std::string name = v.ToString().Utf8Value();
+    for (const kernels::Kernels *k : kernels::available())
+        if (name == k->name) return *k;
+    throw Napi::Error::New(v.Env(), "kernel table '" + name + "' is not available on this CPU");
+}
+
+// kernelSets() -> the names of the kernel tables this build has and this CPU runs, portable first; active: the engine's
+Napi::Value KernelSets(const Napi::CallbackInfo &info) {
+    Napi::Env env = info.Env();
+    Napi::Array a = Napi::Array::New(env);
+    uint32_t i = 0;
+    for (const kernels::Kernels *k : kernels::available()) a.Set(i++, k->name);
+    Napi::Object o = Napi::Object::New(env);
+    o.Set("available", a);
+    o.Set("active", kernels::active().name);
+    return o;
+}
+
+// scores(seg, q (R x D), R, scale[, out[, kernels]]) -> Float32Array R x n (into `out` when given: bench kernels reuses
+// one buffer, so that it times the kernel rather than the allocation); `kernels`: a table name (kernelSets)
 Napi::Value Scores(const Napi::CallbackInfo &info) {
     Napi::Env env = info.Env();
     const QuantSegment &s = seg_arg(info[0]);
@@ -177,11 +206,11 @@ Napi::Value Scores(const Napi::CallbackInfo &info) {
     if (R < 1 || q.ElementLength() != (size_t)R * s.head_dim) throw Napi::RangeError::New(env, "q must be R x headDim");
     auto S = info.Length() > 4 && !info[4].IsUndefined() ? f32_arg(info[4], "out") : Napi::Float32Array::New(env, (size_t)R * s.n);
     if (S.ElementLength() != (size_t)R * s.n) throw Napi::RangeError::New(env, "out must be R x n");
-    quant::scores(s, s.n, q.Data(), R, scale, S.Data(), s.n);
+    if (s.n > 0) kernels_arg(info[5]).scores[(int)s.format](s, s.n, q.Data(), R, scale, S.Data(), s.n);
     return S;
 }
 
-// accumulate(seg, P (R x n), R) -> Float32Array R x D
+// accumulate(seg, P (R x n), R[, kernels]) -> Float32Array R x D
 Napi::Value Accumulate(const Napi::CallbackInfo &info) {
     Napi::Env env = info.Env();
     const QuantSegment &s = seg_arg(info[0]);
@@ -189,67 +218,99 @@ Napi::Value Accumulate(const Napi::CallbackInfo &info) {
     const int R = info[2].As<Napi::Number>().Int32Value();
     if (R < 1 || P.ElementLength() != (size_t)R * s.n) throw Napi::RangeError::New(env, "P must be R x n");
     auto out = Napi::Float32Array::New(env, (size_t)R * s.head_dim);
-    quant::accumulate(s, s.n, P.Data(), s.n, R, out.Data());
+    if (s.n > 0) kernels_arg(info[3]).accumulate[(int)s.format](s, s.n, P.Data(), s.n, R, out.Data());
     return out;
 }
 
-// attention([seg...], q (R x D), R, scale) -> { out: R x D, partials: [{ m, l }] }: partial attention per segment,
-// merged by log-sum-exp.
-Napi::Value Attention(const Napi::CallbackInfo &info) {
+// An fp16 segment of n tokens (K, V: n x D floats) in the store's layout, positions 0..n-1.
+Segment f16_segment(Napi::Env env, const Napi::Float32Array &K, const Napi::Float32Array &V, int D) {
+    if (D <= 0 || D % 8 || K.ElementLength() % D || V.ElementLength() != K.ElementLength()) throw Napi::RangeError::New(env, "K and V must be n x headDim, headDim a multiple of 8");
+    const int32_t n = (int32_t)(K.ElementLength() / D);
+    Segment seg(Tier::F16, D, n);
+    for (int32_t t = 0; t < n; t++) seg.append(K.Data() + (size_t)t * D, V.Data() + (size_t)t * D, t);
+    return seg;
+}
+
+// f16Scores(kernels, K (n x D), D, q (R x D), R, scale, single) -> Float32Array R x n: a table's fp16 score kernel
+// (single: the decode-order variant)
+Napi::Value F16Scores(const Napi::CallbackInfo &info) {
     Napi::Env env = info.Env();
-    if (!info[0].IsArray()) throw Napi::TypeError::New(env, "segments must be an array");
-    auto arr = info[0].As<Napi::Array>();
-    auto q = f32_arg(info[1], "q");
-    const int R = info[2].As<Napi::Number>().Int32Value();
-    const float scale = info[3].As<Napi::Number>().FloatValue();
-    if (arr.Length() == 0) throw Napi::RangeError::New(env, "no segments");
-    const int D = seg_arg(arr.Get(0u)).head_dim;
+    const kernels::Kernels &k = kernels_arg(info[0]);
+    auto K = f32_arg(info[1], "K");
+    const int D = info[2].As<Napi::Number>().Int32Value();
+    auto q = f32_arg(info[3], "q");
+    const int R = info[4].As<Napi::Number>().Int32Value();
+    const float scale = info[5].As<Napi::Number>().FloatValue();
+    const bool single = info[6].ToBoolean();
     if (R < 1 || q.ElementLength() != (size_t)R * D) throw Napi::RangeError::New(env, "q must be R x headDim");
-    quant::Partial total, part;
-    total.reset(R, D);
-    Napi::Array parts = Napi::Array::New(env, arr.Length());
-    for (uint32_t i = 0; i < arr.Length(); i++) {
-        const QuantSegment &s = seg_arg(arr.Get(i));
-        if (s.head_dim != D) throw Napi::RangeError::New(env, "segments differ in head dim");
-        quant::partial_attention(s, q.Data(), R, scale, part);
-        Napi::Object po = Napi::Object::New(env);
-        auto m = Napi::Float32Array::New(env, R), l = Napi::Float32Array::New(env, R);
-        std::copy(part.m.begin(), part.m.end(), m.Data());
-        std::copy(part.l.begin(), part.l.end(), l.Data());
-        po.Set("m", m);
-        po.Set("l", l);
-        parts.Set(i, po);
-        quant::merge(total, part);
-    }
+    const Segment seg = f16_segment(env, K, K, D);
+    // rows of stride n + 8: the kernels may write up to 7 floats past n (kernels.h)
+    const size_t ld = (size_t)seg.n + 8;
+    std::vector<float> buf(ld * R);
+    if (seg.n > 0) (single ? k.f16_scores_single : k.f16_scores)(seg.k.data(), seg.n, D, q.Data(), R, scale, buf.data(), ld);
+    auto S = Napi::Float32Array::New(env, (size_t)R * seg.n);
+    for (int r = 0; r < R; r++) memcpy(S.Data() + (size_t)r * seg.n, buf.data() + r * ld, (size_t)seg.n * sizeof(float));
+    return S;
+}
+
+// f16Accumulate(kernels, V (n x D), D, P (R x n), R, single) -> Float32Array R x D
+Napi::Value F16Accumulate(const Napi::CallbackInfo &info) {
+    Napi::Env env = info.Env();
+    const kernels::Kernels &k = kernels_arg(info[0]);
+    auto V = f32_arg(info[1], "V");
+    const int D = info[2].As<Napi::Number>().Int32Value();
+    auto P = f32_arg(info[3], "P");
+    const int R = info[4].As<Napi::Number>().Int32Value();
+    const bool single = info[5].ToBoolean();
+    const Segment seg = f16_segment(env, V, V, D);
+    if (R < 1 || P.ElementLength() != (size_t)R * seg.n) throw Napi::RangeError::New(env, "P must be R x n");
     auto out = Napi::Float32Array::New(env, (size_t)R * D);
-    quant::finish(total, out.Data());
+    if (seg.n > 0) (single ? k.f16_accumulate_single : k.f16_accumulate)(seg.v.data(), seg.n, D, P.Data(), seg.n, R, out.Data());
+    return out;
+}
+
+// softmaxKernels(kernels, x, mul) -> { max, sum, exp: exp(x − max), round: fp16(x · mul), f16: fp16 bits of x }
+Napi::Value SoftmaxKernels(const Napi::CallbackInfo &info) {
+    Napi::Env env = info.Env();
+    const kernels::Kernels &k = kernels_arg(info[0]);
+    auto x = f32_arg(info[1], "x");
+    const float mul = info[2].As<Napi::Number>().FloatValue();
+    const int32_t n = (int32_t)x.ElementLength();
     Napi::Object o = Napi::Object::New(env);
-    o.Set("out", out);
-    o.Set("partials", parts);
+    const float mx = k.max(x.Data(), n);
+    o.Set("max", mx);
+    auto e = Napi::Float32Array::New(env, n), r = Napi::Float32Array::New(env, n);
+    memcpy(e.Data(), x.Data(), (size_t)n * 4);
+    memcpy(r.Data(), x.Data(), (size_t)n * 4);
+    o.Set("sum", k.exp_sum(e.Data(), n, mx));
+    k.scale_round_f16(r.Data(), (size_t)n, mul);
+    auto h = Napi::Uint16Array::New(env, n);
+    k.to_f16(x.Data(), h.Data(), n, 1);
+    o.Set("exp", e);
+    o.Set("round", r);
+    o.Set("f16", h);
     return o;
 }
 
 // ---- a plain fp32 forward pass of llama/qwen2 (tests only): real post-RoPE queries for the attention tests --------
 
-__attribute__((target("avx2,fma"))) float dot_avx2(const float *a, const float *b, int n) {
-    __m256 acc0 = _mm256_setzero_ps(), acc1 = _mm256_setzero_ps();
+// 16 lane accumulators with fused multiply-adds, summed ((l0+l4)+(l1+l5))+((l2+l6)+(l3+l7)); on x86-64 also cloned
+// for x86-64-v3, where the compiler vectorises it
+#if defined(__x86_64__) && defined(__GNUC__)
+__attribute__((target_clones("arch=haswell", "default")))
+#endif
+float dot(const float *a, const float *b, int n) {
+    float acc0[8] = {0, 0, 0, 0, 0, 0, 0, 0}, acc1[8] = {0, 0, 0, 0, 0, 0, 0, 0};
     int i = 0;
-    for (; i + 15 < n; i += 16) {
-        acc0 = _mm256_fmadd_ps(_mm256_loadu_ps(a + i), _mm256_loadu_ps(b + i), acc0);
-        acc1 = _mm256_fmadd_ps(_mm256_loadu_ps(a + i + 8), _mm256_loadu_ps(b + i + 8), acc1);
-    }
-    alignas(32) float l[8];
-    _mm256_store_ps(l, _mm256_add_ps(acc0, acc1));
+    for (; i + 15 < n; i += 16)
+        for (int l = 0; l < 8; l++) {
+            acc0[l] = std::fma(a[i + l], b[i + l], acc0[l]);
+            acc1[l] = std::fma(a[i + 8 + l], b[i + 8 + l], acc1[l]);
+        }
+    float l[8];
+    for (int k = 0; k < 8; k++) l[k] = acc0[k] + acc1[k];
     float s = ((l[0] + l[4]) + (l[1] + l[5])) + ((l[2] + l[6]) + (l[3] + l[7]));
     for (; i < n; i++) s += a[i] * b[i];
-    return s;
-}
-
-float dot(const float *a, const float *b, int n) {
-    static const bool avx2 = __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma");
-    if (avx2) return dot_avx2(a, b, n);
-    float s = 0;
-    for (int i = 0; i < n; i++) s += a[i] * b[i];
     return s;
 }
 
@@ -399,9 +460,89 @@ Napi::Value DumpKv(const Napi::CallbackInfo &info) {
     }
 }
 
+int get_int(const Napi::Object &o, const char *key, int def) {
+    if (!o.Has(key)) return def;
+    Napi::Value v = o.Get(key);
+    if (v.IsUndefined() || v.IsNull()) return def;
+    if (!v.IsNumber()) throw Napi::TypeError::New(o.Env(), std::string(key) + " must be a number");
+    return v.As<Napi::Number>().Int32Value();
+}
+
+std::vector<int32_t> positions_of(const Napi::Value &v) {
+    if (v.IsTypedArray() && v.As<Napi::TypedArray>().TypedArrayType() == napi_int32_array) {
+        auto a = v.As<Napi::Int32Array>();
+        return std::vector<int32_t>(a.Data(), a.Data() + a.ElementLength());
+    }
+    if (!v.IsArray()) throw Napi::TypeError::New(v.Env(), "positions must be an array or Int32Array");
+    auto a = v.As<Napi::Array>();
+    std::vector<int32_t> out;
+    for (uint32_t i = 0; i < a.Length(); i++) out.push_back(a.Get(i).As<Napi::Number>().Int32Value());
+    return out;
+}
+
+// scoreAttention({ q, k, nHead, nHeadKv, headDim, qPos, kPos, allRows, winFrom, specFrom }): runs the attention op
+// of one layer on given post-RoPE queries (q: [rows][nHead][headDim]) and keys (k: [keys][nHeadKv][headDim], values
+// zero) with importance observation on, and returns the collector's accumulators ([head][maxPos + 1] each). For tests
+// of the scoring pass against a dense computation.
+Napi::Value ScoreAttention(const Napi::CallbackInfo &info) {
+    Napi::Env env = info.Env();
+    if (info.Length() < 1 || !info[0].IsObject()) throw Napi::TypeError::New(env, "scoreAttention(options)");
+    auto o = info[0].As<Napi::Object>();
+    const int hq = get_int(o, "nHead", 1), hkv = get_int(o, "nHeadKv", 1), d = get_int(o, "headDim", 8);
+    if (hq % hkv || d % 8) throw Napi::RangeError::New(env, "nHead must be a multiple of nHeadKv and headDim of 8");
+    auto q = o.Get("q").As<Napi::Float32Array>();
+    auto k = o.Get("k").As<Napi::Float32Array>();
+    auto qpos = positions_of(o.Get("qPos"));
+    auto kpos = positions_of(o.Get("kPos"));
+    const int nq = (int)qpos.size(), nk = (int)kpos.size();
+    if (q.ElementLength() != (size_t)nq * hq * d || k.ElementLength() != (size_t)nk * hkv * d) throw Napi::RangeError::New(env, "q/k sizes");
+    int32_t cap = 1;
+    for (int32_t p : kpos) cap = std::max(cap, p + 1);
+    KvStore store(1, hkv, d, cap);
+    std::vector<float> zeros(d, 0.0f);
+    for (int h = 0; h < hkv; h++)
+        for (int t = 0; t < nk; t++) store.append_segment(0, h).append(k.Data() + ((size_t)t * hkv + h) * d, zeros.data(), kpos[t]);
+    ScoreCollector obs;
+    obs.init(1, hkv, cap);
+    obs.reset(o.Has("allRows") && o.Get("allRows").ToBoolean(), get_int(o, "winFrom", INT32_MAX), get_int(o, "specFrom", INT32_MAX));
+    AttnLayerCtx c;
+    c.store = &store;
+    c.layer = 0;
+    c.n_head = hq;
+    c.n_head_kv = hkv;
+    c.head_dim = d;
+    c.scale = 1.0f / std::sqrt((float)d);
+    c.positions = qpos.data();
+    c.n_tokens = nq;
+    c.obs = &obs;
+    ggml_tensor Q{}, dst{};
+    std::vector<float> out((size_t)nq * hq * d);
+    Q.data = q.Data();
+    Q.nb[0] = 4;
+    Q.nb[1] = (size_t)d * 4;
+    Q.nb[2] = (size_t)hq * d * 4;
+    dst.data = out.data();
+    dst.nb[0] = 4;
+    dst.nb[1] = (size_t)hq * d * 4;
+    dst.src[0] = &Q;
+    attention_op(&dst, 0, 1, &c);
+    Napi::Object r = Napi::Object::New(env);
+    auto put = [&](const char *name, const std::vector<float> &v) {
+        auto a = Napi::Float32Array::New(env, v.size());
+        std::copy(v.begin(), v.end(), a.Data());
+        r.Set(name, a);
+    };
+    put("allSum", obs.all_sum);
+    put("winSum", obs.win_sum);
+    put("winMax", obs.win_max);
+    put("specMax", obs.spec_max);
+    r.Set("length", cap);
+    return r;
+}
+
 }  // namespace
 
-void register_quant_bindings(Napi::Env env, Napi::Object exports) {
+void register_test_bindings(Napi::Env env, Napi::Object exports) {
     Napi::Object q = Napi::Object::New(env);
     q.Set("formats", Napi::Function::New(env, Formats));
     q.Set("bytes", Napi::Function::New(env, Bytes));
@@ -413,9 +554,13 @@ void register_quant_bindings(Napi::Env env, Napi::Object exports) {
     q.Set("rotateNormals", Napi::Function::New(env, RotateNormals));
     q.Set("scores", Napi::Function::New(env, Scores));
     q.Set("accumulate", Napi::Function::New(env, Accumulate));
-    q.Set("attention", Napi::Function::New(env, Attention));
+    q.Set("kernelSets", Napi::Function::New(env, KernelSets));
+    q.Set("f16Scores", Napi::Function::New(env, F16Scores));
+    q.Set("f16Accumulate", Napi::Function::New(env, F16Accumulate));
+    q.Set("softmaxKernels", Napi::Function::New(env, SoftmaxKernels));
     q.Set("dumpKv", Napi::Function::New(env, DumpKv));
     exports.Set("quant", q);
+    exports.Set("scoreAttention", Napi::Function::New(env, ScoreAttention));
 }
 
 }  // namespace repokv
