@@ -252,7 +252,7 @@ class NativeLoadedModel implements LoadedModel {
 		const lookahead = this.kvOptions?.lookahead ?? Math.min(64, request.maxTokens);
 		const keptFrom = this.keptSelectionFrom(promptTokens, request, lookahead);
 		if (keptFrom !== undefined) {
-			return this.completeOnKeptSelection(request, promptTokens, keptFrom, started, tokenized);
+			return this.completeOnKeptSelection(request, promptTokens, last, keptFrom, started, tokenized);
 		}
 		this.compressedFor = undefined;
 		let reused = 0;
@@ -322,7 +322,7 @@ class NativeLoadedModel implements LoadedModel {
 			}
 			compressMs = performance.now() - t;
 		}
-		return this.decode(request, promptTokens, reused, { tokenizeMs: tokenized - started, prefillMs: prefilled - tokenized, draftMs, scoringMs, compressMs }, 'fresh');
+		return this.decode(request, promptTokens, last, reused, { tokenizeMs: tokenized - started, prefillMs: prefilled - tokenized, draftMs, scoringMs, compressMs }, 'fresh');
 	}
 
 	/**
@@ -330,7 +330,7 @@ class NativeLoadedModel implements LoadedModel {
 	 * tokens are prefilled into the master copy (attending to every token, as a fresh prefill does) and appended to the
 	 * compressed store in fp16; the selection stays, so there is no observation, draft, scoring or compaction.
 	 */
-	private async completeOnKeptSelection(request: CompletionRequest, promptTokens: readonly Token[], from: number, started: number, tokenized: number): Promise<CompletionResult> {
+	private async completeOnKeptSelection(request: CompletionRequest, promptTokens: readonly Token[], last: Token, from: number, started: number, tokenized: number): Promise<CompletionResult> {
 		const n = promptTokens.length;
 		const m = n - 1;
 		this.session.stopObserving();
@@ -338,12 +338,20 @@ class NativeLoadedModel implements LoadedModel {
 		this.masterTokens = promptTokens.slice(0, from);
 		request.onPrefillProgress?.(from, n);
 		let evaluated = from;
-		while (evaluated < m && !isAborted(request.signal)) {
-			const chunk = promptTokens.slice(evaluated, Math.min(m, evaluated + prefillChunkTokens));
-			await this.session.prefill(chunk);
-			evaluated += chunk.length;
-			this.masterTokens = promptTokens.slice(0, evaluated);
-			request.onPrefillProgress?.(evaluated, n);
+		try {
+			while (evaluated < m && !isAborted(request.signal)) {
+				const chunk = promptTokens.slice(evaluated, Math.min(m, evaluated + prefillChunkTokens));
+				await this.session.prefill(chunk);
+				evaluated += chunk.length;
+				this.masterTokens = promptTokens.slice(0, evaluated);
+				request.onPrefillProgress?.(evaluated, n);
+			}
+		} catch (error) {
+			// Leave no half-extended store behind: the next request starts from an empty cache.
+			this.session.truncate(0);
+			this.masterTokens = [];
+			this.compressedFor = undefined;
+			throw error;
 		}
 		if (evaluated < m || isAborted(request.signal)) {
 			// The master copy keeps what was evaluated; the compressed store no longer matches it (truncate drops it).
@@ -356,18 +364,18 @@ class NativeLoadedModel implements LoadedModel {
 		const kept = this.compressedFor;
 		this.compressedFor = kept === undefined ? undefined : { selectedAt: kept.selectedAt, tokens: this.masterTokens };
 		const appendMs = performance.now() - prefilled;
-		return this.decode(request, promptTokens, from, { tokenizeMs: tokenized - started, prefillMs: prefilled - tokenized, compressMs: appendMs }, 'kept');
+		return this.decode(request, promptTokens, last, from, { tokenizeMs: tokenized - started, prefillMs: prefilled - tokenized, compressMs: appendMs }, 'kept');
 	}
 
 	/** Greedy decoding from the prompt's last token, on whatever store the session reads now. */
 	private async decode(
 		request: CompletionRequest,
 		promptTokens: readonly Token[],
+		last: Token,
 		reused: number,
 		timings: { tokenizeMs: number; prefillMs: number; draftMs?: number | undefined; scoringMs?: number | undefined; compressMs?: number | undefined },
 		selection: 'fresh' | 'kept',
 	): Promise<CompletionResult> {
-		const last = promptTokens.at(-1) as Token;
 		const decodeFrom = performance.now();
 
 		const output = new GreedyOutput<Token>(request, (tokens) => this.vocab.detokenize(tokens), (token) => this.vocab.isEogToken(token) || this.stopTokens.has(token));
