@@ -3,8 +3,11 @@
 // not cancel anything, so the server's own newest-wins and its queue are what is measured. Reports p50/p99 latency of
 // all answers and of answers with a completion, the most requests outstanding at once, the server's counters, and
 // the sidecar's RSS sampled every second (first 10 s vs last 10 s, peak VmHWM).
+// `--trigger invoked` sends every request as an explicit one (Alt+\: no debounce), so each reaches the engine queue
+// and most are superseded while the previous computation runs: what the server's newest-wins costs under load.
+// `--cli FILE` runs another build of the sidecar launcher (to compare before and after a change).
 //
-//   node bench/reliability/typing-storm.mjs [--rate 100] [--seconds 60] [--json]
+//   node bench/reliability/typing-storm.mjs [--rate 100] [--seconds 60] [--trigger automatic|invoked] [--cli FILE]
 import { readFile } from 'node:fs/promises';
 import path from 'node:path';
 
@@ -15,6 +18,9 @@ import { needleWorkspace } from '../../test/support/sidecar.mjs';
 
 const rate = Number(argValue('--rate', '100'));
 const seconds = Number(argValue('--seconds', '60'));
+const trigger = argValue('--trigger', 'automatic');
+if (trigger !== 'automatic' && trigger !== 'invoked') throw new Error(`--trigger ${trigger}: automatic or invoked`);
+const cli = argValue('--cli', undefined);
 
 const percentile = (values, p) => {
 	if (values.length === 0) return null;
@@ -22,7 +28,7 @@ const percentile = (values, p) => {
 	return Math.round(sorted[Math.min(sorted.length - 1, Math.floor((p / 100) * sorted.length))] * 10) / 10;
 };
 
-const server = await startServer({ settings: { threads: 1 } });
+const server = await startServer({ settings: { threads: 1 }, ...(cli === undefined ? {} : { cli: path.resolve(cli) }) });
 await server.waitForStatus((s) => s.state === 'ready' || s.state === 'error', 120_000);
 const files = await workspaceFiles(needleWorkspace);
 await server.connection.sendNotification('repokv/workspace/didChangeFiles', { changed: files, batch: { index: 0, count: 1, totalFiles: files.length }, reset: true });
@@ -56,7 +62,7 @@ for (let index = 0; index < total; index++) {
 	maxOutstanding = Math.max(maxOutstanding, outstanding);
 	pending.push(
 		server.connection
-			.sendRequest('textDocument/inlineCompletion', { textDocument: { uri }, position: { line: 9, character: 31 + (index % 2) }, context: { triggerKind: 2 } })
+			.sendRequest('textDocument/inlineCompletion', { textDocument: { uri }, position: { line: 9, character: 31 + (index % 2) }, context: { triggerKind: trigger === 'invoked' ? 1 : 2 } })
 			.then((result) => {
 				const ms = performance.now() - sent;
 				latencies.push(ms);
@@ -79,6 +85,7 @@ const last = withItems.at(-1);
 const result = {
 	rate,
 	seconds,
+	trigger,
 	requests: total,
 	achievedRate: Math.round((total / sendSeconds) * 10) / 10,
 	answered: latencies.length,

@@ -8,7 +8,7 @@ import { fakeCounter, sidecar } from '../support/sidecar.mjs';
 const { CompletionPipeline, WorkspaceMirror, StatusReporter, JobQueue, LruCache, AdaptiveDebouncer, sleep, resolveSettings, defaultSpecialTokenTexts } = sidecar;
 
 /** A fake engine whose completions take `delayMs` (checking the abort signal as a real engine does). */
-function fakeEngine({ delayMs = 30, prefillMs = 0, text = '4817);', fail = false, completion = {} } = {}) {
+function fakeEngine({ delayMs = 30, prefillMs = 0, checkEveryMs = 2, text = '4817);', fail = false, completion = {} } = {}) {
 	const calls = [];
 	const settings = resolveSettings({ completion: { debounceMinMs: 5, debounceMaxMs: 40, ...completion } });
 	const model = {
@@ -31,7 +31,7 @@ function fakeEngine({ delayMs = 30, prefillMs = 0, text = '4817);', fail = false
 				if (request.signal?.aborted) {
 					return { text: '', stopReason: 'aborted', tokens: { prompt: 10, reused: 0, generated: 0 }, timings: { tokenizeMs: 0, prefillMs: 0, decodeMs: 0 } };
 				}
-				await new Promise((resolve) => setTimeout(resolve, 2));
+				await new Promise((resolve) => setTimeout(resolve, checkEveryMs));
 			}
 			return { text, stopReason: 'stopString', tokens: { prompt: 10, reused: 4, generated: 3 }, timings: { tokenizeMs: 0, prefillMs: 1, decodeMs: 1 } };
 		},
@@ -120,6 +120,28 @@ describe('CompletionPipeline', () => {
 		assert.deepEqual(outcome, { text: '', source: 'cancelled' });
 		assert.ok(calls[0].signal.aborted, 'the engine saw the abort');
 		assert.ok(Date.now() - started < 500, 'stopped promptly');
+	});
+
+	test('a superseded request is answered at once, before the engine notices; the next waits for the engine to stop', async () => {
+		// The engine checks its signal only every 600 ms (a long prefill chunk on a slow CPU).
+		const { pipeline, calls, engines } = fakeEngine({ delayMs: 5000, checkEveryMs: 600 });
+		const first = pipeline.complete(input());
+		while (calls.length === 0) {
+			await new Promise((resolve) => setTimeout(resolve, 2));
+		}
+		await new Promise((resolve) => setTimeout(resolve, 20));
+		const started = Date.now();
+		const second = pipeline.complete(input({ version: 2 }));
+		assert.deepEqual(await first, { text: '', source: 'cancelled' });
+		assert.ok(Date.now() - started < 200, `superseded answered in ${Date.now() - started} ms, not at the engine's next check`);
+		await new Promise((resolve) => setTimeout(resolve, 50));
+		assert.equal(engines.queue.pending, 2, 'the superseded computation still holds the engine, the newest waits for it');
+		assert.equal(calls.length, 1, 'the newest has not started while the engine runs on');
+		const secondOutcome = await second;
+		assert.equal(secondOutcome.source, 'engine');
+		assert.equal(calls.length, 2);
+		assert.ok(calls[0].signal.aborted, 'the first computation was aborted, and stopped before the second started');
+		assert.equal(engines.queue.pending, 0);
 	});
 
 	test('a request cancelled while queued is answered empty without computing', async () => {
@@ -225,6 +247,40 @@ describe('scheduling helpers', () => {
 			throw new Error('boom');
 		}), /boom/);
 		assert.equal(await queue.run(async () => 'after'), 'after', 'a failed job does not break the queue');
+		assert.equal(queue.pending, 0);
+	});
+
+	test('JobQueue answers an aborted job at once, waiting or running, and starts the next only when the running one ends', async () => {
+		const queue = new JobQueue();
+		const events = [];
+		let release;
+		const runningController = new AbortController();
+		const running = queue.run(async () => {
+			events.push('a start');
+			await new Promise((resolve) => (release = resolve));
+			events.push('a end');
+			return 'a';
+		}, runningController.signal);
+		const waitingController = new AbortController();
+		const waiting = queue.run(async () => events.push('b start'), waitingController.signal);
+		const next = queue.run(async () => {
+			events.push('c start');
+			return 'c';
+		});
+		await new Promise((resolve) => setTimeout(resolve, 5));
+		assert.equal(queue.pending, 3);
+		waitingController.abort();
+		assert.equal(await waiting, undefined, 'a waiting job answers at once');
+		assert.equal(queue.pending, 2, 'and leaves the queue');
+		runningController.abort();
+		assert.equal(await running, undefined, 'a running job answers at once');
+		await new Promise((resolve) => setTimeout(resolve, 10));
+		assert.deepEqual(events, ['a start'], 'the next job waits for the running one to end');
+		assert.equal(queue.pending, 2);
+		release();
+		assert.equal(await next, 'c');
+		assert.deepEqual(events, ['a start', 'a end', 'c start']);
+		assert.equal(await queue.run(async () => 'x', AbortSignal.abort()), undefined, 'already aborted: never queued');
 		assert.equal(queue.pending, 0);
 	});
 });

@@ -143,11 +143,13 @@ export class CompletionPipeline {
 			if (!(await sleep(this.debouncer.delayFor(input.invoked), signal))) {
 				return this.cancelled();
 			}
-			const engine = await this.deps.engines.get(settings);
-			if (signal.aborted) {
+			// A superseded or cancelled request is answered now, whatever it waits for: the model load, its turn in the
+			// queue, or the engine noticing the abort at its next check (job-queue.ts).
+			const engine = await untilAborted(this.deps.engines.get(settings), signal);
+			if (engine === undefined || signal.aborted) {
 				return this.cancelled();
 			}
-			const text = await this.deps.engines.queue.run(() => this.compute(engine, input, signal), signal);
+			const text = await this.deps.engines.queue.run(() => this.compute(engine, input, signal).catch((error: unknown) => this.lateFailure(error, signal)), signal);
 			if (text === undefined || isAborted(signal)) {
 				return this.cancelled();
 			}
@@ -230,6 +232,20 @@ export class CompletionPipeline {
 				}
 			}
 		})();
+	}
+
+	/**
+	 * A computation whose caller was already answered (aborted) failed on the way out: nobody awaits it any more, so
+	 * the engine reset that `complete` does for a failure happens here (not awaited: the reset queues behind this job).
+	 */
+	private lateFailure(error: unknown, signal: AbortSignal): never {
+		if (signal.aborted && !(error instanceof UserError) && !(error instanceof ContextBudgetError)) {
+			this.counters.errors++;
+			const message = errorMessage(error);
+			this.deps.log(`completion failed after it was superseded: ${error instanceof Error ? (error.stack ?? message) : message}`);
+			void this.deps.engines.invalidate(message);
+		}
+		throw error;
 	}
 
 	private cancelled(): CompletionOutcome {
@@ -398,6 +414,23 @@ const draftPreparationMs = 30_000;
 
 /** Longest a completion's prefill may run before it is aborted anyway (a stuck engine), in milliseconds. */
 const prefillCapMs = 120_000;
+
+/** `promise`'s value, or `undefined` as soon as `signal` aborts (the promise runs on; its rejection is then dropped). */
+function untilAborted<T>(promise: Promise<T>, signal: AbortSignal): Promise<T | undefined> {
+	if (signal.aborted) {
+		promise.catch(() => undefined);
+		return Promise.resolve(undefined);
+	}
+	return new Promise<T | undefined>((resolve, reject) => {
+		const onAbort = (): void => {
+			resolve(undefined);
+		};
+		signal.addEventListener('abort', onAbort, { once: true });
+		promise.then(resolve, reject).finally(() => {
+			signal.removeEventListener('abort', onAbort);
+		});
+	});
+}
 
 function isAborted(signal: AbortSignal): boolean {
 	return signal.aborted;
