@@ -53,6 +53,8 @@ export interface Config {
 	readonly contextSize: number;
 	readonly workspace: {
 		readonly maxFileKB: number;
+		/** How much of the workspace the sidecar keeps (its `limits.maxTotalBytes`), in MiB; the feed stops there. */
+		readonly maxTotalMB: number;
 		/** Extra globs, on top of `files.exclude`, `.gitignore` and `.repokvignore`. */
 		readonly exclude: readonly string[];
 	};
@@ -102,6 +104,7 @@ export function readConfig(scope?: vscode.ConfigurationScope): Config {
 		contextSize: int(c.get('contextSize'), 0, 0, 1 << 20),
 		workspace: {
 			maxFileKB: int(c.get('workspace.maxFileKB'), 1024, 1, 64 * 1024),
+			maxTotalMB: int(c.get('workspace.maxTotalMB'), 16, 1, 2048),
 			exclude: strings(c.get('workspace.exclude')),
 		},
 	};
@@ -126,7 +129,7 @@ export function toServerSettings(config: Config): RepokvSettings {
 			masterPrecision: config.kv.masterPrecision,
 		},
 		completion: { enabled: config.completion.enabled, maxTokens: config.completion.maxTokens },
-		limits: { maxFileBytes: config.workspace.maxFileKB * 1024 },
+		limits: { maxFileBytes: config.workspace.maxFileKB * 1024, maxTotalBytes: config.workspace.maxTotalMB * 1024 * 1024 },
 	};
 }
 

@@ -17,13 +17,15 @@ export interface FeedStats {
 	skipped: Record<string, number>;
 }
 
-const maxFiles = 20000;
 /**
- * The sidecar keeps 16 MiB of the workspace (its `limits.maxTotalBytes` default) and refuses the rest: reading and
- * sending more costs the editor time and memory for nothing (a 100,000-file workspace sent 197 MiB to keep 16;
- * bench/results/reliability.md). The sidecar still enforces its own limits.
+ * The sidecar keeps at most `limits.maxFiles` files (20,000 by default; the extension does not change it) and
+ * `limits.maxTotalBytes` bytes (`repokv.workspace.maxTotalMB`), and refuses the rest: reading and sending more costs
+ * the editor time and memory for nothing (a 100,000-file workspace sent 197 MiB to keep 16;
+ * bench/results/reliability.md). So the feed looks at every file the workspace has (no `findFiles` limit: files left
+ * out early, too large or ignored, must not hide the ones after them) and stops sending at the first of the two limits.
+ * The sidecar still enforces its own limits.
  */
-const maxTotalBytes = 16 * 1024 * 1024;
+export const sidecarMaxFiles = 20_000;
 const batchBytes = 2 * 1024 * 1024;
 const batchFiles = 200;
 const deltaDelayMs = 300;
@@ -143,14 +145,15 @@ export class WorkspaceFeed implements vscode.Disposable {
 	private async scan(): Promise<void> {
 		const started = Date.now();
 		await this.loadRules();
-		const uris = await vscode.workspace.findFiles(new vscode.RelativePattern(this.root, '**/*'), this.excludeGlob(), maxFiles);
+		const uris = await vscode.workspace.findFiles(new vscode.RelativePattern(this.root, '**/*'), this.excludeGlob());
+		const maxTotalBytes = this.config.workspace.maxTotalMB * 1024 * 1024;
 		const files: WorkspaceFileContent[] = [];
 		const stats: FeedStats = { files: 0, bytes: 0, skipped: {} };
 		for (const [index, uri] of uris.entries()) {
 			const path = this.relative(uri);
 			if (path === undefined) continue;
-			if (stats.bytes >= maxTotalBytes) {
-				stats.skipped['overTotal'] = uris.length - index;
+			if (stats.files >= sidecarMaxFiles) {
+				stats.skipped['tooMany'] = uris.length - index;
 				break;
 			}
 			const result = await this.read(uri, path);
@@ -158,9 +161,15 @@ export class WorkspaceFeed implements vscode.Disposable {
 				stats.skipped[result] = (stats.skipped[result] ?? 0) + 1;
 				continue;
 			}
+			const bytes = utf8Length(result.text);
+			if (stats.bytes + bytes > maxTotalBytes) {
+				// What the sidecar would refuse as `overTotal`: this file and, unread, the rest.
+				stats.skipped['overTotal'] = uris.length - index;
+				break;
+			}
 			files.push(result);
 			stats.files++;
-			stats.bytes += result.text.length;
+			stats.bytes += bytes;
 		}
 		const batches: WorkspaceFileContent[][] = [];
 		let current: WorkspaceFileContent[] = [];
@@ -257,7 +266,7 @@ export class WorkspaceFeed implements vscode.Disposable {
 			const result = await this.read(uri, path);
 			if (result === 'folder') {
 				// A folder moved or copied in arrives as one event: its files are new too.
-				const inside = await vscode.workspace.findFiles(new vscode.RelativePattern(uri, '**/*'), this.excludeGlob(), maxFiles);
+				const inside = await vscode.workspace.findFiles(new vscode.RelativePattern(uri, '**/*'), this.excludeGlob(), sidecarMaxFiles);
 				const paths = inside.flatMap((found) => { const relative = this.relative(found); return relative === undefined ? [] : [relative]; });
 				if (paths.some(isIgnoreFile)) {
 					this.pendingChanged.clear();
@@ -296,4 +305,19 @@ export class WorkspaceFeed implements vscode.Disposable {
 
 function isIgnoreFile(path: string): boolean {
 	return ignoreFileNames.includes(path.slice(path.lastIndexOf('/') + 1));
+}
+
+/** Bytes of `text` in UTF-8, as the sidecar counts them against `limits.maxTotalBytes`. */
+function utf8Length(text: string): number {
+	let bytes = 0;
+	for (let index = 0; index < text.length; index++) {
+		const code = text.charCodeAt(index);
+		if (code < 0x80) bytes += 1;
+		else if (code < 0x800) bytes += 2;
+		else if (code >= 0xd800 && code < 0xdc00 && index + 1 < text.length && (text.charCodeAt(index + 1) & 0xfc00) === 0xdc00) {
+			bytes += 4;
+			index++;
+		} else bytes += 3;
+	}
+	return bytes;
 }

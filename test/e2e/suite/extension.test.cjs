@@ -51,7 +51,7 @@ suite('repokv extension host', () => {
 			'repokv.completion.disabledLanguages', 'repokv.completion.enabled', 'repokv.completion.maxTokens', 'repokv.completion.trigger',
 			'repokv.contextSize', 'repokv.engine',
 			'repokv.kv.budgetPercent', 'repokv.kv.draftLayout', 'repokv.kv.masterPrecision', 'repokv.kv.policy', 'repokv.kv.precision', 'repokv.kv.split',
-			'repokv.model.draft', 'repokv.model.target', 'repokv.threads', 'repokv.trace.server', 'repokv.workspace.exclude', 'repokv.workspace.maxFileKB',
+			'repokv.model.draft', 'repokv.model.target', 'repokv.threads', 'repokv.trace.server', 'repokv.workspace.exclude', 'repokv.workspace.maxFileKB', 'repokv.workspace.maxTotalMB',
 		]);
 		for (const [key, property] of Object.entries(properties)) {
 			assert.ok('default' in property && (property.description || property.markdownDescription), `${key}: a default and a description`);

@@ -60,14 +60,14 @@ export async function loadMirror() {
 	return import(pathToFileURL(out).href);
 }
 
-/** The feed's Config with a per-file limit (KiB) and no extra excludes. */
-export function feedConfig(maxFileKB = 1024) {
+/** The feed's Config with a per-file limit (KiB), a total (MiB, the setting's default 16) and no extra excludes. */
+export function feedConfig(maxFileKB = 1024, maxTotalMB = 16) {
 	return {
 		completion: { enabled: true, trigger: 'automatic', disabledLanguages: [], maxTokens: 64 },
 		engine: 'llama',
 		model: { target: '', draft: '' },
 		threads: 1,
 		contextSize: 0,
-		workspace: { maxFileKB, exclude: [] },
+		workspace: { maxFileKB, maxTotalMB, exclude: [] },
 	};
 }
