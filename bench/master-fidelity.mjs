@@ -21,7 +21,7 @@ import { fileURLToPath } from 'node:url';
 import { parseArgs } from 'node:util';
 
 const root = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..');
-const { NativeModel, DraftModel, nativePolicy: P, tierCost } = await import(path.join(root, 'dist', 'sidecar.mjs'));
+const { NativeModel, DraftModel, nativePolicy: P, tierCost, loadVocabOnly } = await import(path.join(root, 'dist', 'sidecar.mjs'));
 
 const { values: a } = parseArgs({
 	options: {
@@ -41,9 +41,7 @@ const draftPath = a.draft ?? (a.model === path.join(root, 'models', 'target.gguf
 
 /** The code prompt of bench/common.ts codePromptTokens: repokv's own sources, repeated to n tokens. */
 async function codeTokens(modelPath, n) {
-	const { getLlama, LlamaLogLevel } = await import('node-llama-cpp');
-	const llama = await getLlama({ maxThreads: 1, build: 'never', skipDownload: true, progressLogs: false, logLevel: LlamaLogLevel.error });
-	const vocab = await llama.loadModel({ modelPath, vocabOnly: true });
+	const vocab = await loadVocabOnly(modelPath, { threads: 1, logLevel: 'error' });
 	const files = ['native/src/attention.cpp', 'native/src/session.cpp', 'native/src/model.cpp', 'native/src/kv_store.cpp', 'native/src/addon.cpp', 'sidecar/src/engine/native.ts'];
 	let text = '';
 	for (const f of files) text += `<|file_sep|>${f}\n` + readFileSync(path.join(root, f), 'utf8');

@@ -6,9 +6,9 @@ import { readFile } from 'node:fs/promises';
 import path from 'node:path';
 import { before, describe, test } from 'node:test';
 
-import { draftModelPath, repoRoot, targetModelPath } from '../support/sidecar.mjs';
+import { draftModelPath, repoRoot, sidecar, targetModelPath } from '../support/sidecar.mjs';
 
-const { getLlama, readGgufFileInfo } = await import('node-llama-cpp');
+const { readGgufFileInfo } = await import('node-llama-cpp');
 const fixtureStrings = JSON.parse(await readFile(path.join(repoRoot, 'test', 'fixtures', 'tokenizer-strings.json'), 'utf8'));
 const specialTexts = ['<|endoftext|>', '<|fim_prefix|>', '<|fim_suffix|>', '<|fim_middle|>', '<|file_sep|>'];
 
@@ -29,8 +29,8 @@ describe('bundled models', () => {
 	let llama;
 	const vocab = {};
 	before(async () => {
-		// Threads explicit, never a build or a download: the same settings the engine uses.
-		llama = await getLlama({ maxThreads: 2, build: 'never', skipDownload: true, progressLogs: false, logLevel: 'error' });
+		// The engine's own node-llama-cpp set-up: threads explicit, never a build or a download.
+		llama = await sidecar.getLlamaFor({ threads: 2, logLevel: 'error' });
 		vocab.target = await llama.loadModel({ modelPath: targetModelPath, vocabOnly: true });
 		vocab.draft = await llama.loadModel({ modelPath: draftModelPath, vocabOnly: true });
 	});
@@ -40,7 +40,7 @@ describe('bundled models', () => {
 			const model = await llama.loadModel({ modelPath: file });
 			try {
 				assert.ok(model.trainContextSize >= 4096, `trained context ${model.trainContextSize}`);
-				const context = await model.createContext({ contextSize: 512, threads: { ideal: 2, min: 2 }, flashAttention: false });
+				const context = await sidecar.createLlamaContext(model, { contextSize: 512, threads: 2, flashAttention: false });
 				const sequence = context.getSequence();
 				const tokens = model.tokenize('<|file_sep|>src/a.ts\nexport const a = 1;\n', true);
 				const iterator = sequence.evaluate(tokens, { temperature: 0 });

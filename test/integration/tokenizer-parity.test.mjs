@@ -7,9 +7,8 @@ import { readFile } from 'node:fs/promises';
 import path from 'node:path';
 import { before, describe, test } from 'node:test';
 
-import { draftModelPath, repoRoot, targetModelPath } from '../support/sidecar.mjs';
+import { draftModelPath, repoRoot, sidecar, targetModelPath } from '../support/sidecar.mjs';
 
-const { getLlama } = await import('node-llama-cpp');
 const strings = JSON.parse(await readFile(path.join(repoRoot, 'test', 'fixtures', 'tokenizer-strings.json'), 'utf8'));
 
 /** Token ids from the recipe's tokenizer, special tokens enabled (as the sidecar tokenizes prompts). */
@@ -25,7 +24,7 @@ describe('tokenizer parity: recipe (Python) vs llama.cpp', () => {
 	let llama;
 	let expected;
 	before(async () => {
-		llama = await getLlama({ maxThreads: 2, build: 'never', skipDownload: true, progressLogs: false, logLevel: 'error' });
+		llama = await sidecar.getLlamaFor({ threads: 2, logLevel: 'error' });
 		// Add a slice of real code from the repository itself: long, mixed, not in the training data.
 		const own = await readFile(path.join(repoRoot, 'models', 'recipe', 'data.py'), 'utf8');
 		strings.push(own.slice(0, 4000));
