@@ -1,8 +1,10 @@
 #!/usr/bin/env node
 // Compiles the addon's own C++ sources for linux-arm64 with Debian's cross compiler (g++-aarch64-linux-gnu), to object
-// files only: the product addon's sources for arm64 (native/sources.mjs: the portable kernels, no x86 files) and the
-// test addon's. Linking needs node-llama-cpp's arm64 ggml libraries (@node-llama-cpp/linux-arm64), which an x64
-// install does not have, so this checks that the code builds for arm64, not that it runs there.
+// files only: the product addon's sources for arm64 (native/sources.mjs: the portable and NEON kernels, no x86 files)
+// and the test addon's. Linking the addon needs node-llama-cpp's arm64 ggml libraries (@node-llama-cpp/linux-arm64),
+// which an x64 install does not have, so this checks that the addon builds for arm64, not that it runs there. The
+// kernels alone do run: native/tools/kernel-check.cpp (every kernel table against the portable one, no Node or ggml),
+// linked statically and run under qemu-aarch64 when it is installed (Debian's qemu-user).
 //
 // usage: node native/tools/cross-compile-arm64.mjs   (after node native/build.mjs, which extracts the ggml headers)
 // CXX_ARM64 overrides the compiler (default aarch64-linux-gnu-g++). Objects go to native/build/arm64/.
@@ -80,6 +82,34 @@ if (errors.length) fail(`compilation failed:\n  ${errors.join('\n  ')}`);
 for (const obj of objects) {
 	const machine = /Machine:\s*(.*)/.exec(execFileSync('readelf', ['-h', obj]).toString())?.[1]?.trim();
 	if (machine !== 'AArch64') fail(`${obj} is not an AArch64 object (${machine})`);
+}
+// the kernel check, linked statically (no arm64 libraries needed), run under qemu-aarch64 if present
+const kernelCheck = path.join(outDir, 'kernel-check');
+const kernelSources = ['storage_format.cpp', ...product.filter((f) => f.startsWith('quant/') || f.startsWith('kernels/'))].map((f) => path.join(srcDir, f));
+try {
+	execFileSync(cxx, [...flags.filter((f) => !f.startsWith('-DNAPI') && f !== '-fvisibility=hidden'), '-static', '-I', srcDir, path.join(native, 'tools', 'kernel-check.cpp'), ...kernelSources, '-o', kernelCheck], { stdio: 'inherit' });
+} catch {
+	fail('building tools/kernel-check.cpp for arm64 failed');
+}
+let qemu;
+for (const candidate of ['qemu-aarch64', 'qemu-aarch64-static']) {
+	try {
+		execFileSync(candidate, ['--version'], { stdio: 'ignore' });
+		qemu = candidate;
+		break;
+	} catch {
+		// not installed
+	}
+}
+if (qemu) {
+	try {
+		process.stdout.write(`cross-compile-arm64: ${qemu} ${path.relative(root, kernelCheck)}: ${execFileSync(qemu, [kernelCheck]).toString()}`);
+	} catch (error) {
+		process.stdout.write(error.stdout?.toString() ?? '');
+		fail('the arm64 kernel check failed under qemu');
+	}
+} else {
+	console.log(`cross-compile-arm64: ${path.relative(root, kernelCheck)} built, not run (no qemu-aarch64; apt-get install qemu-user)`);
 }
 console.log(`cross-compile-arm64: ${objects.length} objects (${product.length} product sources, the test addon's ${test.length + 1}) compiled for AArch64 with ${cxx} in ${((Date.now() - started) / 1000).toFixed(0)} s, into ${path.relative(root, outDir)}/`);
 console.log('cross-compile-arm64: not linked: that needs node-llama-cpp\'s linux-arm64 ggml libraries, which this x64 install lacks');

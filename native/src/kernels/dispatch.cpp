@@ -9,6 +9,9 @@ extern const Kernels kScalar;  // scalar.cpp
 #if defined(__x86_64__)
 extern const Kernels kAvx2;  // x86/avx2_packed.cpp
 #endif
+#if defined(__aarch64__)
+extern const Kernels kNeon;  // arm/neon.cpp
+#endif
 
 const Kernels &scalar() { return kScalar; }
 
@@ -16,6 +19,9 @@ std::vector<const Kernels *> available() {
     std::vector<const Kernels *> out{&kScalar};
 #if defined(__x86_64__)
     if (__builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma") && __builtin_cpu_supports("f16c")) out.push_back(&kAvx2);
+#endif
+#if defined(__aarch64__)
+    out.push_back(&kNeon);  // NEON is part of AArch64's base instruction set
 #endif
     return out;
 }

@@ -5,6 +5,7 @@
 //   scalar.cpp      portable C++, every target; on x86-64 the packed kernels are also cloned for x86-64-v3 by the
 //                   compiler (target_clones) and picked by the loader
 //   x86/avx2_*.cpp  AVX2 + FMA + F16C (x86-64 only)
+//   arm/neon.cpp    NEON (AArch64 only): fp16 segments, softmax, q8 scores; checked under qemu, not yet measured
 //
 // REPOKV_NATIVE_SCALAR=1 forces the portable table (the engine's path on CPUs without AVX2; the CPU-variant tests set
 // it under ggml variants without AVX2). test/native/kernels.test.mjs checks every table against the portable one.
@@ -31,7 +32,7 @@ using F16Scores = void (*)(const uint16_t *k, int32_t n, int hd, const float *q,
 using F16Accumulate = void (*)(const uint16_t *v, int32_t n, int hd, const float *P, size_t ld, int R, float *out);
 
 struct Kernels {
-    const char *name;  // "scalar", "avx2"
+    const char *name;  // "scalar", "avx2", "neon"
     // fp16: prompt batches (tinyBLAS's order) and single tokens (ggml_vec_dot_f16's order)
     F16Scores f16_scores, f16_scores_single;
     F16Accumulate f16_accumulate, f16_accumulate_single;
