@@ -70,6 +70,62 @@ describe('faults: the model file', () => {
 		assert.equal(server.child.exitCode, null);
 		assert.equal(server.child.signalCode, null);
 	});
+
+	test("SpecKV's draft vanishes, comes back, is replaced while loaded: the draft-free fallback, then SpecKV again; the target stays loaded", async (t) => {
+		const folder = await tempFolder(t, 'repokv-draft-fault-');
+		const draft = path.join(folder, 'draft.gguf');
+		await copyFile(draftModelPath, draft);
+		const server = await startServer({ settings: { threads: 1, engine: 'native', completion: { maxTokens: 4 }, kv: { policy: 'speckv' }, model: { draft } } });
+		t.after(() => server.stop());
+		await server.waitForStatus((s) => s.state === 'ready' || s.state === 'error', 120_000);
+		await server.connection.sendNotification('textDocument/didOpen', { textDocument: { uri: server.uri('src/main.ts'), languageId: 'typescript', version: 1, text: fimDoc } });
+		const kvCache = async () => (await server.connection.sendRequest('repokv/status')).kvCache;
+		assert.ok(Array.isArray((await completeOnce(server)).items));
+		const serving = await kvCache();
+		assert.equal(serving.policy, 'speckv', JSON.stringify(serving));
+		assert.equal(serving.draft, draft);
+		const noticed = () => server.logs.filter((line) => /SpecKV's draft .* changed on disk/.test(line)).length;
+
+		// Vanishes: the next request notices, and serves without SpecKV, saying why.
+		await rm(draft);
+		assert.ok(Array.isArray((await completeOnce(server)).items));
+		const gone = await kvCache();
+		assert.notEqual(gone.policy, 'speckv', JSON.stringify(gone));
+		assert.match(gone.fallback?.reason ?? '', /not found/, JSON.stringify(gone));
+		assert.equal(noticed(), 1, server.logs.join('\n'));
+
+		// Comes back: SpecKV again, from the next request.
+		await copyFile(draftModelPath, draft);
+		assert.ok(Array.isArray((await completeOnce(server)).items));
+		const back = await kvCache();
+		assert.equal(back.policy, 'speckv', JSON.stringify(back));
+		assert.equal(back.fallback, undefined);
+
+		// Replaced (renamed over) by a GGUF of another vocabulary: the pairing check runs again and refuses it.
+		const { writeGguf, GGUF } = await import('../../native/test-fixtures/gguf-writer.mjs');
+		writeGguf(`${draft}.new`, [
+			{ key: 'general.architecture', type: GGUF.STRING, value: 'llama' },
+			{ key: 'tokenizer.ggml.model', type: GGUF.STRING, value: 'gpt2' },
+			{ key: 'tokenizer.ggml.tokens', type: GGUF.ARRAY, itemType: GGUF.STRING, value: ['a', 'b', 'c'] },
+			{ key: 'tokenizer.ggml.token_type', type: GGUF.ARRAY, itemType: GGUF.INT32, value: [1, 1, 1] },
+		], []);
+		await rename(`${draft}.new`, draft);
+		assert.ok(Array.isArray((await completeOnce(server)).items));
+		const foreign = await kvCache();
+		assert.notEqual(foreign.policy, 'speckv', JSON.stringify(foreign));
+		assert.match(foreign.fallback?.reason ?? '', /cannot be paired/, JSON.stringify(foreign));
+
+		// Put right again: SpecKV serves again.
+		await copyFile(draftModelPath, `${draft}.new`);
+		await rename(`${draft}.new`, draft);
+		const answer = await completeOnce(server);
+		assert.ok(Array.isArray(answer.items));
+		assert.equal((await kvCache()).policy, 'speckv');
+		assert.equal(noticed(), 4, server.logs.join('\n'));
+		// Only the draft was loaded again: the target never was.
+		assert.ok(!server.logs.some((line) => /model file .* changed on disk/.test(line)), server.logs.join('\n'));
+		assert.equal(server.child.exitCode, null);
+	});
 });
 
 /** A local HTTP server for one model file; `chunked` leaves out Content-Length (no size known before writing). */

@@ -1,3 +1,4 @@
+import { statSync } from 'node:fs';
 import { performance } from 'node:perf_hooks';
 import type { LlamaModel, Token } from 'node-llama-cpp';
 
@@ -133,6 +134,8 @@ class NativeLoadedModel implements LoadedModel {
 	private masterTokens: number[] = [];
 	/** SpecKV's draft, loaded while the policy is `speckv`. */
 	private draft: DraftModel | undefined;
+	/** The draft file's identity when it was loaded (`fileIdentity`). */
+	private draftIdentity: string | undefined;
 	private kvOptions: KvCacheOptions | undefined;
 	private selection: SelectionOptions | undefined;
 	/**
@@ -174,7 +177,10 @@ class NativeLoadedModel implements LoadedModel {
 			this.session.setStaging(staging);
 		}
 		const draftPath = kv?.policy === 'speckv' ? (kv.draftPath ?? bundledModelPath('draft')) : undefined;
-		if (this.draft !== undefined && this.draft.path !== draftPath) {
+		// The same path with another file behind it (replaced or rewritten on disk; server/engine-host.ts notices and
+		// reconfigures): loaded again.
+		const draftIdentity = draftPath === undefined ? undefined : fileIdentity(draftPath);
+		if (this.draft !== undefined && (this.draft.path !== draftPath || this.draftIdentity !== draftIdentity)) {
 			const previous = this.draft;
 			this.draft = undefined;
 			await previous.dispose();
@@ -182,6 +188,7 @@ class NativeLoadedModel implements LoadedModel {
 		if (draftPath !== undefined && this.draft === undefined) {
 			try {
 				this.draft = await DraftModel.load(draftPath, { threads: this.threads, contextSize: this.session.stats().contextSize + 64 });
+				this.draftIdentity = draftIdentity;
 			} catch (error) {
 				throw new UserError(`cannot load the draft model ${draftPath}: ${errorMessage(error)}`);
 			}
@@ -428,5 +435,15 @@ class NativeLoadedModel implements LoadedModel {
 		this.session.dispose();
 		this.model.dispose();
 		await this.vocab.dispose();
+	}
+}
+
+/** Device, inode, size and modification time (server/model-files.ts `modelFileIdentity`): a replaced file gets another. */
+function fileIdentity(file: string): string | undefined {
+	try {
+		const stats = statSync(file);
+		return `${stats.dev}:${stats.ino}:${stats.size}:${stats.mtimeMs}`;
+	} catch {
+		return undefined;
 	}
 }

@@ -50,11 +50,20 @@ export class EngineHost {
 			this.log(`model file ${this.modelFile?.path ?? ''} changed on disk; reloading it`);
 			this.modelFile = undefined;
 		}
-		if (current?.settings === settings && !fileChanged) {
+		// SpecKV's draft file the same way: loaded again (or, vanished, the draft-free fallback), the target kept.
+		const draftChanged = !fileChanged && this.draftFile !== undefined && modelFileIdentity(this.draftFile.path) !== this.draftFile.identity;
+		if (draftChanged) {
+			this.log(`SpecKV's draft ${this.draftFile?.path ?? ''} changed on disk; loading it again`);
+			this.draftFile = undefined;
+		}
+		if (current?.settings === settings && !fileChanged && !draftChanged) {
 			return current.promise;
 		}
 		// A load that failed is tried again on any settings change (a new download folder may be what fixes it).
-		const change = current === undefined || fileChanged || this.failed === current.promise ? 'model' : reloadNeeded(current.settings, settings);
+		let change = current === undefined || fileChanged || this.failed === current.promise ? 'model' : reloadNeeded(current.settings, settings);
+		if (draftChanged && (change === 'none' || change === 'kv')) {
+			change = 'draft';
+		}
 		let promise: Promise<LoadedEngine>;
 		if (current === undefined || change === 'model') {
 			const previous = current?.promise;
@@ -101,6 +110,8 @@ export class EngineHost {
 
 	/** The local model file the engine was loaded from, and its identity then (`modelFileIdentity`). */
 	private modelFile: { path: string; identity: string | undefined } | undefined;
+	/** SpecKV's local draft file (the one serving, or the one the setting names that could not), and its identity then. */
+	private draftFile: { path: string; identity: string | undefined } | undefined;
 
 	private async load(settings: ResolvedSettings): Promise<LoadedEngine> {
 		const localPath = isRemoteModel(settings.model.target) ? undefined : path.resolve(settings.model.target);
@@ -173,7 +184,12 @@ export class EngineHost {
 			this.status.annotate({ kvCache: fullCache });
 			return { ...loaded, settings, kv: undefined };
 		}
-		let choice = await chooseKvCache(model.info.path, settings.kv, await this.draftSource(settings), 'repokv.model.draft');
+		const source = await this.draftSource(settings);
+		let choice = await chooseKvCache(model.info.path, settings.kv, source, 'repokv.model.draft');
+		// Watched even when it cannot serve (missing, or of another vocabulary): a draft put right is picked up too.
+		const configured = settings.kv.policy === 'speckv' && settings.model.draft !== undefined && !isRemoteModel(settings.model.draft) ? path.resolve(settings.model.draft) : undefined;
+		const draftPath = choice.status.draft ?? ('path' in source ? source.path : configured);
+		this.draftFile = draftPath === undefined ? undefined : { path: draftPath, identity: modelFileIdentity(draftPath) };
 		try {
 			await model.configureKv(choice.kvCache);
 		} catch (error) {
