@@ -123,7 +123,7 @@ async function benchNative(model: NativeModel, prompt: Int32Array, context: numb
 	model.setThreads(threads);
 	const { nLayer, nHeadKv, headDim } = model.info;
 	const session = model.createSession({ contextSize: context + opts.decodeTokens + lookaheadTokens + 8 });
-	session.setStaging(compressed && defaultKvSettings.masterPrecision);
+	session.setStaging(compressed ? defaultKvSettings.masterPrecision : false);
 	const draft = compressed ? await DraftModel.load(draftFor(opts), { threads, contextSize: context + lookaheadTokens + 8 }) : undefined;
 	const prefill: number[] = [];
 	const decode: number[] = [];

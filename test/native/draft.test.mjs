@@ -5,10 +5,11 @@ import assert from 'node:assert/strict';
 import path from 'node:path';
 import { test } from 'node:test';
 
+import { importBench, importSidecar } from '../support/bundles.mjs';
 import { root } from './helpers.mjs';
 
-const { DraftModel, draftPromptFor } = await import(path.join(root, 'dist', 'sidecar.mjs'));
-const { TaskBuilder } = await import(path.join(root, 'dist', 'bench.mjs'));
+const { DraftModel, draftPromptFor } = await importSidecar();
+const { TaskBuilder } = await importBench();
 const { getLlama, LlamaLogLevel } = await import('node-llama-cpp');
 
 const draftPath = path.join(root, 'models', 'draft.gguf');

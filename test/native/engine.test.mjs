@@ -7,11 +7,12 @@ import { after, describe, test } from 'node:test';
 
 import { FIXTURES, makeFixture } from '../../native/test-fixtures/make-fixture.mjs';
 import { GGML, GGUF } from '../../native/test-fixtures/gguf-writer.mjs';
-import { randomTokens, root, tempDir, useTestAddon } from './helpers.mjs';
+import { importSidecar } from '../support/bundles.mjs';
+import { randomTokens, tempDir, useTestAddon } from './helpers.mjs';
 
 useTestAddon(); // quant.dumpKv
 
-const { NativeModel, loadNativeAddon } = await import(path.join(root, 'dist', 'sidecar.mjs'));
+const { NativeModel, loadNativeAddon } = await importSidecar();
 
 const dir = tempDir();
 after(() => fs.rmSync(dir, { recursive: true, force: true }));

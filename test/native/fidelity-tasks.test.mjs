@@ -6,9 +6,10 @@ import { readFileSync } from 'node:fs';
 import path from 'node:path';
 import { test } from 'node:test';
 
+import { importBench } from '../support/bundles.mjs';
 import { root } from './helpers.mjs';
 
-const { TaskBuilder, HeldoutCode } = await import(path.join(root, 'dist', 'bench.mjs'));
+const { TaskBuilder, HeldoutCode } = await importBench();
 const { getLlama, LlamaLogLevel } = await import('node-llama-cpp');
 
 async function tokenizer(t) {

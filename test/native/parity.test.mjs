@@ -17,9 +17,10 @@ import { after, describe, test } from 'node:test';
 
 import { FIXTURES, makeFixture } from '../../native/test-fixtures/make-fixture.mjs';
 import { GGML } from '../../native/test-fixtures/gguf-writer.mjs';
+import { importSidecar } from '../support/bundles.mjs';
 import { compareWithReference, llamaReference, randomTokens, root, tempDir } from './helpers.mjs';
 
-const { NativeModel, nativeRuntimeInfo } = await import(path.join(root, 'dist', 'sidecar.mjs'));
+const { NativeModel, nativeRuntimeInfo } = await importSidecar();
 const exact = nativeRuntimeInfo().bitExactWithLlamaCpp;
 
 const dir = tempDir();

@@ -4,11 +4,12 @@ import assert from 'node:assert/strict';
 import path from 'node:path';
 import { describe, test } from 'node:test';
 
+import { importSidecar } from '../support/bundles.mjs';
 import { randomTokens, root, useTestAddon } from './helpers.mjs';
 
 useTestAddon(); // scoreAttention
 
-const { NativeModel, nativePolicy: P, loadNativeAddon } = await import(path.join(root, 'dist', 'sidecar.mjs'));
+const { NativeModel, nativePolicy: P, loadNativeAddon } = await importSidecar();
 const { scoreAttention } = loadNativeAddon();
 
 function rng(seed) {

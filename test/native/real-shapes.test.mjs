@@ -17,9 +17,10 @@ import path from 'node:path';
 import { after, before, describe, test } from 'node:test';
 
 import { QWEN_CODER_TOKENS, realShapeFixture } from '../../native/test-fixtures/real-shapes.mjs';
+import { importSidecar } from '../support/bundles.mjs';
 import { compareWithReference, llamaReference, root, tempDir } from './helpers.mjs';
 
-const sidecar = await import(path.join(root, 'dist', 'sidecar.mjs'));
+const sidecar = await importSidecar();
 const { NativeModel, nativeRuntimeInfo, buildCompletionPrompt, specialTokenTextsOf, hasRepoLevelFormat, checkDraftPairing, DraftMismatchError, bundledModelPath } = sidecar;
 const { getLlama } = await import('node-llama-cpp');
 const exact = nativeRuntimeInfo().bitExactWithLlamaCpp;

@@ -5,11 +5,12 @@ import assert from 'node:assert/strict';
 import path from 'node:path';
 import { describe, test } from 'node:test';
 
+import { importSidecar } from '../support/bundles.mjs';
 import { dequantizeActive, randomTokens, root, useTestAddon } from './helpers.mjs';
 
 useTestAddon();
 
-const { NativeModel, nativePolicy: P, tierCost, loadNativeAddon } = await import(path.join(root, 'dist', 'sidecar.mjs'));
+const { NativeModel, nativePolicy: P, tierCost, loadNativeAddon } = await importSidecar();
 const Q = loadNativeAddon().quant;
 
 const model = NativeModel.load(path.join(root, 'models', 'target.gguf'), { threads: 1 });

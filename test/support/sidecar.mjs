@@ -4,10 +4,11 @@ import { existsSync } from 'node:fs';
 import { mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
-import { fileURLToPath, pathToFileURL } from 'node:url';
+import { fileURLToPath } from 'node:url';
+import { importSidecar, sidecarBundlePath } from './bundles.mjs';
 
 export const repoRoot = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..', '..');
-export const bundlePath = path.join(repoRoot, 'dist', 'sidecar.mjs');
+export const bundlePath = sidecarBundlePath;
 export const cliPath = path.join(repoRoot, 'bin', 'repokv.js');
 export const needleWorkspace = path.join(repoRoot, 'test', 'fixtures', 'workspace-needle');
 // The bundled models. The environment variables point the model tests at other files while models are being
@@ -20,7 +21,7 @@ if (!existsSync(bundlePath)) {
 }
 
 /** The sidecar bundle's exports (see sidecar/src/api.ts). */
-export const sidecar = await import(pathToFileURL(bundlePath).href);
+export const sidecar = await importSidecar();
 
 /** A fresh temporary folder, removed when the test ends. */
 export async function tempFolder(t, prefix = 'repokv-test-') {

@@ -1,13 +1,11 @@
 // The fidelity benchmark's statistics and checks (bench/stats.ts) on made-up per-prompt rows: every check can fail,
 // passes only when the paired interval decides it, and reports ties at the floor or the ceiling as "not resolved".
 import assert from 'node:assert/strict';
-import path from 'node:path';
 import { describe, test } from 'node:test';
-import { pathToFileURL } from 'node:url';
 
-import { repoRoot } from '../support/sidecar.mjs';
+import { importBench } from '../support/bundles.mjs';
 
-const { bootstrapMean, pairedDifference, comparePair, orderingCheck, withinMargin } = await import(pathToFileURL(path.join(repoRoot, 'dist', 'bench.mjs')).href);
+const { bootstrapMean, pairedDifference, comparePair, orderingCheck, withinMargin } = await importBench();
 
 const TOP1 = { floor: 0, ceiling: 100 };
 const KL = { floor: Infinity, ceiling: 0 };

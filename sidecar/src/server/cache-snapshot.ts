@@ -1,7 +1,7 @@
 import { describeKvCache } from '../engine/kv-choice';
 import { selectionDefaults } from '../engine/native-policy';
 import type { EngineKvStats, EngineTimings } from '../engine/types';
-import { kvTiers, storageTiers, type BudgetRule, type CacheSnapshot, type EngineSetting, type FileInContext, type KvCacheStatus, type KvLayerStats, type KvTier, type LatencySplit, type StorageTier, type TierAmounts } from '../protocol';
+import { kvTiers, storageTiers, type BudgetRule, type CacheSnapshot, type EngineSetting, type FileInContext, type KvCacheStatus, type KvHeadStats, type KvLayerStats, type KvTier, type LatencySplit, type StorageTier, type TierAmounts } from '../protocol';
 
 // Builds the cache inspector's data (protocol `CacheSnapshot`) after a request. Two sources:
 // - `engineStats`: the engine's own per-layer/per-head accounting (the native engine's `kvStats()`), real bytes;
@@ -75,7 +75,7 @@ export function buildCacheSnapshot(input: SnapshotInput): CacheSnapshot {
 	const layers: KvLayerStats[] = [];
 	const stats = input.kvStats?.layers.length === shape.layers ? input.kvStats : undefined;
 	for (let layer = 0; layer < shape.layers; layer++) {
-		const heads = [];
+		const heads: KvHeadStats[] = [];
 		for (let head = 0; head < shape.kvHeads; head++) {
 			const tiers = emptyTiers();
 			const engineHead = stats?.layers[layer]?.heads[head];
