@@ -8,6 +8,9 @@
 //             the inspector with the last completion's numbers, Ask the Repository with a citation; screenshots
 //   restricted the .vsix in an untrusted workspace: nothing streamed, and the status bar and log say so
 //   exthost   the mocha suite (test/e2e/suite) inside code-server's extension host: commands, settings, restart
+//   faults    test/e2e/suite/faults.test.cjs in the extension host: the sidecar killed (SIGKILL) mid-completion comes
+//             back by itself and sees an edit made while it was down; no network attempt or socket from the
+//             sidecar, and no secret or ignored file's text in any prompt it was given
 //   electron  the same suite under @vscode/test-electron, which needs to download VS Code (skipped offline)
 // Screenshots and logs: .test-output/e2e/ (gitignored).
 //
@@ -125,6 +128,13 @@ if (want('exthost')) {
 		if (!tools) throw new Skip('setup failed');
 		return runExtensionHostSuite({ root, tools, outDir, workspace: copyFixture(path.join(outDir, 'exthost-ws')) });
 	}, { timeoutMs: 360000 });
+}
+
+if (want('faults')) {
+	await steps.run('faults: SIGKILLed sidecar restarted and fed again; no network, no secret in a prompt (extension host)', () => {
+		if (!tools) throw new Skip('setup failed');
+		return runExtensionHostSuite({ root, tools, outDir, workspace: copyFixture(path.join(outDir, 'faults-ws')), files: ['faults.test.cjs'], name: 'faults', timeoutMs: 420000 });
+	}, { timeoutMs: 480000 });
 }
 
 if (want('electron')) {

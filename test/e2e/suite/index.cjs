@@ -9,7 +9,8 @@ const Mocha = require(path.join(__dirname, '..', '..', '..', 'node_modules', 'mo
 
 exports.run = function run() {
 	const mocha = new Mocha({ ui: 'tdd', timeout: 120000, color: false });
-	mocha.addFile(path.join(__dirname, 'extension.test.cjs'));
+	// Which files: REPOKV_E2E_SUITE_FILES (comma-separated, set by test/e2e/exthost.mjs), else the main suite.
+	for (const file of (process.env.REPOKV_E2E_SUITE_FILES || 'extension.test.cjs').split(',')) mocha.addFile(path.join(__dirname, file));
 	return new Promise((resolve, reject) => {
 		const results = [];
 		const runner = mocha.run((failures) => {
