@@ -5,7 +5,7 @@
 // start: the warm-up is still running or has just started; --settle MS waits first), then ask 10 more times, each
 // after an edit below the cursor (a new trailing comment: the LRU misses, the repository block's KV is reused), and report the first latency and result, p50/p95.
 //
-// Usage: node bench/cold-start.mjs [--engines native,llama,native-full] [--warm 10] [--disk] [--settle MS] [--timeout MS] [--cli OTHER/bin/repokv.js] [--json FILE]
+// Usage: node bench/cold-start.mjs [--engines native,llama,native-full] [--warm 10] [--edit after|typing] [--disk] [--settle MS] [--timeout MS] [--cli OTHER/bin/repokv.js] [--json FILE]
 // Needs the bundle: `npm run build`.
 import { readFileSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
@@ -28,6 +28,9 @@ const settleMs = Number(argument('--settle', '0'));
 const timeoutMs = argument('--timeout', undefined);
 // Another build's launcher (bin/repokv.js next to its dist/), to compare before and after a change.
 const cli = argument('--cli', undefined);
+// What happens between warm requests: `after` (default) a new trailing comment below the cursor; `typing` the user types
+// the needle's answer at the cursor, one more character each time (4, 48, 481, 4817, 4817), then again from 4).
+const editMode = argument('--edit', 'after');
 
 const configurations = {
 	native: { engine: 'native', threads: 1, kv: { policy: 'speckv', precision: 'mixed', budgetPercent: 12 } },
@@ -55,9 +58,9 @@ for (const name of engines) {
 		}
 		const uri = server.uri('src/main.ts');
 		await server.connection.sendNotification('textDocument/didOpen', { textDocument: { uri, languageId: 'typescript', version: 1, text: mainText } });
-		const ask = async (version) => {
+		const ask = async (version, at = position) => {
 			const started = performance.now();
-			const result = await server.connection.sendRequest('textDocument/inlineCompletion', { textDocument: { uri }, position, context: { triggerKind: 1 } });
+			const result = await server.connection.sendRequest('textDocument/inlineCompletion', { textDocument: { uri }, position: at, context: { triggerKind: 1 } });
 			const ms = performance.now() - started;
 			return { ms, text: result?.items?.[0]?.insertText ?? '', version };
 		};
@@ -66,9 +69,17 @@ for (const name of engines) {
 		const statusAfterFirst = server.statuses.filter((status) => status.message !== undefined).slice(-3).map((status) => `${status.state}: ${status.message}`);
 		const warm = [];
 		for (let version = 2; version < 2 + warmCount; version++) {
-			// Typing after the cursor's line: a new trailing comment each time (the suffix changes, the prefix stays).
-			await server.connection.sendNotification('textDocument/didChange', { textDocument: { uri, version }, contentChanges: [{ text: `${mainText}// edit ${version}\n` }] });
-			warm.push(await ask(version));
+			if (editMode === 'typing') {
+				const typed = '4817)'.slice(0, ((version - 2) % 5) + 1);
+				const lines = mainText.split('\n');
+				lines[position.line] = `${lines[position.line].slice(0, position.character)}${typed}${lines[position.line].slice(position.character)}`;
+				await server.connection.sendNotification('textDocument/didChange', { textDocument: { uri, version }, contentChanges: [{ text: lines.join('\n') }] });
+				warm.push(await ask(version, { line: position.line, character: position.character + typed.length }));
+			} else {
+				// Typing after the cursor's line: a new trailing comment each time (the suffix changes, the prefix stays).
+				await server.connection.sendNotification('textDocument/didChange', { textDocument: { uri, version }, contentChanges: [{ text: `${mainText}// edit ${version}\n` }] });
+				warm.push(await ask(version));
+			}
 		}
 		const ms = warm.map((entry) => entry.ms);
 		// Where a warm request's time goes (the server's own split, from the cache snapshots), median per phase.
@@ -77,6 +88,7 @@ for (const name of engines) {
 		const row = {
 			engine: name,
 			settings,
+			edit: editMode,
 			first: { ms: Math.round(first.ms), text: first.text },
 			statusAfterFirst,
 			warm: {

@@ -183,6 +183,34 @@ describe('native engine, SpecKV: a request that changes only the end of the prom
 		assert.equal(reconfigured.selection, 'fresh');
 	});
 
+	test('typing at the cursor what was completed keeps the selection; typing something else selects afresh', async () => {
+		// the needle fixture ends at its cursor (`assert.equal(RETRY_LIMIT_MS, `): the target completes 4817 (src/config.ts)
+		const snapshot = await sidecar.readWorkspace(needleWorkspace);
+		const main = snapshot.files.find((file) => file.path === 'src/main.ts').text;
+		const cursor = main.endsWith('\n') ? main.length - 1 : main.length;
+		const promptTyping = (typed) =>
+			sidecar.buildCompletionPrompt({
+				files: snapshot.files.filter((file) => file.path !== 'src/main.ts'),
+				activePath: 'src/main.ts',
+				activeText: `${main.slice(0, cursor)}${typed}${main.slice(cursor)}`,
+				cursorOffset: cursor + typed.length,
+				specialTokens: model.specialTokens,
+				counter: new sidecar.CachingCounter(model),
+				budgetTokens: 4096 - 64 - 1,
+				orderFiles: sidecar.orderStableFirst,
+			}).text;
+		const first = await model.complete({ prompt: promptTyping(''), maxTokens: 8, reusePrefix: true });
+		assert.equal(first.selection, 'fresh');
+		assert.ok(first.text.startsWith('4817'), `the needle: ${JSON.stringify(first.text)}`);
+		const typed4 = await model.complete({ prompt: promptTyping('4'), maxTokens: 8, reusePrefix: true });
+		assert.equal(typed4.selection, 'kept', 'typed the first character of the completion');
+		const typed48 = await model.complete({ prompt: promptTyping('48'), maxTokens: 8, reusePrefix: true });
+		assert.equal(typed48.selection, 'kept');
+		assert.ok(typed48.tokens.generated > 0 && typed48.tokens.reused >= typed48.tokens.prompt - 8);
+		const other = await model.complete({ prompt: promptTyping('x'), maxTokens: 8, reusePrefix: true });
+		assert.equal(other.selection, 'fresh', 'typed neither the completion nor the draft\'s guess');
+	});
+
 	test('an abort while prefilling the changed tail drops the kept store; the next request selects afresh and completes', async () => {
 		await model.complete({ prompt: promptWith('// q'), maxTokens: 8, reusePrefix: true });
 		const controller = new AbortController();

@@ -107,6 +107,37 @@ export class DraftModel {
 		return previous?.n === n && sameTokens(previous.prompt, this.reading(targetPrompt, n, layout));
 	}
 
+	/**
+	 * Whether the draft would now read its last reading plus text that begins its last guess, or begins one of
+	 * `continuations` (the target's completion from the selection that guess scored): the user typed what was guessed
+	 * or shown (typing along with the ghost text). Greedy decoding is a function of the tokens read, so the draft's
+	 * guess for the new reading is the rest of the old one, and the target's completion the rest of the one shown: the
+	 * selection those scores made still holds. Texts are compared from the token before the first difference on, so a
+	 * retokenised junction (`= ` + `4` read as `=` + ` 4`) compares equal.
+	 */
+	typedAlong(targetPrompt: readonly number[], n: number, layout: DraftLayout = this.layout, continuations: readonly string[] = []): boolean {
+		const previous = this.last;
+		if (previous?.n !== n) {
+			return false;
+		}
+		const reading = this.reading(targetPrompt, n, layout);
+		let common = 0;
+		while (common < Math.min(reading.length, previous.prompt.length) && reading[common] === previous.prompt[common]) {
+			common++;
+		}
+		if (common < previous.prompt.length - maxRetokenisedTokens || reading.length <= common) {
+			return false;
+		}
+		const from = Math.max(0, common - 1);
+		const before = this.model.detokenize(previous.prompt.slice(from) as Token[]);
+		const now = this.model.detokenize(reading.slice(from));
+		if (!now.startsWith(before) || now.length === before.length) {
+			return false;
+		}
+		const typed = now.slice(before.length);
+		return [this.model.detokenize(previous.out as Token[]), ...continuations].some((continuation) => continuation.startsWith(typed));
+	}
+
 	/** The tokens the draft reads to guess `n` tokens after `targetPrompt`: its layout, cut to its context. */
 	private reading(targetPrompt: readonly number[], n: number, layout: DraftLayout): Token[] {
 		const prompt = draftPromptFor(targetPrompt, layout, this.fim);
@@ -141,6 +172,9 @@ export class DraftModel {
 		await this.model.dispose();
 	}
 }
+
+/** Tokens at the end of the last reading that typing may retokenise (a word merged with the typed characters). */
+const maxRetokenisedTokens = 4;
 
 function sameTokens(a: readonly number[], b: readonly number[]): boolean {
 	if (a.length !== b.length) {

@@ -142,7 +142,7 @@ class NativeLoadedModel implements LoadedModel {
 	 * While the session is compressed: the length of the prompt (less its last token) its selection was made for, and
 	 * the tokens the compressed store holds now (that prompt, or a later one that kept its selection).
 	 */
-	private compressedFor: { readonly selectedAt: number; readonly tokens: readonly number[] } | undefined;
+	private compressedFor: { readonly selectedAt: number; readonly tokens: readonly number[]; output: string } | undefined;
 
 	constructor(
 		private readonly model: NativeModel,
@@ -202,8 +202,9 @@ class NativeLoadedModel implements LoadedModel {
 	/**
 	 * Where a request may keep the compressed store of the previous one (see keptSelectionGrowthTokens): the position
 	 * its prompt first differs at, or `undefined` when it must select afresh. SpecKV also needs the draft's guess to be
-	 * the one the selection was scored with (the draft reads the same tokens: with `prefix-last`, an edit after the
-	 * cursor), so that only the observation window's changed tokens differ from a fresh selection's evidence.
+	 * the one the selection was scored with, so that only the observation window's changed tokens differ from a fresh
+	 * selection's evidence: the draft reads the same tokens (with `prefix-last`, an edit after the cursor), or what it
+	 * reads now continues with the rest of its last guess (the user typed what it guessed).
 	 */
 	private keptSelectionFrom(promptTokens: readonly number[], request: CompletionRequest, lookahead: number): number | undefined {
 		const kept = this.compressedFor;
@@ -221,7 +222,8 @@ class NativeLoadedModel implements LoadedModel {
 			// the change reaches into the selected part, or the prompt grew too much since the selection
 			return undefined;
 		}
-		if (policy === 'speckv' && this.draft !== undefined && !this.draft.hasLookahead(promptTokens, lookahead, this.kvOptions?.draftLayout)) {
+		const layout = this.kvOptions?.draftLayout;
+		if (policy === 'speckv' && this.draft !== undefined && !this.draft.hasLookahead(promptTokens, lookahead, layout) && !this.draft.typedAlong(promptTokens, lookahead, layout, [kept.output])) {
 			return undefined;
 		}
 		return common;
@@ -325,11 +327,16 @@ class NativeLoadedModel implements LoadedModel {
 			const t = performance.now();
 			const { nLayer, nHeadKv } = this.model.info;
 			if (compressSession(this.session, nLayer, nHeadKv, { reserveTokens: request.maxTokens + 1, ...this.selection }, request.maxTokens + 1) !== undefined) {
-				this.compressedFor = { selectedAt: m, tokens: this.masterTokens };
+				this.compressedFor = { selectedAt: m, tokens: this.masterTokens, output: '' };
 			}
 			compressMs = performance.now() - t;
 		}
-		return this.decode(request, promptTokens, last, reused, { tokenizeMs: tokenized - started, prefillMs: prefilled - tokenized, draftMs, scoringMs, compressMs }, 'fresh');
+		const result = await this.decode(request, promptTokens, last, reused, { tokenizeMs: tokenized - started, prefillMs: prefilled - tokenized, draftMs, scoringMs, compressMs }, 'fresh');
+		if (this.compressedFor !== undefined) {
+			// what the user sees as ghost text, and may type along with (keptSelectionFrom)
+			this.compressedFor.output = result.text;
+		}
+		return result;
 	}
 
 	/**
@@ -369,7 +376,7 @@ class NativeLoadedModel implements LoadedModel {
 		const prefilled = performance.now();
 		this.session.endTail();
 		const kept = this.compressedFor;
-		this.compressedFor = kept === undefined ? undefined : { selectedAt: kept.selectedAt, tokens: this.masterTokens };
+		this.compressedFor = kept === undefined ? undefined : { selectedAt: kept.selectedAt, tokens: this.masterTokens, output: kept.output };
 		const appendMs = performance.now() - prefilled;
 		return this.decode(request, promptTokens, last, from, { tokenizeMs: tokenized - started, prefillMs: prefilled - tokenized, compressMs: appendMs }, 'kept');
 	}
