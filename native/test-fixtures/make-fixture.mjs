@@ -40,6 +40,7 @@ function byteTokens() {
 	return Array.from({ length: 256 }, (_, b) => map.get(b));
 }
 
+/** @type {Record<'qwen2' | 'llama' | 'targetLike', Parameters<typeof makeFixture>[1]>} */
 export const FIXTURES = {
 	// qwen2 with biases, GQA 4:2, head dim 32, tied output
 	qwen2: { arch: 'qwen2', nEmbd: 128, nHead: 4, nHeadKv: 2, nLayer: 2, nFf: 256, ropeBase: 10000, tied: true, biases: true },

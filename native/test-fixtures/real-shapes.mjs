@@ -178,7 +178,7 @@ function normalSource(seed) {
 }
 
 /** Chunks of whole rows, about a million values each, of N(0, std²) (or all `constant`). */
-function* rowChunks(ne, seed, name, { std = 0.02, constant } = {}) {
+function* rowChunks(ne, seed, name, { std = 0.02, constant = undefined } = {}) {
 	const rowLength = ne[0];
 	const rows = ne.slice(1).reduce((a, b) => a * b, 1);
 	const perChunk = Math.max(1, Math.floor((1 << 20) / rowLength));
@@ -331,7 +331,8 @@ if (process.argv[1] && path.resolve(process.argv[1]) === fileURLToPath(import.me
 		console.error(usage);
 		process.exit(2);
 	}
-	const options = { shape: values.shape, type: values.type ?? 'Q8_0', layers: values.layers === undefined ? undefined : Number(values.layers), seed: values.seed === undefined ? 1 : Number(values.seed), threads: values.threads === undefined ? 1 : Number(values.threads) };
+	// writeRealShape rejects an unknown shape name.
+	const options = { shape: /** @type {keyof typeof SHAPES} */ (values.shape), type: values.type ?? 'Q8_0', layers: values.layers === undefined ? undefined : Number(values.layers), seed: values.seed === undefined ? 1 : Number(values.seed), threads: values.threads === undefined ? 1 : Number(values.threads) };
 	try {
 		const started = performance.now();
 		const made = values.out ? writeRealShape(values.out, options) : realShapeFixture(options);

@@ -19,7 +19,10 @@ const folders = ['', 'a', 'b', 'a/c', 'lib', 'build', '.ssh', 'node_modules', 'a
 const names = ['x.ts', 'y.js', 'README.md', 'notes.txt', '.env', 'id_rsa', 'config.pem', 'util.ts', 'big.txt', 'blob.dat', '.gitignore', '.repokvignore'];
 const patterns = ['*.js', 'build/', 'a/', '!a/x.ts', 'notes.txt', 'c/', '*.md', 'd', '/lib', 'x.*', '# comment', ''];
 
-/** Runs `steps` random operations; returns counts. `server` (optional): a startServer() result also fed, checked through `repokv/debug/mirror`. */
+/**
+ * Runs `steps` random operations; returns counts. `server` (optional): a startServer() result also fed, checked through `repokv/debug/mirror`.
+ * @param {{ steps?: number, seed?: number, server?: Awaited<ReturnType<typeof import('../support/lsp-client.mjs').startServer>>, log?: (line: string) => void }} [options]
+ */
 export async function runWorkspaceFuzz({ steps = 300, seed = 1, server, log = () => {} } = {}) {
 	const random = rng(seed);
 	const pick = (items) => items[Math.floor(random() * items.length)];

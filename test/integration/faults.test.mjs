@@ -137,9 +137,9 @@ async function modelServer(t, file) {
 		response.writeHead(200, { 'Content-Type': 'application/octet-stream', ...(chunked ? {} : { 'Content-Length': statSync(file).size }) });
 		createReadStream(file).pipe(response);
 	});
-	await new Promise((resolve) => server.listen(0, '127.0.0.1', resolve));
+	await new Promise((resolve) => server.listen(0, '127.0.0.1', () => resolve(undefined)));
 	t.after(() => new Promise((resolve) => server.close(resolve)));
-	return { requests, url: (name) => `http://127.0.0.1:${server.address().port}/${name}` };
+	return { requests, url: (name) => `http://127.0.0.1:${/** @type {import('node:net').AddressInfo} */ (server.address()).port}/${name}` };
 }
 
 /** A 4 MiB tmpfs (the bundled target is 20 MB), or undefined where this user cannot mount one. */
@@ -285,7 +285,8 @@ describe('faults: not enough memory for the requested context', () => {
 		const { kvBytesPerToken, overheadBytes } = sidecar.memoryCheck;
 		const weights = statSync(targetModelPath).size + statSync(draftModelPath).size;
 		const info = await import('node-llama-cpp').then(({ readGgufFileInfo }) => readGgufFileInfo(targetModelPath, { readTensorInfo: false }));
-		const arch = info.metadata[info.metadata.general.architecture];
+		// The bundled target is llama-family: one KV head count for every layer.
+		const arch = /** @type {{ block_count: number, embedding_length: number, attention: { head_count: number, head_count_kv: number, key_length?: number } }} */ (info.metadata[info.metadata.general.architecture]);
 		const perToken = kvBytesPerToken({ layers: arch.block_count, kvHeads: arch.attention.head_count_kv, headDim: arch.attention.key_length ?? arch.embedding_length / arch.attention.head_count });
 		const limit = weights + overheadBytes + perToken * 1100;
 		const settings = { threads: 1, contextSize: 1 << 20 };

@@ -38,8 +38,8 @@ async function serveFiles(files) {
 		}
 		fs.createReadStream(file, { start, end }).pipe(res);
 	});
-	await new Promise((resolve) => server.listen(0, '127.0.0.1', resolve));
-	return { url: (name) => `http://127.0.0.1:${server.address().port}/${name}`, close: () => new Promise((resolve) => server.close(resolve)) };
+	await new Promise((resolve) => server.listen(0, '127.0.0.1', () => resolve(undefined)));
+	return { url: (name) => `http://127.0.0.1:${/** @type {import('node:net').AddressInfo} */ (server.address()).port}/${name}`, close: () => new Promise((resolve) => server.close(resolve)) };
 }
 
 describe('model presets', () => {
@@ -150,7 +150,7 @@ describe('repokv models', () => {
 	});
 
 	test('--download with an unknown preset is a usage error', async () => {
-		await assert.rejects(run(process.execPath, [cliPath, 'models', '--download', 'no-such-preset']), (error) => {
+		await assert.rejects(run(process.execPath, [cliPath, 'models', '--download', 'no-such-preset']), (/** @type {any} */ error) => {
 			assert.equal(error.code, 2);
 			assert.match(error.stderr, /unknown model preset 'no-such-preset'; known presets: qwen2\.5-coder-1\.5b/);
 			return true;

@@ -57,7 +57,7 @@ describe('bundled models', () => {
 			const { metadata } = await readGgufFileInfo(file, { readTensorInfo: false });
 			const arch = metadata.general.architecture;
 			assert.ok(['llama', 'qwen2'].includes(arch), arch);
-			const params = metadata[arch];
+			const params = /** @type {{ embedding_length: number, attention: { head_count: number, head_count_kv: number } }} */ (metadata[arch]);
 			assert.ok(params.attention.head_count_kv < params.attention.head_count, 'fewer KV heads than query heads');
 			assert.equal(params.embedding_length / params.attention.head_count, 64);
 			assert.equal(metadata.tokenizer.ggml.model, 'gpt2');

@@ -39,9 +39,9 @@ export async function startServer({ settings = {}, workspace = needleWorkspace, 
 	const snapshots = [];
 	const logs = [];
 	const progress = new Map();
-	connection.onNotification('repokv/status/didChange', (params) => statuses.push(params));
-	connection.onNotification('repokv/cache/didChange', (params) => snapshots.push(params));
-	connection.onNotification('window/logMessage', (params) => logs.push(params.message));
+	connection.onNotification('repokv/status/didChange', (params) => void statuses.push(params));
+	connection.onNotification('repokv/cache/didChange', (params) => void snapshots.push(params));
+	connection.onNotification('window/logMessage', (params) => void logs.push(params.message));
 	connection.onNotification('$/progress', ({ token, value }) => {
 		if (!progress.has(token)) {
 			progress.set(token, []);

@@ -29,24 +29,24 @@ function describe(args) {
 const connect = net.Socket.prototype.connect;
 net.Socket.prototype.connect = function (...args) {
 	record('connect', describe(args));
-	return connect.apply(this, args);
+	return connect.apply(this, /** @type {any} */ (args));
 };
 const listen = net.Server.prototype.listen;
 net.Server.prototype.listen = function (...args) {
 	record('listen', describe(args));
-	return listen.apply(this, args);
+	return listen.apply(this, /** @type {any} */ (args));
 };
 const bind = dgram.Socket.prototype.bind;
 dgram.Socket.prototype.bind = function (...args) {
 	record('udpBind', describe(args));
-	return bind.apply(this, args);
+	return bind.apply(this, /** @type {any} */ (args));
 };
 const send = dgram.Socket.prototype.send;
 dgram.Socket.prototype.send = function (...args) {
 	record('udpSend', { port: args[args.length - 3], host: args[args.length - 2] });
-	return send.apply(this, args);
+	return send.apply(this, /** @type {any} */ (args));
 };
-for (const [owner, name] of [[dns, 'lookup'], [dns, 'resolve'], [dns, 'resolve4'], [dns, 'resolve6'], [dns.promises, 'lookup'], [dns.promises, 'resolve']]) {
+for (const [owner, name] of /** @type {[any, string][]} */ ([[dns, 'lookup'], [dns, 'resolve'], [dns, 'resolve4'], [dns, 'resolve6'], [dns.promises, 'lookup'], [dns.promises, 'resolve']])) {
 	const original = owner[name];
 	owner[name] = function (hostname, ...rest) {
 		record(`dns.${name}`, { host: hostname });

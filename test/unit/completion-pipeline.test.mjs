@@ -48,7 +48,8 @@ function fakeEngine({ delayMs = 30, prefillMs = 0, checkEveryMs = 2, text = '481
 	};
 	const computed = [];
 	const pipeline = new CompletionPipeline({
-		engines,
+		// A stand-in for the EngineHost with only what the pipeline uses.
+		engines: /** @type {any} */ (engines),
 		mirror: new WorkspaceMirror(),
 		status: new StatusReporter(() => {}),
 		settings: () => settings,
@@ -146,6 +147,7 @@ describe('CompletionPipeline', () => {
 
 	test('a request cancelled while queued is answered empty without computing', async () => {
 		const { pipeline, engines, calls } = fakeEngine();
+		/** @type {(value?: unknown) => void} */
 		let release;
 		const blocker = engines.queue.run(() => new Promise((resolve) => (release = resolve)));
 		const controller = new AbortController();
@@ -253,6 +255,7 @@ describe('scheduling helpers', () => {
 	test('JobQueue answers an aborted job at once, waiting or running, and starts the next only when the running one ends', async () => {
 		const queue = new JobQueue();
 		const events = [];
+		/** @type {(value?: unknown) => void} */
 		let release;
 		const runningController = new AbortController();
 		const running = queue.run(async () => {

@@ -17,8 +17,8 @@ describe('WorkspaceMirror', () => {
 		assert.deepEqual(mirror.files().map((f) => f.path), ['a.ts', 'b.ts', 'c.ts']);
 
 		const change = mirror.apply({ changed: [file('a.ts', 'a2')], deleted: ['b.ts'], renamed: [{ from: 'c.ts', to: 'src/c.ts' }] });
-		assert.deepEqual(change.changed.sort(), ['a.ts', 'src/c.ts']);
-		assert.deepEqual(change.removed.sort(), ['b.ts', 'c.ts']);
+		assert.deepEqual([...change.changed].sort(), ['a.ts', 'src/c.ts']);
+		assert.deepEqual([...change.removed].sort(), ['b.ts', 'c.ts']);
 		assert.deepEqual(mirror.files().map((f) => [f.path, f.text]), [['a.ts', 'a2'], ['src/c.ts', 'c']]);
 		assert.equal(mirror.bytes, 3);
 	});
@@ -85,11 +85,14 @@ describe('WorkspaceMirror', () => {
 
 	test('bad input never throws: invalid paths, missing fields, wrong types', () => {
 		const mirror = new WorkspaceMirror();
-		const result = mirror.apply({ changed: [null, 42, { path: '../outside.ts', text: 'x' }, { path: '/abs.ts', text: 'x' }, { path: 'a.ts' }, { path: 'C:\\win.ts', text: 'x' }], deleted: [null, 5], renamed: [null, { from: 1 }] });
+		// What a misbehaving client could send, whatever the protocol's types say.
+		/** @type {any} */
+		const bad = { changed: [null, 42, { path: '../outside.ts', text: 'x' }, { path: '/abs.ts', text: 'x' }, { path: 'a.ts' }, { path: 'C:\\win.ts', text: 'x' }], deleted: [null, 5], renamed: [null, { from: 1 }] };
+		const result = mirror.apply(bad);
 		assert.equal(mirror.size, 0);
 		assert.ok(result.skipped.every((s) => s.reason === 'invalidPath'));
 		assert.doesNotThrow(() => mirror.apply({}));
-		assert.doesNotThrow(() => mirror.apply({ changed: 'nope' }));
+		assert.doesNotThrow(() => mirror.apply(/** @type {any} */ ({ changed: 'nope' })));
 	});
 
 	test('a reset feed removes files that are not in it', () => {

@@ -38,7 +38,7 @@ describe('postprocessCompletion', () => {
 		assert.equal(postprocessCompletion('4817);', { mode: 'singleLine', linePrefix: '  f(', lineSuffix: ');' }), '4817');
 	});
 	test('multi-line mode stops at a blank line and at the end of the block', () => {
-		const ctx = { mode: 'multiLine', linePrefix: '  ', lineSuffix: '' };
+		const ctx = /** @type {const} */ ({ mode: 'multiLine', linePrefix: '  ', lineSuffix: '' });
 		assert.equal(postprocessCompletion('a();\n  b();\n\n  c();', ctx), 'a();\n  b();');
 		assert.equal(postprocessCompletion('a();\n  b();\n}\nfunction next() {', ctx), 'a();\n  b();');
 		assert.equal(postprocessCompletion('x   \r\n  y  ', ctx), 'x   \n  y');

@@ -8,6 +8,7 @@ import { sidecar } from '../support/sidecar.mjs';
 const { buildCacheSnapshot, fp16BytesPerHeadToken, reloadNeeded, resolveSettings, StatusReporter, protocol } = sidecar;
 
 const shape = { layers: 6, kvHeads: 2, headDim: 64 };
+/** @type {Parameters<typeof buildCacheSnapshot>[0]} */
 const base = {
 	sequence: 1,
 	request: 'completion',
@@ -44,6 +45,7 @@ describe('buildCacheSnapshot', () => {
 
 	test('engine stats give real per-head bytes and tiers; missing tokens count as dropped', () => {
 		const head = (tokens, segments) => ({ tokens, bytes: segments.reduce((s, x) => s + x.bytes, 0), segments });
+		/** @type {import('../../sidecar/src/api').EngineKvStats} */
 		const kvStats = {
 			policy: 'speckv',
 			split: 'uniform',
@@ -83,6 +85,7 @@ describe('buildCacheSnapshot', () => {
 
 	test('per file: the engine\'s per-position tier counts (cells / layers x heads), not the overall share', () => {
 		const cells = shape.layers * shape.kvHeads;
+		/** @type {import('../../sidecar/src/api').EngineKvStats} */
 		const kvStats = {
 			policy: 'speckv',
 			split: 'uniform',
@@ -94,7 +97,7 @@ describe('buildCacheSnapshot', () => {
 		const rangeTiers = (bounds) => {
 			asked.push([...bounds]);
 			// a.ts: mostly 1-bit; main.ts (the active file): mostly fp16 and kivi4, some kivi2
-			return [{ f16: 10 * cells, kivi4: 50 * cells, onebit: 290 * cells }, { f16: 90 * cells, kivi4: 250 * cells, kivi2: 10 * cells }];
+			return [{ f16: 10 * cells, q8: 0, kivi4: 50 * cells, kivi2: 0, onebit: 290 * cells }, { f16: 90 * cells, q8: 0, kivi4: 250 * cells, kivi2: 10 * cells, onebit: 0 }];
 		};
 		const snapshot = buildCacheSnapshot({ ...base, engine: 'native', kvStats, rangeTiers });
 		assert.deepEqual(asked, [[1, 601, 995]], 'the spans\' boundaries, after BOS');

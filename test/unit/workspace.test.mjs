@@ -152,6 +152,7 @@ describe('readWorkspace', () => {
 		await layout(root, { 'a.ts': 'a', 'locked/secret-plans.ts': 'b', 'z.ts': 'z' });
 		// root ignores permission bits, so the failure is injected through the fs seam as well as by chmod.
 		const locked = path.join(root, 'locked');
+		/** @type {import('../../sidecar/src/api').WorkspaceFs} */
 		const fs = {
 			readdir: async (folder, options) => {
 				if (path.resolve(folder) === locked) {
