@@ -64,7 +64,7 @@ void attention_op(ggml_tensor *dst, int ith, int nth, void *userdata);
 void observe_rows(ScoreCollector &obs, int layer, int h, const HeadCache &hc, const int32_t *ne, const float *P, size_t ld, int R,
                   const int32_t *qpos);
 
-// Whether the AVX2/F16C kernels are in use.
+// Whether a SIMD kernel table is in use (kernels/kernels.h: AVX2 on x86-64, NEON on arm64), not the portable one.
 bool attention_simd();
 
 }  // namespace repokv

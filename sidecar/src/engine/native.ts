@@ -28,6 +28,8 @@ export interface NativeModelInfo {
 	readonly weightBytes: number;
 	/** Bytes of weights repacked for the CPU backend's faster quantized kernels (as llama.cpp does). */
 	readonly repackedBytes: number;
+	/** Weight bytes per ggml buffer type, e.g. `{ CPU: …, CPU_REPACK: … }`: all but `CPU` are repacked. */
+	readonly weightBuffers: Readonly<Record<string, number>>;
 	/** e.g. `f16:42,f32:13` (tensor count per ggml type). */
 	readonly weightTypes: string;
 	readonly threads: number;
@@ -126,7 +128,7 @@ interface Addon {
 /** The ggml runtime the addon runs on. */
 export interface NativeRuntimeInfo {
 	readonly binsDir: string;
-	/** AVX2/FMA/F16C attention kernels in use. */
+	/** A SIMD attention kernel table in use (AVX2/FMA/F16C on x86-64, NEON on arm64), not the portable one. */
 	readonly simd: boolean;
 	/** The attention kernel table in use (native/src/kernels/kernels.h): `scalar` or `avx2`. */
 	readonly kernels: string;
