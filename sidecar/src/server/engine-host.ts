@@ -289,29 +289,60 @@ function fixHintFor(message: string, settings: ResolvedSettings): string {
 
 /**
  * Token counts cached by text. The repository block is re-counted on every request; its pieces change rarely, so
- * after the first request counting costs a map lookup per file. Bounded: cleared when it grows past its limit.
+ * after the first request counting costs a map lookup per file. Bounded by entries and by characters, least recently
+ * used first out: the repository's pieces, counted on every request, stay; the prefixes and suffixes of one keystroke
+ * (never asked again) go. Each key is a copy: a text sliced from a document (the builder's prefix, suffix and
+ * cut-search probes are) would keep the whole document alive, one version per keystroke (a 1 MiB file held 1 MiB
+ * per completion, up to 20,000 of them).
  */
 export class CachingCounter implements TokenCounter {
-	private readonly counts = new Map<string, number>();
+	/** Least recently used first; the value keeps the copied key, so that a hit re-inserts the copy, not the slice. */
+	private readonly counts = new Map<string, { readonly key: string; readonly count: number }>();
+	private chars = 0;
 
 	constructor(
 		private readonly inner: TokenCounter,
 		private readonly limit = 20_000,
+		private readonly maxChars = 32 * 1024 * 1024,
 	) {}
 
+	/** Characters of the texts cached now. */
+	get cachedChars(): number {
+		return this.chars;
+	}
+
+	get size(): number {
+		return this.counts.size;
+	}
+
 	countTokens(text: string): number {
-		// Short texts are cheaper to count than to keep.
-		if (text.length < 64) {
+		// Short texts are cheaper to count than to keep; one over a quarter of the bound would evict too much.
+		if (text.length < 64 || text.length > this.maxChars / 4) {
 			return this.inner.countTokens(text);
 		}
-		let count = this.counts.get(text);
-		if (count === undefined) {
-			count = this.inner.countTokens(text);
-			if (this.counts.size >= this.limit) {
-				this.counts.clear();
+		const hit = this.counts.get(text);
+		if (hit !== undefined) {
+			this.counts.delete(text);
+			this.counts.set(hit.key, hit);
+			return hit.count;
+		}
+		const count = this.inner.countTokens(text);
+		const key = flatCopy(text);
+		this.counts.set(key, { key, count });
+		this.chars += key.length;
+		for (const [oldest] of this.counts) {
+			if (this.counts.size <= this.limit && this.chars <= this.maxChars) {
+				break;
 			}
-			this.counts.set(text, count);
+			this.counts.delete(oldest);
+			this.chars -= oldest.length;
 		}
 		return count;
 	}
+}
+
+/** A string with the same characters that shares no storage with `text` (V8 keeps a slice's parent alive). */
+function flatCopy(text: string): string {
+	// Latin-1 when every code unit fits (V8's one-byte strings), else UTF-16 code units: both round-trip exactly.
+	return /[\u0100-\uffff]/.test(text) ? Buffer.from(text, 'utf16le').toString('utf16le') : Buffer.from(text, 'latin1').toString('latin1');
 }
