@@ -6,7 +6,8 @@
 // (a string or integer id and a method) must get exactly one response (a result or a JSON-RPC error), the process
 // must stay up until `exit`, and exit 0 then.
 //
-//   node test/fuzz/lsp.fuzz.mjs [--messages N] [--seed S]
+//   node test/fuzz/lsp.fuzz.mjs [--messages N] [--seed S] [--heap-snapshot DIR]
+// `--heap-snapshot DIR`: the server writes a V8 heap snapshot into DIR after the last message (what holds its memory).
 import assert from 'node:assert/strict';
 import { spawn } from 'node:child_process';
 import { appendFileSync, readFileSync } from 'node:fs';
@@ -102,14 +103,15 @@ async function makeWorkspace() {
 	return root;
 }
 
-export async function runLspFuzz({ messages = 10_000, seed = 1, log = () => {}, responseTimeoutMs = 120_000 } = {}) {
+export async function runLspFuzz({ messages = 10_000, seed = 1, log = () => {}, responseTimeoutMs = 120_000, heapSnapshotDir } = {}) {
 	const random = rng(seed);
 	const pick = (items) => items[Math.floor(random() * items.length)];
 	const int = (max) => Math.floor(random() * max);
 	const root = await makeWorkspace();
 	const settings = { threads: 1, completion: { maxTokens: 8 }, ask: { maxTokens: 8 } };
 	const netLog = path.join(root, '..', `${path.basename(root)}-net.jsonl`);
-	const child = spawn(process.execPath, [cliPath, 'serve', '--stdio'], { stdio: ['pipe', 'pipe', 'pipe'], env: { ...process.env, ...guardEnv(netLog), REPOKV_TEST_HOOKS: '1' } });
+	const heapOptions = heapSnapshotDir === undefined ? [] : ['--heapsnapshot-signal=SIGUSR2', `--diagnostic-dir=${heapSnapshotDir}`];
+	const child = spawn(process.execPath, [...heapOptions, cliPath, 'serve', '--stdio'], { stdio: ['pipe', 'pipe', 'pipe'], env: { ...process.env, ...guardEnv(netLog), REPOKV_TEST_HOOKS: '1' } });
 	let stderr = '';
 	child.stderr.on('data', (chunk) => {
 		stderr = (stderr + chunk).slice(-20_000);
@@ -273,6 +275,8 @@ export async function runLspFuzz({ messages = 10_000, seed = 1, log = () => {}, 
 
 	const started = Date.now();
 	let memoryBefore;
+	/** What the server says of its memory every 2,000 messages (repokv/debug/memory). */
+	const memorySeries = [];
 	try {
 		// A proper start: initialize, initialized, the workspace, an open document; then the storm.
 		const init = nextId++;
@@ -303,9 +307,25 @@ export async function runLspFuzz({ messages = 10_000, seed = 1, log = () => {}, 
 			}
 			sent += burst;
 			await settle();
-			if (sent % 2000 < burst) log(`${sent} messages, ${counts.responses ?? 0} responses, rss ${memoryOf(child.pid).rssKB} kB`);
+			if (sent % 2000 < burst) {
+				const id = request('repokv/debug/memory', undefined, 'debugMemory');
+				const inside = (await peer.response(id, responseTimeoutMs)).result;
+				await settle();
+				const mib = (bytes) => Math.round(bytes / 1048576);
+				memorySeries.push({ messages: sent, rssKB: memoryOf(child.pid).rssKB, ...inside });
+				log(`${sent} messages, ${counts.responses ?? 0} responses, rss ${memoryOf(child.pid).rssKB} kB (V8 heap ${mib(inside.heapUsed)} of ${mib(inside.heapTotal)} MiB, external ${mib(inside.external)} MiB, ${inside.documents} documents of ${mib(inside.documentChars * 2)} MiB, mirror ${inside.mirror.files} files)`);
+			}
 		}
 		const memoryAfter = memoryOf(child.pid);
+		if (heapSnapshotDir !== undefined) {
+			const { readdir } = await import('node:fs/promises');
+			const before = new Set(await readdir(heapSnapshotDir));
+			child.kill('SIGUSR2');
+			// Written synchronously by the server's main thread: a status request is answered once it is done.
+			await peer.response(request('repokv/status', undefined, 'status'), responseTimeoutMs);
+			await settle();
+			log(`heap snapshot: ${(await readdir(heapSnapshotDir)).filter((name) => !before.has(name)).join(', ')}`);
+		}
 		// Requests after shutdown: answered (with an error), and the process waits for `exit`.
 		request('shutdown', undefined, 'shutdown');
 		await settle();
@@ -321,7 +341,7 @@ export async function runLspFuzz({ messages = 10_000, seed = 1, log = () => {}, 
 		assert.deepEqual(peer.stray, [], 'a request was answered twice');
 		assert.deepEqual(networkAttempts(netLog), [], 'the server attempted network access');
 		const total = Object.entries(counts).filter(([kind]) => !['responses', 'errorResponses'].includes(kind)).reduce((sum, [, value]) => sum + value, 0);
-		return { messages: total, byKind: counts, serverRequests: peer.serverRequests, serverNotifications: peer.notifications, crashes: 0, rssBeforeKB: memoryBefore.rssKB, rssAfterKB: memoryAfter.rssKB, peakRssKB: memoryAfter.peakKB, ms: Date.now() - started };
+		return { messages: total, byKind: counts, serverRequests: peer.serverRequests, serverNotifications: peer.notifications, crashes: 0, rssBeforeKB: memoryBefore.rssKB, rssAfterKB: memoryAfter.rssKB, peakRssKB: memoryAfter.peakKB, memorySeries, ms: Date.now() - started };
 	} finally {
 		if (exitInfo === undefined) child.kill('SIGKILL');
 		await rm(root, { recursive: true, force: true });
@@ -332,6 +352,7 @@ export async function runLspFuzz({ messages = 10_000, seed = 1, log = () => {}, 
 if (process.argv[1] === fileURLToPath(import.meta.url)) {
 	const messages = Number(argValue('--messages', '10000'));
 	const seed = Number(argValue('--seed', '1'));
-	const result = await runLspFuzz({ messages, seed, responseTimeoutMs: Number(argValue('--timeout-ms', '120000')), log: (line) => console.error(line) });
+	const heapSnapshotDir = argValue('--heap-snapshot', undefined);
+	const result = await runLspFuzz({ messages, seed, responseTimeoutMs: Number(argValue('--timeout-ms', '120000')), log: (line) => console.error(line), ...(heapSnapshotDir === undefined ? {} : { heapSnapshotDir: path.resolve(heapSnapshotDir) }) });
 	console.log(JSON.stringify({ fuzzer: 'lsp', seed, ...result }));
 }

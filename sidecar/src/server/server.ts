@@ -514,6 +514,13 @@ export function startServer(options: ServeOptions): Promise<void> {
 	// compare with the disk. Not part of the protocol.
 	if (process.env['REPOKV_TEST_HOOKS'] === '1') {
 		connection.onRequest('repokv/debug/mirror', () => ({ files: mirror.files().map((file) => ({ path: file.path, text: file.text })) }));
+		// Where the process's memory is (the LSP fuzz's RSS figures): V8's heap, memory outside it, open documents.
+		connection.onRequest('repokv/debug/memory', () => ({
+			...process.memoryUsage(),
+			documents: documents.all().length,
+			documentChars: documents.all().reduce((sum, document) => sum + document.getText().length, 0),
+			mirror: { files: mirror.size, bytes: mirror.bytes },
+		}));
 	}
 
 	let shutdownReceived = false;
