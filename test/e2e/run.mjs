@@ -66,6 +66,7 @@ if (want('webview')) {
 if (want('ui')) {
 	const runDir = path.join(outDir, 'ui');
 	const shots = path.join(runDir, 'screenshots');
+	/** @type {CodeServer | undefined} */
 	let server;
 	let ui;
 	const ok = await steps.run('ui: install the .vsix and open the needle workspace in code-server', async () => {

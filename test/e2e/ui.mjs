@@ -13,7 +13,12 @@ const key = (page, combo) => page.keyboard.press(combo);
 
 export class Ui {
 	constructor({ server, page, workspace, stateFile, shots, root }) {
-		Object.assign(this, { server, page, workspace, stateFile, shots, root });
+		this.server = server;
+		this.page = page;
+		this.workspace = workspace;
+		this.stateFile = stateFile;
+		this.shots = shots;
+		this.root = root;
 		this.sidecarReady = undefined;
 	}
 

@@ -36,7 +36,7 @@ window.acquireVsCodeApi = () => ({
 		tab.on('pageerror', (error) => errors.push(error.message));
 		await tab.goto(pathToFileURL(page).href);
 		await tab.waitForSelector('.empty-state');
-		assert.deepEqual(await tab.evaluate(() => window.__posted), [{ type: 'ready' }], 'the inspector says ready once');
+		assert.deepEqual(await tab.evaluate(() => /** @type {any} */ (window).__posted), [{ type: 'ready' }], 'the inspector says ready once');
 		await tab.screenshot({ path: path.join(dir, 'inspector-empty.png') });
 
 		const snapshot = syntheticSnapshot();
@@ -54,7 +54,7 @@ window.acquireVsCodeApi = () => ({
 		assert.equal(await tab.locator('table.files tr:nth-child(2) .bar > div').count(), 6, 'one bar part per tier');
 		// Pixels: the chart really drew the tiers (the fp16 blue at the bottom of the first head column).
 		const painted = await tab.evaluate(() => {
-			const canvas = document.querySelector('canvas.layers');
+			const canvas = /** @type {HTMLCanvasElement} */ (document.querySelector('canvas.layers'));
 			const g = canvas.getContext('2d');
 			const data = g.getImageData(0, 0, canvas.width, canvas.height).data;
 			let colored = 0;
@@ -85,7 +85,7 @@ window.acquireVsCodeApi = () => ({
 			for (let i = 0; i < 20; i++) {
 				window.postMessage({ type: 'snapshot', snapshot: { ...s, sequence: 10 + i } }, '*');
 				await new Promise((resolve) => requestAnimationFrame(() => requestAnimationFrame(resolve)));
-				out.push(Number(document.querySelector('canvas.layers').dataset.drawMs));
+				out.push(Number(/** @type {HTMLCanvasElement} */ (document.querySelector('canvas.layers')).dataset.drawMs));
 			}
 			return out.sort((a, b) => a - b);
 		}, snapshot);

@@ -10,9 +10,16 @@ import { rng as mulberry32 } from './support/random.mjs';
 /** The fuzz's seeded PRNG (test/fuzz/support/random.mjs) with integer and pick helpers. */
 export function rng(seed) {
 	const next = mulberry32(seed);
-	next.int = (n) => Math.floor(next() * n);
-	next.pick = (a) => a[Math.floor(next() * a.length)];
-	return next;
+	return Object.assign(next, {
+		/** @param {number} n */
+		int: (n) => Math.floor(next() * n),
+		/**
+		 * @template T
+		 * @param {readonly T[]} a
+		 * @returns {T}
+		 */
+		pick: (a) => a[Math.floor(next() * a.length)],
+	});
 }
 
 const SCALAR = [1, 1, 2, 2, 4, 4, 4, 1, 0, 0, 8, 8, 8]; // GGUF value sizes by type (8 string, 9 array)

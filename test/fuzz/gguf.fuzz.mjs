@@ -61,6 +61,7 @@ function buildBases(dir, small) {
 /**
  * Runs the fuzz; returns the report (see the JSON file). Options: n, seed, timeoutMs, asan, small, log (a function
  * for progress lines), workDir.
+ * @param {{ n?: number, seed?: number, timeoutMs?: number, asan?: boolean, small?: boolean, log?: (line: string) => void }} [options]
  */
 export async function runGgufFuzz({ n = 10000, seed = 1, timeoutMs = 20000, asan = false, small = false, log = () => {} } = {}) {
 	const addon = path.join(root, 'native', 'build', asan ? 'asan' : '', 'repokv.node');
@@ -71,6 +72,7 @@ export async function runGgufFuzz({ n = 10000, seed = 1, timeoutMs = 20000, asan
 	// the K-quant fixture is requantized from an F16 one
 	const f16src = path.join(baseDir, 'llama-f16-src.gguf');
 	makeFixture(f16src, { ...FIXTURES.llama, weightType: GGML.F16, seed: 5 });
+	/** @type {{ name: string, file: string, weight: number, size?: number, buf?: Buffer, layout?: ReturnType<typeof layout> }[]} */
 	const bases = buildBases(baseDir, small).filter((b) => fs.existsSync(b.file));
 	const requant = path.join(root, 'native', 'build', 'gguf-requant');
 	if (fs.existsSync(requant)) {
@@ -129,7 +131,9 @@ export async function runGgufFuzz({ n = 10000, seed = 1, timeoutMs = 20000, asan
 		workerRestarts: 0,
 	};
 
-	let child, stderr = '';
+	/** @type {import('node:child_process').ChildProcess} */
+	let child;
+	let stderr = '';
 	const pending = new Map();
 	let nextId = 0;
 	const rssSeries = [];
@@ -140,13 +144,13 @@ export async function runGgufFuzz({ n = 10000, seed = 1, timeoutMs = 20000, asan
 			child.stderr.on('data', (d) => {
 				stderr = (stderr + d).slice(-8000);
 			});
-			child.once('message', (m) => (m.ready ? resolve() : reject(new Error('worker did not start'))));
+			child.once('message', (/** @type {any} */ m) => (m.ready ? resolve() : reject(new Error('worker did not start'))));
 			child.once('exit', (code, signal) => {
 				for (const [, p] of pending) p({ died: true, code, signal });
 				pending.clear();
 				reject(new Error(`worker exited at start (${code ?? signal}): ${stderr}`));
 			});
-			child.on('message', (m) => {
+			child.on('message', (/** @type {any} */ m) => {
 				const p = pending.get(m.id);
 				if (p) {
 					pending.delete(m.id);

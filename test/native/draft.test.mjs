@@ -52,7 +52,7 @@ test('the draft keeps its KV cache in Q8_0 and cacheStats counts it so (34 bytes
 		const llama = await getLlama({ maxThreads: 1, build: 'never', skipDownload: true, progressLogs: false, logLevel: LlamaLogLevel.error });
 		const vocab = await llama.loadModel({ modelPath: draftPath, vocabOnly: true });
 		const md = vocab.fileInfo.metadata;
-		const arch = md[md.general.architecture];
+		const arch = /** @type {{ block_count: number, embedding_length: number, attention: { head_count: number, head_count_kv?: number, key_length?: number } }} */ (md[md.general.architecture]);
 		const heads = arch.attention.head_count;
 		const kvHeads = arch.attention.head_count_kv ?? heads;
 		const headDim = arch.attention.key_length ?? arch.embedding_length / heads;

@@ -33,6 +33,7 @@ function maxDiff(a, b) {
 }
 
 describe('native engine: broken and unsupported models are JS errors', () => {
+	/** @type {[string, () => string, RegExp][]} */
 	const cases = [
 		['a missing file', () => path.join(dir, 'nope.gguf'), /cannot open model file/],
 		['a file that is not GGUF', () => {
@@ -138,7 +139,7 @@ describe('native engine: sessions', () => {
 		const q40 = path.join(dir, 'qwen2-q4_0-ref.gguf');
 		makeFixture(q40, { ...FIXTURES.qwen2, weightType: GGML.Q4_0 });
 		const tokens = randomTokens(24, 259);
-		const kv = loadNativeAddon().quant.dumpKv(q40, tokens, { threads: 1, queries: true });
+		const kv = /** @type {any} */ (loadNativeAddon()).quant.dumpKv(q40, tokens, { threads: 1, queries: true });
 		const D = kv.headDim;
 		for (let l = 0; l < kv.nLayer; l++) {
 			let err = 0, norm = 0;
@@ -230,7 +231,7 @@ describe('native engine: sessions', () => {
 		assert.deepEqual(split[4], { f16: 0, q8: 0, kivi4: 5 * cells, kivi2, onebit: 10 * cells });
 		assert.deepEqual(s.rangeTiers(Int32Array.from([7])), []);
 		assert.throws(() => s.rangeTiers(Int32Array.from([5, 2])), /sorted/);
-		assert.throws(() => s.rangeTiers([0, 5]), /Int32Array/);
+		assert.throws(() => s.rangeTiers(/** @type {any} */ ([0, 5])), /Int32Array/);
 		// back to the master copy: everything f16 again
 		s.decompress();
 		assert.equal(tierSums(s.rangeTiers(bounds)).f16, 120 * cells);

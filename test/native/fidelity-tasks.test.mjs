@@ -24,7 +24,7 @@ test('needle tasks: seeded, exact context length, the trained retrieval format',
 	const a = new TaskBuilder(tok);
 	const b = new TaskBuilder(tok);
 	const [fimPrefix, fimSuffix, fimMiddle] = ['<|fim_prefix|>', '<|fim_suffix|>', '<|fim_middle|>'].map((s) => tok.tokenize(s, true)[0]);
-	for (const task of ['single', 'multikey', 'multivalue', 'vt', 'fimsingle']) {
+	for (const task of /** @type {const} */ (['single', 'multikey', 'multivalue', 'vt', 'fimsingle'])) {
 		const x = a.needle(task, 1024, 3, 42);
 		assert.equal(x.suite, 'needle');
 		assert.deepEqual(x.tokens, b.needle(task, 1024, 3, 42).tokens);
@@ -52,7 +52,7 @@ test('needle tasks: seeded, exact context length, the trained retrieval format',
 test('novel needle formats: the value reachable only through the new form, never as the trained `export const NAME = VALUE`', async (t) => {
 	const tok = await tokenizer(t);
 	const a = new TaskBuilder(tok);
-	for (const task of ['renamed', 'comment', 'json', 'yaml', 'twohop']) {
+	for (const task of /** @type {const} */ (['renamed', 'comment', 'json', 'yaml', 'twohop'])) {
 		const x = a.needle(task, 2048, 1, 42);
 		assert.equal(x.suite, 'needle-novel');
 		assert.equal(x.tokens.length, 2048);

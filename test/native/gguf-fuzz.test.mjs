@@ -39,7 +39,7 @@ function variant(name, transform) {
 	return file;
 }
 function rejects(file, code, message) {
-	assert.throws(() => addon.loadModel(file, { threads: 1 }), (e) => {
+	assert.throws(() => addon.loadModel(file, { threads: 1 }), (/** @type {any} */ e) => {
 		if (code) assert.equal(e.code, code, e.message);
 		if (message) assert.match(e.message, message);
 		assert.ok(!e.message.includes('\n') && e.message.length < 1000, 'one short line');

@@ -10,7 +10,7 @@ import { randomTokens, root, useTestAddon } from './helpers.mjs';
 useTestAddon(); // scoreAttention
 
 const { NativeModel, nativePolicy: P, loadNativeAddon } = await importSidecar();
-const { scoreAttention } = loadNativeAddon();
+const { scoreAttention } = /** @type {any} */ (loadNativeAddon()); // a test-addon binding, untyped
 
 function rng(seed) {
 	let s = seed >>> 0;

@@ -22,9 +22,9 @@ import { compareWithReference, llamaReference, root, tempDir } from './helpers.m
 
 const sidecar = await importSidecar();
 const { NativeModel, nativeRuntimeInfo, buildCompletionPrompt, specialTokenTextsOf, hasRepoLevelFormat, checkDraftPairing, DraftMismatchError, bundledModelPath } = sidecar;
-const { getLlama } = await import('node-llama-cpp');
+const { getLlama, LlamaLogLevel } = await import('node-llama-cpp');
 const exact = nativeRuntimeInfo().bitExactWithLlamaCpp;
-const llama = await getLlama({ maxThreads: 1, build: 'never', skipDownload: true, progressLogs: false, logLevel: 'error' });
+const llama = await getLlama({ maxThreads: 1, build: 'never', skipDownload: true, progressLogs: false, logLevel: LlamaLogLevel.error });
 
 const dir = tempDir('repokv-real-shapes-');
 after(() => fs.rmSync(dir, { recursive: true, force: true }));

@@ -11,7 +11,7 @@ import { dequantizeActive, randomTokens, root, useTestAddon } from './helpers.mj
 useTestAddon();
 
 const { NativeModel, nativePolicy: P, tierCost, loadNativeAddon } = await importSidecar();
-const Q = loadNativeAddon().quant;
+const Q = /** @type {any} */ (loadNativeAddon()).quant; // a test-addon binding, untyped
 
 const model = NativeModel.load(path.join(root, 'models', 'target.gguf'), { threads: 1 });
 const { nLayer, nHeadKv, headDim } = model.info;
@@ -35,7 +35,7 @@ function range(from, to) {
 
 describe('tier costs and byte-budget assignment', () => {
 	test('tierCost is the allocation formula: packed bytes (quant.bytes) plus 4 bytes of position per token', () => {
-		for (const tier of ['q8', 'kivi4', 'kivi2', 'onebit']) {
+		for (const tier of /** @type {const} */ (['q8', 'kivi4', 'kivi2', 'onebit'])) {
 			for (const n of [1, 31, 32, 127, 128, 129, 1000]) assert.equal(cost(tier, n), Q.bytes(tier, headDim, n).total + 4 * n);
 		}
 		assert.equal(cost('f16', 10), 10 * (4 * headDim + 4));
@@ -43,7 +43,7 @@ describe('tier costs and byte-budget assignment', () => {
 	});
 
 	test('tokensForBytes: the largest count that fits, equal to brute force', () => {
-		for (const tier of ['f16', 'q8', 'kivi4', 'onebit']) {
+		for (const tier of /** @type {const} */ (['f16', 'q8', 'kivi4', 'onebit'])) {
 			for (const bytes of [0, 100, 5000, 77777]) {
 				let brute = 0;
 				while (brute < 3000 && cost(tier, brute + 1) <= bytes) brute++;
@@ -55,7 +55,7 @@ describe('tier costs and byte-budget assignment', () => {
 	test('assignTiers: equal bytes, rank order, mixed puts the top-ranked at 4-bit and the next at 1.x-bit', () => {
 		const ranked = Array.from({ length: 2000 }, (_, i) => 2000 - i); // best first
 		const budget = cost('f16', 100);
-		for (const precision of ['q8', 'kivi4', 'kivi2', 'onebit']) {
+		for (const precision of /** @type {const} */ (['q8', 'kivi4', 'kivi2', 'onebit'])) {
 			const t = P.assignTiers(ranked, budget, precision, cost);
 			const n = t[precision].length;
 			assert.deepEqual(t[precision], ranked.slice(0, n));
@@ -113,7 +113,7 @@ describe('tiered sessions (bundled target)', () => {
 			}
 		}
 		assert.equal(st.bytes, total);
-		for (const [tier, n] of Object.entries(want)) {
+		for (const [tier, n] of /** @type {[keyof typeof want, number][]} */ (Object.entries(want))) {
 			assert.equal(st.tiers[tier].tokens, n * nh);
 			assert.equal(st.tiers[tier].bytes, cost(tier, n) * nh);
 		}
@@ -129,7 +129,7 @@ describe('tiered sessions (bundled target)', () => {
 		const reference = full.logits();
 		full.dispose();
 		const rows = [];
-		for (const tier of ['q8', 'kivi4', 'kivi2', 'onebit']) {
+		for (const tier of /** @type {const} */ (['q8', 'kivi4', 'kivi2', 'onebit'])) {
 			const tiers = { f16: range(0, 4).map((a, i) => Int32Array.from([...a, ...range(m - 32, m)[i]])), [tier]: range(4, m - 32) };
 			const a = await prefilled();
 			a.compress(tiers, { extraTokens: 8, policy: tier });
@@ -186,7 +186,7 @@ describe('tiered sessions (bundled target)', () => {
 
 	test('bad tier lists are clear errors and leave the session usable', async () => {
 		const s = await prefilled();
-		assert.throws(() => s.compress({ f16: range(0, 10), q3: range(10, 20) }, { extraTokens: 1, policy: 'x' }), /unknown tier 'q3'/);
+		assert.throws(() => s.compress(/** @type {any} */ ({ f16: range(0, 10), q3: range(10, 20) }), { extraTokens: 1, policy: 'x' }), /unknown tier 'q3'/);
 		assert.throws(() => s.compress({ f16: range(0, 10), onebit: range(5, 20) }, { extraTokens: 1, policy: 'x' }), /two tiers/);
 		assert.throws(() => s.compress({ q8: range(0, 10).slice(1) }, { extraTokens: 1, policy: 'x' }), /one per \(layer, KV head\)/);
 		assert.throws(() => dequantizeActive(s), /not compressed/);
@@ -290,8 +290,8 @@ describe('kivi staging of the master copy', () => {
 		s.setStaging('kivi2');
 		s.setStaging(true);
 		s.setStaging(false);
-		assert.throws(() => s.setStaging('onebit'), /onebit cannot stage/);
-		assert.throws(() => s.setStaging('q3'), /unknown tier 'q3'/);
+		assert.throws(() => s.setStaging(/** @type {any} */ ('onebit')), /onebit cannot stage/);
+		assert.throws(() => s.setStaging(/** @type {any} */ ('q3')), /unknown tier 'q3'/);
 		s.dispose();
 	});
 
@@ -306,7 +306,7 @@ describe('kivi staging of the master copy', () => {
 		plain.dispose();
 		const scale = Math.max(...plainLogits.map(Math.abs));
 		const bytesOf = {};
-		for (const tier of ['q8', 'kivi4', 'kivi2']) {
+		for (const tier of /** @type {const} */ (['q8', 'kivi4', 'kivi2'])) {
 			const staged = model.createSession({ contextSize: 2048 });
 			staged.setStaging(tier);
 			staged.observe(P.observationFor('speckv', tokens.length));
