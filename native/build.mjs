@@ -10,7 +10,9 @@
 // - Plain g++ invocations (no node-gyp, no network): node headers from Node's own include folder, node-addon-api's
 //   headers from its package. Incremental: an object is rebuilt only when its source or a local header is newer.
 //
-// Usage: node native/build.mjs [--force] [--quiet] [--asan]
+// Usage: node native/build.mjs [--force] [--quiet] [--asan] [--cuda]
+//   --cuda (or REPOKV_CUDA=1): also the CUDA attention kernels and their harness (native/cuda-build.mjs, docs/gpu.md),
+//           when nvcc is present; without it the default build is unchanged and this file never loads cuda-build.mjs
 //   --asan: the addon alone, built with AddressSanitizer (-fsanitize=address, -O1 -g) into native/build/asan/repokv.node,
 //           for the GGUF loader fuzz (test/fuzz/gguf.fuzz.mjs --asan); run it with LD_PRELOAD=$(g++ -print-file-name=libasan.so)
 import { execFileSync, spawn } from 'node:child_process';
@@ -237,6 +239,12 @@ if (!asan && fs.existsSync(requantSrc) && (force || mtime(requantBin) < Math.max
 	} catch (error) {
 		fail(`building gguf-requant failed (${error.message})`);
 	}
+}
+
+if (!asan && (process.argv.includes('--cuda') || process.env.REPOKV_CUDA === '1')) {
+	const { buildCuda } = await import('./cuda-build.mjs');
+	const cpuObjects = productSources.filter((f) => f.startsWith('quant/') || f.startsWith('kernels/') || f === 'storage_format.cpp').map(objName);
+	await buildCuda({ here, buildDir, binsDir, cxx, commonFlags: common, cpuObjects, force, log, fail });
 }
 
 fs.writeFileSync(path.join(buildDir, 'paths.json'), JSON.stringify({ binsDir, llamaTag, nodeLlamaCpp: nlcVersion }, null, 2) + '\n');

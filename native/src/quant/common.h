@@ -26,6 +26,7 @@
 #include <vector>
 
 #include "ggml.h"
+#include "layout.h"
 #include "quant.h"
 
 namespace repokv {
@@ -66,24 +67,9 @@ inline float get_h(const uint8_t *p) {
     return from_h(h);
 }
 
-constexpr int kKiviBlock = 32;
-constexpr int kOneBitBlock = 128;
-
 inline int code_bits(Format f) { return f == Format::Kivi4 ? 4 : 2; }
 
-// ---- byte accounting ----------------------------------------------------------------------------------------------
-
-inline size_t q8_token_bytes(int D) { return (size_t)(D / 32) * 34; }
-inline size_t kivi_k_block_meta(int D) { return (size_t)4 * D; }
-inline size_t kivi_k_token_bytes(int D, int b) { return (size_t)D * b / 8; }
-inline size_t kivi_v_token_bytes(int D, int b) { return (size_t)D * b / 8 + (size_t)(D / 32) * 4; }
-inline int ob_do(int D) { return D / 4; }
-inline int ob_dn(int D) { return D - D / 4; }
-inline size_t ob_k_block_meta(int D) { return (size_t)4 * D; }
-inline size_t ob_k_token_bytes(int D) { return (size_t)ob_do(D) / 4 + (size_t)ob_dn(D) / 8; }
-inline size_t ob_v_block_meta(int D) { return (size_t)2 * D; }
-inline size_t ob_v_token_bytes(int D) { return (size_t)(D + 4) / 5; }
-
+// byte accounting and block offsets: layout.h (shared with the CUDA kernels)
 
 // ---- onebit channels (onebit.cpp) -----------------------------------------------------------------------------------
 
@@ -109,13 +95,8 @@ inline uint8_t trit_byte(int v) { return (uint8_t)((v * 256 + 242) / 243); }
 struct TritTable {
     int8_t t[256][5];
     TritTable() {
-        for (int b = 0; b < 256; b++) {
-            int y = b;
-            for (int i = 0; i < 5; i++) {
-                t[b][i] = (int8_t)((3 * y >> 8) - 1);
-                y = 3 * y & 255;
-            }
-        }
+        for (int b = 0; b < 256; b++)
+            for (int i = 0; i < 5; i++) t[b][i] = (int8_t)ob_trit((uint8_t)b, i);  // layout.h: shared with the CUDA kernels
     }
 };
 extern const TritTable g_trits;
@@ -152,7 +133,6 @@ inline int asym_code(float x, float delta, float mn, int b) {
 }
 
 inline void put_code(uint8_t *row, int c, int b, int code) { row[c * b / 8] |= (uint8_t)(code << ((c * b) % 8)); }
-inline int get_code(const uint8_t *row, int c, int b) { return row[c * b / 8] >> ((c * b) % 8) & ((1 << b) - 1); }
 
 // ---- the formats: quantizer and reference dequantizer of each (q8.cpp, kivi.cpp, onebit.cpp) -------------------------
 

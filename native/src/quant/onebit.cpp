@@ -14,10 +14,7 @@ const TritTableF g_tritsf;
 
 namespace {
 
-inline float fixed_sign(int i) {
-    const uint32_t h = (uint32_t)(i + 1) * 2654435761u;
-    return (h >> 15) & 1 ? -1.0f : 1.0f;
-}
+inline float fixed_sign(int i) { return ob_fixed_sign(i); }  // layout.h: shared with the CUDA kernels
 
 void fwht(float *x, int n) {
     for (int len = 1; len < n; len <<= 1)
