@@ -1,6 +1,6 @@
 // N-API bindings for tests only, in the test addon (native/build/repokv-test.node, never shipped; native/build.mjs):
 //   addon.quant.{formats, bytes, quantize, append, truncate, info, dequantize, rotateNormals, scores, accumulate,
-//                kernelSets, f16Scores, f16Accumulate, softmaxKernels, dumpKv}: the KV quantizers (src/quant/) and the
+//                kernelSets, f16Scores, f16Accumulate, softmaxKernels, dumpKv, deviceBytes}: the KV quantizers (src/quant/) and the
 //                kernel tables (src/kernels/), each table callable by name so tests compare SIMD with portable;
 //   addon.scoreAttention: one layer's attention op with importance observation on given queries and keys;
 //   NativeSession.dequantizeActive (addon.cpp under REPOKV_TEST_ADDON).
@@ -16,6 +16,7 @@
 #include "ggml-backend.h"
 
 #include "../attention.h"
+#include "../cuda/device_layout.h"
 #include "../kernels/kernels.h"
 #include "../model.h"
 #include "../quant/quant.h"
@@ -540,6 +541,23 @@ Napi::Value ScoreAttention(const Napi::CallbackInfo &info) {
     return r;
 }
 
+// deviceBytes(format, headDim, tokens): the bytes of one segment's device layout (cuda/device_layout.h: key, value,
+// meta, pos, total), for f16 too; test/native/cuda.test.mjs checks them against the CPU's allocations without a GPU.
+Napi::Value DeviceBytes(const Napi::CallbackInfo &info) {
+    Napi::Env env = info.Env();
+    Tier t;
+    if (info.Length() < 3 || !info[0].IsString() || !parse_tier(info[0].As<Napi::String>().Utf8Value(), t) || !info[1].IsNumber() || !info[2].IsNumber())
+        throw Napi::TypeError::New(env, "deviceBytes(format, headDim, tokens)");
+    const cuda::SegmentBytes b = cuda::device_segment_bytes(t, info[1].As<Napi::Number>().Int32Value(), info[2].As<Napi::Number>().Int32Value());
+    Napi::Object o = Napi::Object::New(env);
+    o.Set("key", (double)b.key);
+    o.Set("value", (double)b.value);
+    o.Set("meta", (double)b.meta);
+    o.Set("pos", (double)b.pos);
+    o.Set("total", (double)b.total());
+    return o;
+}
+
 }  // namespace
 
 void register_test_bindings(Napi::Env env, Napi::Object exports) {
@@ -559,6 +577,7 @@ void register_test_bindings(Napi::Env env, Napi::Object exports) {
     q.Set("f16Accumulate", Napi::Function::New(env, F16Accumulate));
     q.Set("softmaxKernels", Napi::Function::New(env, SoftmaxKernels));
     q.Set("dumpKv", Napi::Function::New(env, DumpKv));
+    q.Set("deviceBytes", Napi::Function::New(env, DeviceBytes));
     exports.Set("quant", q);
     exports.Set("scoreAttention", Napi::Function::New(env, ScoreAttention));
 }
