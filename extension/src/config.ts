@@ -1,8 +1,10 @@
 import * as vscode from 'vscode';
 import {
 	defaultCompletionSettings,
+	defaultDevice,
 	defaultEngine,
 	defaultKvSettings,
+	deviceSettings,
 	draftLayouts,
 	engineSettings,
 	kvBudgetPercentRange,
@@ -10,6 +12,7 @@ import {
 	kvPolicies,
 	kvPrecisions,
 	kvSplits,
+	type DeviceSetting,
 	type DraftLayout,
 	type EngineSetting,
 	type KvMasterPrecision,
@@ -36,6 +39,8 @@ export interface Config {
 		readonly maxTokens: number;
 	};
 	readonly engine: EngineSetting;
+	/** Where the native engine runs (`repokv.device`). */
+	readonly device: DeviceSetting;
 	readonly model: { readonly target: string; readonly draft: string };
 	/** The native engine's KV compression (the sidecar applies it from the next request, reloading no model). */
 	readonly kv: {
@@ -91,6 +96,7 @@ export function readConfig(scope?: vscode.ConfigurationScope): Config {
 			maxTokens: int(c.get('completion.maxTokens'), defaultCompletionSettings.maxTokens, 1, 512),
 		},
 		engine: oneOf(c.get('engine'), engineSettings, defaultEngine),
+		device: oneOf(c.get('device'), deviceSettings, defaultDevice),
 		model: { target: str(c.get('model.target'), ''), draft: str(c.get('model.draft'), '') },
 		kv: {
 			policy: oneOf(c.get('kv.policy'), kvPolicies, defaultKvSettings.policy),
@@ -117,6 +123,7 @@ export function toServerSettings(config: Config): RepokvSettings {
 	if (config.model.draft !== '') model.draft = config.model.draft;
 	return {
 		engine: config.engine,
+		device: config.device,
 		model,
 		...(config.threads > 0 ? { threads: config.threads } : {}),
 		...(config.contextSize > 0 ? { contextSize: config.contextSize } : {}),

@@ -33,6 +33,7 @@ export { CachingCounter } from './server/engine-host';
 export { buildCacheSnapshot, fp16BytesPerHeadToken } from './server/cache-snapshot';
 export { reloadNeeded, resolveSettings } from './server/settings';
 export { chooseKvCache, resolveKvSettings, describeKvCache, describeFallback } from './engine/kv-choice';
+export { resolveDevice, describeDevice, probeCuda } from './engine/device';
 export { StatusReporter } from './server/status';
 export { Bm25Index, terms } from './ask/bm25';
 export { chunkFile } from './ask/chunks';

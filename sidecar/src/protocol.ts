@@ -42,6 +42,21 @@ export const engineSettings = ['native', 'llama'] as const;
 export type EngineSetting = (typeof engineSettings)[number];
 
 /**
+ * Where the native engine runs (docs/gpu.md). `auto`: the GPU when repokv's CUDA engine is built and a CUDA device is
+ * present, else the CPU; `cuda`: the GPU, or the CPU with one status message saying why not; `cpu`: the CPU. Until
+ * the native forward pass runs on CUDA (not yet: docs/gpu.md), every choice runs on the CPU and `cuda` says so.
+ */
+export const deviceSettings = ['auto', 'cuda', 'cpu'] as const;
+export type DeviceSetting = (typeof deviceSettings)[number];
+export const defaultDevice: DeviceSetting = 'auto';
+/** The device an engine actually runs on, what was asked for, and why they differ (`reason`, when they do). */
+export interface DeviceStatus {
+	readonly requested: DeviceSetting;
+	readonly used: 'cpu' | 'cuda';
+	readonly reason?: string;
+}
+
+/**
  * KV policies of the native engine (docs/kv-policies.md): which entries each layer and KV head keeps after the prefill.
  */
 export const kvPolicies = ['full', 'window', 'h2o', 'snapkv', 'pyramidkv', 'adakv', 'speckv'] as const;
@@ -126,6 +141,8 @@ export interface RepokvSettings {
 	 * (the reference).
 	 */
 	readonly engine?: EngineSetting;
+	/** One of `deviceSettings` (native engine). Default `defaultDevice`. */
+	readonly device?: DeviceSetting;
 	readonly model?: {
 		/**
 		 * Target model: an absolute path to a GGUF file, or an `hf:<user>/<repo>/<file>.gguf` URI that is downloaded
@@ -373,6 +390,8 @@ export interface StatusParams {
 		readonly model: string;
 		readonly contextSize: number;
 		readonly threads: number;
+		/** Native engine: the device it runs on (and why, when not the one asked for). */
+		readonly device?: DeviceStatus;
 	};
 	/** The KV cache the engine serves with, once configured (the llama engine: always `full`, 100 %, f16). */
 	readonly kvCache?: KvCacheStatus;

@@ -177,6 +177,13 @@ describe('reloadNeeded: what a settings change costs', () => {
 		// without SpecKV the draft file does not matter
 		assert.equal(reloadNeeded(native({ kv: { policy: 'snapkv' } }), native({ kv: { policy: 'snapkv' }, model: { draft: '/other.gguf' } })), 'none');
 	});
+	test("the native engine's device reloads the model; under the llama engine it does nothing", () => {
+		assert.equal(native().device, 'auto');
+		assert.equal(reloadNeeded(native(), native({ device: 'cpu' })), 'model');
+		assert.equal(native({ device: 'gpu' }).device, 'auto', 'an unknown value falls back to the default');
+		const llama = (extra = {}) => resolveSettings({ engine: 'llama', threads: 1, ...extra });
+		assert.equal(reloadNeeded(llama(), llama({ device: 'cuda' })), 'none');
+	});
 	test('nothing for settings the engine does not hold, or KV settings under the llama engine', () => {
 		assert.equal(reloadNeeded(native(), native({ completion: { maxTokens: 8 } })), 'none');
 		const llama = (extra = {}) => resolveSettings({ engine: 'llama', threads: 1, ...extra });
@@ -193,6 +200,8 @@ describe('settings defined once', () => {
 		const p = protocol;
 		assert.deepEqual(sorted(properties['repokv.engine'].enum), sorted(p.engineSettings));
 		assert.equal(properties['repokv.engine'].default, p.defaultEngine);
+		assert.deepEqual(sorted(properties['repokv.device'].enum), sorted(p.deviceSettings));
+		assert.equal(properties['repokv.device'].default, p.defaultDevice);
 		assert.deepEqual(sorted(properties['repokv.kv.policy'].enum), sorted(p.kvPolicies));
 		assert.equal(properties['repokv.kv.policy'].default, p.defaultKvSettings.policy);
 		assert.deepEqual(sorted(properties['repokv.kv.precision'].enum), sorted(p.kvPrecisions));

@@ -14,7 +14,7 @@ import { readWorkspace } from '../workspace/reader';
 import { integerOption, parseCommandArgs, requireOption } from './args';
 import type { Command } from './command';
 import { defaultThreads } from './defaults';
-import { engineOptionSpecs, engineOptionsUsage, parseEngineOptions, prepareKv } from './engine-options';
+import { engineOptionSpecs, engineOptionsUsage, parseEngineOptions, prepareDevice, prepareKv } from './engine-options';
 
 const usage = `usage: repokv ask --workspace DIR --question TEXT [options]
 
@@ -63,6 +63,7 @@ export const askCommand: Command = {
 		const maxTokens = integerOption(values['max-tokens'], 'max-tokens', 1) ?? defaultAskSettings.maxTokens;
 		const snapshot = await readWorkspace(workspace);
 		const modelPath = values.model === undefined ? bundledModelPath('target') : path.resolve(values.model);
+		const device = prepareDevice(engineOptions);
 		const { kvCache, status: kvStatus } = await prepareKv(engineOptions, modelPath);
 		const engine = await loadEngine(engineName);
 		const model = await engine.loadModel({
@@ -89,7 +90,7 @@ export const askCommand: Command = {
 			const { promptTokens: _p, reusedTokens: _r, generatedTokens: _g, spans: _s, engineTimings: _t, ...answer } = result;
 			if (values.json === true) {
 				// `kv`: the KV settings served (native engine), with `fallback` when SpecKV could not run
-				console.log(JSON.stringify({ ...answer, ...(kvStatus === undefined ? {} : { kv: kvStatus }) }, null, 2));
+				console.log(JSON.stringify({ ...answer, ...(kvStatus === undefined ? {} : { kv: kvStatus }), ...(device === undefined ? {} : { device }) }, null, 2));
 			} else {
 				console.log(
 					[

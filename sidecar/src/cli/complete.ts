@@ -9,7 +9,7 @@ import { defaultCompletionSettings, type KvCacheStatus } from '../protocol';
 import { integerOption, parseCommandArgs, requireOption } from './args';
 import type { Command } from './command';
 import { defaultThreads } from './defaults';
-import { engineOptionSpecs, engineOptionsUsage, parseEngineOptions, prepareKv } from './engine-options';
+import { engineOptionSpecs, engineOptionsUsage, parseEngineOptions, prepareDevice, prepareKv } from './engine-options';
 
 const usage = `usage: repokv complete --workspace DIR --file REL --line N --column N [options]
 
@@ -69,6 +69,7 @@ export const completeCommand: Command = {
 		const maxTokens = integerOption(values['max-tokens'], 'max-tokens', 1) ?? defaultCompletionSettings.maxTokens;
 		const contextSize = integerOption(values.context, 'context', 16);
 		const modelPath = values.model === undefined ? bundledModelPath('target') : path.resolve(values.model);
+		const device = prepareDevice(engineOptions);
 		const { kvCache, status: kvStatus } = await prepareKv(engineOptions, modelPath);
 		const verbose = values.verbose === true;
 		const report = await completeInWorkspace({
@@ -92,9 +93,10 @@ export const completeCommand: Command = {
 		});
 		const showPrompt = values['show-prompt'] === true;
 		if (values.json === true) {
-			console.log(JSON.stringify({ ...toJson(report, kvStatus), ...(showPrompt ? { prompt: report.prompt } : {}) }, null, 2));
+			console.log(JSON.stringify({ ...toJson(report, kvStatus), ...(device === undefined ? {} : { device }), ...(showPrompt ? { prompt: report.prompt } : {}) }, null, 2));
 		} else {
-			console.log(showPrompt ? `${report.prompt}\n\n${'-'.repeat(80)}\n${formatText(report, kvStatus)}` : formatText(report, kvStatus));
+			const text = formatText(report, kvStatus) + (device === undefined ? '' : `\ndevice    ${device.used}${device.reason === undefined ? '' : ` (${device.requested} requested: ${device.reason})`}`);
+			console.log(showPrompt ? `${report.prompt}\n\n${'-'.repeat(80)}\n${text}` : text);
 		}
 		return 0;
 	},

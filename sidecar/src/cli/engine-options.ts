@@ -1,10 +1,11 @@
 import * as path from 'node:path';
 
 import { availableEngines, isEngineName } from '../engine';
+import { describeDevice, probeCuda, resolveDevice } from '../engine/device';
 import { chooseKvCache, describeFallback, ranksTokens, resolveKvSettings, type KvChoice, type ResolvedKvSettings } from '../engine/kv-choice';
 import type { EngineName, KvCacheOptions } from '../engine/types';
 import { UserError } from '../errors';
-import { defaultEngine, defaultKvSettings, kvBudgetPercentRange, kvMasterPrecisions, kvPolicies, kvPrecisions, kvSplits, type KvCacheStatus } from '../protocol';
+import { defaultDevice, defaultEngine, defaultKvSettings, deviceSettings, kvBudgetPercentRange, kvMasterPrecisions, kvPolicies, kvPrecisions, kvSplits, type DeviceSetting, type DeviceStatus, type KvCacheStatus } from '../protocol';
 import { draftLayoutOption, integerOption, oneOfOption } from './args';
 
 // The engine and KV cache options that `repokv complete` and `repokv ask` share: their `parseArgs` specs, their help
@@ -14,6 +15,7 @@ import { draftLayoutOption, integerOption, oneOfOption } from './args';
 /** `parseArgs` option specs. */
 export const engineOptionSpecs = {
 	engine: { type: 'string' },
+	device: { type: 'string' },
 	policy: { type: 'string' },
 	budget: { type: 'string' },
 	'budget-tokens': { type: 'string' },
@@ -31,6 +33,8 @@ export function engineOptionsUsage(): string {
 	const d = defaultKvSettings;
 	return `  --engine NAME       inference engine: ${availableEngines().join(', ')} (default ${defaultEngine}: the compressed KV cache;
                       llama: node-llama-cpp with a full cache, the reference)
+  --device NAME       where the native engine runs: ${deviceSettings.join(', ')} (default ${defaultDevice}; the CUDA path is not
+                      built yet, so every choice runs on the CPU and cuda says so on stderr: docs/gpu.md)
   --policy NAME       KV cache policy (native engine): ${kvPolicies.join(', ')} (default ${d.policy};
                       without a draft that pairs with the model, ${d.fallbackPolicy}, and a warning on stderr)
   --budget PCT        KV budget in percent of the fp16 cache's bytes (default ${d.budgetPercent}); or --budget-tokens N per head
@@ -48,6 +52,8 @@ export function engineOptionsUsage(): string {
 /** The engine and KV settings the options ask for, validated. */
 export interface EngineOptions {
 	readonly engine: EngineName;
+	/** Native engine only: the device asked for (`prepareDevice` resolves it). */
+	readonly device: DeviceSetting;
 	/** Native engine only. */
 	readonly kv: ResolvedKvSettings;
 	readonly budgetTokens: number | undefined;
@@ -62,7 +68,7 @@ export function parseEngineOptions(values: EngineOptionValues): EngineOptions {
 	}
 	const policy = oneOfOption(values.policy, 'policy', kvPolicies);
 	// `--policy full` describes what the llama engine does anyway; any other KV option would be silently ignored.
-	const nativeOnly = (['policy', 'budget', 'budget-tokens', 'split', 'precision', 'draft', 'draft-layout', 'master-precision'] as const).find((name) => values[name] !== undefined && !(name === 'policy' && policy === 'full'));
+	const nativeOnly = (['device', 'policy', 'budget', 'budget-tokens', 'split', 'precision', 'draft', 'draft-layout', 'master-precision'] as const).find((name) => values[name] !== undefined && !(name === 'policy' && policy === 'full'));
 	if (engine !== 'native' && nativeOnly !== undefined) {
 		throw new UserError(`--${nativeOnly} ${values[nativeOnly] ?? ''} needs --engine native (the llama engine keeps the full cache)`, 2);
 	}
@@ -87,6 +93,7 @@ export function parseEngineOptions(values: EngineOptionValues): EngineOptions {
 	}
 	return {
 		engine,
+		device: oneOfOption(values.device, 'device', deviceSettings) ?? defaultDevice,
 		kv,
 		budgetTokens: integerOption(values['budget-tokens'], 'budget-tokens', 1),
 		draftPath: values.draft === undefined ? undefined : path.resolve(values.draft),
@@ -114,4 +121,19 @@ export async function prepareKv(options: EngineOptions, modelPath: string): Prom
 	}
 	const kvCache = choice.kvCache === undefined || options.budgetTokens === undefined ? choice.kvCache : { ...choice.kvCache, budgetTokens: options.budgetTokens };
 	return { kvCache, status: choice.status };
+}
+
+/**
+ * The device the native engine runs on for `options` (`undefined` for the llama engine, which node-llama-cpp places
+ * itself). When it is not the one asked for, says why once on stderr.
+ */
+export function prepareDevice(options: EngineOptions): DeviceStatus | undefined {
+	if (options.engine !== 'native') {
+		return undefined;
+	}
+	const device = resolveDevice(options.device, probeCuda());
+	if (device.reason !== undefined) {
+		process.stderr.write(`repokv: ${describeDevice(device)}\n`);
+	}
+	return device;
 }

@@ -2,6 +2,7 @@ import { existsSync } from 'node:fs';
 import * as path from 'node:path';
 
 import { loadEngine } from '../engine';
+import { describeDevice, probeCuda, resolveDevice } from '../engine/device';
 import { chooseKvCache, describeFallback, describeKvCache, type DraftSource, type KvChoice } from '../engine/kv-choice';
 import type { LoadedModel, TokenCounter } from '../engine/types';
 import { errorMessage, UserError } from '../errors';
@@ -146,7 +147,12 @@ export class EngineHost {
 					}
 				},
 			});
-			this.status.annotate({ engine: { name: settings.engine, model: modelPath, contextSize: model.info.contextSize, threads: settings.threads } });
+			// the device the native engine runs on; when not the one asked for, said once in the log (docs/gpu.md)
+			const device = settings.engine === 'native' ? resolveDevice(settings.device, probeCuda()) : undefined;
+			if (device?.reason !== undefined) {
+				this.log(`repokv: ${describeDevice(device)}`);
+			}
+			this.status.annotate({ engine: { name: settings.engine, model: modelPath, contextSize: model.info.contextSize, threads: settings.threads, ...(device === undefined ? {} : { device }) } });
 			const loaded: LoadedEngine = { model, shape, counter: new CachingCounter(model), settings, kv: undefined };
 			return await this.configureKv(loaded, settings);
 		} catch (error) {

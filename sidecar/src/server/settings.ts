@@ -1,7 +1,7 @@
 import { availableParallelism } from 'node:os';
 
 import { resolveKvSettings, type ResolvedKvSettings } from '../engine/kv-choice';
-import { defaultAskSettings, defaultCompletionSettings, defaultEngine, defaultKvSettings, draftLayouts, engineSettings, kvBudgetPercentRange, kvMasterPrecisions, kvPolicies, kvPrecisions, kvSplits, type EngineSetting } from '../protocol';
+import { defaultAskSettings, defaultCompletionSettings, defaultDevice, defaultEngine, defaultKvSettings, deviceSettings, draftLayouts, engineSettings, kvBudgetPercentRange, kvMasterPrecisions, kvPolicies, kvPrecisions, kvSplits, type DeviceSetting, type EngineSetting } from '../protocol';
 import { bundledModelPath } from '../models/bundled';
 import { defaultMirrorLimits, type MirrorLimits } from './mirror';
 
@@ -11,6 +11,8 @@ import { defaultMirrorLimits, type MirrorLimits } from './mirror';
 
 export interface ResolvedSettings {
 	readonly engine: EngineSetting;
+	/** Native engine: where it runs (engine/device.ts resolves it against the machine). */
+	readonly device: DeviceSetting;
 	readonly model: {
 		readonly target: string;
 		/** `undefined`: automatic (the bundled draft when it pairs with the target, else a local GGUF that does). */
@@ -57,6 +59,7 @@ export function resolveSettings(raw: unknown): ResolvedSettings {
 	const debounceMinMs = int(completion['debounceMinMs'], 25, 0, 5000);
 	return {
 		engine: oneOf(root['engine'], engineSettings) ?? defaultEngine,
+		device: oneOf(root['device'], deviceSettings) ?? defaultDevice,
 		model: {
 			target: str(model['target']) ?? bundledModelPath('target'),
 			draft: str(model['draft']),
@@ -109,6 +112,10 @@ export function reloadNeeded(a: ResolvedSettings, b: ResolvedSettings): ReloadNe
 	// The llama engine keeps the full cache and runs no draft: KV settings do not reach it.
 	if (b.engine !== 'native') {
 		return 'none';
+	}
+	// the native engine's weights and cache live on its device
+	if (a.device !== b.device) {
+		return 'model';
 	}
 	const speckvA = a.kv.policy === 'speckv';
 	const speckvB = b.kv.policy === 'speckv';
