@@ -311,9 +311,17 @@ export async function runLspFuzz({ messages = 10_000, seed = 1, log = () => {}, 
 			sent += burst;
 			await settle();
 			if (sent % 2000 < burst) {
-				const id = request('repokv/debug/memory', undefined, 'debugMemory');
-				const inside = (await peer.response(id, responseTimeoutMs)).result;
-				await settle();
+				// After a garbage collection. Retried: broken framing just before can swallow the request (answered
+				// with an error, as any request may be).
+				let inside;
+				let reply;
+				for (let attempt = 0; attempt < 3 && inside === undefined; attempt++) {
+					const id = request('repokv/debug/memory', { gc: true }, 'debugMemory');
+					reply = await peer.response(id, responseTimeoutMs);
+					inside = reply.result;
+					await settle();
+				}
+				assert.ok(inside, `repokv/debug/memory answered: ${JSON.stringify(reply)}`);
 				const mib = (bytes) => Math.round(bytes / 1048576);
 				memorySeries.push({ messages: sent, rssKB: memoryOf(child.pid).rssKB, ...inside });
 				log(`${sent} messages, ${counts.responses ?? 0} responses, rss ${memoryOf(child.pid).rssKB} kB (V8 heap ${mib(inside.heapUsed)} of ${mib(inside.heapTotal)} MiB, external ${mib(inside.external)} MiB, ${inside.documents} documents of ${mib(inside.documentChars * 2)} MiB, mirror ${inside.mirror.files} files)`);

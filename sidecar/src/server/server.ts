@@ -1,5 +1,7 @@
 import * as path from 'node:path';
 import { fileURLToPath } from 'node:url';
+import { setFlagsFromString } from 'node:v8';
+import { runInNewContext } from 'node:vm';
 
 import { TextDocument } from 'vscode-languageserver-textdocument';
 import {
@@ -149,8 +151,9 @@ export function startServer(options: ServeOptions): Promise<void> {
 		log,
 		onIndexed: () => {
 			const document = focusUri === undefined ? undefined : documents.get(focusUri);
-			if (document !== undefined && !isPrivate(document.uri)) {
-				pipeline.prewarm(relativePath(document.uri) ?? path.posix.basename(document.uri), document.getText());
+			const text = document === undefined ? undefined : textOf(document);
+			if (document !== undefined && text !== undefined && !isPrivate(document.uri)) {
+				pipeline.prewarm(relativePath(document.uri) ?? path.posix.basename(document.uri), text);
 			}
 		},
 	});
@@ -355,11 +358,12 @@ export function startServer(options: ServeOptions): Promise<void> {
 		}
 	});
 	documents.onDidOpen((event) => {
-		if (isPrivate(event.document.uri)) {
+		const text = textOf(event.document);
+		if (isPrivate(event.document.uri) || text === undefined) {
 			return;
 		}
 		focusUri = event.document.uri;
-		pipeline.prewarm(relativePath(event.document.uri) ?? path.posix.basename(event.document.uri), event.document.getText());
+		pipeline.prewarm(relativePath(event.document.uri) ?? path.posix.basename(event.document.uri), text);
 	});
 	documents.onDidClose((event) => {
 		const relative = relativePath(event.document.uri);
@@ -371,7 +375,8 @@ export function startServer(options: ServeOptions): Promise<void> {
 	/** One completion at a position: the text to insert there, '' for none. Shared by both completion requests. */
 	const completeAt = async (uri: string, position: Position, invoked: boolean, token: CancellationToken): Promise<string> => {
 		const document = documents.get(uri);
-		if (document === undefined || isPrivate(document.uri)) {
+		const text = document === undefined ? undefined : textOf(document);
+		if (document === undefined || text === undefined || isPrivate(document.uri)) {
 			return '';
 		}
 		const controller = new AbortController();
@@ -387,7 +392,7 @@ export function startServer(options: ServeOptions): Promise<void> {
 			const outcome = await pipeline.complete(
 				{
 					path: relativePath(document.uri) ?? path.posix.basename(document.uri),
-					text: document.getText(),
+					text,
 					version: document.version,
 					offset: document.offsetAt(position),
 					invoked,
@@ -515,12 +520,20 @@ export function startServer(options: ServeOptions): Promise<void> {
 	if (process.env['REPOKV_TEST_HOOKS'] === '1') {
 		connection.onRequest('repokv/debug/mirror', () => ({ files: mirror.files().map((file) => ({ path: file.path, text: file.text })) }));
 		// Where the process's memory is (the LSP fuzz's RSS figures): V8's heap, memory outside it, open documents.
-		connection.onRequest('repokv/debug/memory', () => ({
+		// `{ gc: true }` collects garbage first, so that the heap figures are what is still held.
+		connection.onRequest('repokv/debug/memory', (params: { gc?: unknown } | null | undefined) => {
+			if (params?.gc === true) {
+				setFlagsFromString('--expose-gc');
+				(runInNewContext('gc') as () => void)();
+			}
+			return memoryReport();
+		});
+		const memoryReport = (): Record<string, unknown> => ({
 			...process.memoryUsage(),
 			documents: documents.all().length,
-			documentChars: documents.all().reduce((sum, document) => sum + document.getText().length, 0),
+			documentChars: documents.all().reduce((sum, document) => sum + (textOf(document)?.length ?? 0), 0),
 			mirror: { files: mirror.size, bytes: mirror.bytes },
-		}));
+		});
 	}
 
 	let shutdownReceived = false;
@@ -549,6 +562,15 @@ export function startServer(options: ServeOptions): Promise<void> {
 		options.input.once('close', clientGone);
 		connection.listen();
 	});
+}
+
+/**
+ * A document's text, or undefined when the client opened it with something else (vscode-languageserver keeps whatever
+ * `didOpen` carried, `null` included): such a document gets no completion and no warm-up.
+ */
+function textOf(document: TextDocument): string | undefined {
+	const text: unknown = document.getText();
+	return typeof text === 'string' ? text : undefined;
 }
 
 /** `initializationOptions.settings` overlaid by what `workspace/configuration` answered (its values win). */
