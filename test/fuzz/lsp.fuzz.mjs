@@ -6,7 +6,8 @@
 // (a string or integer id and a method) must get exactly one response (a result or a JSON-RPC error), the process
 // must stay up until `exit`, and exit 0 then.
 //
-//   node test/fuzz/lsp.fuzz.mjs [--messages N] [--seed S] [--heap-snapshot DIR]
+//   node test/fuzz/lsp.fuzz.mjs [--messages N] [--seed S] [--heap-snapshot DIR] [--cli FILE]
+// `--cli FILE`: another build of the sidecar launcher (to compare before and after a change).
 // `--heap-snapshot DIR`: the server writes a V8 heap snapshot into DIR after the last message (what holds its memory).
 import assert from 'node:assert/strict';
 import { spawn } from 'node:child_process';
@@ -106,7 +107,7 @@ async function makeWorkspace() {
 /**
  * @param {{ messages?: number, seed?: number, log?: (line: string) => void, responseTimeoutMs?: number, heapSnapshotDir?: string }} [options]
  */
-export async function runLspFuzz({ messages = 10_000, seed = 1, log = () => {}, responseTimeoutMs = 120_000, heapSnapshotDir } = {}) {
+export async function runLspFuzz({ messages = 10_000, seed = 1, log = () => {}, responseTimeoutMs = 120_000, heapSnapshotDir, cli = cliPath } = {}) {
 	const random = rng(seed);
 	const pick = (items) => items[Math.floor(random() * items.length)];
 	const int = (max) => Math.floor(random() * max);
@@ -114,7 +115,7 @@ export async function runLspFuzz({ messages = 10_000, seed = 1, log = () => {}, 
 	const settings = { threads: 1, completion: { maxTokens: 8 }, ask: { maxTokens: 8 } };
 	const netLog = path.join(root, '..', `${path.basename(root)}-net.jsonl`);
 	const heapOptions = heapSnapshotDir === undefined ? [] : ['--heapsnapshot-signal=SIGUSR2', `--diagnostic-dir=${heapSnapshotDir}`];
-	const child = spawn(process.execPath, [...heapOptions, cliPath, 'serve', '--stdio'], { stdio: ['pipe', 'pipe', 'pipe'], env: { ...process.env, ...guardEnv(netLog), REPOKV_TEST_HOOKS: '1' } });
+	const child = spawn(process.execPath, [...heapOptions, cli, 'serve', '--stdio'], { stdio: ['pipe', 'pipe', 'pipe'], env: { ...process.env, ...guardEnv(netLog), REPOKV_TEST_HOOKS: '1' } });
 	let stderr = '';
 	child.stderr.on('data', (chunk) => {
 		stderr = (stderr + chunk).slice(-20_000);
@@ -364,6 +365,7 @@ if (process.argv[1] === fileURLToPath(import.meta.url)) {
 	const messages = Number(argValue('--messages', '10000'));
 	const seed = Number(argValue('--seed', '1'));
 	const heapSnapshotDir = argValue('--heap-snapshot', undefined);
-	const result = await runLspFuzz({ messages, seed, responseTimeoutMs: Number(argValue('--timeout-ms', '120000')), log: (line) => console.error(line), ...(heapSnapshotDir === undefined ? {} : { heapSnapshotDir: path.resolve(heapSnapshotDir) }) });
+	const cli = argValue('--cli', undefined);
+	const result = await runLspFuzz({ messages, seed, responseTimeoutMs: Number(argValue('--timeout-ms', '120000')), log: (line) => console.error(line), ...(heapSnapshotDir === undefined ? {} : { heapSnapshotDir: path.resolve(heapSnapshotDir) }), ...(cli === undefined ? {} : { cli: path.resolve(cli) }) });
 	console.log(JSON.stringify({ fuzzer: 'lsp', seed, ...result }));
 }
