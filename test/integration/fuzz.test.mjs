@@ -34,6 +34,22 @@ describe('fuzz (seeded subsets)', () => {
 		assert.ok(answered, 'the request after a broken header was not answered');
 	});
 
+	test('a document opened with text that is not a string: its completions answer empty and never reset the engine', async (t) => {
+		const server = await startServer({ settings: { threads: 1, completion: { maxTokens: 4 } } });
+		t.after(() => server.stop());
+		await server.waitForStatus((s) => s.state === 'ready' || s.state === 'error', 120_000);
+		for (const [index, text] of [null, 5, [1, 'a'], { a: 1 }].entries()) {
+			const uri = server.uri(`src/junk${index}.ts`);
+			await server.connection.sendNotification('textDocument/didOpen', { textDocument: { uri, languageId: 'typescript', version: 1, text } });
+			const answer = await server.connection.sendRequest('textDocument/inlineCompletion', { textDocument: { uri }, position: { line: 0, character: 0 }, context: { triggerKind: 1 } });
+			assert.deepEqual(answer, { items: [] }, JSON.stringify(text));
+		}
+		// Each used to throw inside the engine job, which reloads the model as if the engine had failed (the LSP
+		// fuzz's RSS grew with the reloads).
+		assert.deepEqual(server.logs.filter((line) => /engine reset|failed/.test(line)), []);
+		assert.equal((await server.connection.sendRequest('repokv/status')).state, 'ready');
+	});
+
 	test('workspace feed: 150 random edit/rename/delete steps; the mirror (in-process and the server\'s) equals the disk after each', async (t) => {
 		const server = await startServer({ settings: { threads: 1, limits: { maxFileBytes: 2048 } }, lazyModelLoad: true, env: { REPOKV_TEST_HOOKS: '1' } });
 		t.after(() => server.stop());
