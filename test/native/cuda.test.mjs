@@ -1,5 +1,6 @@
 // The GPU side (docs/gpu.md), tested where it can be on this machine:
-// - the device layout's bytes (native/src/cuda/device_layout.h) equal the CPU's allocations for every tier;
+// - the device layout's bytes (native/src/cuda/device_layout.h) equal the CPU's allocations for every tier, and the
+//   kernels' element decoders (native/src/cuda/decode.h, compiled by g++ here) read back what the CPU dequantizes;
 // - device selection (`--device`, `repokv.device`): a pure function of the request and a probe, and the CLI's report;
 // - the opt-in CUDA build's architecture choice (native/cuda-build.mjs);
 // - the CUDA kernels against the CPU's portable kernels (native/build/cuda/cuda-check), which needs a build with
@@ -51,6 +52,25 @@ describe('device layout: a segment on the device takes the bytes it takes on the
 			assert.deepEqual(dev, { key: n * 128 * 2, value: Math.ceil(n / 8) * 8 * 128 * 2, meta: 0, pos: 4 * n, total: n * 256 + Math.ceil(n / 8) * 8 * 256 + 4 * n });
 		}
 		assert.equal(Q.deviceBytes('onebit', 128, 0).total, 0);
+	});
+});
+
+describe("the CUDA kernels' decoders (native/src/cuda/decode.h), run on the CPU", () => {
+	test('every packed tier: values, and the keys of q8 and kivi, equal the CPU reference dequantizer exactly', () => {
+		const rand = rng(5);
+		for (const D of [64, 128]) {
+			for (const f of PACKED) {
+				for (const n of [1, 33, 129, 300]) {
+					const K = Float32Array.from({ length: n * D }, () => rand() * (1 + Math.abs(rand()) * 8));
+					const V = Float32Array.from({ length: n * D }, rand);
+					const seg = Q.quantize(f, D, K, V);
+					const ref = Q.dequantize(seg);
+					assert.deepEqual(Q.deviceDecode(seg, 'v'), ref.v, `${f} values D=${D} n=${n}`);
+					if (f === 'onebit') assert.throws(() => Q.deviceDecode(seg, 'k'), /no element decoder/);
+					else assert.deepEqual(Q.deviceDecode(seg, 'k'), ref.k, `${f} keys D=${D} n=${n}`);
+				}
+			}
+		}
 	});
 });
 

@@ -17,6 +17,7 @@
 
 #include "../quant/layout.h"
 #include "attention_cuda.h"
+#include "decode.h"
 
 namespace repokv {
 namespace cuda {
@@ -29,21 +30,14 @@ void check(cudaError_t e, const char *what) {
     if (e != cudaSuccess) throw std::runtime_error(std::string("CUDA ") + what + ": " + cudaGetErrorString(e));
 }
 
-// A segment as the kernels see it.
-struct Seg {
-    int tier, D;
-    int32_t n;  // the segment's tokens (block structure), not the visible count
-    const uint8_t *k, *v, *meta;
+// A segment as the kernels see it: its bytes (decode.h) and its tokens' positions.
+struct Seg : SegView {
     const int32_t *pos;
 };
 
-Seg seg_of(const DeviceSegment &s) { return {(int)s.tier(), s.head_dim(), s.tokens(), s.k(), s.v(), s.meta(), s.pos()}; }
+Seg seg_of(const DeviceSegment &s) { return {{(int)s.tier(), s.head_dim(), s.tokens(), s.k(), s.v(), s.meta()}, s.pos()}; }
 
-__device__ __forceinline__ float h2f(const uint8_t *p) {
-    // fp16 little-endian at any byte offset (the packed layouts do not align their scales)
-    const unsigned short u = (unsigned short)(p[0] | (p[1] << 8));
-    return __half2float(__ushort_as_half(u));
-}
+__device__ __forceinline__ float h2f(const uint8_t *p) { return half_at(p); }
 
 __device__ __forceinline__ float warp_sum(float x) {
     for (int o = 16; o > 0; o >>= 1) x += __shfl_xor_sync(0xffffffffu, x, o);
@@ -84,19 +78,10 @@ __global__ void scores_rows(Seg s, int32_t n, const float *__restrict__ q, int R
         float acc[kMaxRows];
 #pragma unroll
         for (int r = 0; r < kMaxRows; r++) acc[r] = 0;
-        if (TIER == (int)Tier::F16) {
-            const __half *kj = (const __half *)s.k + (size_t)j * D;
+        if (!kivi) {
+            // f16 and q8: the key's channels decoded as decode.h does (checked against the CPU in test/native/cuda.test.mjs)
             for (int c = lane; c < D; c += 32) {
-                const float x = __half2float(kj[c]);
-#pragma unroll
-                for (int r = 0; r < kMaxRows; r++)
-                    if (r < R) acc[r] = fmaf(x, qa[r * D + c], acc[r]);
-            }
-        } else if (TIER == (int)Tier::Q8) {
-            const uint8_t *row = s.k + (size_t)j * q8_token_bytes(D);
-            for (int c = lane; c < D; c += 32) {
-                const uint8_t *g = row + (c / 32) * 34;
-                const float x = h2f(g) * (float)(int8_t)g[2 + c % 32];
+                const float x = key_at<TIER>(s, j, c);
 #pragma unroll
                 for (int r = 0; r < kMaxRows; r++)
                     if (r < R) acc[r] = fmaf(x, qa[r * D + c], acc[r]);
@@ -217,27 +202,6 @@ void launch_scores(const Seg &s, int32_t n, const float *q, int R, float scale, 
 }
 
 // ---- values ------------------------------------------------------------------------------------------------------
-
-// Value c of token t of a segment, decoded from its packed bytes.
-template <int TIER>
-__device__ __forceinline__ float value_at(const Seg &s, int32_t t, int c) {
-    const int D = s.D;
-    if (TIER == (int)Tier::F16) return __half2float(((const __half *)s.v)[((size_t)(t / 8) * D + c) * 8 + t % 8]);
-    if (TIER == (int)Tier::Q8) {
-        const uint8_t *g = s.v + (size_t)t * q8_token_bytes(D) + (c / 32) * 34;
-        return h2f(g) * (float)(int8_t)g[2 + c % 32];
-    }
-    if (TIER == (int)Tier::Kivi4 || TIER == (int)Tier::Kivi2) {
-        constexpr int bits = TIER == (int)Tier::Kivi4 ? 4 : 2;
-        const uint8_t *row = s.v + (size_t)t * kivi_v_token_bytes(D, bits), *meta = row + (size_t)D * bits / 8;
-        const int g = c / 32, NG = D / 32;
-        return h2f(meta + 2 * NG + 2 * g) + h2f(meta + 2 * g) * (float)get_code(row, c, bits);
-    }
-    // onebit: γ_c of the token's block times the token's trit
-    const int32_t t0 = t / kOneBitBlock * kOneBitBlock;
-    const uint8_t *meta = s.v + ob_v_block_offset(D, t0), *rows = meta + ob_v_block_meta(D);
-    return h2f(meta + 2 * c) * (float)ob_trit(rows[(size_t)(t - t0) * ob_v_token_bytes(D) + c / 5], c % 5);
-}
 
 // part[chunk][r][c] (+)= Σ_{t in chunk} P[r * ld + t] · v̂_t[c] for tokens [from, to) of the segment, chunks of kChunk
 // starting at `from`; a thread per channel (blockDim.x = D). add: accumulate into part instead of storing.

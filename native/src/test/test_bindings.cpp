@@ -1,6 +1,7 @@
 // N-API bindings for tests only, in the test addon (native/build/repokv-test.node, never shipped; native/build.mjs):
 //   addon.quant.{formats, bytes, quantize, append, truncate, info, dequantize, rotateNormals, scores, accumulate,
-//                kernelSets, f16Scores, f16Accumulate, softmaxKernels, dumpKv, deviceBytes}: the KV quantizers (src/quant/) and the
+//                kernelSets, f16Scores, f16Accumulate, softmaxKernels, dumpKv, deviceBytes,
+//                deviceDecode}: the KV quantizers (src/quant/) and the
 //                kernel tables (src/kernels/), each table callable by name so tests compare SIMD with portable;
 //   addon.scoreAttention: one layer's attention op with importance observation on given queries and keys;
 //   NativeSession.dequantizeActive (addon.cpp under REPOKV_TEST_ADDON).
@@ -16,6 +17,7 @@
 #include "ggml-backend.h"
 
 #include "../attention.h"
+#include "../cuda/decode.h"
 #include "../cuda/device_layout.h"
 #include "../kernels/kernels.h"
 #include "../model.h"
@@ -558,6 +560,32 @@ Napi::Value DeviceBytes(const Napi::CallbackInfo &info) {
     return o;
 }
 
+// deviceDecode(segment, 'k' | 'v'): a packed segment's keys or values (n x D floats) decoded element by element with
+// the CUDA kernels' own decoders (cuda/decode.h) on the CPU, for comparison with quant.dequantize. onebit keys have
+// no element decoder (the kernels score them in the rotated basis): an error.
+Napi::Value DeviceDecode(const Napi::CallbackInfo &info) {
+    Napi::Env env = info.Env();
+    const QuantSegment &s = seg_arg(info[0]);
+    const bool keys = info.Length() > 1 && info[1].IsString() && info[1].As<Napi::String>().Utf8Value() == "k";
+    if (keys && s.format == Format::OneBit) throw Napi::Error::New(env, "onebit keys have no element decoder");
+    const cuda::SegView v{(int)s.format, s.head_dim, s.n, s.k.data(), s.v.data(), s.meta.data()};
+    Napi::Float32Array out = Napi::Float32Array::New(env, (size_t)s.n * s.head_dim);
+    float *o = out.Data();
+    for (int32_t t = 0; t < s.n; t++)
+        for (int c = 0; c < s.head_dim; c++) {
+            float x = 0;
+            switch (s.format) {
+                case Format::Q8: x = keys ? cuda::key_at<(int)Tier::Q8>(v, t, c) : cuda::value_at<(int)Tier::Q8>(v, t, c); break;
+                case Format::Kivi4: x = keys ? cuda::key_at<(int)Tier::Kivi4>(v, t, c) : cuda::value_at<(int)Tier::Kivi4>(v, t, c); break;
+                case Format::Kivi2: x = keys ? cuda::key_at<(int)Tier::Kivi2>(v, t, c) : cuda::value_at<(int)Tier::Kivi2>(v, t, c); break;
+                case Format::OneBit: x = cuda::value_at<(int)Tier::OneBit>(v, t, c); break;
+                case Format::F16: break;
+            }
+            o[(size_t)t * s.head_dim + c] = x;
+        }
+    return out;
+}
+
 }  // namespace
 
 void register_test_bindings(Napi::Env env, Napi::Object exports) {
@@ -578,6 +606,7 @@ void register_test_bindings(Napi::Env env, Napi::Object exports) {
     q.Set("softmaxKernels", Napi::Function::New(env, SoftmaxKernels));
     q.Set("dumpKv", Napi::Function::New(env, DumpKv));
     q.Set("deviceBytes", Napi::Function::New(env, DeviceBytes));
+    q.Set("deviceDecode", Napi::Function::New(env, DeviceDecode));
     exports.Set("quant", q);
     exports.Set("scoreAttention", Napi::Function::New(env, ScoreAttention));
 }
