@@ -105,7 +105,7 @@ async function makeWorkspace() {
 }
 
 /**
- * @param {{ messages?: number, seed?: number, log?: (line: string) => void, responseTimeoutMs?: number, heapSnapshotDir?: string }} [options]
+ * @param {{ messages?: number, seed?: number, log?: (line: string) => void, responseTimeoutMs?: number, heapSnapshotDir?: string, cli?: string }} [options]
  */
 export async function runLspFuzz({ messages = 10_000, seed = 1, log = () => {}, responseTimeoutMs = 120_000, heapSnapshotDir, cli = cliPath } = {}) {
 	const random = rng(seed);
