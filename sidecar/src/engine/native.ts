@@ -130,7 +130,7 @@ export interface NativeRuntimeInfo {
 	readonly binsDir: string;
 	/** A SIMD attention kernel table in use (AVX2/FMA/F16C on x86-64, NEON on arm64), not the portable one. */
 	readonly simd: boolean;
-	/** The attention kernel table in use (native/src/kernels/kernels.h): `scalar` or `avx2`. */
+	/** The attention kernel table in use (native/src/kernels/kernels.h): `scalar`, `avx2` or `neon`. */
 	readonly kernels: string;
 	/**
 	 * Policy `full` reproduces llama.cpp's logits bit for bit (flash attention off): attention sums in the same order
