@@ -49,7 +49,7 @@ suite('repokv extension host', () => {
 		// added here deliberately, not by accident
 		assert.deepEqual(Object.keys(properties).sort(), [
 			'repokv.completion.disabledLanguages', 'repokv.completion.enabled', 'repokv.completion.maxTokens', 'repokv.completion.trigger',
-			'repokv.contextSize', 'repokv.engine',
+			'repokv.contextSize', 'repokv.device', 'repokv.engine',
 			'repokv.kv.budgetPercent', 'repokv.kv.draftLayout', 'repokv.kv.masterPrecision', 'repokv.kv.policy', 'repokv.kv.precision', 'repokv.kv.split',
 			'repokv.model.draft', 'repokv.model.target', 'repokv.threads', 'repokv.trace.server', 'repokv.workspace.exclude', 'repokv.workspace.maxFileKB', 'repokv.workspace.maxTotalMB',
 		]);
