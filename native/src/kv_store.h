@@ -83,7 +83,7 @@ public:
     Segment &append_segment(int layer, int h) { return head(layer, h).segments.back(); }
     // Removes every token whose position is >= position, in every layer and head.
     void truncate(int32_t position);
-    // Staging (compressing policies, KV-METHODS.md §7.3: "prefill and staging may use higher precision"): in every
+    // Staging (compressing policies, docs/kv-policies.md "Staging and the master copy"): in every
     // head, moves the fp16 tokens older than the `recent` newest, except positions < `sinks`, into a packed segment of
     // `tier` (appended to the one staging already made), once at least `min_move` of them are waiting. The fp16
     // segment stays last and is reallocated small, so the memory of the moved tokens is returned.
