@@ -1,4 +1,4 @@
-// Packed low-bit KV formats for repokv's tiered cache (docs/kv-quantization.md; KV-METHODS.md §3, §4, §7.3).
+// Packed low-bit KV formats for repokv's tiered cache (docs/kv-quantization.md).
 //
 // A QuantSegment holds the keys and values of n tokens of one (layer, KV head) in one format, really packed (codes in
 // bytes / bit-planes, scales in fp16), plus the per-segment metadata the format needs. Positions are the store's

@@ -72,7 +72,7 @@ AVX2 void q8_scores_avx2(const uint8_t *k, int32_t n, int D, const float *q, int
     }
 }
 
-// ---- integer-SIMD helpers (KV-METHODS §4.2: the query side quantized to int8, u8×s8 products with maddubs) ----------
+// ---- integer-SIMD helpers (docs/kv-quantization.md "Kernel algebra": the query side quantized to int8, u8×s8 products with maddubs)
 
 // 32-byte aligned scratch of n vectors (std::vector<__m256i> would drop the type's attributes)
 struct Vec256 {
