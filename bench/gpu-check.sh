@@ -124,6 +124,11 @@ else
 	say "cuda-check: not built (no nvcc here and none carried)"
 	echo '{"skipped":true,"reason":"not built: no nvcc"}' >"$OUT/cuda-check.json"
 fi
+if ((DRY)); then
+	# no GPU: the same kernels compiled by g++ against a CPU emulation of CUDA (native/src/cuda/cuda_emu.h)
+	step build-cuda-emu 60 node native/build.mjs --cuda-emu
+	step cuda-emu-check 60 sh -c "native/build/cuda-emu/cuda-check --quick >'$OUT/cuda-emu-check.json'"
+fi
 step cuda-test 60 sh -c "node --test test/native/cuda.test.mjs >'$OUT/cuda-test.txt' 2>&1"
 
 # ---- 4. fixtures -------------------------------------------------------------------------------------------------------
@@ -186,6 +191,8 @@ OUT=$OUT DRY=$DRY node --input-type=module -e '
 		md.push(`${cuda.device}: ${cuda.checks.length} checks, ${cuda.failed} over the tolerance ${cuda.tolerance}`, "", "| kernel | worst relative difference |", "|---|---|", ...Object.entries(worst).map(([k, v]) => `| ${k} | ${v.toExponential(2)} |`), "");
 		if (cuda.bench) md.push("Decode attention over one KV head (7 query rows, head dim 128), device time:", "", "| tier | tokens | device bytes | ms | GB/s |", "|---|---|---|---|---|", ...cuda.bench.map((b) => `| ${b.tier} | ${b.tokens} | ${b.deviceBytes} | ${b.medianMs} | ${b.GBps} |`), "");
 	}
+	const emu = read("cuda-emu-check.json");
+	if (emu) md.push("## The same kernels in the CPU emulation (native/build/cuda-emu/cuda-check --quick)", "", `${emu.device}: ${emu.checks?.length ?? 0} checks, ${emu.failed ?? "?"} over the tolerance ${emu.tolerance}, worst relative difference ${Math.max(...(emu.checks ?? []).map((c) => c.relDiff)).toExponential(2)}`, "");
 	md.push("## node-llama-cpp (its CUDA build when it found a GPU) on the target fixture", "");
 	if (!speed) md.push("not run");
 	else md.push("| context | config | prefill tok/s | decode tok/s | peak RSS MB | peak device MiB (whole GPU) |", "|---|---|---|---|---|---|", ...speed.rows.map((r) => `| ${r.context} | ${r.config} | ${r.prefillTokPerS} | ${r.decodeTokPerS} | ${r.peakRssMb} | ${r.peakDeviceMiB ?? "-"} |`), "");

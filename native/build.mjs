@@ -10,9 +10,11 @@
 // - Plain g++ invocations (no node-gyp, no network): node headers from Node's own include folder, node-addon-api's
 //   headers from its package. Incremental: an object is rebuilt only when its source or a local header is newer.
 //
-// Usage: node native/build.mjs [--force] [--quiet] [--asan] [--cuda]
+// Usage: node native/build.mjs [--force] [--quiet] [--asan] [--cuda] [--cuda-emu]
 //   --cuda (or REPOKV_CUDA=1): also the CUDA attention kernels and their harness (native/cuda-build.mjs, docs/gpu.md),
 //           when nvcc is present; without it the default build is unchanged and this file never loads cuda-build.mjs
+//   --cuda-emu: the same kernels compiled by g++ against a CPU emulation of CUDA (src/cuda/cuda_emu.h), linked into the
+//           harness native/build/cuda-emu/cuda-check (no nvcc, no GPU; test/native/cuda.test.mjs runs it)
 //   --asan: the addon alone, built with AddressSanitizer (-fsanitize=address, -O1 -g) into native/build/asan/repokv.node,
 //           for the GGUF loader fuzz (test/fuzz/gguf.fuzz.mjs --asan); run it with LD_PRELOAD=$(g++ -print-file-name=libasan.so)
 import { execFileSync, spawn } from 'node:child_process';
@@ -241,10 +243,13 @@ if (!asan && fs.existsSync(requantSrc) && (force || mtime(requantBin) < Math.max
 	}
 }
 
-if (!asan && (process.argv.includes('--cuda') || process.env.REPOKV_CUDA === '1')) {
-	const { buildCuda } = await import('./cuda-build.mjs');
+const cudaWanted = process.argv.includes('--cuda') || process.env.REPOKV_CUDA === '1';
+if (!asan && (cudaWanted || process.argv.includes('--cuda-emu'))) {
+	const { buildCuda, buildCudaEmulation } = await import('./cuda-build.mjs');
 	const cpuObjects = productSources.filter((f) => f.startsWith('quant/') || f.startsWith('kernels/') || f === 'storage_format.cpp').map(objName);
-	await buildCuda({ here, buildDir, binsDir, cxx, commonFlags: common, cpuObjects, force, log, fail });
+	const options = { here, buildDir, binsDir, cxx, commonFlags: common, cpuObjects, force, log, fail };
+	if (cudaWanted) await buildCuda(options);
+	if (process.argv.includes('--cuda-emu')) await buildCudaEmulation(options);
 }
 
 fs.writeFileSync(path.join(buildDir, 'paths.json'), JSON.stringify({ binsDir, llamaTag, nodeLlamaCpp: nlcVersion }, null, 2) + '\n');

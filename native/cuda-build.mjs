@@ -192,3 +192,55 @@ export async function buildCuda({ here, buildDir, binsDir, cxx, commonFlags, cpu
 	fs.writeFileSync(path.join(outDir, 'info.json'), JSON.stringify({ nvcc: release, sass: archs.sass, ptx: archs.ptx, archSource: archs.source, harness: bin }, null, 2) + '\n');
 	return true;
 }
+
+/**
+ * `node native/build.mjs --cuda-emu`: the same kernels compiled by g++ against cuda_emu.h (a CPU emulation of the CUDA
+ * they use) and linked into the same harness, build/cuda-emu/cuda-check, so that the kernels' arithmetic runs
+ * against the CPU kernels on machines without a GPU (test/native/cuda.test.mjs builds it when it is missing). No nvcc.
+ */
+export async function buildCudaEmulation({ here, buildDir, binsDir, cxx, commonFlags, cpuObjects, force, log, fail }) {
+	const srcCuda = path.join(here, 'src', 'cuda');
+	const outDir = path.join(buildDir, 'cuda-emu');
+	fs.mkdirSync(outDir, { recursive: true });
+	const deps = [
+		...fs.readdirSync(srcCuda).map((f) => path.join(srcCuda, f)),
+		...fs.readdirSync(path.join(here, 'src', 'quant')).map((f) => path.join(here, 'src', 'quant', f)),
+		path.join(here, 'src', 'storage_format.h'),
+		path.join(here, 'src', 'kernels', 'kernels.h'),
+		path.join(here, 'cuda-build.mjs'),
+	];
+	const newest = Math.max(...deps.map(mtime));
+	const kernelsObj = path.join(outDir, 'kernels.o');
+	const checkSrc = path.join(here, 'test-cuda', 'cuda-check.cpp');
+	const checkObj = path.join(outDir, 'cuda-check.o');
+	const flags = [...commonFlags.map((f) => (f === '-std=c++17' ? '-std=c++20' : f === '-O3' ? '-O2' : f)), '-Wno-unknown-pragmas'];
+	const jobs = [];
+	if (force || mtime(kernelsObj) < newest) {
+		jobs.push(async () => {
+			log('compiling cuda/kernels.cu for the CPU emulation (g++, REPOKV_CUDA_EMU)');
+			await run(cxx, [...flags, '-pthread', '-DREPOKV_CUDA_EMU', '-x', 'c++', '-c', path.join(srcCuda, 'kernels.cu'), '-o', kernelsObj]);
+		});
+	}
+	if (force || mtime(checkObj) < Math.max(newest, mtime(checkSrc))) {
+		jobs.push(async () => {
+			log('compiling test-cuda/cuda-check.cpp (emulation)');
+			await run(cxx, [...flags, '-c', checkSrc, '-o', checkObj]);
+		});
+	}
+	try {
+		await Promise.all(jobs.map((job) => job()));
+	} catch (error) {
+		fail(`compiling the CUDA emulation failed (${error.message})`);
+	}
+	const bin = path.join(outDir, 'cuda-check');
+	const inputs = [kernelsObj, checkObj, ...cpuObjects];
+	if (force || mtime(bin) < Math.max(...inputs.map(mtime))) {
+		log('linking cuda-emu/cuda-check (the CUDA kernels, emulated on the CPU, against the CPU kernels)');
+		try {
+			await run(cxx, ['-o', bin, ...inputs, '-L', binsDir, '-l:libggml-base.so', `-Wl,-rpath,$ORIGIN/${path.relative(outDir, binsDir)}`, `-Wl,-rpath,${binsDir}`, '-pthread']);
+		} catch (error) {
+			fail(`linking the CUDA emulation failed (${error.message})`);
+		}
+	}
+	return bin;
+}

@@ -4,7 +4,7 @@
 // tiers, causal mask by position) against the CPU's one softmax over the union. Built by `node native/build.mjs
 // --cuda` into native/build/cuda/cuda-check; run by test/native/cuda.test.mjs and bench/gpu-check.sh.
 //
-// Usage: cuda-check [--bench] [--seed N]
+// Usage: cuda-check [--bench] [--quick] [--seed N]
 // Prints one JSON object. Exit status: 0 all within tolerance, 1 a difference over tolerance or a CUDA error,
 // 77 no usable CUDA device (the JSON says why; the tests report SKIPPED).
 #include <algorithm>
@@ -30,6 +30,7 @@ namespace {
 constexpr double kTolerance = 2e-5;  // max |cpu − gpu| relative to max |cpu| (fp32 sums in another order)
 
 std::mt19937 rng;
+bool quick = false;  // --quick: fewer and smaller cases (the CPU emulation runs a thread per CUDA thread)
 
 std::vector<float> randn(size_t n, float sd = 1.0f) {
     std::normal_distribution<float> d(0.0f, sd);
@@ -123,7 +124,7 @@ void kernel_checks() {
     for (int D : {64, 128}) {
         for (int t = 0; t < kTierCount; t++) {
             const Tier tier = (Tier)t;
-            for (int32_t n : {1, 77, 300, 1000}) {
+            for (int32_t n : quick ? std::vector<int32_t>{1, 77, 300} : std::vector<int32_t>{1, 77, 300, 1000}) {
                 const std::vector<float> K = keys(n, D), V = randn((size_t)n * D);
                 Both seg(tier, D, n, K.data(), V.data(), iota_pos(n));
                 {
@@ -134,7 +135,7 @@ void kernel_checks() {
                     snprintf(extra, sizeof extra, ",\"cpuBytes\":%zu,\"deviceBytes\":%zu", seg.cpu_bytes, seg.dev.layout_bytes().total());
                     report("bytes", tier_name(tier), D, n, 0, d, extra);
                 }
-                for (int R : {1, 7, 8}) {
+                for (int R : quick ? std::vector<int>{1, 8} : std::vector<int>{1, 7, 8}) {
                     const size_t ld = n + 8;
                     const std::vector<float> q = randn((size_t)R * D);
                     const float scale = 1.0f / std::sqrt((float)D);
@@ -231,10 +232,12 @@ void cpu_attend(const Head &h, const float *q, const int32_t *qpos, int R, float
 
 void attention_checks() {
     const int D = 128;
+    // mixed precision; the other tiers; policy full (quick: fewer tokens, still several chunks and blocks per tier)
+    const int32_t k = quick ? 4 : 1;
     const std::vector<std::vector<std::pair<Tier, int32_t>>> layouts = {
-        {{Tier::F16, 4}, {Tier::Kivi4, 700}, {Tier::OneBit, 900}, {Tier::F16, 64}},  // mixed precision
-        {{Tier::F16, 4}, {Tier::Q8, 513}, {Tier::Kivi2, 333}, {Tier::F16, 40}},
-        {{Tier::F16, 1200}},                                                       // policy full
+        {{Tier::F16, 4}, {Tier::Kivi4, 700 / k}, {Tier::OneBit, 900 / k}, {Tier::F16, 64}},
+        {{Tier::F16, 4}, {Tier::Q8, 513 / k}, {Tier::Kivi2, 333 / k}, {Tier::F16, 40}},
+        {{Tier::F16, 1200 / k}},
     };
     for (size_t li = 0; li < layouts.size(); li++) {
         Head h;
@@ -296,6 +299,7 @@ int main(int argc, char **argv) {
     unsigned seed = 1;
     for (int i = 1; i < argc; i++) {
         if (!strcmp(argv[i], "--bench")) do_bench = true;
+        else if (!strcmp(argv[i], "--quick")) quick = true;
         else if (!strcmp(argv[i], "--seed") && i + 1 < argc) seed = (unsigned)atoi(argv[++i]);
     }
     rng.seed(seed);

@@ -3,8 +3,9 @@
 //   kernels' element decoders (native/src/cuda/decode.h, compiled by g++ here) read back what the CPU dequantizes;
 // - device selection (`--device`, `repokv.device`): a pure function of the request and a probe, and the CLI's report;
 // - the opt-in CUDA build's architecture choice (native/cuda-build.mjs);
-// - the CUDA kernels against the CPU's portable kernels (native/build/cuda/cuda-check), which needs a build with
-//   --cuda and a CUDA device: SKIPPED otherwise, saying which is missing.
+// - the CUDA kernels against the CPU's portable kernels: compiled by g++ against a CPU emulation of CUDA
+//   (native/build/cuda-emu/cuda-check, built by --cuda-emu), and by nvcc on a CUDA device (native/build/cuda/cuda-check,
+//   built by --cuda): each SKIPPED where it is not built or there is no device, saying which.
 import assert from 'node:assert/strict';
 import { execFile, spawnSync } from 'node:child_process';
 import fs from 'node:fs';
@@ -143,6 +144,25 @@ describe('CUDA build (opt-in)', () => {
 			if (saved === undefined) delete process.env.REPOKV_CUDA_ARCHS;
 			else process.env.REPOKV_CUDA_ARCHS = saved;
 		}
+	});
+});
+
+describe('CUDA kernels in the CPU emulation (native/src/cuda/cuda_emu.h) against the CPU kernels', () => {
+	const harness = path.join(root, 'native', 'build', 'cuda-emu', 'cuda-check');
+	test('every tier: scores, values, device bytes, and whole-head attention with the LSE merge (--quick)', (t) => {
+		// not built by default (a thread per CUDA thread: about a minute on 2 cores); node native/build.mjs --cuda-emu
+		if (!fs.existsSync(harness)) {
+			console.log('SKIPPED: the emulation is not built (node native/build.mjs --cuda-emu)');
+			return t.skip('SKIPPED: the emulation is not built (node native/build.mjs --cuda-emu)');
+		}
+		const r = spawnSync(harness, ['--quick'], { encoding: 'utf8', timeout: 600_000 });
+		const out = JSON.parse(r.stdout);
+		for (const c of out.checks ?? []) if (!c.ok) console.log(JSON.stringify(c));
+		assert.equal(r.status, 0, r.stdout + r.stderr);
+		assert.equal(out.ok, true);
+		assert.ok(out.checks.some((c) => c.kernel === 'attention-masked' && c.tier.includes('onebit')), 'the mixed-tier attention ran');
+		const worst = Math.max(...out.checks.map((c) => c.relDiff));
+		console.log(`${out.device}: ${out.checks.length} checks, worst relative difference ${worst.toExponential(2)} (tolerance ${out.tolerance})`);
 	});
 });
 

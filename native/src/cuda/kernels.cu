@@ -6,8 +6,12 @@
 // token's row); onebit keys are stored in byte planes (byte k of every token of a block together), so a thread per key
 // reads them coalesced. Values: a thread per channel walks a chunk's tokens, with the chunk's probabilities in shared
 // memory. Per-block scales are folded into the query in shared memory once per key block, as the CPU kernels fold them.
-#include <cuda_fp16.h>
+#if defined(REPOKV_CUDA_EMU)
+#include "cuda_emu.h"  // g++ on the CPU: native/build.mjs --cuda-emu (what it checks: cuda_emu.h)
+#else
 #include <cuda_runtime.h>
+#define REPOKV_LAUNCH(kernel, grid, block, stream, ...) kernel<<<grid, block, 0, stream>>>(__VA_ARGS__)
+#endif
 
 #include <algorithm>
 #include <cmath>
@@ -129,7 +133,7 @@ __global__ void scores_onebit(Seg s, int32_t n, const float *__restrict__ q, int
         qn[i] = rot ? q[r * D + norm[c]] * ob_fixed_sign(c) : q[r * D + norm[c]];
     }
     __syncthreads();
-    if (rot && threadIdx.x < R * (Dn / B)) {
+    if (rot && (int)threadIdx.x < R * (Dn / B)) {
         // orthonormal Walsh–Hadamard transform of one block of B channels of one row, in the CPU's order (onebit.cpp fwht)
         float *x = qn + (threadIdx.x / (Dn / B)) * Dn + (threadIdx.x % (Dn / B)) * B;
         for (int len = 1; len < B; len <<= 1)
@@ -192,11 +196,11 @@ __global__ void scores_onebit(Seg s, int32_t n, const float *__restrict__ q, int
 void launch_scores(const Seg &s, int32_t n, const float *q, int R, float scale, float *S, size_t ld, cudaStream_t st) {
     if (n <= 0) return;
     switch ((Tier)s.tier) {
-        case Tier::F16: scores_rows<(int)Tier::F16><<<(n + 31) / 32, 256, 0, st>>>(s, n, q, R, scale, S, ld); break;
-        case Tier::Q8: scores_rows<(int)Tier::Q8><<<(n + 31) / 32, 256, 0, st>>>(s, n, q, R, scale, S, ld); break;
-        case Tier::Kivi4: scores_rows<(int)Tier::Kivi4><<<(n + kKiviBlock - 1) / kKiviBlock, 256, 0, st>>>(s, n, q, R, scale, S, ld); break;
-        case Tier::Kivi2: scores_rows<(int)Tier::Kivi2><<<(n + kKiviBlock - 1) / kKiviBlock, 256, 0, st>>>(s, n, q, R, scale, S, ld); break;
-        case Tier::OneBit: scores_onebit<<<(n + kOneBitBlock - 1) / kOneBitBlock, kOneBitBlock, 0, st>>>(s, n, q, R, scale, S, ld); break;
+        case Tier::F16: REPOKV_LAUNCH(scores_rows<(int)Tier::F16>, (n + 31) / 32, 256, st, s, n, q, R, scale, S, ld); break;
+        case Tier::Q8: REPOKV_LAUNCH(scores_rows<(int)Tier::Q8>, (n + 31) / 32, 256, st, s, n, q, R, scale, S, ld); break;
+        case Tier::Kivi4: REPOKV_LAUNCH(scores_rows<(int)Tier::Kivi4>, (n + kKiviBlock - 1) / kKiviBlock, 256, st, s, n, q, R, scale, S, ld); break;
+        case Tier::Kivi2: REPOKV_LAUNCH(scores_rows<(int)Tier::Kivi2>, (n + kKiviBlock - 1) / kKiviBlock, 256, st, s, n, q, R, scale, S, ld); break;
+        case Tier::OneBit: REPOKV_LAUNCH(scores_onebit, (n + kOneBitBlock - 1) / kOneBitBlock, kOneBitBlock, st, s, n, q, R, scale, S, ld); break;
     }
     check(cudaGetLastError(), "scores launch");
 }
@@ -234,11 +238,11 @@ void launch_values(const Seg &s, int32_t from, int32_t to, const float *P, size_
     if (to <= from) return;
     const int grid = (to - from + kChunk - 1) / kChunk;
     switch ((Tier)s.tier) {
-        case Tier::F16: values<(int)Tier::F16><<<grid, s.D, 0, st>>>(s, from, to, P, ld, R, part, add); break;
-        case Tier::Q8: values<(int)Tier::Q8><<<grid, s.D, 0, st>>>(s, from, to, P, ld, R, part, add); break;
-        case Tier::Kivi4: values<(int)Tier::Kivi4><<<grid, s.D, 0, st>>>(s, from, to, P, ld, R, part, add); break;
-        case Tier::Kivi2: values<(int)Tier::Kivi2><<<grid, s.D, 0, st>>>(s, from, to, P, ld, R, part, add); break;
-        case Tier::OneBit: values<(int)Tier::OneBit><<<grid, s.D, 0, st>>>(s, from, to, P, ld, R, part, add); break;
+        case Tier::F16: REPOKV_LAUNCH(values<(int)Tier::F16>, grid, s.D, st, s, from, to, P, ld, R, part, add); break;
+        case Tier::Q8: REPOKV_LAUNCH(values<(int)Tier::Q8>, grid, s.D, st, s, from, to, P, ld, R, part, add); break;
+        case Tier::Kivi4: REPOKV_LAUNCH(values<(int)Tier::Kivi4>, grid, s.D, st, s, from, to, P, ld, R, part, add); break;
+        case Tier::Kivi2: REPOKV_LAUNCH(values<(int)Tier::Kivi2>, grid, s.D, st, s, from, to, P, ld, R, part, add); break;
+        case Tier::OneBit: REPOKV_LAUNCH(values<(int)Tier::OneBit>, grid, s.D, st, s, from, to, P, ld, R, part, add); break;
     }
     check(cudaGetLastError(), "values launch");
 }
@@ -420,7 +424,7 @@ void accumulate(const DeviceSegment &seg, int32_t n, const float *P, size_t ld, 
     check(cudaMemcpy(dP, P, pb, cudaMemcpyHostToDevice), "copy P");
     check(cudaMemcpy(dout, out, ob, cudaMemcpyHostToDevice), "copy out");
     launch_values(seg_of(seg), 0, n, dP, ld, R, dpart, false, 0);
-    sum_parts<<<(R * D + 255) / 256, 256>>>(dpart, nparts, R, D, dout);
+    REPOKV_LAUNCH(sum_parts, (R * D + 255) / 256, 256, 0, dpart, nparts, R, D, dout);
     check(cudaGetLastError(), "sum launch");
     check(cudaMemcpy(out, dout, ob, cudaMemcpyDeviceToHost), "copy out back");
 }
@@ -457,13 +461,13 @@ float attend(const std::vector<const DeviceSegment *> &segs, const float *q, con
         if (s.n == 0) continue;
         const int nc = (s.n + kChunk - 1) / kChunk;
         launch_scores(s, s.n, dq, R, scale, dS + off, ld, 0);
-        chunk_softmax<<<dim3(nc, R), kChunk>>>(s.pos, s.n, dS + off, ld, dqpos, chunk0, nchunks, dm, dl);
+        REPOKV_LAUNCH(chunk_softmax, dim3(nc, R), kChunk, 0, s.pos, s.n, dS + off, ld, dqpos, chunk0, nchunks, dm, dl);
         check(cudaGetLastError(), "softmax launch");
         launch_values(s, 0, s.n, dS + off, ld, R, dpart + (size_t)chunk0 * R * D, false, 0);
         off += s.n;
         chunk0 += nc;
     }
-    lse_merge<<<R, D>>>(dpart, dm, dl, nchunks, R, D, dout);
+    REPOKV_LAUNCH(lse_merge, R, D, 0, dpart, dm, dl, nchunks, R, D, dout);
     check(cudaGetLastError(), "merge launch");
     check(cudaEventRecord(e1), "event");
     check(cudaEventSynchronize(e1), "attention kernels");
