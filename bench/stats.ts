@@ -57,7 +57,7 @@ export interface PairOutcome {
 	readonly difference: Interval;
 	readonly verdict: Verdict;
 	/** Why a pair is not resolved: its interval straddles 0, or both sides sit at the floor or the ceiling. */
-	readonly reason?: 'interval contains 0' | 'tie at floor' | 'tie at ceiling' | 'no paired prompts' | 'interval contains the margin';
+	readonly reason?: 'interval contains 0' | 'tie at floor' | 'tie at ceiling' | 'too few prompts' | 'interval contains the margin';
 }
 
 export interface Bounds {
@@ -66,12 +66,18 @@ export interface Bounds {
 	readonly ceiling: number;
 }
 
+/**
+ * Fewest paired prompts a verdict needs: a percentile bootstrap of a handful of values has a handful of distinct
+ * means, so its "interval" can exclude 0 by construction (n = 2: three possible means).
+ */
+export const minPairedPrompts = 10;
+
 const allAt = (m: ReadonlyMap<string, number>, x: number): boolean => m.size > 0 && [...m.values()].every((v) => v === x);
 
 /**
  * One ordered pair: `better` is expected to be at least as good as `worse`. `higherIsBetter` orients the measure
  * (false for KL). Holds only when the paired interval lies strictly on the expected side of 0; fails when it lies
- * strictly on the other side; otherwise (or at a floor/ceiling tie) not resolved.
+ * strictly on the other side; otherwise (a floor/ceiling tie, fewer than `minPairedPrompts` pairs) not resolved.
  */
 export function comparePair(
 	better: string,
@@ -86,7 +92,7 @@ export function comparePair(
 	const b = values.get(worse) ?? new Map<string, number>();
 	const raw = pairedDifference(a, b, seed, resamples);
 	const difference = higherIsBetter ? raw : { n: raw.n, mean: -raw.mean, lo: -raw.hi, hi: -raw.lo };
-	if (raw.n === 0) return { better, worse, difference, verdict: 'not resolved', reason: 'no paired prompts' };
+	if (raw.n < minPairedPrompts) return { better, worse, difference, verdict: 'not resolved', reason: 'too few prompts' };
 	if (allAt(a, bounds.floor) && allAt(b, bounds.floor)) return { better, worse, difference, verdict: 'not resolved', reason: 'tie at floor' };
 	if (allAt(a, bounds.ceiling) && allAt(b, bounds.ceiling)) return { better, worse, difference, verdict: 'not resolved', reason: 'tie at ceiling' };
 	if (difference.lo > 0) return { better, worse, difference, verdict: 'holds' };
@@ -141,7 +147,7 @@ export function withinMargin(
 	resamples?: number,
 ): MarginOutcome {
 	const p = comparePair(candidate, reference, values, higherIsBetter, bounds, seed, resamples);
-	if (p.reason === 'no paired prompts' || p.reason === 'tie at floor') return { difference: p.difference, margin, verdict: 'not resolved', reason: p.reason };
+	if (p.reason === 'too few prompts' || p.reason === 'tie at floor') return { difference: p.difference, margin, verdict: 'not resolved', reason: p.reason };
 	if (p.difference.lo > -margin) return { difference: p.difference, margin, verdict: 'holds' };
 	if (p.difference.hi < -margin) return { difference: p.difference, margin, verdict: 'fails' };
 	return { difference: p.difference, margin, verdict: 'not resolved', reason: 'interval contains the margin' };

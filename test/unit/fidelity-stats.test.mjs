@@ -87,6 +87,12 @@ describe('ordering check', () => {
 		assert.equal(p.reason, 'tie at ceiling');
 	});
 
+	test('too few paired prompts decide nothing, however far apart they are', () => {
+		const p = comparePair('a', 'b', rows({ a: [90, 91, 92], b: [10, 11, 12] }), true, TOP1, 1);
+		assert.equal(p.verdict, 'not resolved');
+		assert.equal(p.reason, 'too few prompts');
+	});
+
 	test('lower is better (KL): the orientation flips', () => {
 		const kl = rows({ speckv: series(40, 0.1, 0.01).map((v) => v / 100), snapkv: series(40, 5, 0.01).map((v) => v / 100) });
 		assert.equal(comparePair('speckv', 'snapkv', kl, false, KL, 1).verdict, 'holds');
