@@ -57,17 +57,8 @@ describe('llama engine', () => {
 	test('a prompt that does not fit the context is refused, not shifted', async () => {
 		await assert.rejects(model.complete({ prompt: 'x '.repeat(3000), maxTokens: 8 }), /do not fit the context/);
 	});
-});
 
-describe('llama engine: a warm-up for a prompt the cache starts with', () => {
-	let model;
-	before(async () => {
-		const engine = await sidecar.loadEngine('llama');
-		model = await engine.loadModel({ modelPath: targetModelPath, threads: 1, contextSize: 2048 });
-	});
-	after(() => model?.dispose());
-
-	test('keeps what follows it (the active file\'s part the next completion reuses)', async () => {
+	test('a warm-up for a prompt the cache starts with keeps what follows it (the active file\'s part the next completion reuses)', async () => {
 		const repoPart = fimPrompt.slice(0, fimPrompt.indexOf('<|file_sep|>src/main.ts'));
 		const first = await model.complete({ prompt: fimPrompt, maxTokens: 4, reusePrefix: true });
 		const warm = await model.complete({ prompt: repoPart, maxTokens: 0, reusePrefix: true });

@@ -51,14 +51,14 @@ function isAborted(signal: AbortSignal | undefined): boolean {
  */
 const keptSelectionGrowthTokens = 8;
 
-/** Whether the first `length` tokens of `a` and `b` are the same. */
-function sameStart(a: readonly number[], b: readonly number[], length: number): boolean {
-	for (let i = 0; i < length; i++) {
-		if (a[i] !== b[i]) {
-			return false;
-		}
+/** How many tokens `a` and `b` share from the start, counting at most `limit`. */
+function commonPrefixLength(a: readonly number[], b: readonly number[], limit: number): number {
+	const end = Math.min(limit, a.length, b.length);
+	let i = 0;
+	while (i < end && a[i] === b[i]) {
+		i++;
 	}
-	return true;
+	return i;
 }
 
 /** Room after a full context for SpecKV's scoring pass (the draft's lookahead is at most 64 tokens). */
@@ -140,9 +140,10 @@ class NativeLoadedModel implements LoadedModel {
 	private selection: SelectionOptions | undefined;
 	/**
 	 * While the session is compressed: the length of the prompt (less its last token) its selection was made for, and
-	 * the tokens the compressed store holds now (that prompt, or a later one that kept its selection).
+	 * the completion that request gave. The compressed store holds `masterTokens` (that prompt, or a later one that
+	 * kept its selection).
 	 */
-	private compressedFor: { readonly selectedAt: number; readonly tokens: readonly number[]; output: string } | undefined;
+	private compressedFor: { readonly selectedAt: number; output: string } | undefined;
 
 	constructor(
 		private readonly model: NativeModel,
@@ -213,10 +214,7 @@ class NativeLoadedModel implements LoadedModel {
 			return undefined;
 		}
 		const m = promptTokens.length - 1;
-		let common = 0;
-		while (common < Math.min(m, kept.tokens.length) && kept.tokens[common] === promptTokens[common]) {
-			common++;
-		}
+		const common = commonPrefixLength(this.masterTokens, promptTokens, m);
 		const window = this.selection?.window ?? selectionDefaults.window;
 		if (common < kept.selectedAt - window || m > kept.selectedAt + keptSelectionGrowthTokens) {
 			// the change reaches into the selected part, or the prompt grew too much since the selection
@@ -253,7 +251,7 @@ class NativeLoadedModel implements LoadedModel {
 		const n = promptTokens.length;
 		const m = n - 1;
 		const policy = this.selection?.policy ?? 'full';
-		if (request.maxTokens === 0 && request.reusePrefix === true && m <= this.masterTokens.length && sameStart(this.masterTokens, promptTokens, m)) {
+		if (request.maxTokens === 0 && request.reusePrefix === true && commonPrefixLength(this.masterTokens, promptTokens, m) === m) {
 			// A warm-up for a prompt the cache already starts with (the repository block, while the cache also holds the
 			// active file's part): cutting the cache to it would only throw away what the next completion reuses.
 			return { text: '', stopReason: 'maxTokens', tokens: { prompt: n, reused: m, generated: 0 }, timings: { tokenizeMs: tokenized - started, prefillMs: 0, decodeMs: 0 } };
@@ -266,9 +264,7 @@ class NativeLoadedModel implements LoadedModel {
 		this.compressedFor = undefined;
 		let reused = 0;
 		if (request.reusePrefix === true && policy !== 'h2o') {
-			while (reused < Math.min(m, this.masterTokens.length) && this.masterTokens[reused] === promptTokens[reused]) {
-				reused++;
-			}
+			reused = commonPrefixLength(this.masterTokens, promptTokens, m);
 			if (policy !== 'full') {
 				reused = Math.min(reused, Math.max(0, n - selectionDefaults.window));
 			}
@@ -327,7 +323,7 @@ class NativeLoadedModel implements LoadedModel {
 			const t = performance.now();
 			const { nLayer, nHeadKv } = this.model.info;
 			if (compressSession(this.session, nLayer, nHeadKv, { reserveTokens: request.maxTokens + 1, ...this.selection }, request.maxTokens + 1) !== undefined) {
-				this.compressedFor = { selectedAt: m, tokens: this.masterTokens, output: '' };
+				this.compressedFor = { selectedAt: m, output: '' };
 			}
 			compressMs = performance.now() - t;
 		}
@@ -375,8 +371,6 @@ class NativeLoadedModel implements LoadedModel {
 		}
 		const prefilled = performance.now();
 		this.session.endTail();
-		const kept = this.compressedFor;
-		this.compressedFor = kept === undefined ? undefined : { selectedAt: kept.selectedAt, tokens: this.masterTokens, output: kept.output };
 		const appendMs = performance.now() - prefilled;
 		return this.decode(request, promptTokens, last, from, { tokenizeMs: tokenized - started, prefillMs: prefilled - tokenized, compressMs: appendMs }, 'kept');
 	}
